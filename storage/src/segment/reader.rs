@@ -1,0 +1,320 @@
+//! Reading a segment file through a memory map.
+
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use roaring::RoaringBitmap;
+
+use super::{SEG_END, SEG_MAGIC};
+use crate::bitpack;
+use crate::codec::{DecodeError, Dec};
+use crate::error::{Error, Result};
+use crate::value::Value;
+
+/// Facts from a segment's footer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// The shard the rows belong to.
+    pub shard: u32,
+    /// Number of rows.
+    pub rows: u64,
+    /// Number of distinct users.
+    pub users: u64,
+    /// Smallest event time.
+    pub min_time: i64,
+    /// Largest event time.
+    pub max_time: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Section {
+    name: String,
+    offset: usize,
+    len: usize,
+}
+
+/// An open, verified segment.
+#[derive(Debug)]
+pub struct Segment {
+    path: PathBuf,
+    map: Mmap,
+    sections: Vec<Section>,
+    meta: SegmentMeta,
+    /// Distinct user ids, ascending.
+    user_ids: Vec<u32>,
+    /// Row start of each user; one extra entry holds the row count.
+    user_starts: Vec<u32>,
+}
+
+/// A decoded property column: `values[idx[row] - 1]`, or absent when `idx[row] == 0`.
+#[derive(Debug, Clone, Default)]
+pub struct PropColumn {
+    /// Distinct values.
+    pub values: Vec<Value>,
+    /// Per-row index into `values`, 1-based; 0 = absent.
+    pub idx: Vec<u32>,
+}
+
+impl PropColumn {
+    /// The value at `row`, if present.
+    pub fn get(&self, row: usize) -> Option<&Value> {
+        match self.idx.get(row).copied() {
+            None | Some(0) => None,
+            Some(i) => self.values.get(i as usize - 1),
+        }
+    }
+}
+
+impl Segment {
+    /// Opens and verifies a segment: magic, footer checksum, and every
+    /// section's checksum. Any damage is an error naming the file.
+    pub fn open(path: &Path) -> Result<Segment> {
+        let map = crate::mmap::map_sealed(path)?;
+        let bad = |why: String| Error::corrupt(path, why);
+        let n = map.len();
+        if n < 8 + 16 || &map[..8] != SEG_MAGIC || &map[n - 8..] != SEG_END {
+            return Err(bad("not a Footprint segment (bad magic or truncated)".into()));
+        }
+        let flen = u32::from_le_bytes([map[n - 16], map[n - 15], map[n - 14], map[n - 13]]) as usize;
+        let fcrc = u32::from_le_bytes([map[n - 12], map[n - 11], map[n - 10], map[n - 9]]);
+        if flen > n - 24 {
+            return Err(bad(format!("footer length {flen} exceeds the file")));
+        }
+        let fstart = n - 16 - flen;
+        let footer = &map[fstart..n - 16];
+        let got = crc32fast::hash(footer);
+        if got != fcrc {
+            return Err(Error::ChecksumMismatch {
+                file: path.to_owned(),
+                offset: fstart as u64,
+                expected: fcrc,
+                got,
+            });
+        }
+        let ctx = |e: DecodeError| bad(format!("footer: {e}"));
+        let mut d = Dec::new(footer);
+        let ns = d.len(1 << 20, "section count").map_err(ctx)?;
+        let mut sections = Vec::with_capacity(ns);
+        for _ in 0..ns {
+            let name = d.str().map_err(ctx)?.to_owned();
+            let offset = d.u64().map_err(ctx)? as usize;
+            let len = d.u64().map_err(ctx)? as usize;
+            let crc = d.u32().map_err(ctx)?;
+            if offset < 8 || offset.checked_add(len).is_none_or(|end| end > fstart) {
+                return Err(bad(format!("section {name} lies outside the file")));
+            }
+            let got = crc32fast::hash(&map[offset..offset + len]);
+            if got != crc {
+                return Err(Error::ChecksumMismatch {
+                    file: path.to_owned(),
+                    offset: offset as u64,
+                    expected: crc,
+                    got,
+                });
+            }
+            sections.push(Section { name, offset, len });
+        }
+        let meta = SegmentMeta {
+            shard: d.var().map_err(ctx)? as u32,
+            rows: d.var().map_err(ctx)?,
+            users: d.var().map_err(ctx)?,
+            min_time: d.i64().map_err(ctx)?,
+            max_time: d.i64().map_err(ctx)?,
+        };
+        if meta.rows > u64::from(u32::MAX) {
+            return Err(bad(format!("{} rows is more than a segment can hold", meta.rows)));
+        }
+        let mut seg = Segment {
+            path: path.to_owned(),
+            map,
+            sections,
+            meta,
+            user_ids: Vec::new(),
+            user_starts: Vec::new(),
+        };
+        seg.load_users()?;
+        Ok(seg)
+    }
+
+    fn section(&self, name: &str) -> Option<&[u8]> {
+        self.sections
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| &self.map[s.offset..s.offset + s.len])
+    }
+
+    fn required(&self, name: &str) -> Result<&[u8]> {
+        self.section(name)
+            .ok_or_else(|| Error::corrupt(&self.path, format!("section {name} is missing")))
+    }
+
+    fn decode_err(&self, section: &str, e: DecodeError) -> Error {
+        Error::corrupt(&self.path, format!("section {section}: {e}"))
+    }
+
+    fn load_users(&mut self) -> Result<()> {
+        let rows = self.meta.rows as usize;
+        let users = self.meta.users as usize;
+        let bytes = self.required("users")?;
+        let mut d = Dec::new(bytes);
+        let mut deltas = Vec::new();
+        let mut counts = Vec::new();
+        bitpack::decode(&mut d, users, &mut deltas).map_err(|e| self.decode_err("users", e))?;
+        bitpack::decode(&mut d, users, &mut counts).map_err(|e| self.decode_err("users", e))?;
+        if deltas.len() != users || counts.len() != users {
+            return Err(Error::corrupt(&self.path, "users table has the wrong length"));
+        }
+        let mut ids = Vec::with_capacity(users);
+        let mut starts = Vec::with_capacity(users + 1);
+        let mut uid: u64 = 0;
+        let mut row: u64 = 0;
+        for (i, (&dl, &c)) in deltas.iter().zip(&counts).enumerate() {
+            uid = if i == 0 { dl } else { uid + dl };
+            if uid > u64::from(u32::MAX) || (i > 0 && dl == 0) || c == 0 {
+                return Err(Error::corrupt(&self.path, "users table is not strictly ascending"));
+            }
+            ids.push(uid as u32);
+            starts.push(row as u32);
+            row += c;
+        }
+        if row != rows as u64 {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("users table covers {row} rows, the footer says {rows}"),
+            ));
+        }
+        starts.push(row as u32);
+        self.user_ids = ids;
+        self.user_starts = starts;
+        Ok(())
+    }
+
+    /// The file this segment was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Footer facts.
+    pub fn meta(&self) -> SegmentMeta {
+        self.meta
+    }
+
+    /// Distinct user ids, ascending.
+    pub fn user_ids(&self) -> &[u32] {
+        &self.user_ids
+    }
+
+    /// Row starts per user, plus a final entry equal to the row count.
+    pub fn user_starts(&self) -> &[u32] {
+        &self.user_starts
+    }
+
+    /// Bytes per section, for `stats`.
+    pub fn section_sizes(&self) -> Vec<(String, u64)> {
+        self.sections
+            .iter()
+            .map(|s| (s.name.clone(), s.len as u64))
+            .collect()
+    }
+
+    /// Decodes the time column.
+    pub fn times(&self) -> Result<Vec<i64>> {
+        let rows = self.meta.rows as usize;
+        let mut d = Dec::new(self.required("time")?);
+        let mut raw = Vec::new();
+        bitpack::decode(&mut d, rows, &mut raw).map_err(|e| self.decode_err("time", e))?;
+        if raw.len() != rows {
+            return Err(Error::corrupt(&self.path, "time column has the wrong length"));
+        }
+        let mut out = Vec::with_capacity(rows);
+        for w in self.user_starts.windows(2) {
+            let mut t = self.meta.min_time;
+            for (k, &delta) in raw[w[0] as usize..w[1] as usize].iter().enumerate() {
+                let delta = i64::try_from(delta)
+                    .map_err(|_| Error::corrupt(&self.path, "time delta out of range"))?;
+                if k == 0 {
+                    t = self.meta.min_time;
+                }
+                t = t
+                    .checked_add(delta)
+                    .filter(|&t| t <= self.meta.max_time)
+                    .ok_or_else(|| Error::corrupt(&self.path, "time beyond the segment's max"))?;
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes the event-id column.
+    pub fn events(&self) -> Result<Vec<u32>> {
+        let rows = self.meta.rows as usize;
+        let mut d = Dec::new(self.required("event")?);
+        let mut raw = Vec::new();
+        bitpack::decode(&mut d, rows, &mut raw).map_err(|e| self.decode_err("event", e))?;
+        if raw.len() != rows {
+            return Err(Error::corrupt(&self.path, "event column has the wrong length"));
+        }
+        raw.into_iter()
+            .map(|v| u32::try_from(v).map_err(|_| Error::corrupt(&self.path, "event id out of range")))
+            .collect()
+    }
+
+    /// The users who did event `event` in this segment.
+    pub fn event_users(&self, event: u32) -> Result<Option<RoaringBitmap>> {
+        Ok(self.event_bitmaps()?.into_iter().find(|(e, _)| *e == event).map(|(_, b)| b))
+    }
+
+    /// All per-event user bitmaps.
+    pub fn event_bitmaps(&self) -> Result<Vec<(u32, RoaringBitmap)>> {
+        let mut d = Dec::new(self.required("bitmaps")?);
+        let err = |e: DecodeError| self.decode_err("bitmaps", e);
+        let n = d.len(d.remaining(), "bitmap count").map_err(err)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let ev = d.var().map_err(err)? as u32;
+            let bytes = d.bytes().map_err(err)?;
+            let bm = RoaringBitmap::deserialize_from(bytes)
+                .map_err(|e| Error::corrupt(&self.path, format!("bitmap of event {ev}: {e}")))?;
+            out.push((ev, bm));
+        }
+        Ok(out)
+    }
+
+    /// Property ids that have a column in this segment.
+    pub fn prop_ids(&self) -> Vec<u32> {
+        self.sections
+            .iter()
+            .filter_map(|s| s.name.strip_prefix("prop.")?.parse().ok())
+            .collect()
+    }
+
+    /// Decodes property column `pid`; `None` if no row has it.
+    pub fn prop(&self, pid: u32) -> Result<Option<PropColumn>> {
+        let name = format!("prop.{pid}");
+        let Some(bytes) = self.section(&name) else {
+            return Ok(None);
+        };
+        let rows = self.meta.rows as usize;
+        // Bound the decompressed size: values are capped at 64 KiB each and
+        // an index takes at most 9 bytes per row.
+        let cap = bytes.len().saturating_mul(64).max(rows * 16 + (1 << 20));
+        let raw = zstd::bulk::decompress(bytes, cap)
+            .map_err(|e| Error::corrupt(&self.path, format!("section {name}: {e}")))?;
+        let mut d = Dec::new(&raw);
+        let err = |e: DecodeError| self.decode_err(&name, e);
+        let nv = d.len(raw.len(), "value count").map_err(err)?;
+        let mut values = Vec::with_capacity(nv);
+        for _ in 0..nv {
+            values.push(d.value().map_err(err)?);
+        }
+        let mut idx = Vec::new();
+        bitpack::decode(&mut d, rows, &mut idx).map_err(err)?;
+        if idx.len() != rows || idx.iter().any(|&i| i > nv as u64) {
+            return Err(Error::corrupt(&self.path, format!("section {name}: bad value index")));
+        }
+        Ok(Some(PropColumn {
+            values,
+            idx: idx.into_iter().map(|i| i as u32).collect(),
+        }))
+    }
+}

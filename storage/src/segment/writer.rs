@@ -1,0 +1,186 @@
+//! Building a segment file from sorted rows.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use roaring::RoaringBitmap;
+
+use super::{SEG_END, SEG_MAGIC};
+use crate::bitpack;
+use crate::codec::Enc;
+use crate::error::{IoContext, Result};
+use crate::value::Value;
+
+/// One shard's rows in columns, sorted by (uid, time). Properties are keyed
+/// by property id and hold `(row, value)` pairs in row order.
+#[derive(Debug, Default, Clone)]
+pub struct SegmentData {
+    /// User id per row.
+    pub uids: Vec<u32>,
+    /// Event id per row.
+    pub events: Vec<u32>,
+    /// Time per row (ms).
+    pub times: Vec<i64>,
+    /// Property columns: id → `(row, value)` in row order.
+    pub props: BTreeMap<u32, Vec<(u32, Value)>>,
+}
+
+impl SegmentData {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.uids.len()
+    }
+    /// True if no rows.
+    pub fn is_empty(&self) -> bool {
+        self.uids.is_empty()
+    }
+}
+
+/// Writes `data` (sorted by uid, then time) as a segment at `path`:
+/// temp file, fsync, rename. The caller fsyncs the directory. Returns the
+/// file size.
+pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64> {
+    debug_assert!(data
+        .uids
+        .windows(2)
+        .zip(data.times.windows(2))
+        .all(|(u, t)| u[0] < u[1] || (u[0] == u[1] && t[0] <= t[1])));
+    let n = data.len();
+    let mut sections: Vec<(String, Vec<u8>)> = Vec::new();
+
+    // users: distinct uids (delta coded) and row counts.
+    let mut user_ids = Vec::new();
+    let mut counts = Vec::new();
+    for (i, &u) in data.uids.iter().enumerate() {
+        if i == 0 || data.uids[i - 1] != u {
+            user_ids.push(u);
+            counts.push(0u64);
+        }
+        if let Some(c) = counts.last_mut() {
+            *c += 1;
+        }
+    }
+    let mut e = Enc::new();
+    let deltas: Vec<u64> = user_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| if i == 0 { u64::from(u) } else { u64::from(u - user_ids[i - 1]) })
+        .collect();
+    bitpack::encode(&deltas, &mut e);
+    bitpack::encode(&counts, &mut e);
+    sections.push(("users".into(), e.buf));
+
+    let min_time = data.times.iter().copied().min().unwrap_or(0);
+    let max_time = data.times.iter().copied().max().unwrap_or(0);
+    // time: per user, first row relative to the segment minimum, then deltas.
+    let mut tdeltas = Vec::with_capacity(n);
+    for i in 0..n {
+        let first = i == 0 || data.uids[i - 1] != data.uids[i];
+        let base = if first { min_time } else { data.times[i - 1] };
+        tdeltas.push((data.times[i] - base) as u64);
+    }
+    let mut e = Enc::new();
+    bitpack::encode(&tdeltas, &mut e);
+    sections.push(("time".into(), e.buf));
+
+    let mut e = Enc::new();
+    let evs: Vec<u64> = data.events.iter().map(|&x| u64::from(x)).collect();
+    bitpack::encode(&evs, &mut e);
+    sections.push(("event".into(), e.buf));
+
+    // per-event user bitmaps
+    let mut bitmaps: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
+    for (&u, &ev) in data.uids.iter().zip(&data.events) {
+        bitmaps.entry(ev).or_default().insert(u);
+    }
+    let mut e = Enc::new();
+    e.var(bitmaps.len() as u64);
+    for (ev, bm) in &bitmaps {
+        e.var(u64::from(*ev));
+        let mut b = Vec::with_capacity(bm.serialized_size());
+        bm.serialize_into(&mut b).at(path)?;
+        e.bytes(&b);
+    }
+    sections.push(("bitmaps".into(), e.buf));
+
+    for (pid, col) in &data.props {
+        sections.push((format!("prop.{pid}"), encode_prop(n, col)));
+    }
+
+    let mut file_bytes = Vec::with_capacity(sections.iter().map(|s| s.1.len()).sum::<usize>() + 256);
+    file_bytes.extend_from_slice(SEG_MAGIC);
+    let mut footer = Enc::new();
+    footer.var(sections.len() as u64);
+    for (name, bytes) in &sections {
+        footer.str(name);
+        footer.u64(file_bytes.len() as u64);
+        footer.u64(bytes.len() as u64);
+        footer.u32(crc32fast::hash(bytes));
+        file_bytes.extend_from_slice(bytes);
+    }
+    footer.var(u64::from(shard));
+    footer.var(n as u64);
+    footer.var(user_ids.len() as u64);
+    footer.i64(min_time);
+    footer.i64(max_time);
+    let flen = footer.buf.len() as u32;
+    let fcrc = crc32fast::hash(&footer.buf);
+    file_bytes.extend_from_slice(&footer.buf);
+    file_bytes.extend_from_slice(&flen.to_le_bytes());
+    file_bytes.extend_from_slice(&fcrc.to_le_bytes());
+    file_bytes.extend_from_slice(SEG_END);
+
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+        f.write_all(&file_bytes).at(&tmp)?;
+        f.sync_all().at(&tmp)?;
+    }
+    std::fs::rename(&tmp, path).at(path)?;
+    Ok(file_bytes.len() as u64)
+}
+
+/// A property column: the distinct values, then per row an index into
+/// them (0 = absent), zstd-compressed as a whole.
+fn encode_prop(rows: usize, col: &[(u32, Value)]) -> Vec<u8> {
+    let mut distinct: Vec<&Value> = Vec::new();
+    let mut lookup: rustc_hash::FxHashMap<ValueKey<'_>, u64> = Default::default();
+    let mut idx = vec![0u64; rows];
+    for (row, v) in col {
+        let key = ValueKey(v);
+        let id = *lookup.entry(key).or_insert_with(|| {
+            distinct.push(v);
+            distinct.len() as u64
+        });
+        idx[*row as usize] = id;
+    }
+    let mut e = Enc::new();
+    e.var(distinct.len() as u64);
+    for v in &distinct {
+        e.value(v);
+    }
+    bitpack::encode(&idx, &mut e);
+    zstd::bulk::compress(&e.buf, 3).unwrap_or_else(|_| {
+        // zstd only fails on allocation; fall back to a stored frame.
+        let mut raw = Vec::new();
+        let _ = zstd::stream::copy_encode(&e.buf[..], &mut raw, 0);
+        raw
+    })
+}
+
+/// Hash key that distinguishes value variants exactly.
+#[derive(PartialEq, Eq)]
+struct ValueKey<'a>(&'a Value);
+
+
+impl std::hash::Hash for ValueKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match self.0 {
+            Value::Str(s) => (0u8, s).hash(h),
+            Value::Int(i) => (1u8, i).hash(h),
+            Value::Float(f) => (2u8, f.to_bits()).hash(h),
+            Value::Bool(b) => (3u8, b).hash(h),
+        }
+    }
+}

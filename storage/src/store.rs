@@ -1,0 +1,771 @@
+//! The store: one data directory, its WAL, memtable, segments, dictionaries
+//! and profiles; ingest, flush, compaction, recovery and snapshots.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::dict::Dict;
+use crate::error::{Error, IoContext, Result};
+use crate::event::{Alias, Event, ProfileUpdate};
+use crate::fsutil;
+use crate::manifest::{DictCounts, Manifest, SegmentEntry};
+use crate::memtable::{MemBatch, Memtable};
+use crate::profiles::Profiles;
+use crate::scan::{ScanSpec, ShardSnapshot};
+use crate::segment::{write_segment, Segment, SegmentData};
+use crate::value::Value;
+use crate::wal::{self, Wal, WalRecord};
+
+/// Tunables of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Number of user shards for a new store (an existing store keeps its own).
+    pub shards: u32,
+    /// Flush the memtable once it holds this many rows.
+    pub memtable_rows: usize,
+    /// Compact a shard once it has more segments than this.
+    pub max_segments_per_shard: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            shards: 16,
+            memtable_rows: 2_000_000,
+            max_segments_per_shard: 8,
+        }
+    }
+}
+
+/// What opening the store found and repaired.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// WAL records replayed into the memtable.
+    pub replayed_records: usize,
+    /// Events among them.
+    pub replayed_events: usize,
+    /// WAL files whose unfinished last write was cut: (file, bytes cut).
+    pub torn_tails: Vec<(PathBuf, u64)>,
+    /// Leftover files of interrupted flushes that were removed.
+    pub removed_leftovers: Vec<PathBuf>,
+}
+
+/// Bytes on disk per column, for `stats`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreStats {
+    /// Events stored (segments + memtable).
+    pub events: u64,
+    /// Events in segments.
+    pub events_in_segments: u64,
+    /// Events in the memtable (durable in the WAL).
+    pub events_in_memtable: u64,
+    /// Distinct user ids known.
+    pub users: u64,
+    /// Distinct event names.
+    pub event_names: u64,
+    /// Live segments.
+    pub segments: u64,
+    /// Number of shards.
+    pub shards: u32,
+    /// Segment bytes by column (`users`, `time`, `event`, `bitmaps`, `prop:<name>`).
+    pub column_bytes: BTreeMap<String, u64>,
+    /// All segment bytes.
+    pub segment_bytes: u64,
+    /// Dictionary bytes.
+    pub dict_bytes: u64,
+    /// WAL bytes.
+    pub wal_bytes: u64,
+    /// Profile snapshot bytes.
+    pub profile_bytes: u64,
+    /// Users with a profile.
+    pub profiles: u64,
+    /// Identity aliases.
+    pub aliases: u64,
+}
+
+struct State {
+    users: Dict,
+    events: Dict,
+    props: Dict,
+    mem: Memtable,
+    frozen: Option<Arc<Memtable>>,
+    segments: Vec<Vec<(u64, Arc<Segment>)>>,
+    manifest: Manifest,
+    profiles: Profiles,
+    profiles_dirty: bool,
+}
+
+/// A read-only view of the whole store at one instant.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// One view per shard.
+    pub shards: Vec<ShardSnapshot>,
+}
+
+/// An open data directory. All methods take `&self`; share it in an `Arc`.
+pub struct Store {
+    dir: PathBuf,
+    _lock: File,
+    opts: StoreOptions,
+    shards: u32,
+    /// Ingests hold it shared from WAL append to memtable insert; flush holds
+    /// it exclusively to swap the WAL file and the memtable together.
+    gate: RwLock<()>,
+    wal: Wal,
+    state: RwLock<State>,
+    maintenance: Mutex<()>,
+    poison: Mutex<Option<String>>,
+}
+
+const MANIFEST: &str = "MANIFEST";
+
+fn seg_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("segments").join(format!("{id:08}.seg"))
+}
+
+fn prof_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("profiles").join(format!("{id:08}.prof"))
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, replaying the WAL.
+    pub fn open(dir: &Path, opts: StoreOptions) -> Result<(Store, OpenReport)> {
+        if opts.shards == 0 || opts.shards > 4096 {
+            return Err(Error::Invalid(format!(
+                "shards must be between 1 and 4096, got {}",
+                opts.shards
+            )));
+        }
+        fsutil::ensure_dir(dir)?;
+        for sub in ["wal", "segments", "dict", "profiles"] {
+            fsutil::ensure_dir(&dir.join(sub))?;
+        }
+        let lock_path = dir.join("LOCK");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_owned())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
+        let mut report = OpenReport::default();
+        let mpath = dir.join(MANIFEST);
+        let manifest = match Manifest::load(&mpath)? {
+            Some(m) => m,
+            None => {
+                let m = Manifest::new(opts.shards);
+                m.store(&mpath)?;
+                m
+            }
+        };
+        let shards = manifest.shards;
+        let ddir = dir.join("dict");
+        let users = Dict::open(&ddir.join("users.dict"), manifest.dicts.users)?;
+        let events = Dict::open(&ddir.join("events.dict"), manifest.dicts.events)?;
+        let props = Dict::open(&ddir.join("props.dict"), manifest.dicts.props)?;
+
+        let mut segments: Vec<Vec<(u64, Arc<Segment>)>> = vec![Vec::new(); shards as usize];
+        for e in &manifest.segments {
+            let path = seg_path(dir, e.id);
+            let seg = Segment::open(&path)?;
+            let m = seg.meta();
+            if m.shard != e.shard || m.rows != e.rows || e.shard >= shards {
+                return Err(Error::corrupt(
+                    &path,
+                    format!(
+                        "segment says shard {} with {} rows; the manifest says shard {} with {}",
+                        m.shard, m.rows, e.shard, e.rows
+                    ),
+                ));
+            }
+            segments[e.shard as usize].push((e.id, Arc::new(seg)));
+        }
+        // Files no manifest references are leftovers of an interrupted flush
+        // or compaction: nothing can point at them, so they go.
+        let live: std::collections::HashSet<u64> = manifest.segments.iter().map(|e| e.id).collect();
+        for (sub, ext) in [("segments", "seg"), ("profiles", "prof")] {
+            let sdir = dir.join(sub);
+            for entry in std::fs::read_dir(&sdir).at(&sdir)? {
+                let p = entry.at(&sdir)?.path();
+                let keep = match (p.extension().and_then(|e| e.to_str()), p.file_stem().and_then(|s| s.to_str())) {
+                    (Some(e), Some(stem)) if e == ext => match stem.parse::<u64>() {
+                        Ok(id) if sub == "segments" => live.contains(&id),
+                        Ok(id) => manifest.profiles == Some(id),
+                        Err(_) => true,
+                    },
+                    (Some("tmp"), _) => false,
+                    _ => true,
+                };
+                if !keep {
+                    std::fs::remove_file(&p).at(&p)?;
+                    report.removed_leftovers.push(p);
+                }
+            }
+        }
+        let profiles = match manifest.profiles {
+            Some(id) => Profiles::load(&prof_path(dir, id))?,
+            None => Profiles::default(),
+        };
+
+        let mut state = State {
+            users,
+            events,
+            props,
+            mem: Memtable::new(shards as usize),
+            frozen: None,
+            segments,
+            manifest,
+            profiles,
+            profiles_dirty: false,
+        };
+
+        // Replay the WAL files the manifest does not cover.
+        let wdir = dir.join("wal");
+        let files = wal::list_wal_files(&wdir)?;
+        let mut last = state.manifest.wal_start.saturating_sub(1);
+        for &n in &files {
+            let path = wal::wal_path(&wdir, n);
+            if n < state.manifest.wal_start {
+                std::fs::remove_file(&path).at(&path)?;
+                continue;
+            }
+            last = last.max(n);
+            let r = wal::replay_file(&path)?;
+            if let Some(cut) = r.torn_tail {
+                tracing::warn!(
+                    "{}: cut {cut} bytes of an unfinished write at the tail (never acknowledged)",
+                    path.display()
+                );
+                let f = File::options().write(true).open(&path).at(&path)?;
+                f.set_len(r.valid_len.max(wal::WAL_MAGIC.len() as u64)).at(&path)?;
+                if r.valid_len < wal::WAL_MAGIC.len() as u64 {
+                    // Rewrite the header of a file cut before it was complete.
+                    std::fs::write(&path, wal::WAL_MAGIC).at(&path)?;
+                }
+                f.sync_all().at(&path)?;
+                report.torn_tails.push((path.clone(), cut));
+            }
+            for rec in r.records {
+                report.replayed_records += 1;
+                if let WalRecord::Events(evs) = &rec {
+                    report.replayed_events += evs.len();
+                }
+                apply(&mut state, shards, &rec);
+            }
+        }
+        let wal = Wal::create(&wdir, last + 1)?;
+        let store = Store {
+            dir: dir.to_owned(),
+            _lock: lock,
+            opts,
+            shards,
+            gate: RwLock::new(()),
+            wal,
+            state: RwLock::new(state),
+            maintenance: Mutex::new(()),
+            poison: Mutex::new(None),
+        };
+        Ok((store, report))
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// The options this store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match &*self.poison.lock() {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn poisoned<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            let mut p = self.poison.lock();
+            if p.is_none() {
+                *p = Some(e.to_string());
+            }
+        }
+        r
+    }
+
+    /// Durably logs `rec`, then applies it. Returns once it is on stable
+    /// storage and visible to reads.
+    fn write(&self, rec: &WalRecord) -> Result<()> {
+        self.check_poison()?;
+        let payload = rec.encode();
+        let _g = self.gate.read();
+        let ticket = self.poisoned(self.wal.append(&payload))?;
+        self.poisoned(self.wal.sync(ticket))?;
+        let mut st = self.state.write();
+        apply(&mut st, self.shards, rec);
+        Ok(())
+    }
+
+    /// Ingests already-validated events: durable and visible when this returns.
+    pub fn ingest(&self, events: Vec<Event>) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.write(&WalRecord::Events(events))
+    }
+
+    /// Applies profile updates durably.
+    pub fn upsert_profiles(&self, updates: Vec<ProfileUpdate>) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        self.write(&WalRecord::Profiles(updates))
+    }
+
+    /// Records identity links durably.
+    pub fn alias(&self, aliases: Vec<Alias>) -> Result<()> {
+        if aliases.is_empty() {
+            return Ok(());
+        }
+        self.write(&WalRecord::Aliases(aliases))
+    }
+
+    /// Rows waiting in the memtable.
+    pub fn memtable_rows(&self) -> usize {
+        self.state.read().mem.rows
+    }
+
+    /// True once the memtable is over its flush threshold.
+    pub fn needs_flush(&self) -> bool {
+        self.memtable_rows() >= self.opts.memtable_rows
+    }
+
+    /// Writes the memtable (and changed profiles) to segments, publishes them
+    /// in a new manifest, and drops the WAL files they cover.
+    pub fn flush(&self) -> Result<()> {
+        self.check_poison()?;
+        let _m = self.maintenance.lock();
+        let r = self.flush_inner();
+        self.poisoned(r)
+    }
+
+    fn flush_inner(&self) -> Result<()> {
+        let (frozen, wal_start, profiles) = {
+            let _g = self.gate.write();
+            let mut st = self.state.write();
+            if st.mem.rows == 0 && !st.profiles_dirty {
+                return Ok(());
+            }
+            let wal_start = self.wal.rotate()?;
+            let frozen = Arc::new(std::mem::replace(&mut st.mem, Memtable::new(self.shards as usize)));
+            st.frozen = Some(frozen.clone());
+            let profiles = st.profiles_dirty.then(|| st.profiles.clone());
+            st.profiles_dirty = false;
+            (frozen, wal_start, profiles)
+        };
+        let mut next_id = self.state.read().manifest.next_id;
+        let mut new_segs = Vec::new();
+        for (shard, batches) in frozen.shards.iter().enumerate() {
+            if batches.iter().all(|b| b.is_empty()) {
+                continue;
+            }
+            let data = sort_batches(batches);
+            let id = next_id;
+            next_id += 1;
+            let path = seg_path(&self.dir, id);
+            let bytes = write_segment(&path, shard as u32, &data)?;
+            let seg = Segment::open(&path)?;
+            let m = seg.meta();
+            new_segs.push((
+                SegmentEntry {
+                    id,
+                    shard: shard as u32,
+                    rows: m.rows,
+                    min_time: m.min_time,
+                    max_time: m.max_time,
+                    bytes,
+                },
+                Arc::new(seg),
+            ));
+        }
+        fsutil::sync_dir(&self.dir.join("segments"))?;
+        let profile_id = match &profiles {
+            Some(p) => {
+                let id = next_id;
+                next_id += 1;
+                p.save(&prof_path(&self.dir, id))?;
+                Some(id)
+            }
+            None => None,
+        };
+        let old_profile;
+        {
+            let mut st = self.state.write();
+            let ddir = self.dir.join("dict");
+            let counts = DictCounts {
+                users: st.users.persist(&ddir.join("users.dict"))?,
+                events: st.events.persist(&ddir.join("events.dict"))?,
+                props: st.props.persist(&ddir.join("props.dict"))?,
+            };
+            let mut m = st.manifest.clone();
+            m.next_id = next_id;
+            m.wal_start = wal_start;
+            m.dicts = counts;
+            m.segments.extend(new_segs.iter().map(|(e, _)| e.clone()));
+            old_profile = m.profiles;
+            if profile_id.is_some() {
+                m.profiles = profile_id;
+            }
+            m.store(&self.dir.join(MANIFEST))?;
+            st.manifest = m;
+            for (e, seg) in new_segs {
+                st.segments[e.shard as usize].push((e.id, seg));
+            }
+            st.frozen = None;
+        }
+        // Only now is nothing referencing these.
+        let wdir = self.dir.join("wal");
+        for n in wal::list_wal_files(&wdir)? {
+            if n < wal_start {
+                let p = wal::wal_path(&wdir, n);
+                std::fs::remove_file(&p).at(&p)?;
+            }
+        }
+        if let (Some(old), Some(_)) = (old_profile, profile_id) {
+            let p = prof_path(&self.dir, old);
+            std::fs::remove_file(&p).at(&p)?;
+        }
+        Ok(())
+    }
+
+    /// Merges small segments of shards that have too many. Returns the
+    /// number of merges done.
+    pub fn compact(&self) -> Result<usize> {
+        self.compact_with(self.opts.max_segments_per_shard)
+    }
+
+    /// Merges every shard's segments into one (a full compaction).
+    pub fn compact_all(&self) -> Result<usize> {
+        self.compact_with(1)
+    }
+
+    fn compact_with(&self, max: usize) -> Result<usize> {
+        self.check_poison()?;
+        let _m = self.maintenance.lock();
+        let mut merges = 0;
+        for shard in 0..self.shards as usize {
+            let r = self.compact_shard(shard, max.max(1));
+            match self.poisoned(r)? {
+                true => merges += 1,
+                false => {}
+            }
+        }
+        Ok(merges)
+    }
+
+    fn compact_shard(&self, shard: usize, max: usize) -> Result<bool> {
+        let mut segs: Vec<(u64, Arc<Segment>)> = self.state.read().segments[shard].clone();
+        if segs.len() <= max {
+            return Ok(false);
+        }
+        // Size-tiered: merge the smallest segments, leaving about max/2.
+        segs.sort_by_key(|(id, s)| (s.meta().rows, *id));
+        let take = if max == 1 { segs.len() } else { segs.len() - max / 2 };
+        let mut chosen: Vec<(u64, Arc<Segment>)> = segs.into_iter().take(take).collect();
+        chosen.sort_by_key(|(id, _)| *id);
+        let data = merge_segments(&chosen)?;
+        let id = {
+            let mut st = self.state.write();
+            let id = st.manifest.next_id;
+            st.manifest.next_id += 1;
+            id
+        };
+        let path = seg_path(&self.dir, id);
+        let bytes = write_segment(&path, shard as u32, &data)?;
+        fsutil::sync_dir(&self.dir.join("segments"))?;
+        let seg = Arc::new(Segment::open(&path)?);
+        let m = seg.meta();
+        let gone: Vec<u64> = chosen.iter().map(|(id, _)| *id).collect();
+        {
+            let mut st = self.state.write();
+            let mut man = st.manifest.clone();
+            man.segments.retain(|e| !gone.contains(&e.id));
+            man.segments.push(SegmentEntry {
+                id,
+                shard: shard as u32,
+                rows: m.rows,
+                min_time: m.min_time,
+                max_time: m.max_time,
+                bytes,
+            });
+            man.store(&self.dir.join(MANIFEST))?;
+            st.manifest = man;
+            st.segments[shard].retain(|(i, _)| !gone.contains(i));
+            st.segments[shard].push((id, seg));
+            st.segments[shard].sort_by_key(|(i, _)| *i);
+        }
+        for g in gone {
+            let p = seg_path(&self.dir, g);
+            std::fs::remove_file(&p).at(&p)?;
+        }
+        Ok(true)
+    }
+
+    /// A consistent read view of every shard.
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.state.read();
+        let shards = (0..self.shards as usize)
+            .map(|s| {
+                let mut mem = Vec::new();
+                if let Some(f) = &st.frozen {
+                    mem.extend(f.shards[s].iter().cloned());
+                }
+                mem.extend(st.mem.shards[s].iter().cloned());
+                ShardSnapshot {
+                    segments: st.segments[s].iter().map(|(_, seg)| seg.clone()).collect(),
+                    mem,
+                }
+            })
+            .collect();
+        Snapshot { shards }
+    }
+
+    /// The id of an event name.
+    pub fn event_id(&self, name: &str) -> Option<u32> {
+        self.state.read().events.get(name)
+    }
+
+    /// The id of a property name.
+    pub fn prop_id(&self, name: &str) -> Option<u32> {
+        self.state.read().props.get(name)
+    }
+
+    /// The id of a user.
+    pub fn user_id(&self, name: &str) -> Option<u32> {
+        self.state.read().users.get(name)
+    }
+
+    /// All event names, by id.
+    pub fn event_names(&self) -> Vec<String> {
+        self.state.read().events.names().iter().map(|s| s.to_string()).collect()
+    }
+
+    /// All property names, by id.
+    pub fn prop_names(&self) -> Vec<String> {
+        self.state.read().props.names().iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Resolves user ids to their names.
+    pub fn user_names(&self, ids: &[u32]) -> Vec<String> {
+        let st = self.state.read();
+        ids.iter().map(|&u| st.users.name(u).to_owned()).collect()
+    }
+
+    /// A copy of all profiles and aliases.
+    pub fn profiles(&self) -> Profiles {
+        self.state.read().profiles.clone()
+    }
+
+    /// Runs `f` with the profiles, without copying them.
+    pub fn with_profiles<R>(&self, f: impl FnOnce(&Profiles) -> R) -> R {
+        f(&self.state.read().profiles)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<StoreStats> {
+        let st = self.state.read();
+        let mut s = StoreStats {
+            shards: self.shards,
+            users: st.users.len() as u64,
+            event_names: st.events.len() as u64,
+            profiles: st.profiles.users.len() as u64,
+            aliases: st.profiles.aliases.len() as u64,
+            ..Default::default()
+        };
+        for segs in &st.segments {
+            for (_, seg) in segs {
+                s.segments += 1;
+                s.events_in_segments += seg.meta().rows;
+                for (name, bytes) in seg.section_sizes() {
+                    let key = match name.strip_prefix("prop.").and_then(|p| p.parse::<u32>().ok()) {
+                        Some(pid) => format!("prop:{}", st.props.name(pid)),
+                        None => name,
+                    };
+                    *s.column_bytes.entry(key).or_default() += bytes;
+                }
+            }
+        }
+        s.events_in_memtable =
+            (st.mem.rows + st.frozen.as_ref().map_or(0, |f| f.rows)) as u64;
+        s.events = s.events_in_segments + s.events_in_memtable;
+        let size_of = |dir: PathBuf| -> Result<u64> {
+            let mut total = 0;
+            for e in std::fs::read_dir(&dir).at(&dir)? {
+                let e = e.at(&dir)?;
+                total += e.metadata().at(&e.path())?.len();
+            }
+            Ok(total)
+        };
+        s.segment_bytes = size_of(self.dir.join("segments"))?;
+        s.dict_bytes = size_of(self.dir.join("dict"))?;
+        s.wal_bytes = size_of(self.dir.join("wal"))?;
+        s.profile_bytes = size_of(self.dir.join("profiles"))?;
+        Ok(s)
+    }
+
+    /// Scans every event of the store (all properties) into owned events, by
+    /// shard and user. Meant for export and tests, not for queries.
+    pub fn for_each_event(&self, mut f: impl FnMut(Event)) -> Result<()> {
+        let snap = self.snapshot();
+        let (prop_names, spec) = {
+            let st = self.state.read();
+            let names: Vec<String> = st.props.names().iter().map(|s| s.to_string()).collect();
+            let spec = ScanSpec {
+                range: None,
+                props: (0..names.len() as u32).collect(),
+                users: None,
+            };
+            (names, spec)
+        };
+        for shard in &snap.shards {
+            let mut rows = Vec::new();
+            shard.scan(&spec, |u| {
+                for i in 0..u.len() {
+                    let mut props = Vec::new();
+                    for (k, name) in prop_names.iter().enumerate() {
+                        if let Some(v) = u.prop(k, i) {
+                            props.push((name.clone(), v.clone()));
+                        }
+                    }
+                    rows.push((u.uid, u.events[i], u.times[i], props));
+                }
+            })?;
+            let st = self.state.read();
+            for (uid, ev, time, props) in rows {
+                f(Event {
+                    user: st.users.name(uid).to_owned(),
+                    event: st.events.name(ev).to_owned(),
+                    time,
+                    props,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies a logged record to the in-memory state (ingest and replay).
+fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
+    match rec {
+        WalRecord::Events(evs) => {
+            let mut per_shard: Vec<MemBatch> = vec![MemBatch::default(); shards as usize];
+            let mut bytes = 0usize;
+            for e in evs {
+                let uid = st.users.intern(&e.user);
+                let ev = st.events.intern(&e.event);
+                let props: Vec<(u32, Value)> = e
+                    .props
+                    .iter()
+                    .map(|(k, v)| (st.props.intern(k), v.clone()))
+                    .collect();
+                bytes += 32 + props.len() * 40;
+                let b = &mut per_shard[(uid % shards) as usize];
+                b.uids.push(uid);
+                b.events.push(ev);
+                b.times.push(e.time);
+                b.props.push(props);
+            }
+            for (s, b) in per_shard.into_iter().enumerate() {
+                if !b.is_empty() {
+                    st.mem.rows += b.len();
+                    st.mem.shards[s].push(Arc::new(b));
+                }
+            }
+            st.mem.bytes += bytes;
+        }
+        WalRecord::Profiles(ups) => {
+            for u in ups {
+                st.users.intern(&u.user);
+                st.profiles.apply(u);
+            }
+            st.profiles_dirty = true;
+        }
+        WalRecord::Aliases(al) => {
+            for a in al {
+                st.users.intern(&a.anonymous);
+                st.users.intern(&a.known);
+                st.profiles.alias(a);
+            }
+            st.profiles_dirty = true;
+        }
+    }
+}
+
+/// Sorts memtable batches of one shard by (user, time), keeping arrival
+/// order among ties.
+fn sort_batches(batches: &[Arc<MemBatch>]) -> SegmentData {
+    let mut order: Vec<(u32, i64, u32, u32)> = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        for r in 0..batch.len() {
+            order.push((batch.uids[r], batch.times[r], b as u32, r as u32));
+        }
+    }
+    order.sort_unstable();
+    let mut d = SegmentData::default();
+    for (row, &(uid, t, b, r)) in order.iter().enumerate() {
+        let batch = &batches[b as usize];
+        d.uids.push(uid);
+        d.times.push(t);
+        d.events.push(batch.events[r as usize]);
+        for (pid, v) in &batch.props[r as usize] {
+            d.props.entry(*pid).or_default().push((row as u32, v.clone()));
+        }
+    }
+    d
+}
+
+/// Reads whole segments (oldest first) and merges them by (user, time).
+fn merge_segments(segs: &[(u64, Arc<Segment>)]) -> Result<SegmentData> {
+    let mut all_props: Vec<u32> = segs.iter().flat_map(|(_, s)| s.prop_ids()).collect();
+    all_props.sort_unstable();
+    all_props.dedup();
+    let spec = ScanSpec {
+        range: None,
+        props: all_props.clone(),
+        users: None,
+    };
+    let snap = ShardSnapshot {
+        segments: segs.iter().map(|(_, s)| s.clone()).collect(),
+        mem: Vec::new(),
+    };
+    let mut d = SegmentData::default();
+    snap.scan(&spec, |u| {
+        for i in 0..u.len() {
+            let row = d.uids.len() as u32;
+            d.uids.push(u.uid);
+            d.times.push(u.times[i]);
+            d.events.push(u.events[i]);
+            for (k, pid) in all_props.iter().enumerate() {
+                if let Some(v) = u.prop(k, i) {
+                    d.props.entry(*pid).or_default().push((row, v.clone()));
+                }
+            }
+        }
+    })?;
+    Ok(d)
+}

@@ -1,0 +1,120 @@
+//! Property values as trackers send them: typed, schemaless.
+
+use std::cmp::Ordering;
+
+/// One property value. Integers and floats are one numeric family for
+/// comparisons (`Int(10) == Float(10.0)`), but each keeps the variant it was
+/// sent with, so data reads back exactly as written.
+#[derive(Debug, Clone)]
+pub enum Value {
+    /// A UTF-8 string (arrays are stored as their JSON text).
+    Str(String),
+    /// An integer that fits in `i64`.
+    Int(i64),
+    /// Any other JSON number.
+    Float(f64),
+    /// `true` or `false`.
+    Bool(bool),
+}
+
+/// The comparison family of a value: values of different families never compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// Strings.
+    String,
+    /// Integers and floats.
+    Number,
+    /// Booleans.
+    Bool,
+}
+
+impl Value {
+    /// The comparison family.
+    pub fn family(&self) -> Family {
+        match self {
+            Value::Str(_) => Family::String,
+            Value::Int(_) | Value::Float(_) => Family::Number,
+            Value::Bool(_) => Family::Bool,
+        }
+    }
+
+    /// The numeric value, if a number.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The string, if a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Compares two values of the same family; `None` across families.
+    /// Strings order by UTF-8 bytes; integers compare exactly, mixed
+    /// integer/float numerically.
+    pub fn compare(&self, other: &Value) -> Option<Ordering> {
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+            (Value::Int(a), Value::Int(b)) => Some(a.cmp(b)),
+            (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+            (a, b) => match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => x.partial_cmp(&y),
+                _ => None,
+            },
+        }
+    }
+
+    /// Converts to JSON, keeping the variant.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+
+    /// Exact identity (same variant, same bits): the equality of storage
+    /// round-trips, not of query comparisons.
+    pub fn same(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other)
+    }
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Str(s) => f.write_str(s),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Properties of one event or profile: `(name, value)` pairs, names unique.
+pub type Props = Vec<(String, Value)>;
+
+// `same` is an equivalence relation (floats compare by bits).
+impl Eq for Value {}
