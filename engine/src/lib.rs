@@ -1,1 +1,253 @@
-pub fn placeholder() {}
+//! Footprint: an embeddable engine for user-behavior analytics.
+//!
+//! Open a data directory, ingest events, and ask questions of them. Events
+//! are durable and visible to queries as soon as `ingest` returns; a
+//! background thread flushes the memtable to columnar segments and compacts
+//! them.
+//!
+//! ```
+//! use footprint_engine::{Engine, EngineOptions, Format};
+//! let dir = tempfile::tempdir().unwrap();
+//! let engine = Engine::open(dir.path(), EngineOptions::default()).unwrap();
+//! let report = engine.ingest_text(
+//!     r#"{"user": "u1", "event": "visit", "time": "2026-01-05T10:00:00Z", "props": {"utm_source": "baidu"}}
+//! {"user": "u1", "event": "signup", "time": "2026-01-05T10:03:00Z"}"#,
+//!     Format::Auto,
+//! ).unwrap();
+//! assert_eq!(report.accepted, 2);
+//! assert_eq!(engine.stats().unwrap().events, 2);
+//! engine.close().unwrap();
+//! ```
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+pub use footprint_storage as storage;
+pub use footprint_storage::{
+    Alias, Event, Format, OpenReport, ProfileOp, ProfileUpdate, RowError, Store, StoreOptions,
+    StoreStats, Value,
+};
+
+/// Errors of the engine API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A storage failure (I/O, corruption, lock).
+    #[error(transparent)]
+    Storage(#[from] footprint_storage::Error),
+    /// The caller's input was rejected.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tunables of an engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Storage tunables.
+    pub store: StoreOptions,
+    /// Run the background flush/compaction thread.
+    pub background: bool,
+    /// Flush a non-empty memtable at least this often, so the WAL stays short.
+    pub flush_interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            store: StoreOptions::default(),
+            background: true,
+            flush_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The outcome of an ingest call.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IngestReport {
+    /// Rows stored.
+    pub accepted: usize,
+    /// Rows rejected.
+    pub rejected: usize,
+    /// Why each rejected row was rejected (line numbers are 1-based).
+    pub errors: Vec<RowError>,
+}
+
+struct Inner {
+    store: Store,
+    opts: EngineOptions,
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// An open Footprint database.
+pub struct Engine {
+    inner: Arc<Inner>,
+    report: OpenReport,
+    background: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Opens (or creates) the database in `dir`, recovering from the WAL.
+    pub fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
+        let (store, report) = Store::open(dir, opts.store.clone())?;
+        for (file, bytes) in &report.torn_tails {
+            tracing::warn!("recovery: cut {bytes} unacknowledged bytes from {}", file.display());
+        }
+        let inner = Arc::new(Inner {
+            store,
+            opts,
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let background = if inner.opts.background {
+            let i = inner.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("footprint-flush".into())
+                    .spawn(move || background_loop(&i))
+                    .map_err(|e| Error::Invalid(format!("cannot start the flush thread: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Engine {
+            inner,
+            report,
+            background: Mutex::new(background),
+        })
+    }
+
+    /// What recovery found when this engine opened.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The underlying store (for the query layer and tools).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn after_write(&self) -> Result<()> {
+        let store = &self.inner.store;
+        if store.needs_flush() {
+            if !self.inner.opts.background
+                || store.memtable_rows() >= 3 * store.options().memtable_rows
+            {
+                // Back-pressure: the writer pays for the flush it made necessary.
+                store.flush()?;
+            } else {
+                self.inner.wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// Ingests validated events; durable and visible when this returns.
+    pub fn ingest(&self, events: Vec<Event>) -> Result<()> {
+        self.inner.store.ingest(events)?;
+        self.after_write()
+    }
+
+    /// Parses and ingests a batch of rows (NDJSON, JSON array or CSV). Good
+    /// rows are stored even when others are rejected.
+    pub fn ingest_text(&self, text: &str, format: Format) -> Result<IngestReport> {
+        let parsed = footprint_storage::parse::parse_batch(text, format, 1);
+        let report = IngestReport {
+            accepted: parsed.events.len(),
+            rejected: parsed.errors.len(),
+            errors: parsed.errors,
+        };
+        self.ingest(parsed.events)?;
+        Ok(report)
+    }
+
+    /// Applies profile updates durably.
+    pub fn upsert_profiles(&self, updates: Vec<ProfileUpdate>) -> Result<()> {
+        self.inner.store.upsert_profiles(updates)?;
+        self.after_write()
+    }
+
+    /// Links anonymous ids to known ids durably.
+    pub fn alias(&self, aliases: Vec<Alias>) -> Result<()> {
+        self.inner.store.alias(aliases)?;
+        self.after_write()
+    }
+
+    /// Flushes the memtable to segments now.
+    pub fn flush(&self) -> Result<()> {
+        Ok(self.inner.store.flush()?)
+    }
+
+    /// Runs one round of compaction now.
+    pub fn compact(&self) -> Result<usize> {
+        Ok(self.inner.store.compact()?)
+    }
+
+    /// Counts and sizes.
+    pub fn stats(&self) -> Result<StoreStats> {
+        Ok(self.inner.store.stats()?)
+    }
+
+    /// Stops the background thread, flushes, and closes the database.
+    pub fn close(self) -> Result<()> {
+        self.stop_background();
+        self.inner.store.flush()?;
+        Ok(())
+    }
+
+    fn stop_background(&self) {
+        *self.inner.stop.lock() = true;
+        self.inner.wake.notify_all();
+        if let Some(h) = self.background.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Everything acknowledged is already in the WAL; stopping the thread
+        // is all that is needed for a clean drop.
+        self.stop_background();
+    }
+}
+
+fn background_loop(inner: &Inner) {
+    let mut last_flush = Instant::now();
+    loop {
+        {
+            let mut stop = inner.stop.lock();
+            if *stop {
+                return;
+            }
+            inner.wake.wait_for(&mut stop, Duration::from_millis(200));
+            if *stop {
+                return;
+            }
+        }
+        let store = &inner.store;
+        let due = store.memtable_rows() > 0 && last_flush.elapsed() >= inner.opts.flush_interval;
+        if store.needs_flush() || due {
+            if let Err(e) = store.flush() {
+                tracing::error!("background flush failed; writes are refused until reopen: {e}");
+                return;
+            }
+            last_flush = Instant::now();
+        }
+        if let Err(e) = store.compact() {
+            tracing::error!("background compaction failed; writes are refused until reopen: {e}");
+            return;
+        }
+    }
+}

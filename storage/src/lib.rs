@@ -23,6 +23,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bitpack;
+pub mod bulk;
 pub mod codec;
 pub mod dict;
 pub mod error;

@@ -378,15 +378,13 @@ impl Store {
             st.profiles_dirty = false;
             (frozen, wal_start, profiles)
         };
-        let mut next_id = self.state.read().manifest.next_id;
         let mut new_segs = Vec::new();
         for (shard, batches) in frozen.shards.iter().enumerate() {
             if batches.iter().all(|b| b.is_empty()) {
                 continue;
             }
             let data = sort_batches(batches);
-            let id = next_id;
-            next_id += 1;
+            let id = self.reserve_id();
             let path = seg_path(&self.dir, id);
             let bytes = write_segment(&path, shard as u32, &data)?;
             let seg = Segment::open(&path)?;
@@ -406,8 +404,7 @@ impl Store {
         fsutil::sync_dir(&self.dir.join("segments"))?;
         let profile_id = match &profiles {
             Some(p) => {
-                let id = next_id;
-                next_id += 1;
+                let id = self.reserve_id();
                 p.save(&prof_path(&self.dir, id))?;
                 Some(id)
             }
@@ -423,7 +420,6 @@ impl Store {
                 props: st.props.persist(&ddir.join("props.dict"))?,
             };
             let mut m = st.manifest.clone();
-            m.next_id = next_id;
             m.wal_start = wal_start;
             m.dicts = counts;
             m.segments.extend(new_segs.iter().map(|(e, _)| e.clone()));
@@ -489,12 +485,7 @@ impl Store {
         let mut chosen: Vec<(u64, Arc<Segment>)> = segs.into_iter().take(take).collect();
         chosen.sort_by_key(|(id, _)| *id);
         let data = merge_segments(&chosen)?;
-        let id = {
-            let mut st = self.state.write();
-            let id = st.manifest.next_id;
-            st.manifest.next_id += 1;
-            id
-        };
+        let id = self.reserve_id();
         let path = seg_path(&self.dir, id);
         let bytes = write_segment(&path, shard as u32, &data)?;
         fsutil::sync_dir(&self.dir.join("segments"))?;
@@ -524,6 +515,59 @@ impl Store {
             std::fs::remove_file(&p).at(&p)?;
         }
         Ok(true)
+    }
+
+    /// Starts an all-or-nothing bulk load that bypasses the WAL; it writes
+    /// a segment set every `flush_rows` rows and publishes them all on commit.
+    pub fn bulk_load(&self, flush_rows: usize) -> Result<crate::bulk::BulkLoad<'_>> {
+        self.check_poison()?;
+        Ok(crate::bulk::BulkLoad::new(self, flush_rows))
+    }
+
+    pub(crate) fn intern_into(&self, events: Vec<Event>, per_shard: &mut [MemBatch]) {
+        let mut st = self.state.write();
+        intern_events(&mut st, self.shards, events.into_iter(), per_shard);
+    }
+
+    pub(crate) fn reserve_id(&self) -> u64 {
+        let mut st = self.state.write();
+        let id = st.manifest.next_id;
+        st.manifest.next_id += 1;
+        id
+    }
+
+    pub(crate) fn segment_path(&self, id: u64) -> PathBuf {
+        seg_path(&self.dir, id)
+    }
+
+    /// Publishes segments written outside a flush (bulk load) in one
+    /// manifest update, after persisting the dictionaries they use.
+    pub(crate) fn publish(&self, segs: Vec<(SegmentEntry, Arc<Segment>)>) -> Result<()> {
+        self.check_poison()?;
+        let _m = self.maintenance.lock();
+        let r = (|| {
+            fsutil::sync_dir(&self.dir.join("segments"))?;
+            let mut st = self.state.write();
+            let ddir = self.dir.join("dict");
+            let counts = DictCounts {
+                users: st.users.persist(&ddir.join("users.dict"))?,
+                events: st.events.persist(&ddir.join("events.dict"))?,
+                props: st.props.persist(&ddir.join("props.dict"))?,
+            };
+            let mut m = st.manifest.clone();
+            m.dicts = counts;
+            m.segments.extend(segs.iter().map(|(e, _)| e.clone()));
+            m.store(&self.dir.join(MANIFEST))?;
+            st.manifest = m;
+            for (e, seg) in segs {
+                st.segments[e.shard as usize].push((e.id, seg));
+            }
+            for s in st.segments.iter_mut() {
+                s.sort_by_key(|(i, _)| *i);
+            }
+            Ok(())
+        })();
+        self.poisoned(r)
     }
 
     /// A consistent read view of every shard.
@@ -674,22 +718,7 @@ fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
     match rec {
         WalRecord::Events(evs) => {
             let mut per_shard: Vec<MemBatch> = vec![MemBatch::default(); shards as usize];
-            let mut bytes = 0usize;
-            for e in evs {
-                let uid = st.users.intern(&e.user);
-                let ev = st.events.intern(&e.event);
-                let props: Vec<(u32, Value)> = e
-                    .props
-                    .iter()
-                    .map(|(k, v)| (st.props.intern(k), v.clone()))
-                    .collect();
-                bytes += 32 + props.len() * 40;
-                let b = &mut per_shard[(uid % shards) as usize];
-                b.uids.push(uid);
-                b.events.push(ev);
-                b.times.push(e.time);
-                b.props.push(props);
-            }
+            let bytes = intern_events(st, shards, evs.iter().cloned(), &mut per_shard);
             for (s, b) in per_shard.into_iter().enumerate() {
                 if !b.is_empty() {
                     st.mem.rows += b.len();
@@ -716,9 +745,35 @@ fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
     }
 }
 
+/// Interns names and appends rows to per-shard batches; returns approximate bytes.
+fn intern_events(
+    st: &mut State,
+    shards: u32,
+    evs: impl Iterator<Item = Event>,
+    per_shard: &mut [MemBatch],
+) -> usize {
+    let mut bytes = 0usize;
+    for e in evs {
+        let uid = st.users.intern(&e.user);
+        let ev = st.events.intern(&e.event);
+        let props: Vec<(u32, Value)> = e
+            .props
+            .into_iter()
+            .map(|(k, v)| (st.props.intern(&k), v))
+            .collect();
+        bytes += 32 + props.len() * 40;
+        let b = &mut per_shard[(uid % shards) as usize];
+        b.uids.push(uid);
+        b.events.push(ev);
+        b.times.push(e.time);
+        b.props.push(props);
+    }
+    bytes
+}
+
 /// Sorts memtable batches of one shard by (user, time), keeping arrival
 /// order among ties.
-fn sort_batches(batches: &[Arc<MemBatch>]) -> SegmentData {
+pub(crate) fn sort_batches(batches: &[Arc<MemBatch>]) -> SegmentData {
     let mut order: Vec<(u32, i64, u32, u32)> = Vec::new();
     for (b, batch) in batches.iter().enumerate() {
         for r in 0..batch.len() {

@@ -1,0 +1,359 @@
+//! `footprint`: generate, load, inspect and query a Footprint database.
+
+#![forbid(unsafe_code)]
+
+mod gen;
+mod ingest;
+mod rng;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use footprint_engine::{Engine, EngineOptions, Format, StoreOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+#[derive(Parser)]
+#[command(name = "footprint", version, about = "Footprint: an embedded engine for user-behavior analytics")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a deterministic synthetic SaaS event stream.
+    Gen {
+        /// Number of users.
+        #[arg(long, default_value_t = 10_000)]
+        users: u64,
+        /// Number of events (exact).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Days the data spans, starting 2026-01-01.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Write NDJSON events here (profiles go to FILE.profiles.ndjson).
+        #[arg(long, conflicts_with = "data")]
+        out: Option<PathBuf>,
+        /// Load straight into this data directory.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Shards of a new data directory.
+        #[arg(long, default_value_t = 16)]
+        shards: u32,
+    },
+    /// Load events from files (NDJSON, JSON array or CSV; `-` is stdin).
+    Ingest {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Input format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+        format: FormatArg,
+        /// Go through the WAL batch by batch (each batch durable on its own)
+        /// instead of one all-or-nothing bulk load.
+        #[arg(long)]
+        wal: bool,
+        /// How many rejected rows to print.
+        #[arg(long, default_value_t = 20)]
+        show_errors: usize,
+        /// Shards of a new data directory.
+        #[arg(long, default_value_t = 16)]
+        shards: u32,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Input files.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Show events, users, segments and bytes on disk per column.
+    Stats {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Flush the memtable and merge every shard's segments into one.
+    Compact {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Auto,
+    Json,
+    Csv,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FOOTPRINT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn open(data: &std::path::Path, shards: u32, background: bool) -> Result<Engine> {
+    let opts = EngineOptions {
+        store: StoreOptions {
+            shards,
+            ..StoreOptions::default()
+        },
+        background,
+        ..EngineOptions::default()
+    };
+    Engine::open(data, opts).with_context(|| format!("cannot open {}", data.display()))
+}
+
+fn bar(total: Option<u64>, what: &str) -> ProgressBar {
+    let pb = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::no_length(),
+    };
+    let style = ProgressStyle::with_template(&format!(
+        "{what} [{{elapsed_precise}}] {{wide_bar}} {{percent}}% {{msg}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    pb.set_style(style);
+    pb
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Gen {
+            users,
+            events,
+            days,
+            seed,
+            out,
+            data,
+            shards,
+        } => {
+            if users == 0 || events < users {
+                bail!("--events must be at least --users (every user has at least one event), and --users at least 1");
+            }
+            if days == 0 {
+                bail!("--days must be at least 1");
+            }
+            let spec = gen::GenSpec {
+                users,
+                events,
+                days,
+                seed,
+            };
+            cmd_gen(spec, out, data, shards)
+        }
+        Cmd::Ingest {
+            data,
+            format,
+            wal,
+            show_errors,
+            shards,
+            json,
+            files,
+        } => {
+            let sources: Vec<ingest::Source> = files
+                .iter()
+                .map(|f| {
+                    if f == "-" {
+                        ingest::Source::Stdin
+                    } else {
+                        ingest::Source::File(PathBuf::from(f))
+                    }
+                })
+                .collect();
+            let format = match format {
+                FormatArg::Auto => Format::Auto,
+                FormatArg::Json => Format::Json,
+                FormatArg::Csv => Format::Csv,
+            };
+            let engine = open(&data, shards, true)?;
+            let pb = bar(ingest::total_bytes(&sources), "ingest");
+            let summary = ingest::load(&engine, &sources, format, wal, show_errors, &pb)?;
+            pb.finish_and_clear();
+            engine.close()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                for e in &summary.errors {
+                    eprintln!("rejected {e}");
+                }
+                if summary.rejected as usize > summary.errors.len() {
+                    eprintln!("… and {} more rejected rows", summary.rejected as usize - summary.errors.len());
+                }
+                println!(
+                    "accepted {} events, rejected {} rows, {:.1} MB in {:.2} s ({:.0} events/s); durable",
+                    summary.accepted,
+                    summary.rejected,
+                    summary.bytes as f64 / 1e6,
+                    summary.seconds,
+                    summary.accepted as f64 / summary.seconds.max(1e-9)
+                );
+            }
+            Ok(if summary.rejected > 0 { 2 } else { 0 })
+        }
+        Cmd::Stats { data, json } => {
+            let engine = open(&data, 16, false)?;
+            let s = engine.stats()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_stats(&s);
+            }
+            Ok(0)
+        }
+        Cmd::Compact { data } => {
+            let engine = open(&data, 16, false)?;
+            let t = Instant::now();
+            engine.flush()?;
+            let merges = engine.store().compact_all()?;
+            println!("compacted {merges} shards in {:.2} s", t.elapsed().as_secs_f64());
+            engine.close()?;
+            Ok(0)
+        }
+    }
+}
+
+fn print_stats(s: &footprint_engine::StoreStats) {
+    let ev = s.events.max(1) as f64;
+    println!("events        {:>14} ({} in segments, {} in memtable)", s.events, s.events_in_segments, s.events_in_memtable);
+    println!("users         {:>14}", s.users);
+    println!("event names   {:>14}", s.event_names);
+    println!("shards        {:>14}", s.shards);
+    println!("segments      {:>14}", s.segments);
+    println!("profiles      {:>14} ({} aliases)", s.profiles, s.aliases);
+    println!("column bytes (segments):");
+    let core: u64 = ["users", "time", "event"]
+        .iter()
+        .filter_map(|k| s.column_bytes.get(*k))
+        .sum();
+    for (k, v) in &s.column_bytes {
+        println!("  {k:<22} {v:>14}  {:>6.2} B/event", *v as f64 / ev);
+    }
+    println!("  {:<22} {core:>14}  {:>6.2} B/event", "user+event+time", core as f64 / ev);
+    let total = s.segment_bytes + s.dict_bytes + s.wal_bytes + s.profile_bytes;
+    println!("segments      {:>14} bytes", s.segment_bytes);
+    println!("dictionaries  {:>14} bytes", s.dict_bytes);
+    println!("wal           {:>14} bytes", s.wal_bytes);
+    println!("profiles      {:>14} bytes", s.profile_bytes);
+    println!("total         {:>14} bytes  {:.2} B/event", total, total as f64 / ev);
+}
+
+fn cmd_gen(spec: gen::GenSpec, out: Option<PathBuf>, data: Option<PathBuf>, shards: u32) -> Result<i32> {
+    let budgets = gen::budgets(&spec);
+    let t = Instant::now();
+    const USERS_PER_CHUNK: usize = 2_000;
+    let chunks: Vec<(usize, &[u64])> = budgets
+        .chunks(USERS_PER_CHUNK)
+        .enumerate()
+        .map(|(i, c)| (i * USERS_PER_CHUNK, c))
+        .collect();
+    let pb = bar(Some(spec.events), "gen");
+    match (out, data) {
+        (Some(path), None) => {
+            let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            for group in chunks.chunks(rayon::current_num_threads().max(1) * 4) {
+                let texts: Vec<(String, u64)> = group
+                    .par_iter()
+                    .map(|(first, b)| {
+                        let mut evs = Vec::new();
+                        let mut s = String::new();
+                        for (k, &n) in b.iter().enumerate() {
+                            evs.clear();
+                            gen::user_events(&spec, (first + k) as u64, n, &mut evs);
+                            for e in &evs {
+                                gen::write_ndjson(e, &mut s);
+                            }
+                        }
+                        (s, b.iter().sum())
+                    })
+                    .collect();
+                for (s, n) in texts {
+                    w.write_all(s.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+                    pb.inc(n);
+                }
+            }
+            w.flush()?;
+            let ppath = PathBuf::from(format!("{}.profiles.ndjson", path.display()));
+            let mut pw = std::io::BufWriter::new(
+                std::fs::File::create(&ppath).with_context(|| format!("cannot create {}", ppath.display()))?,
+            );
+            let mut s = String::new();
+            for i in 0..spec.users {
+                s.clear();
+                gen::write_profile_ndjson(&gen::user_profile(&spec, i), &mut s);
+                pw.write_all(s.as_bytes())?;
+            }
+            pw.flush()?;
+            pb.finish_and_clear();
+            println!(
+                "wrote {} events of {} users to {} and profiles to {} in {:.2} s",
+                spec.events,
+                spec.users,
+                path.display(),
+                ppath.display(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        (None, Some(dir)) => {
+            let engine = open(&dir, shards, true)?;
+            let store = engine.store();
+            let mut bulk = store.bulk_load(4_000_000)?;
+            for group in chunks.chunks(rayon::current_num_threads().max(1) * 4) {
+                let batches: Vec<Vec<footprint_engine::Event>> = group
+                    .par_iter()
+                    .map(|(first, b)| {
+                        let mut evs = Vec::new();
+                        for (k, &n) in b.iter().enumerate() {
+                            gen::user_events(&spec, (first + k) as u64, n, &mut evs);
+                        }
+                        evs
+                    })
+                    .collect();
+                for evs in batches {
+                    pb.inc(evs.len() as u64);
+                    bulk.add(evs)?;
+                }
+            }
+            pb.set_message("publishing");
+            bulk.commit()?;
+            let profiles: Vec<_> = (0..spec.users).map(|i| gen::user_profile(&spec, i)).collect();
+            engine.upsert_profiles(profiles)?;
+            engine.close()?;
+            pb.finish_and_clear();
+            println!(
+                "loaded {} events of {} users into {} in {:.2} s",
+                spec.events,
+                spec.users,
+                dir.display(),
+                t.elapsed().as_secs_f64()
+            );
+        }
+        _ => bail!("give exactly one of --out FILE or --data DIR"),
+    }
+    Ok(0)
+}
