@@ -102,7 +102,10 @@ impl Engine {
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<Engine> {
         let (store, report) = Store::open(dir, opts.store.clone())?;
         for (file, bytes) in &report.torn_tails {
-            tracing::warn!("recovery: cut {bytes} unacknowledged bytes from {}", file.display());
+            tracing::warn!(
+                "recovery: cut {bytes} unacknowledged bytes from {}",
+                file.display()
+            );
         }
         let inner = Arc::new(Inner {
             store,

@@ -26,23 +26,49 @@ pub const T0: i64 = 1_767_225_600_000;
 const DAY: i64 = 86_400_000;
 
 const SOURCES: [&str; 8] = [
-    "baidu", "google", "wechat", "direct", "linkedin", "newsletter", "bing", "zhihu",
+    "baidu",
+    "google",
+    "wechat",
+    "direct",
+    "linkedin",
+    "newsletter",
+    "bing",
+    "zhihu",
 ];
 const SOURCE_W: [f64; 8] = [30.0, 22.0, 15.0, 12.0, 8.0, 6.0, 4.0, 3.0];
 const PAGES: [&str; 10] = [
-    "/", "/pricing", "/docs", "/blog", "/demo", "/features", "/customers", "/about", "/signup",
+    "/",
+    "/pricing",
+    "/docs",
+    "/blog",
+    "/demo",
+    "/features",
+    "/customers",
+    "/about",
+    "/signup",
     "/contact",
 ];
 const PAGE_W: [f64; 10] = [30.0, 14.0, 12.0, 10.0, 8.0, 8.0, 6.0, 5.0, 4.0, 3.0];
 const ACTIVE: [&str; 8] = [
-    "view_page", "click", "search", "create_report", "view_demo", "export_report", "invite",
+    "view_page",
+    "click",
+    "search",
+    "create_report",
+    "view_demo",
+    "export_report",
+    "invite",
     "pay",
 ];
 const ACTIVE_W: [f64; 8] = [40.0, 25.0, 12.0, 8.0, 6.0, 4.0, 3.0, 2.0];
 const PLANS: [&str; 4] = ["free", "pro", "team", "enterprise"];
 const PLAN_W: [f64; 4] = [55.0, 25.0, 14.0, 6.0];
 const INDUSTRIES: [&str; 6] = [
-    "saas", "retail", "finance", "education", "manufacturing", "healthcare",
+    "saas",
+    "retail",
+    "finance",
+    "education",
+    "manufacturing",
+    "healthcare",
 ];
 const CSMS: [&str; 5] = ["alice", "bob", "carol", "dan", "erin"];
 
@@ -63,7 +89,13 @@ pub fn budgets(spec: &GenSpec) -> Vec<u64> {
     let base = spec.events.saturating_sub(n as u64) as f64;
     let mut out: Vec<u64> = weights
         .iter()
-        .map(|w| if spec.events >= n as u64 { 1 + (w / total_w * base) as u64 } else { 0 })
+        .map(|w| {
+            if spec.events >= n as u64 {
+                1 + (w / total_w * base) as u64
+            } else {
+                0
+            }
+        })
         .collect();
     let assigned: u64 = out.iter().sum();
     let mut rest = spec.events.saturating_sub(assigned);
@@ -81,6 +113,7 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
     if budget == 0 {
         return;
     }
+    let start = out.len();
     let mut rng = Rng::new(spec.seed, i);
     let user = user_name(i);
     let span = i64::from(spec.days.max(1)) * DAY;
@@ -105,12 +138,20 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
         "visit",
         vec![
             ("utm_source".into(), Value::Str(source.into())),
-            ("page".into(), Value::Str(PAGES[rng.weighted(&PAGE_W)].into())),
+            (
+                "page".into(),
+                Value::Str(PAGES[rng.weighted(&PAGE_W)].into()),
+            ),
         ],
     );
     left -= 1;
     let mut paid = false;
-    let funnel = [("signup", 0.42), ("view_demo", 0.62), ("create_report", 0.55), ("pay", 0.35)];
+    let funnel = [
+        ("signup", 0.42),
+        ("view_demo", 0.62),
+        ("create_report", 0.55),
+        ("pay", 0.35),
+    ];
     for (name, p) in funnel {
         if left == 0 || !rng.chance(p) {
             break;
@@ -141,8 +182,14 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
         let opener = if rng.chance(0.3) { "visit" } else { "login" };
         let props = if opener == "visit" {
             vec![
-                ("utm_source".into(), Value::Str(SOURCES[rng.weighted(&SOURCE_W)].into())),
-                ("page".into(), Value::Str(PAGES[rng.weighted(&PAGE_W)].into())),
+                (
+                    "utm_source".into(),
+                    Value::Str(SOURCES[rng.weighted(&SOURCE_W)].into()),
+                ),
+                (
+                    "page".into(),
+                    Value::Str(PAGES[rng.weighted(&PAGE_W)].into()),
+                ),
             ]
         } else {
             Vec::new()
@@ -160,7 +207,10 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
                 last_renew = t;
             }
             let props = match name {
-                "view_page" => vec![("page".into(), Value::Str(PAGES[rng.weighted(&PAGE_W)].into()))],
+                "view_page" => vec![(
+                    "page".into(),
+                    Value::Str(PAGES[rng.weighted(&PAGE_W)].into()),
+                )],
                 "pay" | "renew" => {
                     paid = true;
                     vec![("amount".into(), Value::Float(amount(&mut rng)))]
@@ -176,7 +226,7 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
             left -= 1;
         }
     }
-    out.sort_by_key(|e| e.time);
+    out[start..].sort_by_key(|e| e.time);
 }
 
 fn amount(rng: &mut Rng) -> f64 {
@@ -197,8 +247,14 @@ pub fn user_profile(spec: &GenSpec, i: u64) -> ProfileUpdate {
         op: ProfileOp::Set,
         props: vec![
             ("plan".into(), Value::Str(plan.into())),
-            ("industry".into(), Value::Str(INDUSTRIES[rng.below(6) as usize].into())),
-            ("csm_owner".into(), Value::Str(CSMS[rng.below(5) as usize].into())),
+            (
+                "industry".into(),
+                Value::Str(INDUSTRIES[rng.below(6) as usize].into()),
+            ),
+            (
+                "csm_owner".into(),
+                Value::Str(CSMS[rng.below(5) as usize].into()),
+            ),
             ("contract_end".into(), Value::Str(date)),
             ("seats".into(), Value::Int(1 + rng.below(200) as i64)),
         ],
@@ -255,7 +311,12 @@ mod tests {
 
     #[test]
     fn exact_counts_and_deterministic() {
-        let spec = GenSpec { users: 100, events: 5000, days: 30, seed: 7 };
+        let spec = GenSpec {
+            users: 100,
+            events: 5000,
+            days: 30,
+            seed: 7,
+        };
         let b = budgets(&spec);
         assert_eq!(b.iter().sum::<u64>(), 5000);
         let mut a = Vec::new();
@@ -267,7 +328,14 @@ mod tests {
         assert_eq!(a.len(), 10000 / 2);
         assert_eq!(a, c);
         assert!(a.iter().all(|e| e.time >= T0 && e.time < T0 + 30 * DAY));
-        for name in ["visit", "signup", "login", "view_demo", "create_report", "pay"] {
+        for name in [
+            "visit",
+            "signup",
+            "login",
+            "view_demo",
+            "create_report",
+            "pay",
+        ] {
             assert!(a.iter().any(|e| e.event == name), "{name}");
         }
         assert_eq!(chrono_date(T0), "2026-01-01");

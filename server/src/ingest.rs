@@ -140,7 +140,8 @@ pub fn load(
                         // Report the bad line and keep the rest of the chunk.
                         let good = e.utf8_error().valid_up_to();
                         let bytes = e.into_bytes();
-                        let bad_line = line_no + bytes[..good].iter().filter(|&&b| b == b'\n').count();
+                        let bad_line =
+                            line_no + bytes[..good].iter().filter(|&&b| b == b'\n').count();
                         bail!("{name}:{bad_line}: input is not valid UTF-8")
                     }
                 };
@@ -202,7 +203,9 @@ fn record_errors(summary: &mut LoadSummary, name: &str, errors: Vec<RowError>, m
     summary.rejected += errors.len() as u64;
     for e in errors {
         if summary.errors.len() < max {
-            summary.errors.push(format!("{name}:{}: {}", e.line, e.message));
+            summary
+                .errors
+                .push(format!("{name}:{}: {}", e.line, e.message));
         }
     }
 }

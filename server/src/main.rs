@@ -17,7 +17,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 #[derive(Parser)]
-#[command(name = "footprint", version, about = "Footprint: an embedded engine for user-behavior analytics")]
+#[command(
+    name = "footprint",
+    version,
+    about = "Footprint: an embedded engine for user-behavior analytics"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -82,6 +86,19 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Build a demo: generate a SaaS data set into DIR (unless it exists),
+    /// print its stats and run sample analyses.
+    Demo {
+        /// The data directory.
+        #[arg(long, default_value = "demo-data")]
+        data: PathBuf,
+        /// Number of users.
+        #[arg(long, default_value_t = 20_000)]
+        users: u64,
+        /// Number of events.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
     },
     /// Flush the memtable and merge every shard's segments into one.
     Compact {
@@ -202,7 +219,10 @@ fn run(cli: Cli) -> Result<i32> {
                     eprintln!("rejected {e}");
                 }
                 if summary.rejected as usize > summary.errors.len() {
-                    eprintln!("… and {} more rejected rows", summary.rejected as usize - summary.errors.len());
+                    eprintln!(
+                        "… and {} more rejected rows",
+                        summary.rejected as usize - summary.errors.len()
+                    );
                 }
                 println!(
                     "accepted {} events, rejected {} rows, {:.1} MB in {:.2} s ({:.0} events/s); durable",
@@ -225,21 +245,54 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Cmd::Demo {
+            data,
+            users,
+            events,
+        } => cmd_demo(&data, users, events),
         Cmd::Compact { data } => {
             let engine = open(&data, 16, false)?;
             let t = Instant::now();
             engine.flush()?;
             let merges = engine.store().compact_all()?;
-            println!("compacted {merges} shards in {:.2} s", t.elapsed().as_secs_f64());
+            println!(
+                "compacted {merges} shards in {:.2} s",
+                t.elapsed().as_secs_f64()
+            );
             engine.close()?;
             Ok(0)
         }
     }
 }
 
+fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
+    if !data.join("MANIFEST").exists() {
+        println!(
+            "generating {events} events of {users} users into {} …",
+            data.display()
+        );
+        let spec = gen::GenSpec {
+            users,
+            events,
+            days: 90,
+            seed: 1,
+        };
+        cmd_gen(spec, None, Some(data.to_owned()), 16)?;
+    } else {
+        println!("using the existing data set in {}", data.display());
+    }
+    let engine = open(data, 16, false)?;
+    print_stats(&engine.stats()?);
+    engine.close()?;
+    Ok(0)
+}
+
 fn print_stats(s: &footprint_engine::StoreStats) {
     let ev = s.events.max(1) as f64;
-    println!("events        {:>14} ({} in segments, {} in memtable)", s.events, s.events_in_segments, s.events_in_memtable);
+    println!(
+        "events        {:>14} ({} in segments, {} in memtable)",
+        s.events, s.events_in_segments, s.events_in_memtable
+    );
     println!("users         {:>14}", s.users);
     println!("event names   {:>14}", s.event_names);
     println!("shards        {:>14}", s.shards);
@@ -253,16 +306,29 @@ fn print_stats(s: &footprint_engine::StoreStats) {
     for (k, v) in &s.column_bytes {
         println!("  {k:<22} {v:>14}  {:>6.2} B/event", *v as f64 / ev);
     }
-    println!("  {:<22} {core:>14}  {:>6.2} B/event", "user+event+time", core as f64 / ev);
+    println!(
+        "  {:<22} {core:>14}  {:>6.2} B/event",
+        "user+event+time",
+        core as f64 / ev
+    );
     let total = s.segment_bytes + s.dict_bytes + s.wal_bytes + s.profile_bytes;
     println!("segments      {:>14} bytes", s.segment_bytes);
     println!("dictionaries  {:>14} bytes", s.dict_bytes);
     println!("wal           {:>14} bytes", s.wal_bytes);
     println!("profiles      {:>14} bytes", s.profile_bytes);
-    println!("total         {:>14} bytes  {:.2} B/event", total, total as f64 / ev);
+    println!(
+        "total         {:>14} bytes  {:.2} B/event",
+        total,
+        total as f64 / ev
+    );
 }
 
-fn cmd_gen(spec: gen::GenSpec, out: Option<PathBuf>, data: Option<PathBuf>, shards: u32) -> Result<i32> {
+fn cmd_gen(
+    spec: gen::GenSpec,
+    out: Option<PathBuf>,
+    data: Option<PathBuf>,
+    shards: u32,
+) -> Result<i32> {
     let budgets = gen::budgets(&spec);
     let t = Instant::now();
     const USERS_PER_CHUNK: usize = 2_000;
@@ -274,7 +340,8 @@ fn cmd_gen(spec: gen::GenSpec, out: Option<PathBuf>, data: Option<PathBuf>, shar
     let pb = bar(Some(spec.events), "gen");
     match (out, data) {
         (Some(path), None) => {
-            let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            let file = std::fs::File::create(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
             for group in chunks.chunks(rayon::current_num_threads().max(1) * 4) {
                 let texts: Vec<(String, u64)> = group
@@ -293,14 +360,16 @@ fn cmd_gen(spec: gen::GenSpec, out: Option<PathBuf>, data: Option<PathBuf>, shar
                     })
                     .collect();
                 for (s, n) in texts {
-                    w.write_all(s.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+                    w.write_all(s.as_bytes())
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                     pb.inc(n);
                 }
             }
             w.flush()?;
             let ppath = PathBuf::from(format!("{}.profiles.ndjson", path.display()));
             let mut pw = std::io::BufWriter::new(
-                std::fs::File::create(&ppath).with_context(|| format!("cannot create {}", ppath.display()))?,
+                std::fs::File::create(&ppath)
+                    .with_context(|| format!("cannot create {}", ppath.display()))?,
             );
             let mut s = String::new();
             for i in 0..spec.users {
@@ -341,7 +410,9 @@ fn cmd_gen(spec: gen::GenSpec, out: Option<PathBuf>, data: Option<PathBuf>, shar
             }
             pb.set_message("publishing");
             bulk.commit()?;
-            let profiles: Vec<_> = (0..spec.users).map(|i| gen::user_profile(&spec, i)).collect();
+            let profiles: Vec<_> = (0..spec.users)
+                .map(|i| gen::user_profile(&spec, i))
+                .collect();
             engine.upsert_profiles(profiles)?;
             engine.close()?;
             pb.finish_and_clear();

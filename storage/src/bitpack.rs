@@ -182,7 +182,12 @@ mod tests {
     fn garbage_never_panics() {
         for seed in 0..2000u64 {
             let bytes: Vec<u8> = (0..64u64)
-                .map(|i| (seed.wrapping_mul(6364136223846793005).wrapping_add(i.wrapping_mul(1442695040888963407)) >> 33) as u8)
+                .map(|i| {
+                    (seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(i.wrapping_mul(1442695040888963407))
+                        >> 33) as u8
+                })
                 .collect();
             let mut out = Vec::new();
             let _ = decode(&mut Dec::new(&bytes), 1 << 20, &mut out);

@@ -127,10 +127,19 @@ mod tests {
         let p = dir.path().join("MANIFEST");
         assert!(Manifest::load(&p).unwrap().is_none());
         let mut m = Manifest::new(8);
-        m.segments.push(SegmentEntry { id: 3, shard: 1, rows: 10, min_time: 1, max_time: 2, bytes: 99 });
+        m.segments.push(SegmentEntry {
+            id: 3,
+            shard: 1,
+            rows: 10,
+            min_time: 1,
+            max_time: 2,
+            bytes: 99,
+        });
         m.store(&p).unwrap();
         assert_eq!(Manifest::load(&p).unwrap(), Some(m));
-        let text = std::fs::read_to_string(&p).unwrap().replace("\"rows\": 10", "\"rows\": 11");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"rows\": 10", "\"rows\": 11");
         std::fs::write(&p, text).unwrap();
         let err = Manifest::load(&p).unwrap_err().to_string();
         assert!(err.contains("MANIFEST"), "{err}");

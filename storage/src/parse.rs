@@ -224,7 +224,12 @@ fn name_field(v: Option<Json>, what: &str) -> Result<String, String> {
         Some(Json::String(s)) => s,
         // Trackers commonly send numeric user ids; they name the same user as their text.
         Some(Json::Number(n)) if what == "user" => n.to_string(),
-        Some(other) => return Err(format!("{what} must be a string, got {}", json_kind(&other))),
+        Some(other) => {
+            return Err(format!(
+                "{what} must be a string, got {}",
+                json_kind(&other)
+            ))
+        }
     };
     check_name(&s, what)?;
     Ok(s)
@@ -296,8 +301,7 @@ pub fn parse_time_str(s: &str) -> Result<i64, String> {
     match chrono::DateTime::parse_from_rfc3339(t) {
         Ok(dt) => check_time(dt.timestamp_millis()),
         Err(e) => {
-            let hint = if chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
-            {
+            let hint = if chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").is_ok() {
                 " (it has no UTC offset: add Z or ±hh:mm)"
             } else {
                 ""
@@ -579,12 +583,17 @@ pub fn parse_profile_update(v: Json) -> Result<ProfileUpdate, String> {
         }
         (_, Some(Json::Object(m))) => flatten_props(m)?,
         (_, Some(other)) => {
-            return Err(format!("props must be an object, got {}", json_kind(&other)))
+            return Err(format!(
+                "props must be an object, got {}",
+                json_kind(&other)
+            ))
         }
     };
     if op == ProfileOp::Add {
         if let Some((k, _)) = props.iter().find(|(_, v)| v.as_f64().is_none()) {
-            return Err(format!("add needs numbers; property \"{k}\" is not a number"));
+            return Err(format!(
+                "add needs numbers; property \"{k}\" is not a number"
+            ));
         }
     }
     Ok(ProfileUpdate { user, op, props })
@@ -616,7 +625,9 @@ mod tests {
         assert_eq!((e.user.as_str(), e.time), ("d1", 1_767_607_200_000));
         let e = parse_json_line(r#"{"type":"track","anonymousId":"a1","event":"visit","timestamp":"2026-01-05T18:00:00+08:00","properties":{},"context":{"ip":"1.2.3.4"}}"#).unwrap();
         assert_eq!((e.user.as_str(), e.time), ("a1", 1_767_607_200_000));
-        let e = parse_json_line(r#"{"userId":"k1","anonymousId":"a1","event":"visit","timestamp":5}"#).unwrap();
+        let e =
+            parse_json_line(r#"{"userId":"k1","anonymousId":"a1","event":"visit","timestamp":5}"#)
+                .unwrap();
         assert_eq!(e.user, "k1");
     }
 
@@ -628,15 +639,36 @@ mod tests {
             (r#"{"event":"a","time":1}"#, "missing user"),
             (r#"{"user":"u","time":1}"#, "missing event"),
             (r#"{"user":"u","event":"a"}"#, "missing time"),
-            (r#"{"user":"u","event":"a","time":"yesterday"}"#, "not RFC 3339"),
-            (r#"{"user":"u","event":"a","time":"2026-01-05T10:00:00"}"#, "no UTC offset"),
+            (
+                r#"{"user":"u","event":"a","time":"yesterday"}"#,
+                "not RFC 3339",
+            ),
+            (
+                r#"{"user":"u","event":"a","time":"2026-01-05T10:00:00"}"#,
+                "no UTC offset",
+            ),
             (r#"{"user":"u","event":"a","time":-5}"#, "out of range"),
-            (r#"{"user":"u","event":"a","time":1e30}"#, "not a whole number"),
+            (
+                r#"{"user":"u","event":"a","time":1e30}"#,
+                "not a whole number",
+            ),
             (r#"{"user":"","event":"a","time":1}"#, "user is empty"),
-            (r#"{"user":"u","event":"a","time":1,"evnt":2}"#, "unknown field \"evnt\""),
-            (r#"{"user":"u","event":"a","time":1,"props":3}"#, "must be a JSON object"),
-            (r#"{"user":"u","event":"a","time":1,"props":{"a.b":1,"a":{"b":2}}}"#, "given twice"),
-            (r#"{"user":"u","event":7,"time":1}"#, "event must be a string"),
+            (
+                r#"{"user":"u","event":"a","time":1,"evnt":2}"#,
+                "unknown field \"evnt\"",
+            ),
+            (
+                r#"{"user":"u","event":"a","time":1,"props":3}"#,
+                "must be a JSON object",
+            ),
+            (
+                r#"{"user":"u","event":"a","time":1,"props":{"a.b":1,"a":{"b":2}}}"#,
+                "given twice",
+            ),
+            (
+                r#"{"user":"u","event":7,"time":1}"#,
+                "event must be a string",
+            ),
         ];
         for (line, want) in cases {
             let err = parse_json_line(line).unwrap_err();
@@ -681,11 +713,18 @@ mod tests {
 
     #[test]
     fn profile_updates() {
-        let u = parse_profile_update(serde_json::json!({"user":"u","op":"add","props":{"n":2}})).unwrap();
+        let u = parse_profile_update(serde_json::json!({"user":"u","op":"add","props":{"n":2}}))
+            .unwrap();
         assert_eq!(u.op, ProfileOp::Add);
-        assert!(parse_profile_update(serde_json::json!({"user":"u","op":"add","props":{"n":"x"}})).is_err());
-        let u = parse_profile_update(serde_json::json!({"user":"u","op":"unset","props":["plan"]})).unwrap();
+        assert!(
+            parse_profile_update(serde_json::json!({"user":"u","op":"add","props":{"n":"x"}}))
+                .is_err()
+        );
+        let u = parse_profile_update(serde_json::json!({"user":"u","op":"unset","props":["plan"]}))
+            .unwrap();
         assert_eq!(u.props[0].0, "plan");
-        assert!(parse_profile_update(serde_json::json!({"user":"u","op":"merge","props":{}})).is_err());
+        assert!(
+            parse_profile_update(serde_json::json!({"user":"u","op":"merge","props":{}})).is_err()
+        );
     }
 }

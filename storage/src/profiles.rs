@@ -102,7 +102,10 @@ impl Profiles {
         let len = u32::from_le_bytes([data[8], data[9], data[10], data[11]]) as usize;
         let crc = u32::from_le_bytes([data[12], data[13], data[14], data[15]]);
         if data.len() != 16 + len {
-            return Err(bad(format!("length {} does not match its header", data.len())));
+            return Err(bad(format!(
+                "length {} does not match its header",
+                data.len()
+            )));
         }
         let got = crc32fast::hash(&data[16..]);
         if got != crc {
@@ -144,7 +147,11 @@ mod tests {
     use super::*;
 
     fn up(op: ProfileOp, k: &str, v: Value) -> ProfileUpdate {
-        ProfileUpdate { user: "u".into(), op, props: vec![(k.into(), v)] }
+        ProfileUpdate {
+            user: "u".into(),
+            op,
+            props: vec![(k.into(), v)],
+        }
     }
 
     #[test]
@@ -165,7 +172,10 @@ mod tests {
         assert!(!p.get("u").unwrap().contains_key("plan"));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.prof");
-        p.alias(&Alias { anonymous: "c".into(), known: "u".into() });
+        p.alias(&Alias {
+            anonymous: "c".into(),
+            known: "u".into(),
+        });
         p.save(&path).unwrap();
         assert_eq!(Profiles::load(&path).unwrap(), p);
     }

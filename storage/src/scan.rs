@@ -57,8 +57,14 @@ pub struct UserRows<'a> {
 
 #[derive(Debug)]
 enum Loc<'a> {
-    Single { src: &'a Decoded, base: usize },
-    Multi { srcs: &'a [Decoded], at: &'a [(u32, u32)] },
+    Single {
+        src: &'a Decoded,
+        base: usize,
+    },
+    Multi {
+        srcs: &'a [Decoded],
+        at: &'a [(u32, u32)],
+    },
 }
 
 impl<'a> UserRows<'a> {
@@ -214,7 +220,10 @@ impl ShardSnapshot {
                         None => (a, b),
                         Some((from, to)) => {
                             let t = &src.times[a..b];
-                            (a + t.partition_point(|&x| x < from), a + t.partition_point(|&x| x < to))
+                            (
+                                a + t.partition_point(|&x| x < from),
+                                a + t.partition_point(|&x| x < to),
+                            )
                         }
                     };
                     if a < b {

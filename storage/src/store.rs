@@ -195,7 +195,10 @@ impl Store {
             let sdir = dir.join(sub);
             for entry in std::fs::read_dir(&sdir).at(&sdir)? {
                 let p = entry.at(&sdir)?.path();
-                let keep = match (p.extension().and_then(|e| e.to_str()), p.file_stem().and_then(|s| s.to_str())) {
+                let keep = match (
+                    p.extension().and_then(|e| e.to_str()),
+                    p.file_stem().and_then(|s| s.to_str()),
+                ) {
                     (Some(e), Some(stem)) if e == ext => match stem.parse::<u64>() {
                         Ok(id) if sub == "segments" => live.contains(&id),
                         Ok(id) => manifest.profiles == Some(id),
@@ -245,7 +248,8 @@ impl Store {
                     path.display()
                 );
                 let f = File::options().write(true).open(&path).at(&path)?;
-                f.set_len(r.valid_len.max(wal::WAL_MAGIC.len() as u64)).at(&path)?;
+                f.set_len(r.valid_len.max(wal::WAL_MAGIC.len() as u64))
+                    .at(&path)?;
                 if r.valid_len < wal::WAL_MAGIC.len() as u64 {
                     // Rewrite the header of a file cut before it was complete.
                     std::fs::write(&path, wal::WAL_MAGIC).at(&path)?;
@@ -372,7 +376,10 @@ impl Store {
                 return Ok(());
             }
             let wal_start = self.wal.rotate()?;
-            let frozen = Arc::new(std::mem::replace(&mut st.mem, Memtable::new(self.shards as usize)));
+            let frozen = Arc::new(std::mem::replace(
+                &mut st.mem,
+                Memtable::new(self.shards as usize),
+            ));
             st.frozen = Some(frozen.clone());
             let profiles = st.profiles_dirty.then(|| st.profiles.clone());
             st.profiles_dirty = false;
@@ -466,9 +473,8 @@ impl Store {
         let mut merges = 0;
         for shard in 0..self.shards as usize {
             let r = self.compact_shard(shard, max.max(1));
-            match self.poisoned(r)? {
-                true => merges += 1,
-                false => {}
+            if self.poisoned(r)? {
+                merges += 1;
             }
         }
         Ok(merges)
@@ -481,7 +487,11 @@ impl Store {
         }
         // Size-tiered: merge the smallest segments, leaving about max/2.
         segs.sort_by_key(|(id, s)| (s.meta().rows, *id));
-        let take = if max == 1 { segs.len() } else { segs.len() - max / 2 };
+        let take = if max == 1 {
+            segs.len()
+        } else {
+            segs.len() - max / 2
+        };
         let mut chosen: Vec<(u64, Arc<Segment>)> = segs.into_iter().take(take).collect();
         chosen.sort_by_key(|(id, _)| *id);
         let data = merge_segments(&chosen)?;
@@ -606,12 +616,24 @@ impl Store {
 
     /// All event names, by id.
     pub fn event_names(&self) -> Vec<String> {
-        self.state.read().events.names().iter().map(|s| s.to_string()).collect()
+        self.state
+            .read()
+            .events
+            .names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     /// All property names, by id.
     pub fn prop_names(&self) -> Vec<String> {
-        self.state.read().props.names().iter().map(|s| s.to_string()).collect()
+        self.state
+            .read()
+            .props
+            .names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     }
 
     /// Resolves user ids to their names.
@@ -646,7 +668,10 @@ impl Store {
                 s.segments += 1;
                 s.events_in_segments += seg.meta().rows;
                 for (name, bytes) in seg.section_sizes() {
-                    let key = match name.strip_prefix("prop.").and_then(|p| p.parse::<u32>().ok()) {
+                    let key = match name
+                        .strip_prefix("prop.")
+                        .and_then(|p| p.parse::<u32>().ok())
+                    {
                         Some(pid) => format!("prop:{}", st.props.name(pid)),
                         None => name,
                     };
@@ -654,8 +679,7 @@ impl Store {
                 }
             }
         }
-        s.events_in_memtable =
-            (st.mem.rows + st.frozen.as_ref().map_or(0, |f| f.rows)) as u64;
+        s.events_in_memtable = (st.mem.rows + st.frozen.as_ref().map_or(0, |f| f.rows)) as u64;
         s.events = s.events_in_segments + s.events_in_memtable;
         let size_of = |dir: PathBuf| -> Result<u64> {
             let mut total = 0;
@@ -788,7 +812,10 @@ pub(crate) fn sort_batches(batches: &[Arc<MemBatch>]) -> SegmentData {
         d.times.push(t);
         d.events.push(batch.events[r as usize]);
         for (pid, v) in &batch.props[r as usize] {
-            d.props.entry(*pid).or_default().push((row as u32, v.clone()));
+            d.props
+                .entry(*pid)
+                .or_default()
+                .push((row as u32, v.clone()));
         }
     }
     d

@@ -256,9 +256,8 @@ pub fn replay_bytes(path: &Path, data: &[u8]) -> Result<Replay> {
                 got,
             });
         }
-        let rec = WalRecord::decode(payload).map_err(|e| {
-            Error::corrupt(path, format!("frame at offset {pos}: {e}"))
-        })?;
+        let rec = WalRecord::decode(payload)
+            .map_err(|e| Error::corrupt(path, format!("frame at offset {pos}: {e}")))?;
         records.push(rec);
         pos = end;
     }

@@ -7,7 +7,7 @@ use roaring::RoaringBitmap;
 
 use super::{SEG_END, SEG_MAGIC};
 use crate::bitpack;
-use crate::codec::{DecodeError, Dec};
+use crate::codec::{Dec, DecodeError};
 use crate::error::{Error, Result};
 use crate::value::Value;
 
@@ -73,9 +73,12 @@ impl Segment {
         let bad = |why: String| Error::corrupt(path, why);
         let n = map.len();
         if n < 8 + 16 || &map[..8] != SEG_MAGIC || &map[n - 8..] != SEG_END {
-            return Err(bad("not a Footprint segment (bad magic or truncated)".into()));
+            return Err(bad(
+                "not a Footprint segment (bad magic or truncated)".into()
+            ));
         }
-        let flen = u32::from_le_bytes([map[n - 16], map[n - 15], map[n - 14], map[n - 13]]) as usize;
+        let flen =
+            u32::from_le_bytes([map[n - 16], map[n - 15], map[n - 14], map[n - 13]]) as usize;
         let fcrc = u32::from_le_bytes([map[n - 12], map[n - 11], map[n - 10], map[n - 9]]);
         if flen > n - 24 {
             return Err(bad(format!("footer length {flen} exceeds the file")));
@@ -122,7 +125,10 @@ impl Segment {
             max_time: d.i64().map_err(ctx)?,
         };
         if meta.rows > u64::from(u32::MAX) {
-            return Err(bad(format!("{} rows is more than a segment can hold", meta.rows)));
+            return Err(bad(format!(
+                "{} rows is more than a segment can hold",
+                meta.rows
+            )));
         }
         let mut seg = Segment {
             path: path.to_owned(),
@@ -162,7 +168,10 @@ impl Segment {
         bitpack::decode(&mut d, users, &mut deltas).map_err(|e| self.decode_err("users", e))?;
         bitpack::decode(&mut d, users, &mut counts).map_err(|e| self.decode_err("users", e))?;
         if deltas.len() != users || counts.len() != users {
-            return Err(Error::corrupt(&self.path, "users table has the wrong length"));
+            return Err(Error::corrupt(
+                &self.path,
+                "users table has the wrong length",
+            ));
         }
         let mut ids = Vec::with_capacity(users);
         let mut starts = Vec::with_capacity(users + 1);
@@ -171,7 +180,10 @@ impl Segment {
         for (i, (&dl, &c)) in deltas.iter().zip(&counts).enumerate() {
             uid = if i == 0 { dl } else { uid + dl };
             if uid > u64::from(u32::MAX) || (i > 0 && dl == 0) || c == 0 {
-                return Err(Error::corrupt(&self.path, "users table is not strictly ascending"));
+                return Err(Error::corrupt(
+                    &self.path,
+                    "users table is not strictly ascending",
+                ));
             }
             ids.push(uid as u32);
             starts.push(row as u32);
@@ -224,7 +236,10 @@ impl Segment {
         let mut raw = Vec::new();
         bitpack::decode(&mut d, rows, &mut raw).map_err(|e| self.decode_err("time", e))?;
         if raw.len() != rows {
-            return Err(Error::corrupt(&self.path, "time column has the wrong length"));
+            return Err(Error::corrupt(
+                &self.path,
+                "time column has the wrong length",
+            ));
         }
         let mut out = Vec::with_capacity(rows);
         for w in self.user_starts.windows(2) {
@@ -252,16 +267,25 @@ impl Segment {
         let mut raw = Vec::new();
         bitpack::decode(&mut d, rows, &mut raw).map_err(|e| self.decode_err("event", e))?;
         if raw.len() != rows {
-            return Err(Error::corrupt(&self.path, "event column has the wrong length"));
+            return Err(Error::corrupt(
+                &self.path,
+                "event column has the wrong length",
+            ));
         }
         raw.into_iter()
-            .map(|v| u32::try_from(v).map_err(|_| Error::corrupt(&self.path, "event id out of range")))
+            .map(|v| {
+                u32::try_from(v).map_err(|_| Error::corrupt(&self.path, "event id out of range"))
+            })
             .collect()
     }
 
     /// The users who did event `event` in this segment.
     pub fn event_users(&self, event: u32) -> Result<Option<RoaringBitmap>> {
-        Ok(self.event_bitmaps()?.into_iter().find(|(e, _)| *e == event).map(|(_, b)| b))
+        Ok(self
+            .event_bitmaps()?
+            .into_iter()
+            .find(|(e, _)| *e == event)
+            .map(|(_, b)| b))
     }
 
     /// All per-event user bitmaps.
@@ -310,7 +334,10 @@ impl Segment {
         let mut idx = Vec::new();
         bitpack::decode(&mut d, rows, &mut idx).map_err(err)?;
         if idx.len() != rows || idx.iter().any(|&i| i > nv as u64) {
-            return Err(Error::corrupt(&self.path, format!("section {name}: bad value index")));
+            return Err(Error::corrupt(
+                &self.path,
+                format!("section {name}: bad value index"),
+            ));
         }
         Ok(Some(PropColumn {
             values,

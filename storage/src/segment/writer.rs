@@ -65,7 +65,13 @@ pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64>
     let deltas: Vec<u64> = user_ids
         .iter()
         .enumerate()
-        .map(|(i, &u)| if i == 0 { u64::from(u) } else { u64::from(u - user_ids[i - 1]) })
+        .map(|(i, &u)| {
+            if i == 0 {
+                u64::from(u)
+            } else {
+                u64::from(u - user_ids[i - 1])
+            }
+        })
         .collect();
     bitpack::encode(&deltas, &mut e);
     bitpack::encode(&counts, &mut e);
@@ -108,7 +114,8 @@ pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64>
         sections.push((format!("prop.{pid}"), encode_prop(n, col)));
     }
 
-    let mut file_bytes = Vec::with_capacity(sections.iter().map(|s| s.1.len()).sum::<usize>() + 256);
+    let mut file_bytes =
+        Vec::with_capacity(sections.iter().map(|s| s.1.len()).sum::<usize>() + 256);
     file_bytes.extend_from_slice(SEG_MAGIC);
     let mut footer = Enc::new();
     footer.var(sections.len() as u64);
@@ -172,7 +179,6 @@ fn encode_prop(rows: usize, col: &[(u32, Value)]) -> Vec<u8> {
 /// Hash key that distinguishes value variants exactly.
 #[derive(PartialEq, Eq)]
 struct ValueKey<'a>(&'a Value);
-
 
 impl std::hash::Hash for ValueKey<'_> {
     fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
