@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+pub use footprint_query as query;
+pub use footprint_query::{ErrorKind, QueryError, QueryOptions};
 pub use footprint_storage as storage;
 pub use footprint_storage::{
     Alias, Event, Format, OpenReport, ProfileOp, ProfileUpdate, RowError, Store, StoreOptions,
@@ -46,6 +48,9 @@ pub enum Error {
     /// The caller's input was rejected.
     #[error("{0}")]
     Invalid(String),
+    /// A query failed (invalid, not supported, timeout, cancelled, storage).
+    #[error(transparent)]
+    Query(#[from] footprint_query::QueryError),
 }
 
 /// Result alias of the engine.
@@ -60,6 +65,8 @@ pub struct EngineOptions {
     pub background: bool,
     /// Flush a non-empty memtable at least this often, so the WAL stays short.
     pub flush_interval: Duration,
+    /// Query threads (0 = one per core).
+    pub query_threads: usize,
 }
 
 impl Default for EngineOptions {
@@ -68,6 +75,7 @@ impl Default for EngineOptions {
             store: StoreOptions::default(),
             background: true,
             flush_interval: Duration::from_secs(60),
+            query_threads: 0,
         }
     }
 }
@@ -93,6 +101,7 @@ struct Inner {
 /// An open Footprint database.
 pub struct Engine {
     inner: Arc<Inner>,
+    pool: rayon::ThreadPool,
     report: OpenReport,
     background: Mutex<Option<JoinHandle<()>>>,
 }
@@ -124,8 +133,14 @@ impl Engine {
         } else {
             None
         };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(inner.opts.query_threads)
+            .thread_name(|i| format!("footprint-query-{i}"))
+            .build()
+            .map_err(|e| Error::Invalid(format!("cannot start the query threads: {e}")))?;
         Ok(Engine {
             inner,
+            pool,
             report,
             background: Mutex::new(background),
         })
@@ -185,6 +200,23 @@ impl Engine {
     pub fn alias(&self, aliases: Vec<Alias>) -> Result<()> {
         self.inner.store.alias(aliases)?;
         self.after_write()
+    }
+
+    /// Runs a query (the JSON of `QUERY_API.md`) and returns its result.
+    pub fn query(&self, query: &str) -> Result<serde_json::Value> {
+        let v: serde_json::Value = serde_json::from_str(query).map_err(|e| {
+            Error::Query(QueryError::invalid(
+                "",
+                format!("not valid JSON at line {} column {}: {e}", e.line(), e.column()),
+            ))
+        })?;
+        self.query_json(&v, QueryOptions::default())
+    }
+
+    /// Runs a parsed query with options (time budget, cancellation).
+    pub fn query_json(&self, query: &serde_json::Value, opts: QueryOptions) -> Result<serde_json::Value> {
+        let store = &self.inner.store;
+        Ok(self.pool.install(|| footprint_query::execute(store, query, opts))?)
     }
 
     /// Flushes the memtable to segments now.

@@ -181,6 +181,20 @@ impl ShardSnapshot {
 
     /// Calls `f` once per user with events in the range, in user-id order.
     pub fn scan(&self, spec: &ScanSpec, mut f: impl FnMut(&UserRows<'_>)) -> Result<()> {
+        self.scan_while(spec, |u| {
+            f(u);
+            true
+        })
+        .map(|_| ())
+    }
+
+    /// Like [`ShardSnapshot::scan`], but stops as soon as `f` returns
+    /// `false` (cancellation, time budget). Returns whether it ran to the end.
+    pub fn scan_while(
+        &self,
+        spec: &ScanSpec,
+        mut f: impl FnMut(&UserRows<'_>) -> bool,
+    ) -> Result<bool> {
         let mut sources: Vec<Decoded> = Vec::new();
         for seg in &self.segments {
             let m = seg.meta();
@@ -209,7 +223,7 @@ impl ShardSnapshot {
                 }
             }
             if !any {
-                return Ok(());
+                return Ok(true);
             }
             present.clear();
             for (s, src) in sources.iter().enumerate() {
@@ -242,12 +256,15 @@ impl ShardSnapshot {
             }
             if let [(s, a, b)] = present[..] {
                 let src = &sources[s];
-                f(&UserRows {
+                let go = f(&UserRows {
                     uid,
                     times: &src.times[a..b],
                     events: &src.events[a..b],
                     loc: Loc::Single { src, base: a },
                 });
+                if !go {
+                    return Ok(false);
+                }
                 continue;
             }
             merged.clear();
@@ -266,7 +283,7 @@ impl ShardSnapshot {
                 events.push(sources[s as usize].events[r as usize]);
                 at.push((s, r));
             }
-            f(&UserRows {
+            let go = f(&UserRows {
                 uid,
                 times: &times,
                 events: &events,
@@ -275,6 +292,9 @@ impl ShardSnapshot {
                     at: &at,
                 },
             });
+            if !go {
+                return Ok(false);
+            }
         }
     }
 }

@@ -118,3 +118,14 @@ pub type Props = Vec<(String, Value)>;
 
 // `same` is an equivalence relation (floats compare by bits).
 impl Eq for Value {}
+
+impl std::hash::Hash for Value {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match self {
+            Value::Str(s) => (0u8, s).hash(h),
+            Value::Int(i) => (1u8, i).hash(h),
+            Value::Float(f) => (2u8, f.to_bits()).hash(h),
+            Value::Bool(b) => (3u8, b).hash(h),
+        }
+    }
+}

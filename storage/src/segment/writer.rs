@@ -152,11 +152,10 @@ pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64>
 /// them (0 = absent), zstd-compressed as a whole.
 fn encode_prop(rows: usize, col: &[(u32, Value)]) -> Vec<u8> {
     let mut distinct: Vec<&Value> = Vec::new();
-    let mut lookup: rustc_hash::FxHashMap<ValueKey<'_>, u64> = Default::default();
+    let mut lookup: rustc_hash::FxHashMap<&Value, u64> = Default::default();
     let mut idx = vec![0u64; rows];
     for (row, v) in col {
-        let key = ValueKey(v);
-        let id = *lookup.entry(key).or_insert_with(|| {
+        let id = *lookup.entry(v).or_insert_with(|| {
             distinct.push(v);
             distinct.len() as u64
         });
@@ -174,19 +173,4 @@ fn encode_prop(rows: usize, col: &[(u32, Value)]) -> Vec<u8> {
         let _ = zstd::stream::copy_encode(&e.buf[..], &mut raw, 0);
         raw
     })
-}
-
-/// Hash key that distinguishes value variants exactly.
-#[derive(PartialEq, Eq)]
-struct ValueKey<'a>(&'a Value);
-
-impl std::hash::Hash for ValueKey<'_> {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        match self.0 {
-            Value::Str(s) => (0u8, s).hash(h),
-            Value::Int(i) => (1u8, i).hash(h),
-            Value::Float(f) => (2u8, f.to_bits()).hash(h),
-            Value::Bool(b) => (3u8, b).hash(h),
-        }
-    }
 }

@@ -22,6 +22,7 @@ fn main() {
         },
         background: true,
         flush_interval: Duration::from_millis(50),
+        query_threads: 1,
     };
     let engine = Engine::open(std::path::Path::new(&dir), opts).expect("open");
     let out = std::io::stdout();

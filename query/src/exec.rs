@@ -1,0 +1,291 @@
+//! The execution context: name resolution, the columns a query needs, and
+//! the parallel per-shard executor with cancellation and a time budget.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use footprint_storage::{ScanSpec, Snapshot, Store, UserRows, Value};
+use rayon::prelude::*;
+use roaring::RoaringBitmap;
+use rustc_hash::FxHashMap;
+use serde_json::Value as Json;
+
+use crate::error::{ErrorKind, QueryError, Result};
+use crate::filter::{Filter, Props};
+
+/// How a query runs.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    /// Give up after this long.
+    pub timeout: Option<Duration>,
+    /// Set to `true` to cancel a running query.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Query-wide state: resolved names, requested columns, warnings.
+pub struct Ctx<'a> {
+    store: &'a Store,
+    snapshot: Snapshot,
+    /// Property ids to decode, by scan slot.
+    props: Vec<u32>,
+    warnings: Vec<String>,
+    opts: QueryOptions,
+    started: Instant,
+    profiles: Option<FxHashMap<u32, BTreeMap<String, Value>>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context over a fresh snapshot of `store`.
+    pub fn new(store: &'a Store, opts: QueryOptions) -> Self {
+        Ctx {
+            store,
+            snapshot: store.snapshot(),
+            props: Vec::new(),
+            warnings: Vec::new(),
+            opts,
+            started: Instant::now(),
+            profiles: None,
+        }
+    }
+
+    /// Resolves an event name; unknown names match nothing and add a warning.
+    pub fn event_id(&mut self, name: &str, path: &str) -> Option<u32> {
+        let id = self.store.event_id(name);
+        if id.is_none() {
+            let names = self.store.event_names();
+            let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            self.warnings.push(format!("{path}: no event named \"{name}\" has been stored{hint}"));
+        }
+        id
+    }
+
+    /// The scan slot of event property `name`, registering it.
+    pub fn slot(&mut self, name: &str, path: &str) -> Option<usize> {
+        match self.store.prop_id(name) {
+            Some(pid) => Some(match self.props.iter().position(|&p| p == pid) {
+                Some(k) => k,
+                None => {
+                    self.props.push(pid);
+                    self.props.len() - 1
+                }
+            }),
+            None => {
+                let names = self.store.prop_names();
+                let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                self.warnings.push(format!("{path}: no event has a property \"{name}\"{hint}"));
+                None
+            }
+        }
+    }
+
+    /// Parses a filter, registering the properties it reads.
+    pub fn filter(&mut self, v: &Json, path: &str) -> Result<Filter> {
+        let mut slots: Vec<(String, Option<usize>)> = Vec::new();
+        let f = Filter::parse(v, path, &mut |name| {
+            if let Some((_, s)) = slots.iter().find(|(n, _)| n == name) {
+                return *s;
+            }
+            slots.push((name.to_owned(), None));
+            Some(usize::MAX)
+        })?;
+        // Resolve after parsing, so warnings name the filter's path.
+        let mut resolved = Vec::new();
+        for (name, _) in &slots {
+            resolved.push((name.clone(), self.slot(name, path)));
+        }
+        Ok(resolve(f, &resolved))
+    }
+
+    /// Loads user profiles for queries that read user properties.
+    pub fn need_profiles(&mut self) {
+        if self.profiles.is_none() {
+            let store = self.store;
+            let mut map = FxHashMap::default();
+            store.with_profiles(|p| {
+                for (user, props) in &p.users {
+                    if let Some(uid) = store.user_id(user) {
+                        map.insert(uid, props.clone());
+                    }
+                }
+            });
+            self.profiles = Some(map);
+        }
+    }
+
+    /// The profile of `uid`.
+    pub fn profile(&self, uid: u32) -> Option<&BTreeMap<String, Value>> {
+        self.profiles.as_ref()?.get(&uid)
+    }
+
+    /// Warnings collected while planning.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    /// Adds a warning.
+    pub fn warn(&mut self, w: String) {
+        self.warnings.push(w);
+    }
+
+    /// Runs `per_user` over every user (with events in `range`) of every
+    /// shard in parallel, one accumulator per shard, merged with `merge`.
+    /// When `prune` names an event, only users who ever did it are read.
+    pub fn run<A: Send>(
+        &self,
+        range: Option<(i64, i64)>,
+        prune: Option<u32>,
+        init: impl Fn() -> A + Sync,
+        per_user: impl Fn(&mut A, &UserRows<'_>) + Sync,
+        merge: impl Fn(A, A) -> A + Sync,
+    ) -> Result<A> {
+        let deadline = self.opts.timeout.map(|t| self.started + t);
+        let cancel = self.opts.cancel.clone();
+        let stop: AtomicBool = AtomicBool::new(false);
+        let results: Vec<Result<A>> = self
+            .snapshot
+            .shards
+            .par_iter()
+            .map(|shard| {
+                let users: Option<RoaringBitmap> = match prune {
+                    Some(ev) => Some(shard.event_users(ev)?),
+                    None => None,
+                };
+                let spec = ScanSpec { range, props: self.props.clone(), users };
+                let mut acc = init();
+                let mut n = 0u32;
+                let mut why: Option<ErrorKind> = None;
+                let finished = shard.scan_while(&spec, |u| {
+                    n = n.wrapping_add(1);
+                    if n % 256 == 0 {
+                        if stop.load(Ordering::Relaxed) {
+                            return false;
+                        }
+                        if cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
+                            why = Some(ErrorKind::Cancelled);
+                            stop.store(true, Ordering::Relaxed);
+                            return false;
+                        }
+                        if deadline.is_some_and(|d| Instant::now() > d) {
+                            why = Some(ErrorKind::Timeout);
+                            stop.store(true, Ordering::Relaxed);
+                            return false;
+                        }
+                    }
+                    per_user(&mut acc, u);
+                    true
+                })?;
+                if !finished {
+                    return Err(self.stopped(why));
+                }
+                Ok(acc)
+            })
+            .collect();
+        let mut out: Option<A> = None;
+        let mut first_err: Option<QueryError> = None;
+        for r in results {
+            match r {
+                Ok(a) => out = Some(match out {
+                    None => a,
+                    Some(b) => merge(b, a),
+                }),
+                Err(e) => {
+                    // Prefer the reason over the "stopped because another shard stopped".
+                    if first_err.as_ref().is_none_or(|f| f.kind == ErrorKind::Cancelled && e.kind != ErrorKind::Cancelled) {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            return Err(e);
+        }
+        Ok(out.unwrap_or_else(init))
+    }
+
+    fn stopped(&self, why: Option<ErrorKind>) -> QueryError {
+        match why {
+            Some(ErrorKind::Timeout) => QueryError {
+                kind: ErrorKind::Timeout,
+                path: String::new(),
+                message: format!(
+                    "the query ran longer than its time budget of {} ms",
+                    self.opts.timeout.map_or(0, |t| t.as_millis())
+                ),
+            },
+            _ => QueryError {
+                kind: ErrorKind::Cancelled,
+                path: String::new(),
+                message: "the query was cancelled".into(),
+            },
+        }
+    }
+}
+
+fn resolve(f: Filter, slots: &[(String, Option<usize>)]) -> Filter {
+    use crate::filter::Target;
+    match f {
+        Filter::And(fs) => Filter::And(fs.into_iter().map(|f| resolve(f, slots)).collect()),
+        Filter::Or(fs) => Filter::Or(fs.into_iter().map(|f| resolve(f, slots)).collect()),
+        Filter::Not(f) => Filter::Not(Box::new(resolve(*f, slots))),
+        Filter::Cmp { target: Target::Event { name, .. }, op, values } => {
+            let slot = slots.iter().find(|(n, _)| *n == name).and_then(|(_, s)| *s);
+            Filter::Cmp { target: Target::Event { name, slot }, op, values }
+        }
+        other => other,
+    }
+}
+
+/// The properties of event `i` of a user, with the user's profile.
+pub struct RowProps<'r, 'a> {
+    /// The user's events.
+    pub rows: &'r UserRows<'a>,
+    /// The event index.
+    pub i: usize,
+    /// The user's profile.
+    pub profile: Option<&'r BTreeMap<String, Value>>,
+}
+
+impl Props for RowProps<'_, '_> {
+    fn event(&self, k: usize) -> Option<&Value> {
+        self.rows.prop(k, self.i)
+    }
+    fn user(&self, name: &str) -> Option<&Value> {
+        self.profile?.get(name)
+    }
+}
+
+/// Profile-only property access (for `users` conditions).
+pub struct UserProps<'r>(pub Option<&'r BTreeMap<String, Value>>);
+
+impl Props for UserProps<'_> {
+    fn event(&self, _: usize) -> Option<&Value> {
+        None
+    }
+    fn user(&self, name: &str) -> Option<&Value> {
+        self.0?.get(name)
+    }
+}
+
+/// Exact quantile with linear interpolation between the two nearest ranks
+/// (ClickHouse `quantileExactInclusive`, DuckDB `quantile_cont`) of sorted data.
+pub fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(sorted.len() - 1);
+    let (a, b) = (sorted[lo] as f64, sorted[hi] as f64);
+    Some(a + (b - a) * (pos - lo as f64))
+}
+
+/// Renders an optional float as JSON.
+pub fn num(x: Option<f64>) -> Json {
+    x.and_then(serde_json::Number::from_f64).map_or(Json::Null, Json::Number)
+}

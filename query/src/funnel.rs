@@ -1,0 +1,531 @@
+//! funnel — 转化漏斗: the deepest step each user reaches, with exactly the
+//! semantics of ClickHouse `windowFunnel` (see the conformance folder's
+//! SEMANTICS.md §1), then per-step counts, conversion rates and times.
+
+use footprint_storage::UserRows;
+use rustc_hash::FxHashMap;
+use serde_json::{json, Value as Json};
+
+use crate::error::{QueryError, Result};
+use crate::exec::{num, quantile, Ctx, RowProps, UserProps};
+use crate::json::{array, Obj};
+use crate::model::{key_json, Breakdown, Common, EventRef, Key};
+use crate::time::parse_window;
+
+/// Most steps a funnel may have.
+pub const MAX_STEPS: usize = 32;
+/// Most partial chains `strict_once` keeps per user before giving up on
+/// finding more (the result may then undercount; a warning says so).
+pub const MAX_CHAINS: usize = 100_000;
+
+/// Funnel modes (ClickHouse names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Modes {
+    /// Any unrelated event after step 1 ends the search; skipping ahead ends it.
+    pub strict_order: bool,
+    /// A repeated step (after step 1) ends the search.
+    pub strict_deduplication: bool,
+    /// Consecutive steps need strictly increasing times.
+    pub strict_increase: bool,
+    /// Each event fills at most one step of a chain.
+    pub strict_once: bool,
+    /// With `strict_order`, skip (instead of stop at) out-of-order step events.
+    pub allow_reentry: bool,
+}
+
+/// One event of a user as the funnel sees it: `(time, step, row)`; step 0 is
+/// an unrelated event (only produced under `strict_order`).
+pub type Entry = (i64, u8, u32);
+
+/// The chain a user's level comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Deepest step reached (0 = none).
+    pub level: usize,
+    /// Times of the chain's steps 1..=level.
+    pub times: Vec<i64>,
+    /// Row of the chain's step-1 event.
+    pub first_row: u32,
+    /// `strict_once` hit [`MAX_CHAINS`].
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Chain {
+    first: i64,
+    last: i64,
+    times: Vec<i64>,
+    rows: Vec<u32>,
+}
+
+/// Runs the windowFunnel scan over entries sorted by (time, step, row).
+pub fn level(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
+    let Some(&(t0, _, r0)) = entries.iter().find(|e| e.1 != 0) else {
+        return Outcome::default();
+    };
+    if !m.strict_order && n == 1 {
+        return Outcome { level: 1, times: vec![t0], first_row: r0, truncated: false };
+    }
+    if m.strict_once {
+        return level_once(entries, n, window, m);
+    }
+    let mut lv: Vec<Option<Chain>> = vec![None; n];
+    let mut started = false;
+    let top = |lv: &[Option<Chain>]| -> Outcome {
+        match lv.iter().rposition(|c| c.is_some()) {
+            None => Outcome::default(),
+            Some(k) => {
+                let c = lv[k].as_ref().map(|c| (c.times.clone(), c.rows[0])).unwrap_or_default();
+                Outcome { level: k + 1, times: c.0, first_row: c.1, truncated: false }
+            }
+        }
+    };
+    for &(t, k, row) in entries {
+        if k == 0 {
+            if started {
+                break;
+            }
+            continue;
+        }
+        let idx = k as usize - 1;
+        if idx == 0 {
+            lv[0] = Some(Chain { first: t, last: t, times: vec![t], rows: vec![row] });
+            started = true;
+        } else if m.strict_deduplication && lv[idx].is_some() {
+            return top(&lv);
+        } else if m.strict_order && started && lv[idx - 1].is_none() {
+            if m.allow_reentry {
+                continue;
+            }
+            return top(&lv);
+        } else if let Some(prev) = &lv[idx - 1] {
+            if t <= prev.first.saturating_add(window) && (!m.strict_increase || prev.last < t) {
+                let mut c = prev.clone();
+                c.last = t;
+                c.times.push(t);
+                lv[idx] = Some(c);
+                if idx + 1 == n {
+                    return top(&lv);
+                }
+            }
+        }
+    }
+    top(&lv)
+}
+
+fn level_once(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
+    let mut seqs: Vec<Vec<Chain>> = vec![Vec::new(); n];
+    let mut started = false;
+    let mut total = 0usize;
+    let mut truncated = false;
+    let top = |seqs: &[Vec<Chain>], truncated: bool| -> Outcome {
+        match seqs.iter().rposition(|s| !s.is_empty()) {
+            None => Outcome::default(),
+            Some(k) => {
+                let c = &seqs[k][0];
+                Outcome { level: k + 1, times: c.times.clone(), first_row: c.rows[0], truncated }
+            }
+        }
+    };
+    for &(t, k, row) in entries {
+        if k == 0 {
+            if started {
+                break;
+            }
+            continue;
+        }
+        let idx = k as usize - 1;
+        if idx == 0 {
+            seqs[0].push(Chain { first: t, last: t, times: vec![t], rows: vec![row] });
+            total += 1;
+            started = true;
+        } else if m.strict_deduplication && !seqs[idx].is_empty() {
+            return top(&seqs, truncated);
+        } else if m.strict_order && started && seqs[idx - 1].is_empty() {
+            if m.allow_reentry {
+                continue;
+            }
+            return top(&seqs, truncated);
+        } else if !seqs[idx - 1].is_empty() {
+            let (lo, hi) = seqs.split_at_mut(idx);
+            let prev = &mut lo[idx - 1];
+            let cur = &mut hi[0];
+            let mut j = 0;
+            while j < prev.len() {
+                let in_window = t <= prev[j].first.saturating_add(window);
+                if !in_window && prev.len() > 1 {
+                    prev.remove(j);
+                    continue;
+                }
+                let c = &prev[j];
+                if in_window && !c.rows.contains(&row) && (!m.strict_increase || c.last < t) {
+                    if total >= MAX_CHAINS {
+                        truncated = true;
+                    } else {
+                        let mut nc = c.clone();
+                        nc.last = t;
+                        nc.times.push(t);
+                        nc.rows.push(row);
+                        cur.push(nc);
+                        total += 1;
+                        if idx + 1 == n {
+                            return top(&seqs, truncated);
+                        }
+                    }
+                }
+                j += 1;
+            }
+        }
+    }
+    top(&seqs, truncated)
+}
+
+/// An exclusion: users with a matching event strictly between the chain's
+/// step `from` and step `to` (0-based) are left out of the funnel.
+#[derive(Debug, Clone)]
+pub struct Exclusion {
+    /// The excluded event.
+    pub event: EventRef,
+    /// 0-based step index after which the event excludes.
+    pub from: usize,
+    /// 0-based step index before which the event excludes.
+    pub to: usize,
+}
+
+/// A parsed funnel query.
+pub struct Funnel {
+    /// Steps.
+    pub steps: Vec<EventRef>,
+    /// Window in ms.
+    pub window: i64,
+    /// Modes.
+    pub modes: Modes,
+    /// Exclusions.
+    pub exclusions: Vec<Exclusion>,
+}
+
+const MODES: &str = "strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry";
+
+impl Funnel {
+    /// Reads the funnel fields.
+    pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>) -> Result<Funnel> {
+        let sp = o.at("steps");
+        let list = array(o.req("steps")?, &sp)?;
+        if list.is_empty() {
+            return Err(QueryError::invalid(sp, "needs at least one step"));
+        }
+        if list.len() > MAX_STEPS {
+            return Err(QueryError::invalid(sp, format!("{} steps; at most {MAX_STEPS} are allowed", list.len())));
+        }
+        let steps = list
+            .iter()
+            .enumerate()
+            .map(|(i, s)| EventRef::parse(s, &format!("{sp}[{i}]"), ctx))
+            .collect::<Result<Vec<_>>>()?;
+        let wp = o.at("window");
+        let window = parse_window(o.req("window")?, &wp)?;
+        let mut modes = Modes::default();
+        if let Some(ms) = o.opt("mode") {
+            let mp = o.at("mode");
+            let names: Vec<&Json> = match ms {
+                Json::String(_) => vec![ms],
+                other => array(other, &mp)?.iter().collect(),
+            };
+            for (i, m) in names.iter().enumerate() {
+                let ip = format!("{mp}[{i}]");
+                let name = m
+                    .as_str()
+                    .ok_or_else(|| QueryError::invalid(&ip, "expected a mode name string"))?;
+                let flag = match name {
+                    "strict_order" => &mut modes.strict_order,
+                    "strict_deduplication" => &mut modes.strict_deduplication,
+                    "strict_increase" => &mut modes.strict_increase,
+                    "strict_once" => &mut modes.strict_once,
+                    "allow_reentry" => &mut modes.allow_reentry,
+                    other => {
+                        let hint = crate::suggest::nearest(other, MODES.split(", "))
+                            .map(|s| format!(" (did you mean \"{s}\"?)"))
+                            .unwrap_or_default();
+                        return Err(QueryError::invalid(ip, format!("unknown mode \"{other}\"{hint}; allowed: {MODES}")));
+                    }
+                };
+                *flag = true;
+            }
+            if modes.allow_reentry && !modes.strict_order {
+                return Err(QueryError::invalid(mp, "allow_reentry needs strict_order"));
+            }
+        }
+        let mut exclusions = Vec::new();
+        if let Some(ex) = o.opt("exclusions") {
+            let ep = o.at("exclusions");
+            for (i, e) in array(ex, &ep)?.iter().enumerate() {
+                let ip = format!("{ep}[{i}]");
+                let mut eo = Obj::new(e, &ip)?;
+                let bp = eo.at("between");
+                let between = array(eo.req("between")?, &bp)?;
+                let idx = |k: usize| -> Result<usize> {
+                    let v = between.get(k).ok_or_else(|| QueryError::invalid(&bp, "expected [from_step, to_step]"))?;
+                    Ok(crate::json::uint(v, &format!("{bp}[{k}]"), MAX_STEPS as u64)? as usize)
+                };
+                let (from, to) = (idx(0)?, idx(1)?);
+                if between.len() != 2 || from >= to || to >= steps.len() {
+                    return Err(QueryError::invalid(
+                        bp,
+                        format!("expected [from_step, to_step] with 0 <= from < to < {} (0-based step indices)", steps.len()),
+                    ));
+                }
+                let name_path = eo.at("event");
+                let name = eo.req_str("event")?.to_owned();
+                let id = if name == "$any" { None } else { Some(ctx.event_id(&name, &name_path)) };
+                let filter = match eo.opt("where") {
+                    None => crate::filter::Filter::True,
+                    Some(w) => ctx.filter(w, &eo.at("where"))?,
+                };
+                eo.finish("event, where, between")?;
+                exclusions.push(Exclusion { event: EventRef { name, id, filter }, from, to });
+            }
+        }
+        Ok(Funnel { steps, window, modes, exclusions })
+    }
+}
+
+#[derive(Default)]
+struct Agg {
+    /// users per final level.
+    levels: Vec<u64>,
+    /// per step (1..n-1): ms from step 1 for each user reaching it.
+    times: Vec<Vec<i64>>,
+}
+
+impl Agg {
+    fn new(n: usize) -> Self {
+        Agg { levels: vec![0; n + 1], times: vec![Vec::new(); n] }
+    }
+    fn add(&mut self, o: &Outcome) {
+        self.levels[o.level] += 1;
+        for k in 1..o.level {
+            self.times[k].push(o.times[k] - o.times[0]);
+        }
+    }
+    fn merge(&mut self, other: Agg) {
+        for (a, b) in self.levels.iter_mut().zip(other.levels) {
+            *a += b;
+        }
+        for (a, b) in self.times.iter_mut().zip(other.times) {
+            a.extend(b);
+        }
+    }
+}
+
+struct Acc {
+    all: Agg,
+    groups: FxHashMap<Key, Agg>,
+    truncated: u64,
+    entries: Vec<Entry>,
+}
+
+/// Runs a funnel query.
+pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
+    let n = f.steps.len();
+    let prune = f.steps[0].known_id();
+    if f.steps[0].id == Some(None) {
+        // Nobody did step 1.
+    }
+    let acc = ctx.run(
+        c.range,
+        prune,
+        || Acc { all: Agg::new(n), groups: FxHashMap::default(), truncated: 0, entries: Vec::new() },
+        |acc, u| per_user(f, c, ctx, acc, u),
+        |mut a, b| {
+            a.all.merge(b.all);
+            for (k, g) in b.groups {
+                match a.groups.get_mut(&k) {
+                    Some(x) => x.merge(g),
+                    None => {
+                        a.groups.insert(k, g);
+                    }
+                }
+            }
+            a.truncated += b.truncated;
+            a
+        },
+    )?;
+    let mut out = json!({ "steps": steps_json(f, acc.all) });
+    if !c.breakdown.is_empty() {
+        let mut groups: Vec<(Key, Agg)> = acc.groups.into_iter().collect();
+        groups.sort_by(|a, b| {
+            let ua: u64 = a.1.levels[1..].iter().sum();
+            let ub: u64 = b.1.levels[1..].iter().sum();
+            ub.cmp(&ua).then_with(|| key_json(&c.breakdown, &a.0).to_string().cmp(&key_json(&c.breakdown, &b.0).to_string()))
+        });
+        let total = groups.len();
+        groups.truncate(c.limit);
+        out["groups"] = Json::Array(
+            groups
+                .into_iter()
+                .map(|(k, g)| json!({"key": key_json(&c.breakdown, &k), "steps": steps_json(f, g)}))
+                .collect(),
+        );
+        if total > c.limit {
+            out["groups_truncated"] = json!(total);
+        }
+    }
+    if acc.truncated > 0 {
+        out["warnings"] = json!([format!(
+            "strict_once: {} users had more than {MAX_CHAINS} partial chains; their level may be undercounted",
+            acc.truncated
+        )]);
+    }
+    Ok(out)
+}
+
+fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
+    let profile = ctx.profile(u.uid);
+    if !c.users.eval(&UserProps(profile)) {
+        return;
+    }
+    let n = f.steps.len();
+    let entries = &mut acc.entries;
+    entries.clear();
+    let mut any_step = false;
+    for i in 0..u.len() {
+        let p = RowProps { rows: u, i, profile };
+        if !c.filter.eval(&p) {
+            continue;
+        }
+        let ev = u.events[i];
+        let mut hit = false;
+        for (k, s) in f.steps.iter().enumerate() {
+            if s.matches(ev, &p) {
+                entries.push((u.times[i], (k + 1) as u8, i as u32));
+                hit = true;
+            }
+        }
+        if hit {
+            any_step = true;
+        } else if f.modes.strict_order {
+            entries.push((u.times[i], 0, i as u32));
+        }
+    }
+    if !any_step {
+        return;
+    }
+    if !entries.is_sorted() {
+        entries.sort_unstable();
+    }
+    let o = level(entries, n, f.window, f.modes);
+    if o.truncated {
+        acc.truncated += 1;
+    }
+    if o.level == 0 {
+        return;
+    }
+    for ex in &f.exclusions {
+        if o.level > ex.to {
+            let (a, b) = (o.times[ex.from], o.times[ex.to]);
+            let hit = (0..u.len()).any(|i| {
+                let t = u.times[i];
+                t > a && t < b && {
+                    let p = RowProps { rows: u, i, profile };
+                    c.filter.eval(&p) && ex.event.matches(u.events[i], &p)
+                }
+            });
+            if hit {
+                return;
+            }
+        }
+    }
+    acc.all.add(&o);
+    if !c.breakdown.is_empty() {
+        let key: Key = c
+            .breakdown
+            .iter()
+            .map(|d| match d {
+                Breakdown::Event { slot: Some(k), .. } => u.prop(*k, o.first_row as usize).cloned(),
+                Breakdown::Event { slot: None, .. } => None,
+                Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
+            })
+            .collect();
+        acc.groups.entry(key).or_insert_with(|| Agg::new(n)).add(&o);
+    }
+}
+
+fn steps_json(f: &Funnel, mut agg: Agg) -> Json {
+    let n = f.steps.len();
+    // users[i] = users reaching step i+1 or deeper.
+    let mut users = vec![0u64; n];
+    let mut acc = 0;
+    for lvl in (1..=n).rev() {
+        acc += agg.levels[lvl];
+        users[lvl - 1] = acc;
+    }
+    let ratio = |a: u64, b: u64| if b == 0 { Json::Null } else { num(Some(a as f64 / b as f64)) };
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let (median, avg) = if i == 0 {
+            (Json::Null, Json::Null)
+        } else {
+            let t = &mut agg.times[i];
+            t.sort_unstable();
+            let avg = (!t.is_empty()).then(|| t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64);
+            (num(quantile(t, 0.5)), num(avg))
+        };
+        out.push(json!({
+            "event": f.steps[i].name,
+            "users": users[i],
+            "conversion_from_previous": if i == 0 { ratio(users[0], users[0]) } else { ratio(users[i], users[i - 1]) },
+            "conversion_from_first": ratio(users[i], users[0]),
+            "median_ms_from_first": median,
+            "avg_ms_from_first": avg,
+        }));
+    }
+    Json::Array(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(evs: &[(i64, &[u8])]) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for (row, (t, steps)) in evs.iter().enumerate() {
+            for &s in *steps {
+                out.push((*t, s, row as u32));
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    fn lv(evs: &[(i64, &[u8])], n: usize, w: i64, m: Modes) -> usize {
+        level(&entries(evs), n, w, m).level
+    }
+
+    #[test]
+    fn semantics_probes() {
+        let d = Modes::default();
+        // F5b: a@0 b@1 a@6 c@12, window 10 → 2.
+        assert_eq!(lv(&[(0, &[1]), (1, &[2]), (6, &[1]), (12, &[3])], 3, 10, d), 2);
+        // F4a: one event fills several steps.
+        assert_eq!(lv(&[(0, &[1, 2, 3])], 3, 10, d), 3);
+        let so = Modes { strict_order: true, ..d };
+        // F6c: a x a b c → 1.
+        assert_eq!(lv(&[(0, &[1]), (1, &[0]), (2, &[1]), (3, &[2]), (4, &[3])], 3, 100, so), 1);
+        // F6e: a b a c → 3.
+        assert_eq!(lv(&[(0, &[1]), (1, &[2]), (2, &[1]), (3, &[3])], 3, 100, so), 3);
+        // F10a: a c b with allow_reentry → 2.
+        let re = Modes { allow_reentry: true, ..so };
+        assert_eq!(lv(&[(0, &[1]), (1, &[3]), (2, &[2])], 3, 100, re), 2);
+        assert_eq!(lv(&[(0, &[1]), (1, &[3]), (2, &[2])], 3, 100, so), 1);
+        // F8c: [a,a,a] strict_increase with a@0,1,2 → 1.
+        let si = Modes { strict_increase: true, ..d };
+        assert_eq!(lv(&[(0, &[1, 2, 3]), (1, &[1, 2, 3]), (2, &[1, 2, 3])], 3, 100, si), 1);
+        // F7c: a b a b with dedup → 2.
+        let sd = Modes { strict_deduplication: true, ..d };
+        assert_eq!(lv(&[(0, &[1]), (1, &[2]), (2, &[1]), (3, &[2])], 3, 100, sd), 2);
+        // strict_once: one row cannot fill two steps.
+        let once = Modes { strict_once: true, ..d };
+        assert_eq!(lv(&[(0, &[1, 2, 3])], 3, 10, once), 1);
+        assert_eq!(lv(&[(0, &[1, 2]), (1, &[1, 2]), (2, &[3])], 3, 10, once), 3);
+    }
+}

@@ -1,0 +1,104 @@
+//! Footprint's query layer: parses and validates the query JSON of
+//! `QUERY_API.md`, plans (time pruning, per-event user bitmaps, only the
+//! columns needed) and runs each analysis as a per-user state machine over
+//! every shard in parallel.
+//!
+//! Implemented kinds: `funnel`, `retention`, `interval`. The others in the
+//! contract return a clear "not supported" error.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod error;
+pub mod exec;
+pub mod filter;
+pub mod funnel;
+pub mod interval;
+pub mod json;
+pub mod model;
+pub mod retention;
+pub mod suggest;
+pub mod time;
+
+use footprint_storage::Store;
+use serde_json::Value as Json;
+
+pub use error::{ErrorKind, QueryError, Result};
+pub use exec::QueryOptions;
+
+const KINDS: [&str; 11] = [
+    "funnel", "retention", "interval", "events", "distribution", "sessions", "paths", "attribution",
+    "users", "lifecycle", "stickiness",
+];
+const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
+
+/// Parses, validates and runs a query against a snapshot of `store`.
+pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> {
+    let mut o = json::Obj::new(query, "")?;
+    let kind_path = o.at("kind");
+    let kind = o.req_str("kind")?;
+    if !KINDS.contains(&kind) {
+        let hint = suggest::nearest(kind, KINDS)
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        return Err(QueryError::invalid(
+            kind_path,
+            format!("unknown kind \"{kind}\"{hint}; allowed: {}", KINDS.join(", ")),
+        ));
+    }
+    let mut ctx = exec::Ctx::new(store, opts);
+    let common = model::Common::parse(&mut o, &mut ctx)?;
+    let mut result = match kind {
+        "funnel" => {
+            let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
+            o.finish(&format!("{COMMON}, steps, window, mode, exclusions"))?;
+            prepare(&mut ctx, &common, f.steps.iter().map(|s| &s.filter));
+            funnel::run(&f, &common, &ctx)?
+        }
+        "retention" => {
+            let r = retention::Retention::parse(&mut o, &mut ctx)?;
+            o.finish(&format!("{COMMON}, start, return, unit, periods, first_time"))?;
+            prepare(&mut ctx, &common, [&r.start.filter, &r.ret.filter]);
+            retention::run(&r, &common, &ctx)?
+        }
+        "interval" => {
+            let q = interval::Interval::parse(&mut o, &mut ctx)?;
+            o.finish(&format!("{COMMON}, from, to, pairs, window, approximate"))?;
+            prepare(&mut ctx, &common, [&q.from.filter, &q.to.filter]);
+            interval::run(&q, &common, &ctx)?
+        }
+        other => {
+            return Err(QueryError::unsupported(
+                kind_path,
+                format!("kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval"),
+            ))
+        }
+    };
+    let warnings = ctx.take_warnings();
+    if !warnings.is_empty() {
+        let list = result
+            .as_object_mut()
+            .map(|m| m.entry("warnings").or_insert_with(|| Json::Array(Vec::new())));
+        if let Some(Json::Array(a)) = list {
+            a.extend(warnings.into_iter().map(Json::String));
+        }
+    }
+    Ok(result)
+}
+
+fn prepare<'f>(
+    ctx: &mut exec::Ctx<'_>,
+    c: &model::Common,
+    filters: impl IntoIterator<Item = &'f filter::Filter>,
+) {
+    let mut user = c.filter.uses_user_props()
+        || c.users.uses_user_props()
+        || c.breakdown.iter().any(|b| matches!(b, model::Breakdown::User(_)));
+    for f in filters {
+        user |= f.uses_user_props();
+    }
+    if user {
+        ctx.need_profiles();
+    }
+}

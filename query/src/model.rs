@@ -1,0 +1,216 @@
+//! The parts of the query JSON every kind shares: time range, time zone,
+//! filters, user conditions, breakdowns, limit, and event references.
+
+use chrono_tz::Tz;
+use footprint_storage::Value;
+use serde_json::Value as Json;
+
+use crate::error::{QueryError, Result};
+use crate::exec::Ctx;
+use crate::filter::{Filter, Props};
+use crate::json::{array, Obj};
+use crate::time::{parse_instant, parse_tz};
+
+/// A reference to events: a name (or `$any`) and a filter.
+#[derive(Debug, Clone)]
+pub struct EventRef {
+    /// The name as written.
+    pub name: String,
+    /// `None` for `$any`; `Some(None)` for a name no event has.
+    pub id: Option<Option<u32>>,
+    /// Per-reference filter.
+    pub filter: Filter,
+}
+
+impl EventRef {
+    /// Parses `{"event": NAME, "where": F}` at `path`.
+    pub fn parse(v: &Json, path: &str, ctx: &mut Ctx<'_>) -> Result<EventRef> {
+        let mut o = Obj::new(v, path)?;
+        let name_path = o.at("event");
+        let name = o.req_str("event")?.to_owned();
+        if name.is_empty() {
+            return Err(QueryError::invalid(name_path, "event name is empty"));
+        }
+        let id = if name == "$any" {
+            None
+        } else {
+            Some(ctx.event_id(&name, &name_path))
+        };
+        let filter = match o.opt("where") {
+            None => Filter::True,
+            Some(w) => ctx.filter(w, &o.at("where"))?,
+        };
+        o.finish("event, where")?;
+        Ok(EventRef { name, id, filter })
+    }
+
+    /// True if event `ev` with properties `p` matches.
+    #[inline]
+    pub fn matches(&self, ev: u32, p: &dyn Props) -> bool {
+        match self.id {
+            None => self.filter.eval(p),
+            Some(Some(id)) if id == ev => self.filter.eval(p),
+            _ => false,
+        }
+    }
+
+    /// The event id, if this names one known event (for bitmap pruning).
+    pub fn known_id(&self) -> Option<u32> {
+        self.id.flatten()
+    }
+}
+
+/// One breakdown dimension.
+#[derive(Debug, Clone)]
+pub enum Breakdown {
+    /// A property of the anchoring event, through scan slot `slot`.
+    Event {
+        /// Property name.
+        name: String,
+        /// Scan slot, `None` if no event has it.
+        slot: Option<usize>,
+    },
+    /// A user profile property.
+    User(String),
+}
+
+impl Breakdown {
+    /// The label used in result keys.
+    pub fn name(&self) -> &str {
+        match self {
+            Breakdown::Event { name, .. } | Breakdown::User(name) => name,
+        }
+    }
+}
+
+/// Fields common to every kind.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Half-open time range.
+    pub range: Option<(i64, i64)>,
+    /// Time zone of calendar buckets.
+    pub tz: Tz,
+    /// Filter applied to every event read.
+    pub filter: Filter,
+    /// Condition on users (profile properties).
+    pub users: Filter,
+    /// Breakdown dimensions.
+    pub breakdown: Vec<Breakdown>,
+    /// Maximum groups returned.
+    pub limit: usize,
+}
+
+impl Common {
+    /// Reads the common fields from the query object.
+    pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>) -> Result<Common> {
+        let range = match o.opt("time_range") {
+            None => None,
+            Some(v) => {
+                let p = o.at("time_range");
+                let mut r = Obj::new(v, &p)?;
+                let from = parse_instant(r.req("from")?, &r.at("from"))?;
+                let to = parse_instant(r.req("to")?, &r.at("to"))?;
+                r.finish("from, to")?;
+                if from >= to {
+                    return Err(QueryError::invalid(
+                        p,
+                        format!("from ({from}) must be before to ({to}); the range is half-open [from, to)"),
+                    ));
+                }
+                Some((from, to))
+            }
+        };
+        let tz = match o.opt_str("timezone")? {
+            None => Tz::UTC,
+            Some(name) => parse_tz(name, &o.at("timezone"))?,
+        };
+        let filter = match o.opt("where") {
+            None => Filter::True,
+            Some(w) => ctx.filter(w, &o.at("where"))?,
+        };
+        let users = match o.opt("users") {
+            None => Filter::True,
+            Some(u) => parse_users(u, &o.at("users"))?,
+        };
+        let mut breakdown = Vec::new();
+        if let Some(b) = o.opt("breakdown") {
+            let p = o.at("breakdown");
+            for (i, item) in array(b, &p)?.iter().enumerate() {
+                let ip = format!("{p}[{i}]");
+                let mut bo = Obj::new(item, &ip)?;
+                let d = match (bo.opt_str("event_prop")?, bo.opt_str("user_prop")?) {
+                    (Some(name), None) => {
+                        let slot = ctx.slot(name, &bo.at("event_prop"));
+                        Breakdown::Event { name: name.to_owned(), slot }
+                    }
+                    (None, Some(name)) => Breakdown::User(name.to_owned()),
+                    _ => {
+                        return Err(QueryError::invalid(
+                            ip,
+                            "expected {\"event_prop\": NAME} or {\"user_prop\": NAME}",
+                        ))
+                    }
+                };
+                bo.finish("event_prop or user_prop")?;
+                breakdown.push(d);
+            }
+            if breakdown.len() > 8 {
+                return Err(QueryError::invalid(p, "at most 8 breakdown dimensions"));
+            }
+        }
+        let limit = o.opt_uint("limit", 100_000)?.unwrap_or(100) as usize;
+        if limit == 0 {
+            return Err(QueryError::invalid(o.at("limit"), "must be at least 1"));
+        }
+        Ok(Common { range, tz, filter, users, breakdown, limit })
+    }
+}
+
+/// Parses the `users` condition: a filter over profile properties, where a
+/// comparison may say `"prop"` or `"user_prop"`; `{"cohort": NAME}` is not
+/// supported yet.
+fn parse_users(v: &Json, path: &str) -> Result<Filter> {
+    if let Json::Object(m) = v {
+        if m.contains_key("cohort") {
+            return Err(QueryError::unsupported(
+                format!("{path}.cohort"),
+                "saved cohorts are not supported yet (the users kind that saves them is not implemented)",
+            ));
+        }
+    }
+    // Rewrite `prop` to `user_prop` so both spellings read the profile.
+    fn rewrite(v: &Json) -> Json {
+        match v {
+            Json::Object(m) => Json::Object(
+                m.iter()
+                    .map(|(k, x)| {
+                        let k = if k == "prop" { "user_prop".to_owned() } else { k.clone() };
+                        (k, rewrite(x))
+                    })
+                    .collect(),
+            ),
+            Json::Array(a) => Json::Array(a.iter().map(rewrite).collect()),
+            other => other.clone(),
+        }
+    }
+    Filter::parse(&rewrite(v), path, &mut |_| None)
+}
+
+/// A breakdown key: one optional value per dimension.
+pub type Key = Vec<Option<Value>>;
+
+/// Renders a key as a JSON object `{dimension: value}`.
+pub fn key_json(dims: &[Breakdown], key: &Key) -> Json {
+    let mut m = serde_json::Map::new();
+    for (d, v) in dims.iter().zip(key) {
+        m.insert(d.name().to_owned(), v.as_ref().map_or(Json::Null, |v| v.to_json()));
+    }
+    Json::Object(m)
+}
+
+/// Parses a required event reference field.
+pub fn req_ref(o: &mut Obj<'_>, key: &'static str, ctx: &mut Ctx<'_>) -> Result<EventRef> {
+    let p = o.at(key);
+    let v = o.req(key)?;
+    EventRef::parse(v, &p, ctx)
+}

@@ -1,0 +1,187 @@
+//! retention — 留存: cohorts by the calendar bucket of the start event, and
+//! for each later period whether the user did the return event in it.
+//! Semantics: the conformance folder's SEMANTICS.md §2.
+
+use footprint_storage::UserRows;
+use rustc_hash::FxHashMap;
+use serde_json::{json, Value as Json};
+
+use crate::error::Result;
+use crate::exec::{Ctx, RowProps, UserProps};
+use crate::model::{key_json, req_ref, Breakdown, Common, EventRef, Key};
+use crate::json::Obj;
+use crate::time::{Clock, Unit};
+
+/// Most periods a retention query may ask for.
+pub const MAX_PERIODS: u64 = 10_000;
+
+/// A parsed retention query.
+pub struct Retention {
+    /// The event that puts a user in a cohort.
+    pub start: EventRef,
+    /// The event that counts as coming back.
+    pub ret: EventRef,
+    /// Bucket unit.
+    pub unit: Unit,
+    /// Periods after the cohort bucket to report.
+    pub periods: usize,
+    /// Anchor each user at their first start event only.
+    pub first_time: bool,
+}
+
+impl Retention {
+    /// Reads the retention fields.
+    pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>) -> Result<Retention> {
+        let start = req_ref(o, "start", ctx)?;
+        let ret = req_ref(o, "return", ctx)?;
+        let unit = match o.opt_str("unit")? {
+            None => Unit::Day,
+            Some(u) => Unit::parse(u, &o.at("unit"))?,
+        };
+        let periods = o.opt_uint("periods", MAX_PERIODS)?.unwrap_or(30) as usize;
+        let first_time = o.opt_bool("first_time")?.unwrap_or(true);
+        Ok(Retention { start, ret, unit, periods, first_time })
+    }
+}
+
+/// Per cohort bucket: users and retained counts (index 0 = the cohort).
+type Row = Vec<u64>;
+
+struct Acc {
+    cells: FxHashMap<(Key, i64), Row>,
+    clock: Clock,
+    starts: Vec<(i64, usize)>,
+    returns: Vec<i64>,
+}
+
+/// Runs a retention query.
+pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
+    let width = r.periods + 1;
+    let acc = ctx.run(
+        c.range,
+        r.start.known_id(),
+        || Acc { cells: FxHashMap::default(), clock: Clock::new(c.tz), starts: Vec::new(), returns: Vec::new() },
+        |acc, u| per_user(r, c, ctx, acc, u),
+        |mut a, b| {
+            for (k, row) in b.cells {
+                let e = a.cells.entry(k).or_insert_with(|| vec![0; width]);
+                for (x, y) in e.iter_mut().zip(row) {
+                    *x += y;
+                }
+            }
+            a
+        },
+    )?;
+    let mut clock = Clock::new(c.tz);
+    // Group rows: breakdown key → bucket → counts.
+    let mut by_key: FxHashMap<Key, Vec<(i64, Row)>> = FxHashMap::default();
+    for ((key, bucket), row) in acc.cells {
+        by_key.entry(key).or_default().push((bucket, row));
+    }
+    let mut render = |mut rows: Vec<(i64, Row)>| -> Json {
+        rows.sort_by_key(|(b, _)| *b);
+        let mut total = vec![0u64; width];
+        let cohorts: Vec<Json> = rows
+            .iter()
+            .map(|(b, row)| {
+                for (t, x) in total.iter_mut().zip(row) {
+                    *t += x;
+                }
+                json!({"cohort": clock.label(r.unit, *b), "users": row[0], "retained": row})
+            })
+            .collect();
+        json!({"cohorts": cohorts, "total": {"users": total[0], "retained": total}})
+    };
+    if c.breakdown.is_empty() {
+        let rows = by_key.into_values().next().unwrap_or_default();
+        return Ok(render(rows));
+    }
+    // Overall rows are the sum over groups.
+    let mut overall: FxHashMap<i64, Row> = FxHashMap::default();
+    for rows in by_key.values() {
+        for (b, row) in rows {
+            let e = overall.entry(*b).or_insert_with(|| vec![0; width]);
+            for (x, y) in e.iter_mut().zip(row) {
+                *x += y;
+            }
+        }
+    }
+    let mut out = render(overall.into_iter().collect());
+    let mut groups: Vec<(Key, Vec<(i64, Row)>)> = by_key.into_iter().collect();
+    let users = |rows: &Vec<(i64, Row)>| rows.iter().map(|(_, r)| r[0]).sum::<u64>();
+    groups.sort_by(|a, b| {
+        users(&b.1).cmp(&users(&a.1)).then_with(|| {
+            key_json(&c.breakdown, &a.0).to_string().cmp(&key_json(&c.breakdown, &b.0).to_string())
+        })
+    });
+    let total = groups.len();
+    groups.truncate(c.limit);
+    out["groups"] = Json::Array(
+        groups
+            .into_iter()
+            .map(|(k, rows)| {
+                let mut g = render(rows);
+                g["key"] = key_json(&c.breakdown, &k);
+                g
+            })
+            .collect(),
+    );
+    if total > c.limit {
+        out["groups_truncated"] = json!(total);
+    }
+    Ok(out)
+}
+
+fn per_user(r: &Retention, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
+    let profile = ctx.profile(u.uid);
+    if !c.users.eval(&UserProps(profile)) {
+        return;
+    }
+    acc.starts.clear();
+    acc.returns.clear();
+    for i in 0..u.len() {
+        let p = RowProps { rows: u, i, profile };
+        let ev = u.events[i];
+        let is_start = r.start.matches(ev, &p);
+        let is_ret = r.ret.matches(ev, &p);
+        if !(is_start || is_ret) || !c.filter.eval(&p) {
+            continue;
+        }
+        let b = acc.clock.bucket(r.unit, u.times[i]);
+        if is_start && (!r.first_time || acc.starts.is_empty()) {
+            // One cohort per bucket; keep its first start event (rows are in time order).
+            if acc.starts.last().is_none_or(|&(lb, _)| lb != b) {
+                acc.starts.push((b, i));
+            }
+        }
+        if is_ret {
+            acc.returns.push(b);
+        }
+    }
+    if acc.starts.is_empty() {
+        return;
+    }
+    acc.returns.dedup();
+    let width = r.periods + 1;
+    for &(cb, row) in &acc.starts {
+        let key: Key = c
+            .breakdown
+            .iter()
+            .map(|d| match d {
+                Breakdown::Event { slot: Some(k), .. } => u.prop(*k, row).cloned(),
+                Breakdown::Event { slot: None, .. } => None,
+                Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
+            })
+            .collect();
+        let cell = acc.cells.entry((key, cb)).or_insert_with(|| vec![0; width]);
+        cell[0] += 1;
+        let mut last = 0usize;
+        for &rb in &acc.returns {
+            let k = Clock::periods(r.unit, cb, rb);
+            if k >= 1 && (k as usize) < width && k as usize != last {
+                cell[k as usize] += 1;
+                last = k as usize;
+            }
+        }
+    }
+}
