@@ -207,16 +207,26 @@ impl Engine {
         let v: serde_json::Value = serde_json::from_str(query).map_err(|e| {
             Error::Query(QueryError::invalid(
                 "",
-                format!("not valid JSON at line {} column {}: {e}", e.line(), e.column()),
+                format!(
+                    "not valid JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
             ))
         })?;
         self.query_json(&v, QueryOptions::default())
     }
 
     /// Runs a parsed query with options (time budget, cancellation).
-    pub fn query_json(&self, query: &serde_json::Value, opts: QueryOptions) -> Result<serde_json::Value> {
+    pub fn query_json(
+        &self,
+        query: &serde_json::Value,
+        opts: QueryOptions,
+    ) -> Result<serde_json::Value> {
         let store = &self.inner.store;
-        Ok(self.pool.install(|| footprint_query::execute(store, query, opts))?)
+        Ok(self
+            .pool
+            .install(|| footprint_query::execute(store, query, opts))?)
     }
 
     /// Flushes the memtable to segments now.

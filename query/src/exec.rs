@@ -58,7 +58,9 @@ impl<'a> Ctx<'a> {
             let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
                 .map(|s| format!(" (did you mean \"{s}\"?)"))
                 .unwrap_or_default();
-            self.warnings.push(format!("{path}: no event named \"{name}\" has been stored{hint}"));
+            self.warnings.push(format!(
+                "{path}: no event named \"{name}\" has been stored{hint}"
+            ));
         }
         id
     }
@@ -78,7 +80,8 @@ impl<'a> Ctx<'a> {
                 let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
                     .map(|s| format!(" (did you mean \"{s}\"?)"))
                     .unwrap_or_default();
-                self.warnings.push(format!("{path}: no event has a property \"{name}\"{hint}"));
+                self.warnings
+                    .push(format!("{path}: no event has a property \"{name}\"{hint}"));
                 None
             }
         }
@@ -156,7 +159,11 @@ impl<'a> Ctx<'a> {
                     Some(ev) => Some(shard.event_users(ev)?),
                     None => None,
                 };
-                let spec = ScanSpec { range, props: self.props.clone(), users };
+                let spec = ScanSpec {
+                    range,
+                    props: self.props.clone(),
+                    users,
+                };
                 let mut acc = init();
                 let mut n = 0u32;
                 let mut why: Option<ErrorKind> = None;
@@ -190,13 +197,17 @@ impl<'a> Ctx<'a> {
         let mut first_err: Option<QueryError> = None;
         for r in results {
             match r {
-                Ok(a) => out = Some(match out {
-                    None => a,
-                    Some(b) => merge(b, a),
-                }),
+                Ok(a) => {
+                    out = Some(match out {
+                        None => a,
+                        Some(b) => merge(b, a),
+                    })
+                }
                 Err(e) => {
                     // Prefer the reason over the "stopped because another shard stopped".
-                    if first_err.as_ref().is_none_or(|f| f.kind == ErrorKind::Cancelled && e.kind != ErrorKind::Cancelled) {
+                    if first_err.as_ref().is_none_or(|f| {
+                        f.kind == ErrorKind::Cancelled && e.kind != ErrorKind::Cancelled
+                    }) {
                         first_err = Some(e);
                     }
                 }
@@ -233,9 +244,17 @@ fn resolve(f: Filter, slots: &[(String, Option<usize>)]) -> Filter {
         Filter::And(fs) => Filter::And(fs.into_iter().map(|f| resolve(f, slots)).collect()),
         Filter::Or(fs) => Filter::Or(fs.into_iter().map(|f| resolve(f, slots)).collect()),
         Filter::Not(f) => Filter::Not(Box::new(resolve(*f, slots))),
-        Filter::Cmp { target: Target::Event { name, .. }, op, values } => {
+        Filter::Cmp {
+            target: Target::Event { name, .. },
+            op,
+            values,
+        } => {
             let slot = slots.iter().find(|(n, _)| *n == name).and_then(|(_, s)| *s);
-            Filter::Cmp { target: Target::Event { name, slot }, op, values }
+            Filter::Cmp {
+                target: Target::Event { name, slot },
+                op,
+                values,
+            }
         }
         other => other,
     }
@@ -287,5 +306,6 @@ pub fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
 
 /// Renders an optional float as JSON.
 pub fn num(x: Option<f64>) -> Json {
-    x.and_then(serde_json::Number::from_f64).map_or(Json::Null, Json::Number)
+    x.and_then(serde_json::Number::from_f64)
+        .map_or(Json::Null, Json::Number)
 }

@@ -43,7 +43,8 @@ pub enum Op {
     IsNotSet,
 }
 
-const OPS: &str = "eq, ne, in, not_in, gt, gte, lt, lte, between, contains, starts_with, is_set, is_not_set";
+const OPS: &str =
+    "eq, ne, in, not_in, gt, gte, lt, lte, between, contains, starts_with, is_set, is_not_set";
 
 /// Where a compared property lives.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +127,11 @@ impl Filter {
                     .map(|(i, f)| Filter::parse(f, &format!("{p}[{i}]"), slot))
                     .collect::<Result<Vec<_>>>()?;
                 o.finish(key)?;
-                return Ok(if ctor { Filter::And(fs) } else { Filter::Or(fs) });
+                return Ok(if ctor {
+                    Filter::And(fs)
+                } else {
+                    Filter::Or(fs)
+                });
             }
         }
         if let Some(inner) = o.opt("not") {
@@ -169,7 +174,10 @@ impl Filter {
                 let hint = crate::suggest::nearest(other, OPS.split(", "))
                     .map(|s| format!(" (did you mean \"{s}\"?)"))
                     .unwrap_or_default();
-                return Err(QueryError::invalid(op_path, format!("unknown op \"{other}\"{hint}; allowed: {OPS}")));
+                return Err(QueryError::invalid(
+                    op_path,
+                    format!("unknown op \"{other}\"{hint}; allowed: {OPS}"),
+                ));
             }
         };
         let vpath = o.at("value");
@@ -177,7 +185,10 @@ impl Filter {
         let values = match op {
             Op::IsSet | Op::IsNotSet => {
                 if raw.is_some() {
-                    return Err(QueryError::invalid(vpath, "is_set and is_not_set take no value"));
+                    return Err(QueryError::invalid(
+                        vpath,
+                        "is_set and is_not_set take no value",
+                    ));
                 }
                 Vec::new()
             }
@@ -195,15 +206,25 @@ impl Filter {
                 if let Some(v) = vals.iter().find(|v| v.family() != vals[0].family()) {
                     return Err(QueryError::invalid(
                         vpath,
-                        format!("mixes types: all values must be of one type ({:?} and {:?})", vals[0].family(), v.family()),
+                        format!(
+                            "mixes types: all values must be of one type ({:?} and {:?})",
+                            vals[0].family(),
+                            v.family()
+                        ),
                     ));
                 }
                 if op == Op::Between {
                     if vals.len() != 2 {
-                        return Err(QueryError::invalid(vpath, format!("between takes [low, high], got {} values", vals.len())));
+                        return Err(QueryError::invalid(
+                            vpath,
+                            format!("between takes [low, high], got {} values", vals.len()),
+                        ));
                     }
                     if vals[0].family() == Family::Bool {
-                        return Err(QueryError::invalid(vpath, "between needs numbers or strings"));
+                        return Err(QueryError::invalid(
+                            vpath,
+                            "between needs numbers or strings",
+                        ));
                     }
                 }
                 vals
@@ -213,10 +234,16 @@ impl Filter {
                 let v = operand(raw, &vpath)?;
                 match op {
                     Op::Contains | Op::StartsWith if v.family() != Family::String => {
-                        return Err(QueryError::invalid(vpath, format!("needs a string, got {}", describe(raw))));
+                        return Err(QueryError::invalid(
+                            vpath,
+                            format!("needs a string, got {}", describe(raw)),
+                        ));
                     }
                     Op::Gt | Op::Gte | Op::Lt | Op::Lte if v.family() == Family::Bool => {
-                        return Err(QueryError::invalid(vpath, "booleans support only eq, ne, in, not_in"));
+                        return Err(QueryError::invalid(
+                            vpath,
+                            "booleans support only eq, ne, in, not_in",
+                        ));
                     }
                     _ => {}
                 }
@@ -274,7 +301,9 @@ pub fn compare(v: Option<&Value>, op: Op, values: &[Value]) -> bool {
         _ => {}
     }
     let Some(v) = v else { return false };
-    let Some(first) = values.first() else { return false };
+    let Some(first) = values.first() else {
+        return false;
+    };
     if v.family() != first.family() {
         return false;
     }
@@ -283,7 +312,9 @@ pub fn compare(v: Option<&Value>, op: Op, values: &[Value]) -> bool {
         Op::Eq => cmp(first) == Some(Ordering::Equal),
         Op::Ne => matches!(cmp(first), Some(o) if o != Ordering::Equal),
         Op::In => values.iter().any(|w| cmp(w) == Some(Ordering::Equal)),
-        Op::NotIn => values.iter().all(|w| matches!(cmp(w), Some(o) if o != Ordering::Equal)),
+        Op::NotIn => values
+            .iter()
+            .all(|w| matches!(cmp(w), Some(o) if o != Ordering::Equal)),
         Op::Gt => cmp(first) == Some(Ordering::Greater),
         Op::Gte => matches!(cmp(first), Some(Ordering::Greater | Ordering::Equal)),
         Op::Lt => cmp(first) == Some(Ordering::Less),
@@ -293,8 +324,12 @@ pub fn compare(v: Option<&Value>, op: Op, values: &[Value]) -> bool {
                 && matches!(cmp(&values[0]), Some(Ordering::Greater | Ordering::Equal))
                 && matches!(cmp(&values[1]), Some(Ordering::Less | Ordering::Equal))
         }
-        Op::Contains => matches!((v, first), (Value::Str(a), Value::Str(b)) if a.contains(b.as_str())),
-        Op::StartsWith => matches!((v, first), (Value::Str(a), Value::Str(b)) if a.starts_with(b.as_str())),
+        Op::Contains => {
+            matches!((v, first), (Value::Str(a), Value::Str(b)) if a.contains(b.as_str()))
+        }
+        Op::StartsWith => {
+            matches!((v, first), (Value::Str(a), Value::Str(b)) if a.starts_with(b.as_str()))
+        }
         Op::IsSet | Op::IsNotSet => false,
     }
 }
@@ -332,7 +367,10 @@ mod tests {
         assert!(f(json!({"prop":"x","op":"between","value":[5, 10]})).eval(&ten_f));
         assert!(f(json!({"prop":"x","op":"in","value":["1","3"]})).eval(&s3));
         assert!(!f(json!({"prop":"y","op":"eq","value":"a"})).eval(&s3));
-        assert!(f(json!({"or":[{"prop":"x","op":"lt","value":"4"},{"prop":"x","op":"eq","value":1}]})).eval(&s3));
+        assert!(f(
+            json!({"or":[{"prop":"x","op":"lt","value":"4"},{"prop":"x","op":"eq","value":1}]})
+        )
+        .eval(&s3));
     }
 
     #[test]
@@ -343,8 +381,14 @@ mod tests {
             (json!({"prop":"x","op":"in","value":[1,"a"]}), "where.value"),
             (json!({"prop":"x","op":"gt","value":true}), "where.value"),
             (json!({"prop":"x","op":"eq"}), "where.value"),
-            (json!({"prop":"x","op":"eq","value":1,"vlaue":2}), "where.vlaue"),
-            (json!({"and":[{"prop":"x","op":"eq","value":{}}]}), "where.and[0].value"),
+            (
+                json!({"prop":"x","op":"eq","value":1,"vlaue":2}),
+                "where.vlaue",
+            ),
+            (
+                json!({"and":[{"prop":"x","op":"eq","value":{}}]}),
+                "where.and[0].value",
+            ),
             (json!({"prop":"x","op":"is_set","value":1}), "where.value"),
         ];
         for (j, path) in bad {

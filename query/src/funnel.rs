@@ -64,7 +64,12 @@ pub fn level(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
         return Outcome::default();
     };
     if !m.strict_order && n == 1 {
-        return Outcome { level: 1, times: vec![t0], first_row: r0, truncated: false };
+        return Outcome {
+            level: 1,
+            times: vec![t0],
+            first_row: r0,
+            truncated: false,
+        };
     }
     if m.strict_once {
         return level_once(entries, n, window, m);
@@ -75,8 +80,16 @@ pub fn level(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
         match lv.iter().rposition(|c| c.is_some()) {
             None => Outcome::default(),
             Some(k) => {
-                let c = lv[k].as_ref().map(|c| (c.times.clone(), c.rows[0])).unwrap_or_default();
-                Outcome { level: k + 1, times: c.0, first_row: c.1, truncated: false }
+                let c = lv[k]
+                    .as_ref()
+                    .map(|c| (c.times.clone(), c.rows[0]))
+                    .unwrap_or_default();
+                Outcome {
+                    level: k + 1,
+                    times: c.0,
+                    first_row: c.1,
+                    truncated: false,
+                }
             }
         }
     };
@@ -89,7 +102,12 @@ pub fn level(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
         }
         let idx = k as usize - 1;
         if idx == 0 {
-            lv[0] = Some(Chain { first: t, last: t, times: vec![t], rows: vec![row] });
+            lv[0] = Some(Chain {
+                first: t,
+                last: t,
+                times: vec![t],
+                rows: vec![row],
+            });
             started = true;
         } else if m.strict_deduplication && lv[idx].is_some() {
             return top(&lv);
@@ -123,7 +141,12 @@ fn level_once(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
             None => Outcome::default(),
             Some(k) => {
                 let c = &seqs[k][0];
-                Outcome { level: k + 1, times: c.times.clone(), first_row: c.rows[0], truncated }
+                Outcome {
+                    level: k + 1,
+                    times: c.times.clone(),
+                    first_row: c.rows[0],
+                    truncated,
+                }
             }
         }
     };
@@ -136,7 +159,12 @@ fn level_once(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
         }
         let idx = k as usize - 1;
         if idx == 0 {
-            seqs[0].push(Chain { first: t, last: t, times: vec![t], rows: vec![row] });
+            seqs[0].push(Chain {
+                first: t,
+                last: t,
+                times: vec![t],
+                rows: vec![row],
+            });
             total += 1;
             started = true;
         } else if m.strict_deduplication && !seqs[idx].is_empty() {
@@ -204,7 +232,8 @@ pub struct Funnel {
     pub exclusions: Vec<Exclusion>,
 }
 
-const MODES: &str = "strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry";
+const MODES: &str =
+    "strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry";
 
 impl Funnel {
     /// Reads the funnel fields.
@@ -215,7 +244,10 @@ impl Funnel {
             return Err(QueryError::invalid(sp, "needs at least one step"));
         }
         if list.len() > MAX_STEPS {
-            return Err(QueryError::invalid(sp, format!("{} steps; at most {MAX_STEPS} are allowed", list.len())));
+            return Err(QueryError::invalid(
+                sp,
+                format!("{} steps; at most {MAX_STEPS} are allowed", list.len()),
+            ));
         }
         let steps = list
             .iter()
@@ -246,7 +278,10 @@ impl Funnel {
                         let hint = crate::suggest::nearest(other, MODES.split(", "))
                             .map(|s| format!(" (did you mean \"{s}\"?)"))
                             .unwrap_or_default();
-                        return Err(QueryError::invalid(ip, format!("unknown mode \"{other}\"{hint}; allowed: {MODES}")));
+                        return Err(QueryError::invalid(
+                            ip,
+                            format!("unknown mode \"{other}\"{hint}; allowed: {MODES}"),
+                        ));
                     }
                 };
                 *flag = true;
@@ -264,7 +299,9 @@ impl Funnel {
                 let bp = eo.at("between");
                 let between = array(eo.req("between")?, &bp)?;
                 let idx = |k: usize| -> Result<usize> {
-                    let v = between.get(k).ok_or_else(|| QueryError::invalid(&bp, "expected [from_step, to_step]"))?;
+                    let v = between
+                        .get(k)
+                        .ok_or_else(|| QueryError::invalid(&bp, "expected [from_step, to_step]"))?;
                     Ok(crate::json::uint(v, &format!("{bp}[{k}]"), MAX_STEPS as u64)? as usize)
                 };
                 let (from, to) = (idx(0)?, idx(1)?);
@@ -276,16 +313,29 @@ impl Funnel {
                 }
                 let name_path = eo.at("event");
                 let name = eo.req_str("event")?.to_owned();
-                let id = if name == "$any" { None } else { Some(ctx.event_id(&name, &name_path)) };
+                let id = if name == "$any" {
+                    None
+                } else {
+                    Some(ctx.event_id(&name, &name_path))
+                };
                 let filter = match eo.opt("where") {
                     None => crate::filter::Filter::True,
                     Some(w) => ctx.filter(w, &eo.at("where"))?,
                 };
                 eo.finish("event, where, between")?;
-                exclusions.push(Exclusion { event: EventRef { name, id, filter }, from, to });
+                exclusions.push(Exclusion {
+                    event: EventRef { name, id, filter },
+                    from,
+                    to,
+                });
             }
         }
-        Ok(Funnel { steps, window, modes, exclusions })
+        Ok(Funnel {
+            steps,
+            window,
+            modes,
+            exclusions,
+        })
     }
 }
 
@@ -299,7 +349,10 @@ struct Agg {
 
 impl Agg {
     fn new(n: usize) -> Self {
-        Agg { levels: vec![0; n + 1], times: vec![Vec::new(); n] }
+        Agg {
+            levels: vec![0; n + 1],
+            times: vec![Vec::new(); n],
+        }
     }
     fn add(&mut self, o: &Outcome) {
         self.levels[o.level] += 1;
@@ -334,7 +387,12 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let acc = ctx.run(
         c.range,
         prune,
-        || Acc { all: Agg::new(n), groups: FxHashMap::default(), truncated: 0, entries: Vec::new() },
+        || Acc {
+            all: Agg::new(n),
+            groups: FxHashMap::default(),
+            truncated: 0,
+            entries: Vec::new(),
+        },
         |acc, u| per_user(f, c, ctx, acc, u),
         |mut a, b| {
             a.all.merge(b.all);
@@ -356,7 +414,11 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         groups.sort_by(|a, b| {
             let ua: u64 = a.1.levels[1..].iter().sum();
             let ub: u64 = b.1.levels[1..].iter().sum();
-            ub.cmp(&ua).then_with(|| key_json(&c.breakdown, &a.0).to_string().cmp(&key_json(&c.breakdown, &b.0).to_string()))
+            ub.cmp(&ua).then_with(|| {
+                key_json(&c.breakdown, &a.0)
+                    .to_string()
+                    .cmp(&key_json(&c.breakdown, &b.0).to_string())
+            })
         });
         let total = groups.len();
         groups.truncate(c.limit);
@@ -389,7 +451,11 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     entries.clear();
     let mut any_step = false;
     for i in 0..u.len() {
-        let p = RowProps { rows: u, i, profile };
+        let p = RowProps {
+            rows: u,
+            i,
+            profile,
+        };
         if !c.filter.eval(&p) {
             continue;
         }
@@ -426,7 +492,11 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
             let hit = (0..u.len()).any(|i| {
                 let t = u.times[i];
                 t > a && t < b && {
-                    let p = RowProps { rows: u, i, profile };
+                    let p = RowProps {
+                        rows: u,
+                        i,
+                        profile,
+                    };
                     c.filter.eval(&p) && ex.event.matches(u.events[i], &p)
                 }
             });
@@ -459,7 +529,13 @@ fn steps_json(f: &Funnel, mut agg: Agg) -> Json {
         acc += agg.levels[lvl];
         users[lvl - 1] = acc;
     }
-    let ratio = |a: u64, b: u64| if b == 0 { Json::Null } else { num(Some(a as f64 / b as f64)) };
+    let ratio = |a: u64, b: u64| {
+        if b == 0 {
+            Json::Null
+        } else {
+            num(Some(a as f64 / b as f64))
+        }
+    };
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let (median, avg) = if i == 0 {
@@ -467,7 +543,8 @@ fn steps_json(f: &Funnel, mut agg: Agg) -> Json {
         } else {
             let t = &mut agg.times[i];
             t.sort_unstable();
-            let avg = (!t.is_empty()).then(|| t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64);
+            let avg =
+                (!t.is_empty()).then(|| t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64);
             (num(quantile(t, 0.5)), num(avg))
         };
         out.push(json!({
@@ -505,26 +582,66 @@ mod tests {
     fn semantics_probes() {
         let d = Modes::default();
         // F5b: a@0 b@1 a@6 c@12, window 10 → 2.
-        assert_eq!(lv(&[(0, &[1]), (1, &[2]), (6, &[1]), (12, &[3])], 3, 10, d), 2);
+        assert_eq!(
+            lv(&[(0, &[1]), (1, &[2]), (6, &[1]), (12, &[3])], 3, 10, d),
+            2
+        );
         // F4a: one event fills several steps.
         assert_eq!(lv(&[(0, &[1, 2, 3])], 3, 10, d), 3);
-        let so = Modes { strict_order: true, ..d };
+        let so = Modes {
+            strict_order: true,
+            ..d
+        };
         // F6c: a x a b c → 1.
-        assert_eq!(lv(&[(0, &[1]), (1, &[0]), (2, &[1]), (3, &[2]), (4, &[3])], 3, 100, so), 1);
+        assert_eq!(
+            lv(
+                &[(0, &[1]), (1, &[0]), (2, &[1]), (3, &[2]), (4, &[3])],
+                3,
+                100,
+                so
+            ),
+            1
+        );
         // F6e: a b a c → 3.
-        assert_eq!(lv(&[(0, &[1]), (1, &[2]), (2, &[1]), (3, &[3])], 3, 100, so), 3);
+        assert_eq!(
+            lv(&[(0, &[1]), (1, &[2]), (2, &[1]), (3, &[3])], 3, 100, so),
+            3
+        );
         // F10a: a c b with allow_reentry → 2.
-        let re = Modes { allow_reentry: true, ..so };
+        let re = Modes {
+            allow_reentry: true,
+            ..so
+        };
         assert_eq!(lv(&[(0, &[1]), (1, &[3]), (2, &[2])], 3, 100, re), 2);
         assert_eq!(lv(&[(0, &[1]), (1, &[3]), (2, &[2])], 3, 100, so), 1);
         // F8c: [a,a,a] strict_increase with a@0,1,2 → 1.
-        let si = Modes { strict_increase: true, ..d };
-        assert_eq!(lv(&[(0, &[1, 2, 3]), (1, &[1, 2, 3]), (2, &[1, 2, 3])], 3, 100, si), 1);
+        let si = Modes {
+            strict_increase: true,
+            ..d
+        };
+        assert_eq!(
+            lv(
+                &[(0, &[1, 2, 3]), (1, &[1, 2, 3]), (2, &[1, 2, 3])],
+                3,
+                100,
+                si
+            ),
+            1
+        );
         // F7c: a b a b with dedup → 2.
-        let sd = Modes { strict_deduplication: true, ..d };
-        assert_eq!(lv(&[(0, &[1]), (1, &[2]), (2, &[1]), (3, &[2])], 3, 100, sd), 2);
+        let sd = Modes {
+            strict_deduplication: true,
+            ..d
+        };
+        assert_eq!(
+            lv(&[(0, &[1]), (1, &[2]), (2, &[1]), (3, &[2])], 3, 100, sd),
+            2
+        );
         // strict_once: one row cannot fill two steps.
-        let once = Modes { strict_once: true, ..d };
+        let once = Modes {
+            strict_once: true,
+            ..d
+        };
         assert_eq!(lv(&[(0, &[1, 2, 3])], 3, 10, once), 1);
         assert_eq!(lv(&[(0, &[1, 2]), (1, &[1, 2]), (2, &[3])], 3, 10, once), 3);
     }

@@ -41,7 +41,10 @@ impl Interval {
             None | Some("each") => Pairs::Each,
             Some("first") => Pairs::First,
             Some(other) => {
-                return Err(QueryError::invalid(o.at("pairs"), format!("unknown pairs \"{other}\"; allowed: each, first")))
+                return Err(QueryError::invalid(
+                    o.at("pairs"),
+                    format!("unknown pairs \"{other}\"; allowed: each, first"),
+                ))
             }
         };
         let window = match o.opt("window") {
@@ -51,7 +54,12 @@ impl Interval {
         if let Some(true) = o.opt_bool("approximate")? {
             // Exact is fast enough; the flag is accepted and answers stay exact.
         }
-        Ok(Interval { from, to, pairs, window })
+        Ok(Interval {
+            from,
+            to,
+            pairs,
+            window,
+        })
     }
 }
 
@@ -68,7 +76,13 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let acc = ctx.run(
         c.range,
         q.from.known_id(),
-        || Acc { all: Vec::new(), groups: FxHashMap::default(), froms: Vec::new(), tos: Vec::new(), pairs: Vec::new() },
+        || Acc {
+            all: Vec::new(),
+            groups: FxHashMap::default(),
+            froms: Vec::new(),
+            tos: Vec::new(),
+            pairs: Vec::new(),
+        },
         |acc, u| per_user(q, c, ctx, acc, u),
         |mut a, b| {
             a.all.extend(b.all);
@@ -83,7 +97,9 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         let mut groups: Vec<(Key, Vec<i64>)> = acc.groups.into_iter().collect();
         groups.sort_by(|a, b| {
             b.1.len().cmp(&a.1.len()).then_with(|| {
-                key_json(&c.breakdown, &a.0).to_string().cmp(&key_json(&c.breakdown, &b.0).to_string())
+                key_json(&c.breakdown, &a.0)
+                    .to_string()
+                    .cmp(&key_json(&c.breakdown, &b.0).to_string())
             })
         });
         let total = groups.len();
@@ -107,8 +123,18 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 
 /// Histogram bucket bounds (ms): human-scale steps.
 const BOUNDS: [i64; 12] = [
-    0, 1_000, 10_000, 60_000, 600_000, 3_600_000, 21_600_000, 86_400_000, 259_200_000, 604_800_000,
-    2_592_000_000, 7_776_000_000,
+    0,
+    1_000,
+    10_000,
+    60_000,
+    600_000,
+    3_600_000,
+    21_600_000,
+    86_400_000,
+    259_200_000,
+    604_800_000,
+    2_592_000_000,
+    7_776_000_000,
 ];
 
 fn stats(mut d: Vec<i64>) -> Json {
@@ -147,7 +173,11 @@ fn per_user(q: &Interval, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows
     acc.froms.clear();
     acc.tos.clear();
     for i in 0..u.len() {
-        let p = RowProps { rows: u, i, profile };
+        let p = RowProps {
+            rows: u,
+            i,
+            profile,
+        };
         let ev = u.events[i];
         let f = q.from.matches(ev, &p);
         let t = q.to.matches(ev, &p);

@@ -78,7 +78,10 @@ impl<'a> Obj<'a> {
         match self.opt(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(QueryError::invalid(p, format!("expected a string, got {}", kind(other)))),
+            Some(other) => Err(QueryError::invalid(
+                p,
+                format!("expected a string, got {}", kind(other)),
+            )),
         }
     }
 
@@ -95,7 +98,10 @@ impl<'a> Obj<'a> {
         match self.opt(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(other) => Err(QueryError::invalid(p, format!("expected true or false, got {}", kind(other)))),
+            Some(other) => Err(QueryError::invalid(
+                p,
+                format!("expected true or false, got {}", kind(other)),
+            )),
         }
     }
 
@@ -140,7 +146,10 @@ pub fn uint(v: &Value, path: &str, max: u64) -> Result<u64> {
     };
     match n {
         Some(n) if n <= max => Ok(n),
-        Some(n) => Err(QueryError::invalid(path, format!("{n} is too large; at most {max}"))),
+        Some(n) => Err(QueryError::invalid(
+            path,
+            format!("{n} is too large; at most {max}"),
+        )),
         None => Err(QueryError::invalid(
             path,
             format!("expected a non-negative integer, got {}", describe(v)),
@@ -152,7 +161,10 @@ pub fn uint(v: &Value, path: &str, max: u64) -> Result<u64> {
 pub fn describe(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 60 {
-        format!("{}…", &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s
     }
@@ -162,6 +174,9 @@ pub fn describe(v: &Value) -> String {
 pub fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>> {
     match v {
         Value::Array(a) => Ok(a),
-        other => Err(QueryError::invalid(path, format!("expected an array, got {}", kind(other)))),
+        other => Err(QueryError::invalid(
+            path,
+            format!("expected an array, got {}", kind(other)),
+        )),
     }
 }

@@ -28,8 +28,17 @@ pub use error::{ErrorKind, QueryError, Result};
 pub use exec::QueryOptions;
 
 const KINDS: [&str; 11] = [
-    "funnel", "retention", "interval", "events", "distribution", "sessions", "paths", "attribution",
-    "users", "lifecycle", "stickiness",
+    "funnel",
+    "retention",
+    "interval",
+    "events",
+    "distribution",
+    "sessions",
+    "paths",
+    "attribution",
+    "users",
+    "lifecycle",
+    "stickiness",
 ];
 const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
 
@@ -44,7 +53,10 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             .unwrap_or_default();
         return Err(QueryError::invalid(
             kind_path,
-            format!("unknown kind \"{kind}\"{hint}; allowed: {}", KINDS.join(", ")),
+            format!(
+                "unknown kind \"{kind}\"{hint}; allowed: {}",
+                KINDS.join(", ")
+            ),
         ));
     }
     let mut ctx = exec::Ctx::new(store, opts);
@@ -58,7 +70,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         }
         "retention" => {
             let r = retention::Retention::parse(&mut o, &mut ctx)?;
-            o.finish(&format!("{COMMON}, start, return, unit, periods, first_time"))?;
+            o.finish(&format!(
+                "{COMMON}, start, return, unit, periods, first_time"
+            ))?;
             prepare(&mut ctx, &common, [&r.start.filter, &r.ret.filter]);
             retention::run(&r, &common, &ctx)?
         }
@@ -68,18 +82,19 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             prepare(&mut ctx, &common, [&q.from.filter, &q.to.filter]);
             interval::run(&q, &common, &ctx)?
         }
-        other => {
-            return Err(QueryError::unsupported(
-                kind_path,
-                format!("kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval"),
-            ))
-        }
+        other => return Err(QueryError::unsupported(
+            kind_path,
+            format!(
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval"
+            ),
+        )),
     };
     let warnings = ctx.take_warnings();
     if !warnings.is_empty() {
-        let list = result
-            .as_object_mut()
-            .map(|m| m.entry("warnings").or_insert_with(|| Json::Array(Vec::new())));
+        let list = result.as_object_mut().map(|m| {
+            m.entry("warnings")
+                .or_insert_with(|| Json::Array(Vec::new()))
+        });
         if let Some(Json::Array(a)) = list {
             a.extend(warnings.into_iter().map(Json::String));
         }
@@ -94,7 +109,9 @@ fn prepare<'f>(
 ) {
     let mut user = c.filter.uses_user_props()
         || c.users.uses_user_props()
-        || c.breakdown.iter().any(|b| matches!(b, model::Breakdown::User(_)));
+        || c.breakdown
+            .iter()
+            .any(|b| matches!(b, model::Breakdown::User(_)));
     for f in filters {
         user |= f.uses_user_props();
     }

@@ -141,7 +141,10 @@ impl Common {
                 let d = match (bo.opt_str("event_prop")?, bo.opt_str("user_prop")?) {
                     (Some(name), None) => {
                         let slot = ctx.slot(name, &bo.at("event_prop"));
-                        Breakdown::Event { name: name.to_owned(), slot }
+                        Breakdown::Event {
+                            name: name.to_owned(),
+                            slot,
+                        }
                     }
                     (None, Some(name)) => Breakdown::User(name.to_owned()),
                     _ => {
@@ -162,7 +165,14 @@ impl Common {
         if limit == 0 {
             return Err(QueryError::invalid(o.at("limit"), "must be at least 1"));
         }
-        Ok(Common { range, tz, filter, users, breakdown, limit })
+        Ok(Common {
+            range,
+            tz,
+            filter,
+            users,
+            breakdown,
+            limit,
+        })
     }
 }
 
@@ -184,7 +194,11 @@ fn parse_users(v: &Json, path: &str) -> Result<Filter> {
             Json::Object(m) => Json::Object(
                 m.iter()
                     .map(|(k, x)| {
-                        let k = if k == "prop" { "user_prop".to_owned() } else { k.clone() };
+                        let k = if k == "prop" {
+                            "user_prop".to_owned()
+                        } else {
+                            k.clone()
+                        };
                         (k, rewrite(x))
                     })
                     .collect(),
@@ -203,7 +217,10 @@ pub type Key = Vec<Option<Value>>;
 pub fn key_json(dims: &[Breakdown], key: &Key) -> Json {
     let mut m = serde_json::Map::new();
     for (d, v) in dims.iter().zip(key) {
-        m.insert(d.name().to_owned(), v.as_ref().map_or(Json::Null, |v| v.to_json()));
+        m.insert(
+            d.name().to_owned(),
+            v.as_ref().map_or(Json::Null, |v| v.to_json()),
+        );
     }
     Json::Object(m)
 }

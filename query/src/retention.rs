@@ -8,8 +8,8 @@ use serde_json::{json, Value as Json};
 
 use crate::error::Result;
 use crate::exec::{Ctx, RowProps, UserProps};
-use crate::model::{key_json, req_ref, Breakdown, Common, EventRef, Key};
 use crate::json::Obj;
+use crate::model::{key_json, req_ref, Breakdown, Common, EventRef, Key};
 use crate::time::{Clock, Unit};
 
 /// Most periods a retention query may ask for.
@@ -40,7 +40,13 @@ impl Retention {
         };
         let periods = o.opt_uint("periods", MAX_PERIODS)?.unwrap_or(30) as usize;
         let first_time = o.opt_bool("first_time")?.unwrap_or(true);
-        Ok(Retention { start, ret, unit, periods, first_time })
+        Ok(Retention {
+            start,
+            ret,
+            unit,
+            periods,
+            first_time,
+        })
     }
 }
 
@@ -60,7 +66,12 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let acc = ctx.run(
         c.range,
         r.start.known_id(),
-        || Acc { cells: FxHashMap::default(), clock: Clock::new(c.tz), starts: Vec::new(), returns: Vec::new() },
+        || Acc {
+            cells: FxHashMap::default(),
+            clock: Clock::new(c.tz),
+            starts: Vec::new(),
+            returns: Vec::new(),
+        },
         |acc, u| per_user(r, c, ctx, acc, u),
         |mut a, b| {
             for (k, row) in b.cells {
@@ -111,7 +122,9 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let users = |rows: &Vec<(i64, Row)>| rows.iter().map(|(_, r)| r[0]).sum::<u64>();
     groups.sort_by(|a, b| {
         users(&b.1).cmp(&users(&a.1)).then_with(|| {
-            key_json(&c.breakdown, &a.0).to_string().cmp(&key_json(&c.breakdown, &b.0).to_string())
+            key_json(&c.breakdown, &a.0)
+                .to_string()
+                .cmp(&key_json(&c.breakdown, &b.0).to_string())
         })
     });
     let total = groups.len();
@@ -140,7 +153,11 @@ fn per_user(r: &Retention, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRow
     acc.starts.clear();
     acc.returns.clear();
     for i in 0..u.len() {
-        let p = RowProps { rows: u, i, profile };
+        let p = RowProps {
+            rows: u,
+            i,
+            profile,
+        };
         let ev = u.events[i];
         let is_start = r.start.matches(ev, &p);
         let is_ret = r.ret.matches(ev, &p);

@@ -18,12 +18,23 @@ pub fn parse_instant(v: &Value, path: &str) -> Result<i64> {
     match v {
         Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9e15).map(|f| f as i64))
-            .ok_or_else(|| QueryError::invalid(path, format!("{n} is not a whole number of milliseconds"))),
-        Value::String(s) => footprint_storage::parse::parse_time_str(s).map_err(|m| QueryError::invalid(path, m)),
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                    .map(|f| f as i64)
+            })
+            .ok_or_else(|| {
+                QueryError::invalid(path, format!("{n} is not a whole number of milliseconds"))
+            }),
+        Value::String(s) => {
+            footprint_storage::parse::parse_time_str(s).map_err(|m| QueryError::invalid(path, m))
+        }
         other => Err(QueryError::invalid(
             path,
-            format!("expected epoch milliseconds or an RFC 3339 string, got {}", describe(other)),
+            format!(
+                "expected epoch milliseconds or an RFC 3339 string, got {}",
+                describe(other)
+            ),
         )),
     }
 }
@@ -45,12 +56,12 @@ pub fn parse_window(v: &Value, path: &str) -> Result<i64> {
         "hour" | "hours" => HOUR,
         "day" | "days" => DAY,
         "week" | "weeks" => 7 * DAY,
-        other => {
-            return Err(QueryError::invalid(
-                unit_path,
-                format!("unknown unit \"{other}\"; allowed: millisecond, second, minute, hour, day, week"),
-            ))
-        }
+        other => return Err(QueryError::invalid(
+            unit_path,
+            format!(
+                "unknown unit \"{other}\"; allowed: millisecond, second, minute, hour, day, week"
+            ),
+        )),
     };
     o.finish("value, unit")?;
     (value as i64)
@@ -65,7 +76,12 @@ pub fn parse_tz(name: &str, path: &str) -> Result<Tz> {
         let hint = crate::suggest::nearest(name, known)
             .map(|s| format!(" (did you mean \"{s}\"?)"))
             .unwrap_or_default();
-        QueryError::invalid(path, format!("unknown time zone \"{name}\"{hint}; use an IANA name such as Asia/Shanghai or UTC"))
+        QueryError::invalid(
+            path,
+            format!(
+                "unknown time zone \"{name}\"{hint}; use an IANA name such as Asia/Shanghai or UTC"
+            ),
+        )
     })
 }
 
@@ -121,7 +137,9 @@ impl Clock {
 
     fn offset_exact(&self, t: i64) -> i64 {
         match self.tz.timestamp_millis_opt(t) {
-            chrono::LocalResult::Single(dt) => i64::from(dt.offset().fix().local_minus_utc()) * 1000,
+            chrono::LocalResult::Single(dt) => {
+                i64::from(dt.offset().fix().local_minus_utc()) * 1000
+            }
             _ => 0,
         }
     }
@@ -188,7 +206,11 @@ impl Clock {
                 let (y, m, d) = civil(bucket * 7 - 3);
                 format!("{y:04}-{m:02}-{d:02}")
             }
-            Unit::Month => format!("{:04}-{:02}", bucket.div_euclid(12), bucket.rem_euclid(12) + 1),
+            Unit::Month => format!(
+                "{:04}-{:02}",
+                bucket.div_euclid(12),
+                bucket.rem_euclid(12) + 1
+            ),
         }
     }
 }
@@ -241,13 +263,19 @@ mod tests {
         let b = kol.bucket(Unit::Hour, ms("2024-06-01T00:31:00Z"));
         assert_eq!(kol.label(Unit::Hour, a), "2024-06-01T05");
         assert_eq!(kol.label(Unit::Hour, b), "2024-06-01T06");
-        assert!(parse_tz("Asia/Shangai", "timezone").unwrap_err().to_string().contains("Asia/Shanghai"));
+        assert!(parse_tz("Asia/Shangai", "timezone")
+            .unwrap_err()
+            .to_string()
+            .contains("Asia/Shanghai"));
     }
 
     #[test]
     fn windows() {
         assert_eq!(parse_window(&serde_json::json!(5), "w").unwrap(), 5);
-        assert_eq!(parse_window(&serde_json::json!({"value": 7, "unit": "day"}), "w").unwrap(), 7 * DAY);
+        assert_eq!(
+            parse_window(&serde_json::json!({"value": 7, "unit": "day"}), "w").unwrap(),
+            7 * DAY
+        );
         assert!(parse_window(&serde_json::json!(-1), "w").is_err());
         assert!(parse_window(&serde_json::json!({"value": 1, "unit": "fortnight"}), "w").is_err());
     }

@@ -91,31 +91,87 @@ fn encode_block(block: &[u64], out: &mut Enc) {
 /// Decodes a column written by [`encode`], appending to `out`. `max_len`
 /// bounds the declared length so a corrupt header cannot allocate wildly.
 pub fn decode(dec: &mut Dec<'_>, max_len: usize, out: &mut Vec<u64>) -> DResult<()> {
-    let n = dec.len(max_len, "bit-packed column length")?;
-    out.reserve(n);
-    let mut left = n;
-    let mut words = [0u64; BLOCK];
-    while left > 0 {
-        let len = left.min(BLOCK);
-        let w = dec.u8()? as usize;
+    let mut r = BlockReader::new(dec, max_len)?;
+    out.reserve(r.len());
+    while r.next_block(out)? {}
+    *dec = r.into_dec();
+    Ok(())
+}
+
+/// Decodes a bit-packed column one block at a time, so a scan holds only
+/// the rows it is working on.
+#[derive(Debug, Clone)]
+pub struct BlockReader<'a> {
+    dec: Dec<'a>,
+    len: usize,
+    left: usize,
+}
+
+impl<'a> BlockReader<'a> {
+    /// Reads the column header from `dec`.
+    pub fn new(dec: &mut Dec<'a>, max_len: usize) -> DResult<Self> {
+        let len = dec.len(max_len, "bit-packed column length")?;
+        Ok(BlockReader {
+            dec: dec.clone(),
+            len,
+            left: len,
+        })
+    }
+
+    /// Values in the column.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the column is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Values not decoded yet.
+    pub fn remaining(&self) -> usize {
+        self.left
+    }
+
+    /// Appends the next block (up to [`BLOCK`] values) to `out`; returns
+    /// `false` when the column is exhausted.
+    pub fn next_block(&mut self, out: &mut Vec<u64>) -> DResult<bool> {
+        if self.left == 0 {
+            return Ok(false);
+        }
+        let d = &mut self.dec;
+        let len = self.left.min(BLOCK);
+        let w = d.u8()? as usize;
         if w > 64 {
-            return Err(dec.err(format!("bit width {w} is over 64")));
+            return Err(d.err(format!("bit width {w} is over 64")));
         }
-        let n_exc = dec.u8()? as usize;
+        let n_exc = d.u8()? as usize;
         let nbytes = (len * w).div_ceil(8);
-        let raw = dec.take(nbytes)?;
-        let nwords = nbytes.div_ceil(8);
-        for (i, word) in words.iter_mut().enumerate().take(nwords) {
-            let mut b = [0u8; 8];
-            let start = i * 8;
-            let end = (start + 8).min(nbytes);
-            b[..end - start].copy_from_slice(&raw[start..end]);
-            *word = u64::from_le_bytes(b);
-        }
+        let raw = d.take(nbytes)?;
         let base = out.len();
         if w == 0 {
             out.resize(base + len, 0);
+        } else if w <= 56 {
+            // One unaligned 8-byte load per value from a zero-padded copy.
+            let mut buf = [0u8; BLOCK * 8 + 8];
+            buf[..nbytes].copy_from_slice(raw);
+            let mask = (1u64 << w) - 1;
+            out.extend((0..len).map(|i| {
+                let bit = i * w;
+                let at = bit >> 3;
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&buf[at..at + 8]);
+                (u64::from_le_bytes(word) >> (bit & 7)) & mask
+            }));
         } else {
+            let mut words = [0u64; BLOCK];
+            for (i, word) in words.iter_mut().enumerate().take(nbytes.div_ceil(8)) {
+                let mut b = [0u8; 8];
+                let start = i * 8;
+                let end = (start + 8).min(nbytes);
+                b[..end - start].copy_from_slice(&raw[start..end]);
+                *word = u64::from_le_bytes(b);
+            }
             let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
             for i in 0..len {
                 let bit = i * w;
@@ -128,19 +184,24 @@ pub fn decode(dec: &mut Dec<'_>, max_len: usize, out: &mut Vec<u64>) -> DResult<
             }
         }
         for _ in 0..n_exc {
-            let i = dec.u8()? as usize;
-            let hi = dec.var()?;
+            let i = d.u8()? as usize;
+            let hi = d.var()?;
             if i >= len {
-                return Err(dec.err(format!("exception index {i} outside a block of {len}")));
+                return Err(d.err(format!("exception index {i} outside a block of {len}")));
             }
             if w == 64 || (w > 0 && hi.leading_zeros() < w as u32) {
-                return Err(dec.err("exception overflows 64 bits"));
+                return Err(d.err("exception overflows 64 bits"));
             }
             out[base + i] |= if w == 0 { hi } else { hi << w };
         }
-        left -= len;
+        self.left -= len;
+        Ok(true)
     }
-    Ok(())
+
+    /// The decoder positioned after the blocks read so far.
+    pub fn into_dec(self) -> Dec<'a> {
+        self.dec
+    }
 }
 
 #[cfg(test)]

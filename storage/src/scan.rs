@@ -1,12 +1,16 @@
 //! The read API for the query layer: per shard, each user's events in time
 //! order, merged across segments and the memtable, restricted to a time
 //! range, with only the requested property columns decoded.
+//!
+//! Segment columns are decoded block by block as the scan walks the users,
+//! so a scan holds a few thousand decoded rows per segment, not the segment.
 
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
-use crate::error::Result;
+use crate::bitpack::BlockReader;
+use crate::error::{Error, Result};
 use crate::memtable::MemBatch;
 use crate::segment::{PropColumn, Segment};
 use crate::value::Value;
@@ -32,9 +36,9 @@ pub struct ShardSnapshot {
     pub mem: Vec<Arc<MemBatch>>,
 }
 
-/// One source's decoded columns.
+/// The memtable's rows of one shard, sorted like a segment.
 #[derive(Debug, Default)]
-pub struct Decoded {
+struct MemRows {
     user_ids: Vec<u32>,
     user_starts: Vec<u32>,
     times: Vec<i64>,
@@ -42,9 +46,153 @@ pub struct Decoded {
     props: Vec<Option<PropColumn>>,
 }
 
+/// A segment being decoded block by block.
+struct SegRows<'a> {
+    seg: &'a Segment,
+    time_r: BlockReader<'a>,
+    event_r: BlockReader<'a>,
+    raw: Vec<u64>,
+    /// Decoded rows `[base, base + times.len())`.
+    times: Vec<i64>,
+    events: Vec<u32>,
+    base: usize,
+    /// Index of the user whose rows the next decoded row belongs to.
+    conv_user: usize,
+    last_t: i64,
+    props: Vec<Option<PropColumn>>,
+}
+
+/// How far decoded rows may trail the scan before they are dropped.
+const KEEP: usize = 16 * 1024;
+
+impl<'a> SegRows<'a> {
+    fn new(seg: &'a Segment, spec: &ScanSpec) -> Result<Self> {
+        let (time_r, event_r) = seg.column_readers()?;
+        let mut props = Vec::with_capacity(spec.props.len());
+        for &p in &spec.props {
+            props.push(seg.prop(p)?);
+        }
+        Ok(SegRows {
+            seg,
+            time_r,
+            event_r,
+            raw: Vec::with_capacity(crate::bitpack::BLOCK),
+            times: Vec::new(),
+            events: Vec::new(),
+            base: 0,
+            conv_user: 0,
+            last_t: 0,
+            props,
+        })
+    }
+
+    /// Makes rows `[a, b)` available (`a` never decreases between calls).
+    fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
+        if a > self.base + KEEP {
+            let k = (a - self.base).min(self.times.len());
+            self.times.drain(..k);
+            self.events.drain(..k);
+            self.base += k;
+        }
+        let starts = self.seg.user_starts();
+        let meta = self.seg.meta();
+        while self.base + self.times.len() < b {
+            self.raw.clear();
+            if !self
+                .time_r
+                .next_block(&mut self.raw)
+                .map_err(|e| self.seg.corrupt("time", e))?
+            {
+                return Err(Error::corrupt(self.seg.path(), "time column ends early"));
+            }
+            for i in 0..self.raw.len() {
+                let row = self.base + self.times.len();
+                while starts[self.conv_user + 1] as usize <= row {
+                    self.conv_user += 1;
+                }
+                let d = self.raw[i];
+                let from = if starts[self.conv_user] as usize == row {
+                    meta.min_time
+                } else {
+                    self.last_t
+                };
+                let t = i64::try_from(d)
+                    .ok()
+                    .and_then(|d| from.checked_add(d))
+                    .filter(|&t| t <= meta.max_time)
+                    .ok_or_else(|| {
+                        Error::corrupt(self.seg.path(), "time beyond the segment's max")
+                    })?;
+                self.last_t = t;
+                self.times.push(t);
+            }
+            let n = self.raw.len();
+            self.raw.clear();
+            if !self
+                .event_r
+                .next_block(&mut self.raw)
+                .map_err(|e| self.seg.corrupt("event", e))?
+                || self.raw.len() != n
+            {
+                return Err(Error::corrupt(self.seg.path(), "event column ends early"));
+            }
+            for &e in &self.raw {
+                let e = u32::try_from(e)
+                    .map_err(|_| Error::corrupt(self.seg.path(), "event id out of range"))?;
+                self.events.push(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Source<'a> {
+    Seg(SegRows<'a>),
+    Mem(MemRows),
+}
+
+impl Source<'_> {
+    fn user_ids(&self) -> &[u32] {
+        match self {
+            Source::Seg(s) => s.seg.user_ids(),
+            Source::Mem(m) => &m.user_ids,
+        }
+    }
+    fn user_starts(&self) -> &[u32] {
+        match self {
+            Source::Seg(s) => s.seg.user_starts(),
+            Source::Mem(m) => &m.user_starts,
+        }
+    }
+    fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
+        match self {
+            Source::Seg(s) => s.ensure(a, b),
+            Source::Mem(_) => Ok(()),
+        }
+    }
+    fn times(&self, a: usize, b: usize) -> &[i64] {
+        match self {
+            Source::Seg(s) => &s.times[a - s.base..b - s.base],
+            Source::Mem(m) => &m.times[a..b],
+        }
+    }
+    fn events(&self, a: usize, b: usize) -> &[u32] {
+        match self {
+            Source::Seg(s) => &s.events[a - s.base..b - s.base],
+            Source::Mem(m) => &m.events[a..b],
+        }
+    }
+    fn prop(&self, k: usize, row: usize) -> Option<&Value> {
+        let props = match self {
+            Source::Seg(s) => &s.props,
+            Source::Mem(m) => &m.props,
+        };
+        props.get(k)?.as_ref()?.get(row)
+    }
+}
+
 /// One user's events in the scanned range, in time order (ties keep
 /// storage order: older segments first, then arrival order).
-#[derive(Debug)]
 pub struct UserRows<'a> {
     /// The user id.
     pub uid: u32,
@@ -55,16 +203,25 @@ pub struct UserRows<'a> {
     loc: Loc<'a>,
 }
 
-#[derive(Debug)]
 enum Loc<'a> {
     Single {
-        src: &'a Decoded,
+        src: &'a Source<'a>,
         base: usize,
     },
     Multi {
-        srcs: &'a [Decoded],
+        srcs: &'a [Source<'a>],
         at: &'a [(u32, u32)],
     },
+}
+
+impl std::fmt::Debug for UserRows<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRows")
+            .field("uid", &self.uid)
+            .field("times", &self.times)
+            .field("events", &self.events)
+            .finish()
+    }
 }
 
 impl<'a> UserRows<'a> {
@@ -77,15 +234,15 @@ impl<'a> UserRows<'a> {
         self.times.is_empty()
     }
     /// Value of requested property `k` (index into `ScanSpec::props`) at event `i`.
+    #[inline]
     pub fn prop(&self, k: usize, i: usize) -> Option<&'a Value> {
-        let (src, row) = match self.loc {
-            Loc::Single { src, base } => (src, base + i),
+        match self.loc {
+            Loc::Single { src, base } => src.prop(k, base + i),
             Loc::Multi { srcs, at } => {
                 let (s, r) = *at.get(i)?;
-                (srcs.get(s as usize)?, r as usize)
+                srcs.get(s as usize)?.prop(k, r as usize)
             }
-        };
-        src.props.get(k)?.as_ref()?.get(row)
+        }
     }
 }
 
@@ -96,22 +253,8 @@ fn overlaps(min: i64, max: i64, range: Option<(i64, i64)>) -> bool {
     }
 }
 
-fn decode_segment(seg: &Segment, spec: &ScanSpec) -> Result<Decoded> {
-    let mut props = Vec::with_capacity(spec.props.len());
-    for &p in &spec.props {
-        props.push(seg.prop(p)?);
-    }
-    Ok(Decoded {
-        user_ids: seg.user_ids().to_vec(),
-        user_starts: seg.user_starts().to_vec(),
-        times: seg.times()?,
-        events: seg.events()?,
-        props,
-    })
-}
-
 /// Sorts memtable batches into the columnar shape of a segment.
-fn decode_mem(batches: &[Arc<MemBatch>], spec: &ScanSpec) -> Decoded {
+fn decode_mem(batches: &[Arc<MemBatch>], spec: &ScanSpec) -> MemRows {
     let mut order: Vec<(u32, i64, u32, u32)> = Vec::new();
     for (b, batch) in batches.iter().enumerate() {
         for r in 0..batch.len() {
@@ -122,7 +265,7 @@ fn decode_mem(batches: &[Arc<MemBatch>], spec: &ScanSpec) -> Decoded {
         }
     }
     order.sort_unstable();
-    let mut d = Decoded {
+    let mut d = MemRows {
         props: spec
             .props
             .iter()
@@ -195,27 +338,27 @@ impl ShardSnapshot {
         spec: &ScanSpec,
         mut f: impl FnMut(&UserRows<'_>) -> bool,
     ) -> Result<bool> {
-        let mut sources: Vec<Decoded> = Vec::new();
+        let mut sources: Vec<Source<'_>> = Vec::new();
         for seg in &self.segments {
             let m = seg.meta();
             if m.rows > 0 && overlaps(m.min_time, m.max_time, spec.range) {
-                sources.push(decode_segment(seg, spec)?);
+                sources.push(Source::Seg(SegRows::new(seg, spec)?));
             }
         }
         if !self.mem.is_empty() {
-            sources.push(decode_mem(&self.mem, spec));
+            sources.push(Source::Mem(decode_mem(&self.mem, spec)));
         }
         let mut cursor = vec![0usize; sources.len()];
         let mut present: Vec<(usize, usize, usize)> = Vec::new();
-        let mut merged: Vec<(i64, u32, u32)> = Vec::new();
         let mut times: Vec<i64> = Vec::new();
         let mut events: Vec<u32> = Vec::new();
         let mut at: Vec<(u32, u32)> = Vec::new();
+        let mut heads: Vec<usize> = Vec::new();
         loop {
             let mut uid = u32::MAX;
             let mut any = false;
             for (s, src) in sources.iter().enumerate() {
-                if let Some(&u) = src.user_ids.get(cursor[s]) {
+                if let Some(&u) = src.user_ids().get(cursor[s]) {
                     if !any || u < uid {
                         uid = u;
                         any = true;
@@ -225,41 +368,45 @@ impl ShardSnapshot {
             if !any {
                 return Ok(true);
             }
+            let wanted = spec.users.as_ref().is_none_or(|users| users.contains(uid));
             present.clear();
-            for (s, src) in sources.iter().enumerate() {
+            for (s, src) in sources.iter_mut().enumerate() {
                 let c = cursor[s];
-                if src.user_ids.get(c) == Some(&uid) {
-                    let (a, b) = (src.user_starts[c] as usize, src.user_starts[c + 1] as usize);
-                    let (a, b) = match spec.range {
-                        None => (a, b),
-                        Some((from, to)) => {
-                            let t = &src.times[a..b];
-                            (
-                                a + t.partition_point(|&x| x < from),
-                                a + t.partition_point(|&x| x < to),
-                            )
-                        }
-                    };
-                    if a < b {
-                        present.push((s, a, b));
+                if src.user_ids().get(c) != Some(&uid) {
+                    continue;
+                }
+                cursor[s] += 1;
+                let (a, b) = (
+                    src.user_starts()[c] as usize,
+                    src.user_starts()[c + 1] as usize,
+                );
+                if !wanted {
+                    continue;
+                }
+                src.ensure(a, b)?;
+                let (a, b) = match spec.range {
+                    None => (a, b),
+                    Some((from, to)) => {
+                        let t = src.times(a, b);
+                        (
+                            a + t.partition_point(|&x| x < from),
+                            a + t.partition_point(|&x| x < to),
+                        )
                     }
-                    cursor[s] += 1;
+                };
+                if a < b {
+                    present.push((s, a, b));
                 }
             }
             if present.is_empty() {
                 continue;
             }
-            if let Some(users) = &spec.users {
-                if !users.contains(uid) {
-                    continue;
-                }
-            }
             if let [(s, a, b)] = present[..] {
                 let src = &sources[s];
                 let go = f(&UserRows {
                     uid,
-                    times: &src.times[a..b],
-                    events: &src.events[a..b],
+                    times: src.times(a, b),
+                    events: src.events(a, b),
                     loc: Loc::Single { src, base: a },
                 });
                 if !go {
@@ -267,21 +414,29 @@ impl ShardSnapshot {
                 }
                 continue;
             }
-            merged.clear();
-            for &(s, a, b) in &present {
-                for r in a..b {
-                    merged.push((sources[s].times[r], s as u32, r as u32));
-                }
-            }
-            // Stable: equal times keep source order (older first), then row order.
-            merged.sort_by_key(|&(t, s, r)| (t, s, r));
+            // Merge the sorted runs; ties go to the older source first.
             times.clear();
             events.clear();
             at.clear();
-            for &(t, s, r) in &merged {
+            heads.clear();
+            heads.extend(present.iter().map(|p| p.1));
+            loop {
+                let mut best: Option<(i64, usize)> = None;
+                for (j, &(s, _, b)) in present.iter().enumerate() {
+                    let h = heads[j];
+                    if h < b {
+                        let t = sources[s].times(h, h + 1)[0];
+                        if best.is_none_or(|(bt, _)| t < bt) {
+                            best = Some((t, j));
+                        }
+                    }
+                }
+                let Some((t, j)) = best else { break };
+                let (s, h) = (present[j].0, heads[j]);
                 times.push(t);
-                events.push(sources[s as usize].events[r as usize]);
-                at.push((s, r));
+                events.push(sources[s].events(h, h + 1)[0]);
+                at.push((s as u32, h as u32));
+                heads[j] += 1;
             }
             let go = f(&UserRows {
                 uid,

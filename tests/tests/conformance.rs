@@ -25,7 +25,11 @@ enum Layout {
 fn load(events: &[Event], layout: Layout) -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let opts = EngineOptions {
-        store: StoreOptions { shards: 3, memtable_rows: 1 << 30, max_segments_per_shard: 64 },
+        store: StoreOptions {
+            shards: 3,
+            memtable_rows: 1 << 30,
+            max_segments_per_shard: 64,
+        },
         background: false,
         query_threads: 2,
         ..Default::default()
@@ -62,18 +66,31 @@ fn check(expect: &Value, got: &Value) -> Result<(), String> {
     for (key, want) in exp {
         match key.as_str() {
             "steps.users" => {
-                let have: Vec<Value> = got["steps"].as_array().ok_or("no steps")?.iter().map(|s| s["users"].clone()).collect();
+                let have: Vec<Value> = got["steps"]
+                    .as_array()
+                    .ok_or("no steps")?
+                    .iter()
+                    .map(|s| s["users"].clone())
+                    .collect();
                 if &Value::Array(have.clone()) != want {
-                    return Err(format!("steps.users: want {want}, got {}", Value::Array(have)));
+                    return Err(format!(
+                        "steps.users: want {want}, got {}",
+                        Value::Array(have)
+                    ));
                 }
             }
             "total.users" => {
                 if &got["total"]["users"] != want {
-                    return Err(format!("total.users: want {want}, got {}", got["total"]["users"]));
+                    return Err(format!(
+                        "total.users: want {want}, got {}",
+                        got["total"]["users"]
+                    ));
                 }
             }
             "total.retained[1..]" => {
-                let r = got["total"]["retained"].as_array().ok_or("no total.retained")?;
+                let r = got["total"]["retained"]
+                    .as_array()
+                    .ok_or("no total.retained")?;
                 let have = Value::Array(r.iter().skip(1).cloned().collect());
                 if &have != want {
                     return Err(format!("total.retained[1..]: want {want}, got {have}"));
@@ -97,7 +114,11 @@ fn check(expect: &Value, got: &Value) -> Result<(), String> {
                 for (stat, wv) in w {
                     let gv = &got[stat.as_str()];
                     let ok = match stat.as_str() {
-                        "count" | "min" | "max" => gv == wv || (wv.is_null() && gv.is_null()) || close(gv, wv) && gv.is_i64() == wv.is_i64(),
+                        "count" | "min" | "max" => {
+                            gv == wv
+                                || (wv.is_null() && gv.is_null())
+                                || close(gv, wv) && gv.is_i64() == wv.is_i64()
+                        }
                         _ => close(gv, wv),
                     };
                     if !ok {
@@ -115,7 +136,12 @@ fn check(expect: &Value, got: &Value) -> Result<(), String> {
 fn clickhouse_conformance_cases() {
     let dir = cases_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read the conformance cases at {}: {e}", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot read the conformance cases at {}: {e}",
+                dir.display()
+            )
+        })
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
@@ -145,6 +171,15 @@ fn clickhouse_conformance_cases() {
             }
         }
     }
-    eprintln!("conformance: {} cases × 3 layouts = {runs} runs, {} failures", files.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {runs} runs failed:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "conformance: {} cases × 3 layouts = {runs} runs, {} failures",
+        files.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} runs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -260,6 +260,28 @@ impl Segment {
         Ok(out)
     }
 
+    /// Streaming readers of the time-delta and event-id columns.
+    pub fn column_readers(&self) -> Result<(bitpack::BlockReader<'_>, bitpack::BlockReader<'_>)> {
+        let rows = self.meta.rows as usize;
+        let mut dt = Dec::new(self.required("time")?);
+        let t = bitpack::BlockReader::new(&mut dt, rows).map_err(|e| self.decode_err("time", e))?;
+        let mut de = Dec::new(self.required("event")?);
+        let e =
+            bitpack::BlockReader::new(&mut de, rows).map_err(|e| self.decode_err("event", e))?;
+        if t.len() != rows || e.len() != rows {
+            return Err(Error::corrupt(
+                &self.path,
+                "time or event column has the wrong length",
+            ));
+        }
+        Ok((t, e))
+    }
+
+    /// An error about section `section` of this segment.
+    pub fn corrupt(&self, section: &str, e: DecodeError) -> Error {
+        self.decode_err(section, e)
+    }
+
     /// Decodes the event-id column.
     pub fn events(&self) -> Result<Vec<u32>> {
         let rows = self.meta.rows as usize;
