@@ -272,6 +272,12 @@ impl Filter {
         }
     }
 
+    /// True for the filter that accepts everything.
+    #[inline]
+    pub fn is_true(&self) -> bool {
+        matches!(self, Filter::True)
+    }
+
     /// True if the filter reads user properties.
     pub fn uses_user_props(&self) -> bool {
         match self {

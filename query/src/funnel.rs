@@ -58,39 +58,60 @@ struct Chain {
     rows: Vec<u32>,
 }
 
+/// Reusable per-thread state of the default (non-`strict_once`) scan: for
+/// each level the chain's start time, last time, step-1 row, and the times
+/// of its steps, in flat arrays (no allocation per event).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    set: Vec<bool>,
+    first: Vec<i64>,
+    last: Vec<i64>,
+    row: Vec<u32>,
+    /// `times[k * n + j]`: time of step j of the chain at level k.
+    times: Vec<i64>,
+}
+
 /// Runs the windowFunnel scan over entries sorted by (time, step, row).
 pub fn level(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
+    let mut s = Scratch::default();
+    let (level, first_row, truncated) = level_with(entries, n, window, m, &mut s);
+    let times = if level == 0 {
+        Vec::new()
+    } else if m.strict_once {
+        s.times
+    } else {
+        s.times[(level - 1) * n..(level - 1) * n + level].to_vec()
+    };
+    Outcome { level, times, first_row, truncated }
+}
+
+/// [`level`] with reusable state: returns (level, step-1 row, truncated);
+/// the chain's step times are `s.chain_times(level, n)`.
+pub fn level_with(entries: &[Entry], n: usize, window: i64, m: Modes, s: &mut Scratch) -> (usize, u32, bool) {
     let Some(&(t0, _, r0)) = entries.iter().find(|e| e.1 != 0) else {
-        return Outcome::default();
+        return (0, 0, false);
     };
     if !m.strict_order && n == 1 {
-        return Outcome {
-            level: 1,
-            times: vec![t0],
-            first_row: r0,
-            truncated: false,
-        };
+        s.times.clear();
+        s.times.push(t0);
+        return (1, r0, false);
     }
     if m.strict_once {
-        return level_once(entries, n, window, m);
+        let o = level_once(entries, n, window, m);
+        s.times = o.times;
+        return (o.level, o.first_row, o.truncated);
     }
-    let mut lv: Vec<Option<Chain>> = vec![None; n];
+    s.set.clear();
+    s.set.resize(n, false);
+    s.first.resize(n, 0);
+    s.last.resize(n, 0);
+    s.row.resize(n, 0);
+    s.times.resize(n * n, 0);
     let mut started = false;
-    let top = |lv: &[Option<Chain>]| -> Outcome {
-        match lv.iter().rposition(|c| c.is_some()) {
-            None => Outcome::default(),
-            Some(k) => {
-                let c = lv[k]
-                    .as_ref()
-                    .map(|c| (c.times.clone(), c.rows[0]))
-                    .unwrap_or_default();
-                Outcome {
-                    level: k + 1,
-                    times: c.0,
-                    first_row: c.1,
-                    truncated: false,
-                }
-            }
+    let top = |s: &Scratch| -> (usize, u32, bool) {
+        match s.set.iter().rposition(|&x| x) {
+            None => (0, 0, false),
+            Some(k) => (k + 1, s.row[k], false),
         }
     };
     for &(t, k, row) in entries {
@@ -102,33 +123,49 @@ pub fn level(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
         }
         let idx = k as usize - 1;
         if idx == 0 {
-            lv[0] = Some(Chain {
-                first: t,
-                last: t,
-                times: vec![t],
-                rows: vec![row],
-            });
+            s.set[0] = true;
+            s.first[0] = t;
+            s.last[0] = t;
+            s.row[0] = row;
+            s.times[0] = t;
             started = true;
-        } else if m.strict_deduplication && lv[idx].is_some() {
-            return top(&lv);
-        } else if m.strict_order && started && lv[idx - 1].is_none() {
+        } else if m.strict_deduplication && s.set[idx] {
+            return top(s);
+        } else if m.strict_order && started && !s.set[idx - 1] {
             if m.allow_reentry {
                 continue;
             }
-            return top(&lv);
-        } else if let Some(prev) = &lv[idx - 1] {
-            if t <= prev.first.saturating_add(window) && (!m.strict_increase || prev.last < t) {
-                let mut c = prev.clone();
-                c.last = t;
-                c.times.push(t);
-                lv[idx] = Some(c);
-                if idx + 1 == n {
-                    return top(&lv);
-                }
+            return top(s);
+        } else if s.set[idx - 1]
+            && t <= s.first[idx - 1].saturating_add(window)
+            && (!m.strict_increase || s.last[idx - 1] < t)
+        {
+            s.set[idx] = true;
+            s.first[idx] = s.first[idx - 1];
+            s.last[idx] = t;
+            s.row[idx] = s.row[idx - 1];
+            let (prev, cur) = s.times.split_at_mut(idx * n);
+            cur[..idx].copy_from_slice(&prev[(idx - 1) * n..(idx - 1) * n + idx]);
+            cur[idx] = t;
+            if idx + 1 == n {
+                return top(s);
             }
         }
     }
-    top(&lv)
+    top(s)
+}
+
+impl Scratch {
+    /// Times of the steps of the chain that reached `level`.
+    pub fn chain_times(&self, level: usize, n: usize, once: bool) -> &[i64] {
+        if level == 0 {
+            &[]
+        } else if once || (n == 1) {
+            &self.times[..level.min(self.times.len())]
+        } else {
+            &self.times[(level - 1) * n..(level - 1) * n + level]
+        }
+    }
 }
 
 fn level_once(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
@@ -230,6 +267,8 @@ pub struct Funnel {
     pub modes: Modes,
     /// Exclusions.
     pub exclusions: Vec<Exclusion>,
+    /// All steps as one matcher.
+    pub matcher: crate::model::Matcher,
 }
 
 const MODES: &str =
@@ -330,11 +369,13 @@ impl Funnel {
                 });
             }
         }
+        let matcher = crate::model::Matcher::new(&steps);
         Ok(Funnel {
             steps,
             window,
             modes,
             exclusions,
+            matcher,
         })
     }
 }
@@ -354,10 +395,10 @@ impl Agg {
             times: vec![Vec::new(); n],
         }
     }
-    fn add(&mut self, o: &Outcome) {
-        self.levels[o.level] += 1;
-        for k in 1..o.level {
-            self.times[k].push(o.times[k] - o.times[0]);
+    fn add(&mut self, level: usize, times: &[i64]) {
+        self.levels[level] += 1;
+        for k in 1..level {
+            self.times[k].push(times[k] - times[0]);
         }
     }
     fn merge(&mut self, other: Agg) {
@@ -375,15 +416,13 @@ struct Acc {
     groups: FxHashMap<Key, Agg>,
     truncated: u64,
     entries: Vec<Entry>,
+    scratch: Scratch,
 }
 
 /// Runs a funnel query.
 pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let n = f.steps.len();
     let prune = f.steps[0].known_id();
-    if f.steps[0].id == Some(None) {
-        // Nobody did step 1.
-    }
     let acc = ctx.run(
         c.range,
         prune,
@@ -392,6 +431,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             groups: FxHashMap::default(),
             truncated: 0,
             entries: Vec::new(),
+            scratch: Scratch::default(),
         },
         |acc, u| per_user(f, c, ctx, acc, u),
         |mut a, b| {
@@ -443,34 +483,31 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 
 fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
     let profile = ctx.profile(u.uid);
-    if !c.users.eval(&UserProps(profile)) {
+    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
         return;
     }
     let n = f.steps.len();
     let entries = &mut acc.entries;
     entries.clear();
     let mut any_step = false;
+    let global = !c.filter.is_true();
     for i in 0..u.len() {
-        let p = RowProps {
-            rows: u,
-            i,
-            profile,
-        };
-        if !c.filter.eval(&p) {
+        let p = RowProps { rows: u, i, profile };
+        if global && !c.filter.eval(&p) {
             continue;
         }
-        let ev = u.events[i];
-        let mut hit = false;
-        for (k, s) in f.steps.iter().enumerate() {
-            if s.matches(ev, &p) {
-                entries.push((u.times[i], (k + 1) as u8, i as u32));
-                hit = true;
+        let mut mask = f.matcher.mask(u.events[i], &p);
+        if mask == 0 {
+            if f.modes.strict_order {
+                entries.push((u.times[i], 0, i as u32));
             }
+            continue;
         }
-        if hit {
-            any_step = true;
-        } else if f.modes.strict_order {
-            entries.push((u.times[i], 0, i as u32));
+        any_step = true;
+        while mask != 0 {
+            let k = mask.trailing_zeros();
+            entries.push((u.times[i], (k + 1) as u8, i as u32));
+            mask &= mask - 1;
         }
     }
     if !any_step {
@@ -479,24 +516,21 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     if !entries.is_sorted() {
         entries.sort_unstable();
     }
-    let o = level(entries, n, f.window, f.modes);
-    if o.truncated {
+    let (level, first_row, truncated) = level_with(entries, n, f.window, f.modes, &mut acc.scratch);
+    if truncated {
         acc.truncated += 1;
     }
-    if o.level == 0 {
+    if level == 0 {
         return;
     }
+    let times = acc.scratch.chain_times(level, n, f.modes.strict_once);
     for ex in &f.exclusions {
-        if o.level > ex.to {
-            let (a, b) = (o.times[ex.from], o.times[ex.to]);
+        if level > ex.to {
+            let (a, b) = (times[ex.from], times[ex.to]);
             let hit = (0..u.len()).any(|i| {
                 let t = u.times[i];
                 t > a && t < b && {
-                    let p = RowProps {
-                        rows: u,
-                        i,
-                        profile,
-                    };
+                    let p = RowProps { rows: u, i, profile };
                     c.filter.eval(&p) && ex.event.matches(u.events[i], &p)
                 }
             });
@@ -505,18 +539,18 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
             }
         }
     }
-    acc.all.add(&o);
+    acc.all.add(level, times);
     if !c.breakdown.is_empty() {
         let key: Key = c
             .breakdown
             .iter()
             .map(|d| match d {
-                Breakdown::Event { slot: Some(k), .. } => u.prop(*k, o.first_row as usize).cloned(),
+                Breakdown::Event { slot: Some(k), .. } => u.prop(*k, first_row as usize).cloned(),
                 Breakdown::Event { slot: None, .. } => None,
                 Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
             })
             .collect();
-        acc.groups.entry(key).or_insert_with(|| Agg::new(n)).add(&o);
+        acc.groups.entry(key).or_insert_with(|| Agg::new(n)).add(level, times);
     }
 }
 

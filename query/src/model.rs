@@ -231,3 +231,55 @@ pub fn req_ref(o: &mut Obj<'_>, key: &'static str, ctx: &mut Ctx<'_>) -> Result<
     let v = o.req(key)?;
     EventRef::parse(v, &p, ctx)
 }
+
+/// Matches a row against several event references at once: a table from
+/// event id to the references that need no filter, plus the few that do.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    by_event: Vec<u64>,
+    any: u64,
+    filtered: Vec<(u64, EventRef)>,
+}
+
+impl Matcher {
+    /// A matcher for up to 64 references; bit `i` stands for `refs[i]`.
+    pub fn new<'r>(refs: impl IntoIterator<Item = &'r EventRef>) -> Matcher {
+        let mut m = Matcher { by_event: Vec::new(), any: 0, filtered: Vec::new() };
+        for (i, r) in refs.into_iter().enumerate() {
+            let bit = 1u64 << i;
+            if !matches!(r.filter, Filter::True) {
+                m.filtered.push((bit, r.clone()));
+                continue;
+            }
+            match r.id {
+                None => m.any |= bit,
+                Some(Some(ev)) => {
+                    let ev = ev as usize;
+                    if m.by_event.len() <= ev {
+                        m.by_event.resize(ev + 1, 0);
+                    }
+                    m.by_event[ev] |= bit;
+                }
+                Some(None) => {}
+            }
+        }
+        m
+    }
+
+    /// True if any reference reads properties (then `mask` needs them).
+    pub fn has_filters(&self) -> bool {
+        !self.filtered.is_empty()
+    }
+
+    /// The references an event matches, as a bit mask.
+    #[inline]
+    pub fn mask(&self, ev: u32, p: &dyn Props) -> u64 {
+        let mut m = self.any | self.by_event.get(ev as usize).copied().unwrap_or(0);
+        for (bit, r) in &self.filtered {
+            if r.matches(ev, p) {
+                m |= bit;
+            }
+        }
+        m
+    }
+}

@@ -86,6 +86,7 @@ fn by_user(events: &[Event], range: Option<(i64, i64)>) -> BTreeMap<String, Vec<
 /// t1 <= ... <= tk <= t1 + window (strictly increasing if `strict`), rows
 /// pairwise distinct if `distinct`. Brute force.
 fn naive_level(rows: &[Event], steps: &[Step], window: i64, distinct: bool, strict: bool) -> usize {
+    #[allow(clippy::too_many_arguments)]
     fn dfs(
         rows: &[Event],
         steps: &[Step],
