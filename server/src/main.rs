@@ -7,6 +7,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bench;
 mod gen;
 mod ingest;
 mod rng;
@@ -118,6 +119,24 @@ enum Cmd {
         timing: bool,
         /// The query file, or `-`.
         file: String,
+    },
+    /// Run query files against a data set and report latencies.
+    Bench {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Query files or directories of them (default: benches/queries).
+        #[arg(long = "queries")]
+        queries: Vec<PathBuf>,
+        /// Measured runs per query (after one warm-up).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Query threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Flush the memtable and merge every shard's segments into one.
     Compact {
@@ -269,6 +288,30 @@ fn run(cli: Cli) -> Result<i32> {
             users,
             events,
         } => cmd_demo(&data, users, events),
+        Cmd::Bench { data, queries, repeat, threads, json } => {
+            if !data.join("MANIFEST").exists() {
+                bail!("{} is not a Footprint data directory (no MANIFEST)", data.display());
+            }
+            let queries = if queries.is_empty() { vec![PathBuf::from("benches/queries")] } else { queries };
+            let files = bench::query_files(&queries)?;
+            if files.is_empty() {
+                bail!("no query files found");
+            }
+            let opts = EngineOptions {
+                store: StoreOptions::default(),
+                background: false,
+                query_threads: threads,
+                ..EngineOptions::default()
+            };
+            let engine = Engine::open(&data, opts).with_context(|| format!("cannot open {}", data.display()))?;
+            let rows = bench::run(&engine, &files, repeat)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                bench::print(&rows);
+            }
+            Ok(0)
+        }
         Cmd::Query {
             data,
             timeout_ms,

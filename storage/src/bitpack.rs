@@ -25,9 +25,20 @@ fn exception_cost(bits_v: u32, width: u32) -> usize {
 /// Encodes `values` (any length) into `out`.
 pub fn encode(values: &[u64], out: &mut Enc) {
     out.var(values.len() as u64);
-    for block in values.chunks(BLOCK) {
-        encode_block(block, out);
+    // Blocks after the first are indexed by byte offset so a reader can
+    // jump to any block (skipping users a query does not need).
+    let mut blocks = Enc::new();
+    let mut offsets = Vec::new();
+    for (i, block) in values.chunks(BLOCK).enumerate() {
+        if i > 0 {
+            offsets.push(blocks.buf.len() as u32);
+        }
+        encode_block(block, &mut blocks);
     }
+    for o in offsets {
+        out.u32(o);
+    }
+    out.buf.extend_from_slice(&blocks.buf);
 }
 
 fn encode_block(block: &[u64], out: &mut Enc) {
@@ -105,17 +116,45 @@ pub struct BlockReader<'a> {
     dec: Dec<'a>,
     len: usize,
     left: usize,
+    /// Byte offsets of blocks 1.. relative to `blocks_start`, as raw LE u32s.
+    index: &'a [u8],
+    blocks_start: usize,
 }
 
 impl<'a> BlockReader<'a> {
     /// Reads the column header from `dec`.
     pub fn new(dec: &mut Dec<'a>, max_len: usize) -> DResult<Self> {
         let len = dec.len(max_len, "bit-packed column length")?;
+        let nblocks = len.div_ceil(BLOCK);
+        let index = dec.take(nblocks.saturating_sub(1) * 4)?;
         Ok(BlockReader {
+            blocks_start: dec.pos(),
             dec: dec.clone(),
             len,
             left: len,
+            index,
         })
+    }
+
+    /// Positions the reader at block `k` (value `k * BLOCK`).
+    pub fn seek_block(&mut self, k: usize) -> DResult<()> {
+        let nblocks = self.len.div_ceil(BLOCK);
+        if k >= nblocks {
+            self.left = 0;
+            return Ok(());
+        }
+        let off = if k == 0 {
+            0
+        } else {
+            let b = &self.index[(k - 1) * 4..k * 4];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+        };
+        self.dec.seek(self.blocks_start + off);
+        if self.dec.pos() != self.blocks_start + off {
+            return Err(self.dec.err(format!("block {k} offset {off} is outside the column")));
+        }
+        self.left = self.len - k * BLOCK;
+        Ok(())
     }
 
     /// Values in the column.
@@ -228,6 +267,24 @@ mod tests {
         assert_eq!(roundtrip(&v), v);
         assert_eq!(roundtrip(&[]), Vec::<u64>::new());
         assert_eq!(roundtrip(&[0; 300]), vec![0; 300]);
+    }
+
+    #[test]
+    fn seek_to_any_block() {
+        let v: Vec<u64> = (0..1000u64).map(|i| i * i % 977).collect();
+        let mut e = Enc::new();
+        encode(&v, &mut e);
+        let mut d = Dec::new(&e.buf);
+        let mut r = BlockReader::new(&mut d, usize::MAX).unwrap();
+        for k in [5usize, 0, 7, 2] {
+            r.seek_block(k).unwrap();
+            let mut out = Vec::new();
+            r.next_block(&mut out).unwrap();
+            assert_eq!(out[..], v[k * BLOCK..(k * BLOCK + BLOCK).min(v.len())]);
+        }
+        r.seek_block(8).unwrap();
+        let mut out = Vec::new();
+        assert!(!r.next_block(&mut out).unwrap());
     }
 
     #[test]

@@ -117,6 +117,10 @@ impl<'a> Dec<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
         Dec { buf, pos: 0 }
     }
+    /// Moves to offset `pos` (reads past the end fail as usual).
+    pub fn seek(&mut self, pos: usize) {
+        self.pos = pos.min(self.buf.len());
+    }
     /// Current offset.
     pub fn pos(&self) -> usize {
         self.pos

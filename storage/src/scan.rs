@@ -87,8 +87,26 @@ impl<'a> SegRows<'a> {
     }
 
     /// Makes rows `[a, b)` available (`a` never decreases between calls).
+    /// Rows of users in between that nobody asked for are skipped a block
+    /// at a time without decoding.
     fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
-        if a > self.base + KEEP {
+        use crate::bitpack::BLOCK;
+        let decoded_end = self.base + self.times.len();
+        if a >= decoded_end + BLOCK {
+            // Jump: a user's first row is relative to the segment minimum, so
+            // decoding can restart at the block holding row `a`.
+            let k = a / BLOCK;
+            self.time_r.seek_block(k).map_err(|e| self.seg.corrupt("time", e))?;
+            self.event_r.seek_block(k).map_err(|e| self.seg.corrupt("event", e))?;
+            self.times.clear();
+            self.events.clear();
+            self.base = k * BLOCK;
+            let starts = self.seg.user_starts();
+            self.conv_user = starts.partition_point(|&s| s as usize <= self.base).saturating_sub(1);
+            // Rows before `a` in this block belong to earlier, unwanted users;
+            // their times are never read.
+            self.last_t = self.seg.meta().min_time;
+        } else if a > self.base + KEEP {
             let k = (a - self.base).min(self.times.len());
             self.times.drain(..k);
             self.events.drain(..k);
@@ -98,48 +116,44 @@ impl<'a> SegRows<'a> {
         let meta = self.seg.meta();
         while self.base + self.times.len() < b {
             self.raw.clear();
-            if !self
-                .time_r
-                .next_block(&mut self.raw)
-                .map_err(|e| self.seg.corrupt("time", e))?
-            {
+            if !self.time_r.next_block(&mut self.raw).map_err(|e| self.seg.corrupt("time", e))? {
                 return Err(Error::corrupt(self.seg.path(), "time column ends early"));
             }
-            for i in 0..self.raw.len() {
-                let row = self.base + self.times.len();
+            let n = self.raw.len();
+            let mut row = self.base + self.times.len();
+            let mut i = 0;
+            let mut bad = false;
+            while i < n {
                 while starts[self.conv_user + 1] as usize <= row {
                     self.conv_user += 1;
                 }
-                let d = self.raw[i];
-                let from = if starts[self.conv_user] as usize == row {
-                    meta.min_time
-                } else {
-                    self.last_t
-                };
-                let t = i64::try_from(d)
-                    .ok()
-                    .and_then(|d| from.checked_add(d))
-                    .filter(|&t| t <= meta.max_time)
-                    .ok_or_else(|| {
-                        Error::corrupt(self.seg.path(), "time beyond the segment's max")
-                    })?;
+                let (ustart, uend) = (starts[self.conv_user] as usize, starts[self.conv_user + 1] as usize);
+                let run = (uend - row).min(n - i);
+                let mut t = if row == ustart { meta.min_time } else { self.last_t };
+                for &d in &self.raw[i..i + run] {
+                    bad |= d > i64::MAX as u64;
+                    t = t.wrapping_add(d as i64);
+                    bad |= t > meta.max_time || t < meta.min_time;
+                    self.times.push(t);
+                }
                 self.last_t = t;
-                self.times.push(t);
+                row += run;
+                i += run;
             }
-            let n = self.raw.len();
+            if bad {
+                return Err(Error::corrupt(self.seg.path(), "time outside the segment's range"));
+            }
             self.raw.clear();
-            if !self
-                .event_r
-                .next_block(&mut self.raw)
-                .map_err(|e| self.seg.corrupt("event", e))?
-                || self.raw.len() != n
-            {
+            if !self.event_r.next_block(&mut self.raw).map_err(|e| self.seg.corrupt("event", e))? || self.raw.len() != n {
                 return Err(Error::corrupt(self.seg.path(), "event column ends early"));
             }
+            let mut big = 0u64;
             for &e in &self.raw {
-                let e = u32::try_from(e)
-                    .map_err(|_| Error::corrupt(self.seg.path(), "event id out of range"))?;
-                self.events.push(e);
+                big |= e;
+                self.events.push(e as u32);
+            }
+            if big > u64::from(u32::MAX) {
+                return Err(Error::corrupt(self.seg.path(), "event id out of range"));
             }
         }
         Ok(())

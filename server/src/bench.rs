@@ -1,0 +1,116 @@
+//! `footprint bench`: runs a set of query files against a loaded data set,
+//! after a warm-up, and reports per query min/median/max latency, events
+//! scanned per second and peak RSS.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use footprint_engine::Engine;
+use serde::Serialize;
+
+/// One query's measurements.
+#[derive(Debug, Serialize)]
+pub struct BenchRow {
+    /// Query name (file stem).
+    pub query: String,
+    /// Runs measured.
+    pub runs: usize,
+    /// Fastest run, ms.
+    pub min_ms: f64,
+    /// Median run, ms.
+    pub median_ms: f64,
+    /// Slowest run, ms.
+    pub max_ms: f64,
+    /// Events stored divided by the median time.
+    pub events_per_s: f64,
+    /// Peak resident memory of the process after this query, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// The query files to run: a directory's `*.json`, or the files given.
+pub fn query_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            v.sort();
+            out.extend(v);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Peak resident set size of this process (VmHWM), bytes.
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Runs every query `repeat` times after one warm-up run.
+pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<BenchRow>> {
+    let events = engine.stats()?.events as f64;
+    let mut rows = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let q: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", f.display()))?;
+        engine
+            .query_json(&q, Default::default())
+            .with_context(|| format!("{} failed", f.display()))?;
+        let mut times = Vec::with_capacity(repeat);
+        for _ in 0..repeat.max(1) {
+            let t = Instant::now();
+            engine.query_json(&q, Default::default())?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        rows.push(BenchRow {
+            query: name(f),
+            runs: times.len(),
+            min_ms: times[0],
+            median_ms: median,
+            max_ms: times[times.len() - 1],
+            events_per_s: events / (median / 1e3),
+            peak_rss_bytes: peak_rss(),
+        });
+    }
+    Ok(rows)
+}
+
+fn name(p: &Path) -> String {
+    p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Prints the rows as a table.
+pub fn print(rows: &[BenchRow]) {
+    println!(
+        "{:<28} {:>5} {:>10} {:>10} {:>10} {:>14} {:>10}",
+        "query", "runs", "min ms", "median ms", "max ms", "events/s", "peak RSS"
+    );
+    for r in rows {
+        println!(
+            "{:<28} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>14.3e} {:>8.0}MB",
+            r.query,
+            r.runs,
+            r.min_ms,
+            r.median_ms,
+            r.max_ms,
+            r.events_per_s,
+            r.peak_rss_bytes as f64 / 1e6
+        );
+    }
+}
