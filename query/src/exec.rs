@@ -50,39 +50,50 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Resolves an event name; unknown names match nothing and add a warning.
-    pub fn event_id(&mut self, name: &str, path: &str) -> Option<u32> {
+    /// Resolves an event name. A name no event has is an error when it
+    /// looks like a misspelling of a known name (`sigup` → `signup`);
+    /// otherwise it matches nothing and the result carries a warning (an
+    /// event that simply has not happened yet counts zero).
+    pub fn event_id(&mut self, name: &str, path: &str) -> Result<Option<u32>> {
         let id = self.store.event_id(name);
         if id.is_none() {
             let names = self.store.event_names();
-            let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
-            self.warnings.push(format!(
-                "{path}: no event named \"{name}\" has been stored{hint}"
-            ));
+            let near = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()));
+            if let (Some(s), true) = (near, name.chars().count() >= 4) {
+                return Err(QueryError::invalid(
+                    path,
+                    format!("unknown event \"{name}\" (did you mean \"{s}\"?)"),
+                ));
+            }
+            self.warnings
+                .push(format!("{path}: no event named \"{name}\" has been stored"));
         }
-        id
+        Ok(id)
     }
 
-    /// The scan slot of event property `name`, registering it.
-    pub fn slot(&mut self, name: &str, path: &str) -> Option<usize> {
+    /// The scan slot of event property `name`, registering it. Unknown
+    /// names follow the rule of [`Ctx::event_id`].
+    pub fn slot(&mut self, name: &str, path: &str) -> Result<Option<usize>> {
         match self.store.prop_id(name) {
-            Some(pid) => Some(match self.props.iter().position(|&p| p == pid) {
+            Some(pid) => Ok(Some(match self.props.iter().position(|&p| p == pid) {
                 Some(k) => k,
                 None => {
                     self.props.push(pid);
                     self.props.len() - 1
                 }
-            }),
+            })),
             None => {
                 let names = self.store.prop_names();
-                let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
-                    .map(|s| format!(" (did you mean \"{s}\"?)"))
-                    .unwrap_or_default();
+                let near = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()));
+                if let (Some(s), true) = (near, name.chars().count() >= 4) {
+                    return Err(QueryError::invalid(
+                        path,
+                        format!("unknown property \"{name}\" (did you mean \"{s}\"?)"),
+                    ));
+                }
                 self.warnings
-                    .push(format!("{path}: no event has a property \"{name}\"{hint}"));
-                None
+                    .push(format!("{path}: no event has a property \"{name}\""));
+                Ok(None)
             }
         }
     }
@@ -100,7 +111,7 @@ impl<'a> Ctx<'a> {
         // Resolve after parsing, so warnings name the filter's path.
         let mut resolved = Vec::new();
         for (name, _) in &slots {
-            resolved.push((name.clone(), self.slot(name, path)));
+            resolved.push((name.clone(), self.slot(name, path)?));
         }
         Ok(resolve(f, &resolved))
     }

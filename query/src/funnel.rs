@@ -82,12 +82,23 @@ pub fn level(entries: &[Entry], n: usize, window: i64, m: Modes) -> Outcome {
     } else {
         s.times[(level - 1) * n..(level - 1) * n + level].to_vec()
     };
-    Outcome { level, times, first_row, truncated }
+    Outcome {
+        level,
+        times,
+        first_row,
+        truncated,
+    }
 }
 
 /// [`level`] with reusable state: returns (level, step-1 row, truncated);
 /// the chain's step times are `s.chain_times(level, n)`.
-pub fn level_with(entries: &[Entry], n: usize, window: i64, m: Modes, s: &mut Scratch) -> (usize, u32, bool) {
+pub fn level_with(
+    entries: &[Entry],
+    n: usize,
+    window: i64,
+    m: Modes,
+    s: &mut Scratch,
+) -> (usize, u32, bool) {
     let Some(&(t0, _, r0)) = entries.iter().find(|e| e.1 != 0) else {
         return (0, 0, false);
     };
@@ -355,7 +366,7 @@ impl Funnel {
                 let id = if name == "$any" {
                     None
                 } else {
-                    Some(ctx.event_id(&name, &name_path))
+                    Some(ctx.event_id(&name, &name_path)?)
                 };
                 let filter = match eo.opt("where") {
                     None => crate::filter::Filter::True,
@@ -492,7 +503,11 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     let mut any_step = false;
     let global = !c.filter.is_true();
     for i in 0..u.len() {
-        let p = RowProps { rows: u, i, profile };
+        let p = RowProps {
+            rows: u,
+            i,
+            profile,
+        };
         if global && !c.filter.eval(&p) {
             continue;
         }
@@ -530,7 +545,11 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
             let hit = (0..u.len()).any(|i| {
                 let t = u.times[i];
                 t > a && t < b && {
-                    let p = RowProps { rows: u, i, profile };
+                    let p = RowProps {
+                        rows: u,
+                        i,
+                        profile,
+                    };
                     c.filter.eval(&p) && ex.event.matches(u.events[i], &p)
                 }
             });
@@ -550,7 +569,10 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
                 Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
             })
             .collect();
-        acc.groups.entry(key).or_insert_with(|| Agg::new(n)).add(level, times);
+        acc.groups
+            .entry(key)
+            .or_insert_with(|| Agg::new(n))
+            .add(level, times);
     }
 }
 

@@ -82,12 +82,14 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             prepare(&mut ctx, &common, [&q.from.filter, &q.to.filter]);
             interval::run(&q, &common, &ctx)?
         }
-        other => return Err(QueryError::unsupported(
-            kind_path,
-            format!(
+        other => {
+            return Err(QueryError::unsupported(
+                kind_path,
+                format!(
                 "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval"
             ),
-        )),
+            ))
+        }
     };
     let warnings = ctx.take_warnings();
     if !warnings.is_empty() {

@@ -34,7 +34,7 @@ impl EventRef {
         let id = if name == "$any" {
             None
         } else {
-            Some(ctx.event_id(&name, &name_path))
+            Some(ctx.event_id(&name, &name_path)?)
         };
         let filter = match o.opt("where") {
             None => Filter::True,
@@ -140,7 +140,7 @@ impl Common {
                 let mut bo = Obj::new(item, &ip)?;
                 let d = match (bo.opt_str("event_prop")?, bo.opt_str("user_prop")?) {
                     (Some(name), None) => {
-                        let slot = ctx.slot(name, &bo.at("event_prop"));
+                        let slot = ctx.slot(name, &bo.at("event_prop"))?;
                         Breakdown::Event {
                             name: name.to_owned(),
                             slot,
@@ -244,7 +244,11 @@ pub struct Matcher {
 impl Matcher {
     /// A matcher for up to 64 references; bit `i` stands for `refs[i]`.
     pub fn new<'r>(refs: impl IntoIterator<Item = &'r EventRef>) -> Matcher {
-        let mut m = Matcher { by_event: Vec::new(), any: 0, filtered: Vec::new() };
+        let mut m = Matcher {
+            by_event: Vec::new(),
+            any: 0,
+            filtered: Vec::new(),
+        };
         for (i, r) in refs.into_iter().enumerate() {
             let bit = 1u64 << i;
             if !matches!(r.filter, Filter::True) {

@@ -56,12 +56,14 @@ pub fn parse_window(v: &Value, path: &str) -> Result<i64> {
         "hour" | "hours" => HOUR,
         "day" | "days" => DAY,
         "week" | "weeks" => 7 * DAY,
-        other => return Err(QueryError::invalid(
-            unit_path,
-            format!(
+        other => {
+            return Err(QueryError::invalid(
+                unit_path,
+                format!(
                 "unknown unit \"{other}\"; allowed: millisecond, second, minute, hour, day, week"
             ),
-        )),
+            ))
+        }
     };
     o.finish("value, unit")?;
     (value as i64)

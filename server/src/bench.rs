@@ -64,9 +64,10 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
     let events = engine.stats()?.events as f64;
     let mut rows = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-        let q: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let q: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not valid JSON", f.display()))?;
         engine
             .query_json(&q, Default::default())
             .with_context(|| format!("{} failed", f.display()))?;
@@ -92,7 +93,10 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
 }
 
 fn name(p: &Path) -> String {
-    p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into_owned())
+    p.file_stem().map_or_else(
+        || p.display().to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// Prints the rows as a table.

@@ -288,11 +288,24 @@ fn run(cli: Cli) -> Result<i32> {
             users,
             events,
         } => cmd_demo(&data, users, events),
-        Cmd::Bench { data, queries, repeat, threads, json } => {
+        Cmd::Bench {
+            data,
+            queries,
+            repeat,
+            threads,
+            json,
+        } => {
             if !data.join("MANIFEST").exists() {
-                bail!("{} is not a Footprint data directory (no MANIFEST)", data.display());
+                bail!(
+                    "{} is not a Footprint data directory (no MANIFEST)",
+                    data.display()
+                );
             }
-            let queries = if queries.is_empty() { vec![PathBuf::from("benches/queries")] } else { queries };
+            let queries = if queries.is_empty() {
+                vec![PathBuf::from("benches/queries")]
+            } else {
+                queries
+            };
             let files = bench::query_files(&queries)?;
             if files.is_empty() {
                 bail!("no query files found");
@@ -303,7 +316,8 @@ fn run(cli: Cli) -> Result<i32> {
                 query_threads: threads,
                 ..EngineOptions::default()
             };
-            let engine = Engine::open(&data, opts).with_context(|| format!("cannot open {}", data.display()))?;
+            let engine = Engine::open(&data, opts)
+                .with_context(|| format!("cannot open {}", data.display()))?;
             let rows = bench::run(&engine, &files, repeat)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -151,7 +151,9 @@ impl<'a> BlockReader<'a> {
         };
         self.dec.seek(self.blocks_start + off);
         if self.dec.pos() != self.blocks_start + off {
-            return Err(self.dec.err(format!("block {k} offset {off} is outside the column")));
+            return Err(self
+                .dec
+                .err(format!("block {k} offset {off} is outside the column")));
         }
         self.left = self.len - k * BLOCK;
         Ok(())

@@ -96,13 +96,19 @@ impl<'a> SegRows<'a> {
             // Jump: a user's first row is relative to the segment minimum, so
             // decoding can restart at the block holding row `a`.
             let k = a / BLOCK;
-            self.time_r.seek_block(k).map_err(|e| self.seg.corrupt("time", e))?;
-            self.event_r.seek_block(k).map_err(|e| self.seg.corrupt("event", e))?;
+            self.time_r
+                .seek_block(k)
+                .map_err(|e| self.seg.corrupt("time", e))?;
+            self.event_r
+                .seek_block(k)
+                .map_err(|e| self.seg.corrupt("event", e))?;
             self.times.clear();
             self.events.clear();
             self.base = k * BLOCK;
             let starts = self.seg.user_starts();
-            self.conv_user = starts.partition_point(|&s| s as usize <= self.base).saturating_sub(1);
+            self.conv_user = starts
+                .partition_point(|&s| s as usize <= self.base)
+                .saturating_sub(1);
             // Rows before `a` in this block belong to earlier, unwanted users;
             // their times are never read.
             self.last_t = self.seg.meta().min_time;
@@ -116,7 +122,11 @@ impl<'a> SegRows<'a> {
         let meta = self.seg.meta();
         while self.base + self.times.len() < b {
             self.raw.clear();
-            if !self.time_r.next_block(&mut self.raw).map_err(|e| self.seg.corrupt("time", e))? {
+            if !self
+                .time_r
+                .next_block(&mut self.raw)
+                .map_err(|e| self.seg.corrupt("time", e))?
+            {
                 return Err(Error::corrupt(self.seg.path(), "time column ends early"));
             }
             let n = self.raw.len();
@@ -127,9 +137,16 @@ impl<'a> SegRows<'a> {
                 while starts[self.conv_user + 1] as usize <= row {
                     self.conv_user += 1;
                 }
-                let (ustart, uend) = (starts[self.conv_user] as usize, starts[self.conv_user + 1] as usize);
+                let (ustart, uend) = (
+                    starts[self.conv_user] as usize,
+                    starts[self.conv_user + 1] as usize,
+                );
                 let run = (uend - row).min(n - i);
-                let mut t = if row == ustart { meta.min_time } else { self.last_t };
+                let mut t = if row == ustart {
+                    meta.min_time
+                } else {
+                    self.last_t
+                };
                 for &d in &self.raw[i..i + run] {
                     bad |= d > i64::MAX as u64;
                     t = t.wrapping_add(d as i64);
@@ -141,10 +158,18 @@ impl<'a> SegRows<'a> {
                 i += run;
             }
             if bad {
-                return Err(Error::corrupt(self.seg.path(), "time outside the segment's range"));
+                return Err(Error::corrupt(
+                    self.seg.path(),
+                    "time outside the segment's range",
+                ));
             }
             self.raw.clear();
-            if !self.event_r.next_block(&mut self.raw).map_err(|e| self.seg.corrupt("event", e))? || self.raw.len() != n {
+            if !self
+                .event_r
+                .next_block(&mut self.raw)
+                .map_err(|e| self.seg.corrupt("event", e))?
+                || self.raw.len() != n
+            {
                 return Err(Error::corrupt(self.seg.path(), "event column ends early"));
             }
             let mut big = 0u64;

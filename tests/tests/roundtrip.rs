@@ -217,7 +217,11 @@ fn pruned_and_ranged_scans_match_full_scans() {
         out
     };
     let pid = engine.store().prop_id("r").unwrap();
-    let full = collect(&ScanSpec { range: None, props: vec![pid], users: None });
+    let full = collect(&ScanSpec {
+        range: None,
+        props: vec![pid],
+        users: None,
+    });
     assert_eq!(full.len(), 18_000);
     for trial in 0..20u32 {
         let mut users = RoaringBitmap::new();
@@ -226,8 +230,16 @@ fn pruned_and_ranged_scans_match_full_scans() {
                 users.insert(u);
             }
         }
-        let range = if trial % 3 == 0 { None } else { Some((2_000_000 + i64::from(trial) * 1000, 4_000_000)) };
-        let got = collect(&ScanSpec { range, props: vec![pid], users: Some(users.clone()) });
+        let range = if trial % 3 == 0 {
+            None
+        } else {
+            Some((2_000_000 + i64::from(trial) * 1000, 4_000_000))
+        };
+        let got = collect(&ScanSpec {
+            range,
+            props: vec![pid],
+            users: Some(users.clone()),
+        });
         let want: Vec<_> = full
             .iter()
             .filter(|r| users.contains(r.0) && range.is_none_or(|(f, t)| r.1 >= f && r.1 < t))

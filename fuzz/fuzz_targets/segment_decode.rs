@@ -1,0 +1,57 @@
+//! Opening and fully decoding an arbitrary (or mutated) segment file never
+//! panics: damage is an error naming the file.
+#![no_main]
+
+use footprint_storage::segment::{write_segment, Segment, SegmentData};
+use footprint_storage::{ScanSpec, ShardSnapshot, Value};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("00000001.seg");
+    // Half the inputs: a valid segment with bytes flipped where the input says.
+    if data.first().is_some_and(|b| b & 1 == 1) {
+        let mut d = SegmentData::default();
+        for (i, &b) in data.iter().enumerate().take(400) {
+            d.uids.push(u32::from(b) / 16 + (i as u32 / 200) * 16);
+            d.events.push(u32::from(b % 5));
+            d.times.push(1_000 + i as i64 * 17);
+            if b % 3 == 0 {
+                d.props.entry(0).or_default().push((i as u32, Value::Int(i64::from(b))));
+            }
+        }
+        let mut order: Vec<usize> = (0..d.uids.len()).collect();
+        order.sort_by_key(|&i| (d.uids[i], d.times[i]));
+        let sorted = SegmentData {
+            uids: order.iter().map(|&i| d.uids[i]).collect(),
+            events: order.iter().map(|&i| d.events[i]).collect(),
+            times: order.iter().map(|&i| d.times[i]).collect(),
+            props: Default::default(),
+        };
+        write_segment(&path, 0, &sorted).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        for pair in data.chunks(3).skip(1) {
+            if pair.len() == 3 && !bytes.is_empty() {
+                let at = (usize::from(pair[0]) << 8 | usize::from(pair[1])) % bytes.len();
+                bytes[at] ^= pair[2];
+            }
+        }
+        std::fs::write(&path, bytes).unwrap();
+    } else {
+        std::fs::write(&path, data).unwrap();
+    }
+    let Ok(seg) = Segment::open(&path) else { return };
+    let _ = seg.times();
+    let _ = seg.events();
+    let _ = seg.event_bitmaps();
+    for p in seg.prop_ids() {
+        let _ = seg.prop(p);
+    }
+    let snap = ShardSnapshot { segments: vec![std::sync::Arc::new(seg)], mem: Vec::new() };
+    let spec = ScanSpec { range: None, props: vec![0, 1], users: None };
+    let _ = snap.scan(&spec, |u| {
+        for i in 0..u.len() {
+            let _ = u.prop(0, i);
+        }
+    });
+});

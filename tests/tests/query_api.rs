@@ -1,0 +1,290 @@
+//! The query JSON contract: results have the documented shape, and every
+//! invalid query gets an error naming the JSON path and what is allowed.
+
+use footprint_engine::{Engine, EngineOptions, ErrorKind, Event, QueryOptions, Value};
+use serde_json::{json, Value as Json};
+
+fn engine() -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(
+        dir.path(),
+        EngineOptions {
+            background: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut evs = Vec::new();
+    for u in 0..40 {
+        let t0 = 1_767_225_600_000 + u * 3_600_000;
+        let src = ["baidu", "google"][(u % 2) as usize];
+        evs.push(Event {
+            user: format!("u{u}"),
+            event: "visit".into(),
+            time: t0,
+            props: vec![("utm_source".into(), Value::Str(src.into()))],
+        });
+        if u % 2 == 0 {
+            evs.push(Event {
+                user: format!("u{u}"),
+                event: "signup".into(),
+                time: t0 + 60_000,
+                props: vec![],
+            });
+        }
+        if u % 4 == 0 {
+            evs.push(Event {
+                user: format!("u{u}"),
+                event: "pay".into(),
+                time: t0 + 86_400_000 * 2,
+                props: vec![("amount".into(), Value::Float(99.5))],
+            });
+        }
+    }
+    e.ingest(evs).unwrap();
+    (dir, e)
+}
+
+fn err(e: &Engine, q: Json) -> (String, String, ErrorKind) {
+    match e.query_json(&q, QueryOptions::default()) {
+        Ok(r) => panic!("query {q} succeeded: {r}"),
+        Err(footprint_engine::Error::Query(qe)) => (qe.path, qe.message, qe.kind),
+        Err(other) => panic!("unexpected error {other}"),
+    }
+}
+
+#[test]
+fn funnel_result_shape() {
+    let (_d, e) = engine();
+    let r = e
+        .query_json(
+            &json!({"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}, {"event": "pay"}],
+                    "window": {"value": 7, "unit": "day"}, "breakdown": [{"event_prop": "utm_source"}]}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    let users: Vec<u64> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["users"].as_u64().unwrap())
+        .collect();
+    assert_eq!(users, vec![40, 20, 10]);
+    assert_eq!(r["steps"][1]["conversion_from_previous"], json!(0.5));
+    assert_eq!(r["steps"][2]["conversion_from_first"], json!(0.25));
+    assert_eq!(r["steps"][1]["median_ms_from_first"], json!(60000.0));
+    assert_eq!(r["steps"][2]["avg_ms_from_first"], json!(172800000.0));
+    assert!(r["steps"][0]["median_ms_from_first"].is_null());
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0]["key"], json!({"utm_source": "baidu"}));
+    assert_eq!(groups[0]["steps"][2]["users"], json!(10));
+    assert_eq!(groups[1]["steps"][1]["users"], json!(0));
+}
+
+#[test]
+fn retention_and_interval_shapes() {
+    let (_d, e) = engine();
+    let r = e
+        .query(r#"{"kind": "retention", "start": {"event": "signup"}, "return": {"event": "pay"}, "unit": "day", "periods": 3}"#)
+        .unwrap();
+    assert_eq!(r["total"]["users"], json!(20));
+    assert_eq!(r["total"]["retained"], json!([20, 0, 10, 0]));
+    assert_eq!(r["cohorts"][0]["cohort"], json!("2026-01-01"));
+    let r = e.query(r#"{"kind": "interval", "from": {"event": "signup"}, "to": {"event": "pay"}, "pairs": "first"}"#).unwrap();
+    assert_eq!(r["count"], json!(10));
+    assert_eq!(r["min"], json!(172_740_000));
+    let r = e
+        .query(r#"{"kind": "interval", "from": {"event": "pay"}, "to": {"event": "visit"}}"#)
+        .unwrap();
+    assert_eq!(r["count"], json!(0));
+    assert!(r["median"].is_null());
+}
+
+#[test]
+fn unknown_event_that_is_not_a_typo_counts_zero_with_a_warning() {
+    let (_d, e) = engine();
+    let r = e.query(r#"{"kind": "funnel", "steps": [{"event": "visit"}, {"event": "churn"}], "window": 1000}"#).unwrap();
+    assert_eq!(r["steps"][1]["users"], json!(0));
+    assert!(r["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("steps[1].event"));
+}
+
+#[test]
+fn errors_name_the_path() {
+    let (_d, e) = engine();
+    let cases = [
+        (json!({"steps": []}), "kind", "is required"),
+        (json!({"kind": "funel"}), "kind", "did you mean \"funnel\""),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "windw": 2}),
+            "windw",
+            "unknown field",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [], "window": 1}),
+            "steps",
+            "at least one step",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}, {"event": "sigup"}], "window": 1}),
+            "steps[1].event",
+            "did you mean \"signup\"",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit", "where": {"prop": "utm_sorce", "op": "eq", "value": "x"}}], "window": 1}),
+            "steps[0].where",
+            "did you mean \"utm_source\"",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": -5}),
+            "window",
+            "non-negative",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": {"value": 1, "unit": "year"}}),
+            "window.unit",
+            "allowed",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "mode": ["allow_reentry"]}),
+            "mode",
+            "needs strict_order",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "mode": ["strict"]}),
+            "mode[0]",
+            "unknown mode",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "time_range": {"from": 10, "to": 10}}),
+            "time_range",
+            "must be before",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "time_range": {"from": "yesterday", "to": 10}}),
+            "time_range.from",
+            "RFC 3339",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "timezone": "Mars/Base"}),
+            "timezone",
+            "unknown time zone",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "limit": 0}),
+            "limit",
+            "at least 1",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": 5}], "window": 1}),
+            "steps[0].event",
+            "expected a string",
+        ),
+        (
+            json!({"kind": "funnel", "steps": "visit", "window": 1}),
+            "steps",
+            "expected an array",
+        ),
+        (
+            json!({"kind": "retention", "start": {"event": "signup"}, "return": {"event": "pay"}, "unit": "fortnight"}),
+            "unit",
+            "allowed: hour, day, week, month",
+        ),
+        (
+            json!({"kind": "interval", "from": {"event": "signup"}, "to": {"event": "pay"}, "pairs": "all"}),
+            "pairs",
+            "allowed: each, first",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "breakdown": [{"prop": "x"}]}),
+            "breakdown[0]",
+            "event_prop",
+        ),
+    ];
+    for (q, path, msg) in cases {
+        let (p, m, k) = err(&e, q.clone());
+        assert_eq!(p, path, "{q}: {m}");
+        assert!(m.contains(msg), "{q}: {m}");
+        assert_eq!(k, ErrorKind::Invalid);
+    }
+    let (p, m, k) = err(&e, json!({"kind": "paths", "start": {"event": "visit"}}));
+    assert_eq!((p.as_str(), k), ("kind", ErrorKind::NotSupported), "{m}");
+    let (p, _, k) = err(
+        &e,
+        json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "users": {"cohort": "x"}}),
+    );
+    assert_eq!((p.as_str(), k), ("users.cohort", ErrorKind::NotSupported));
+    let r = e.query("{not json");
+    assert!(r.unwrap_err().to_string().contains("line 1 column 2"));
+}
+
+#[test]
+fn cancelled_query_stops_with_a_clear_error() {
+    let (_d, e) = engine();
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Enough users that the executor reaches a check.
+    let evs: Vec<Event> = (0..5000)
+        .map(|u| Event {
+            user: format!("x{u}"),
+            event: "visit".into(),
+            time: 1,
+            props: vec![],
+        })
+        .collect();
+    e.ingest(evs).unwrap();
+    let q = json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1});
+    match e.query_json(
+        &q,
+        QueryOptions {
+            timeout: None,
+            cancel: Some(cancel),
+        },
+    ) {
+        Err(footprint_engine::Error::Query(qe)) => assert_eq!(qe.kind, ErrorKind::Cancelled),
+        other => panic!("{other:?}"),
+    }
+    match e.query_json(
+        &q,
+        QueryOptions {
+            timeout: Some(std::time::Duration::ZERO),
+            cancel: None,
+        },
+    ) {
+        Err(footprint_engine::Error::Query(qe)) => {
+            assert_eq!(qe.kind, ErrorKind::Timeout);
+            assert!(qe.message.contains("time budget"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn filters_user_props_and_where() {
+    let (_d, e) = engine();
+    e.upsert_profiles(vec![footprint_engine::ProfileUpdate {
+        user: "u0".into(),
+        op: footprint_engine::ProfileOp::Set,
+        props: vec![("plan".into(), Value::Str("enterprise".into()))],
+    }])
+    .unwrap();
+    let r = e
+        .query(r#"{"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}], "window": 100000,
+                   "users": {"prop": "plan", "op": "eq", "value": "enterprise"}}"#)
+        .unwrap();
+    assert_eq!(r["steps"][0]["users"], json!(1));
+    let r = e
+        .query(r#"{"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}], "window": 100000,
+                   "where": {"or": [{"prop": "utm_source", "op": "eq", "value": "baidu"}, {"prop": "utm_source", "op": "is_not_set"}]}}"#)
+        .unwrap();
+    assert_eq!(r["steps"][0]["users"], json!(20));
+    assert_eq!(r["steps"][1]["users"], json!(20));
+    let r = e
+        .query(r#"{"kind": "funnel", "steps": [{"event": "visit"}, {"event": "pay", "where": {"prop": "amount", "op": "between", "value": [99, 100]}}], "window": 1e10,
+                   "breakdown": [{"user_prop": "plan"}]}"#)
+        .unwrap();
+    assert_eq!(r["steps"][1]["users"], json!(10));
+    assert_eq!(r["groups"][0]["key"], json!({"plan": null}));
+}
