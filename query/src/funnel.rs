@@ -502,27 +502,41 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     entries.clear();
     let mut any_step = false;
     let global = !c.filter.is_true();
-    for i in 0..u.len() {
-        let p = RowProps {
-            rows: u,
-            i,
-            profile,
-        };
-        if global && !c.filter.eval(&p) {
-            continue;
-        }
-        let mut mask = f.matcher.mask(u.events[i], &p);
-        if mask == 0 {
-            if f.modes.strict_order {
-                entries.push((u.times[i], 0, i as u32));
+    if !global && !f.matcher.has_filters() && !f.modes.strict_order {
+        // Fast path: one table lookup per event, no property access.
+        let (table, any) = f.matcher.table();
+        for (i, (&ev, &t)) in u.events.iter().zip(u.times).enumerate() {
+            let mut mask = any | table.get(ev as usize).copied().unwrap_or(0);
+            while mask != 0 {
+                let k = mask.trailing_zeros();
+                entries.push((t, (k + 1) as u8, i as u32));
+                mask &= mask - 1;
             }
-            continue;
         }
-        any_step = true;
-        while mask != 0 {
-            let k = mask.trailing_zeros();
-            entries.push((u.times[i], (k + 1) as u8, i as u32));
-            mask &= mask - 1;
+        any_step = !entries.is_empty();
+    } else {
+        for i in 0..u.len() {
+            let p = RowProps {
+                rows: u,
+                i,
+                profile,
+            };
+            if global && !c.filter.eval(&p) {
+                continue;
+            }
+            let mut mask = f.matcher.mask(u.events[i], &p);
+            if mask == 0 {
+                if f.modes.strict_order {
+                    entries.push((u.times[i], 0, i as u32));
+                }
+                continue;
+            }
+            any_step = true;
+            while mask != 0 {
+                let k = mask.trailing_zeros();
+                entries.push((u.times[i], (k + 1) as u8, i as u32));
+                mask &= mask - 1;
+            }
         }
     }
     if !any_step {

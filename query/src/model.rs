@@ -275,6 +275,12 @@ impl Matcher {
         !self.filtered.is_empty()
     }
 
+    /// The event-id → mask table and the `$any` mask, for callers that
+    /// know there are no filtered references.
+    pub fn table(&self) -> (&[u64], u64) {
+        (&self.by_event, self.any)
+    }
+
     /// The references an event matches, as a bit mask.
     #[inline]
     pub fn mask(&self, ev: u32, p: &dyn Props) -> u64 {

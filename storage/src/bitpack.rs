@@ -17,9 +17,72 @@ fn bits(v: u64) -> u32 {
     64 - v.leading_zeros()
 }
 
-fn exception_cost(bits_v: u32, width: u32) -> usize {
-    // index byte + varint of the high part
-    1 + (bits_v - width).div_ceil(7) as usize
+/// Bytes of `n` values packed at `w` bits.
+fn packed_len(n: usize, w: usize) -> usize {
+    (n * w).div_ceil(8)
+}
+
+/// Packs each value's low `w` bits, LSB first.
+fn pack(values: impl Iterator<Item = u64>, n: usize, w: u32, out: &mut Vec<u8>) {
+    if w == 0 {
+        return;
+    }
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let mut words = vec![0u64; (n * w as usize).div_ceil(64)];
+    for (i, v) in values.enumerate() {
+        let v = v & mask;
+        let bit = i * w as usize;
+        let (wi, off) = (bit / 64, bit % 64);
+        words[wi] |= v << off;
+        if off + w as usize > 64 {
+            words[wi + 1] |= v >> (64 - off);
+        }
+    }
+    let start = out.len();
+    for word in &words {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    out.truncate(start + packed_len(n, w as usize));
+}
+
+/// Unpacks `n` (≤ BLOCK) values of `w` bits from `raw`, appending to `out`.
+fn unpack(raw: &[u8], n: usize, w: usize, out: &mut Vec<u64>) {
+    if w == 0 {
+        out.resize(out.len() + n, 0);
+        return;
+    }
+    if w <= 56 {
+        // One unaligned 8-byte load per value from a zero-padded copy; the
+        // index mask lets the compiler drop the bounds check.
+        let mut buf = [0u8; 1024 + 8];
+        let len = raw.len().min(1024);
+        buf[..len].copy_from_slice(&raw[..len]);
+        let mask = (1u64 << w) - 1;
+        out.extend((0..n).map(|i| {
+            let bit = i * w;
+            let at = (bit >> 3) & 1023;
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&buf[at..at + 8]);
+            (u64::from_le_bytes(word) >> (bit & 7)) & mask
+        }));
+        return;
+    }
+    let mut words = [0u64; BLOCK + 1];
+    for (i, chunk) in raw.chunks(8).enumerate().take(BLOCK + 1) {
+        let mut b = [0u8; 8];
+        b[..chunk.len()].copy_from_slice(chunk);
+        words[i] = u64::from_le_bytes(b);
+    }
+    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    for i in 0..n {
+        let bit = i * w;
+        let (wi, off) = (bit >> 6, bit & 63);
+        let mut v = words[wi] >> off;
+        if off + w > 64 {
+            v |= words[wi + 1] << (64 - off);
+        }
+        out.push(v & mask);
+    }
 }
 
 /// Encodes `values` (any length) into `out`.
@@ -42,31 +105,31 @@ pub fn encode(values: &[u64], out: &mut Enc) {
 }
 
 fn encode_block(block: &[u64], out: &mut Enc) {
+    let n = block.len();
     let mut hist = [0usize; 65];
     for &v in block {
         hist[bits(v) as usize] += 1;
     }
-    let mut best_w = 64u32;
+    let max_bits = (0..=64).rev().find(|&b| hist[b] > 0).unwrap_or(0);
+    let mut best_w = max_bits;
     let mut best_cost = usize::MAX;
-    for w in 0..=64u32 {
-        let packed = (block.len() * w as usize).div_ceil(8);
-        let mut exc = 0usize;
-        let mut n_exc = 0usize;
-        for (b, &count) in hist.iter().enumerate().skip(w as usize + 1) {
-            exc += count * exception_cost(b as u32, w);
-            n_exc += count;
-        }
+    for w in 0..=max_bits {
+        let n_exc: usize = hist[w + 1..].iter().sum();
         if n_exc > 255 {
             continue;
         }
-        let cost = packed + exc;
+        let exc = if n_exc == 0 {
+            0
+        } else {
+            1 + n_exc + packed_len(n_exc, max_bits - w)
+        };
+        let cost = packed_len(n, w) + exc;
         if cost < best_cost {
             best_cost = cost;
             best_w = w;
         }
     }
-    let w = best_w;
-    let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
+    let w = best_w as u32;
     let exceptions: Vec<(u8, u64)> = block
         .iter()
         .enumerate()
@@ -75,27 +138,17 @@ fn encode_block(block: &[u64], out: &mut Enc) {
         .collect();
     out.u8(w as u8);
     out.u8(exceptions.len() as u8);
-    let nbytes = (block.len() * w as usize).div_ceil(8);
-    let mut words = vec![0u64; (block.len() * w as usize).div_ceil(64)];
-    if w > 0 {
-        for (i, &v) in block.iter().enumerate() {
-            let v = v & mask;
-            let bit = i * w as usize;
-            let (wi, off) = (bit / 64, bit % 64);
-            words[wi] |= v << off;
-            if off + w as usize > 64 {
-                words[wi + 1] |= v >> (64 - off);
-            }
-        }
-    }
-    let mut bytes = Vec::with_capacity(words.len() * 8);
-    for word in &words {
-        bytes.extend_from_slice(&word.to_le_bytes());
-    }
-    out.buf.extend_from_slice(&bytes[..nbytes]);
-    for (i, hi) in exceptions {
-        out.u8(i);
-        out.var(hi);
+    pack(block.iter().copied(), n, w, &mut out.buf);
+    if !exceptions.is_empty() {
+        let hw = max_bits as u32 - w;
+        out.u8(hw as u8);
+        out.buf.extend(exceptions.iter().map(|e| e.0));
+        pack(
+            exceptions.iter().map(|e| e.1),
+            exceptions.len(),
+            hw,
+            &mut out.buf,
+        );
     }
 }
 
@@ -119,6 +172,7 @@ pub struct BlockReader<'a> {
     /// Byte offsets of blocks 1.. relative to `blocks_start`, as raw LE u32s.
     index: &'a [u8],
     blocks_start: usize,
+    high: Vec<u64>,
 }
 
 impl<'a> BlockReader<'a> {
@@ -133,6 +187,7 @@ impl<'a> BlockReader<'a> {
             len,
             left: len,
             index,
+            high: Vec::new(),
         })
     }
 
@@ -187,53 +242,25 @@ impl<'a> BlockReader<'a> {
             return Err(d.err(format!("bit width {w} is over 64")));
         }
         let n_exc = d.u8()? as usize;
-        let nbytes = (len * w).div_ceil(8);
-        let raw = d.take(nbytes)?;
+        let raw = d.take(packed_len(len, w))?;
         let base = out.len();
-        if w == 0 {
-            out.resize(base + len, 0);
-        } else if w <= 56 {
-            // One unaligned 8-byte load per value from a zero-padded copy.
-            let mut buf = [0u8; BLOCK * 8 + 8];
-            buf[..nbytes].copy_from_slice(raw);
-            let mask = (1u64 << w) - 1;
-            out.extend((0..len).map(|i| {
-                let bit = i * w;
-                let at = bit >> 3;
-                let mut word = [0u8; 8];
-                word.copy_from_slice(&buf[at..at + 8]);
-                (u64::from_le_bytes(word) >> (bit & 7)) & mask
-            }));
-        } else {
-            let mut words = [0u64; BLOCK];
-            for (i, word) in words.iter_mut().enumerate().take(nbytes.div_ceil(8)) {
-                let mut b = [0u8; 8];
-                let start = i * 8;
-                let end = (start + 8).min(nbytes);
-                b[..end - start].copy_from_slice(&raw[start..end]);
-                *word = u64::from_le_bytes(b);
+        unpack(raw, len, w, out);
+        if n_exc > 0 {
+            let hw = d.u8()? as usize;
+            if w + hw > 64 || hw == 0 {
+                return Err(d.err(format!("exceptions of {hw} bits over a width of {w}")));
             }
-            let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
-            for i in 0..len {
-                let bit = i * w;
-                let (wi, off) = (bit >> 6, bit & 63);
-                let mut v = words[wi] >> off;
-                if off + w > 64 {
-                    v |= words[wi + 1] << (64 - off);
+            let pos = d.take(n_exc)?;
+            let high = d.take(packed_len(n_exc, hw))?;
+            self.high.clear();
+            unpack(high, n_exc, hw, &mut self.high);
+            for (&i, &hi) in pos.iter().zip(&self.high) {
+                let i = i as usize;
+                if i >= len {
+                    return Err(d.err(format!("exception index {i} outside a block of {len}")));
                 }
-                out.push(v & mask);
+                out[base + i] |= if w == 0 { hi } else { hi << w };
             }
-        }
-        for _ in 0..n_exc {
-            let i = d.u8()? as usize;
-            let hi = d.var()?;
-            if i >= len {
-                return Err(d.err(format!("exception index {i} outside a block of {len}")));
-            }
-            if w == 64 || (w > 0 && hi.leading_zeros() < w as u32) {
-                return Err(d.err("exception overflows 64 bits"));
-            }
-            out[base + i] |= if w == 0 { hi } else { hi << w };
         }
         self.left -= len;
         Ok(true)

@@ -133,6 +133,11 @@ impl<'a> SegRows<'a> {
             let mut row = self.base + self.times.len();
             let mut i = 0;
             let mut bad = false;
+            // Every delta is at most the segment's span and every time at
+            // most its max, so the running sum can never overflow.
+            let span = (meta.max_time - meta.min_time) as u64;
+            let max_time = meta.max_time;
+            self.times.reserve(n);
             while i < n {
                 while starts[self.conv_user + 1] as usize <= row {
                     self.conv_user += 1;
@@ -147,12 +152,12 @@ impl<'a> SegRows<'a> {
                 } else {
                     self.last_t
                 };
-                for &d in &self.raw[i..i + run] {
-                    bad |= d > i64::MAX as u64;
+                self.times.extend(self.raw[i..i + run].iter().map(|&d| {
+                    bad |= d > span;
                     t = t.wrapping_add(d as i64);
-                    bad |= t > meta.max_time || t < meta.min_time;
-                    self.times.push(t);
-                }
+                    bad |= t > max_time;
+                    t
+                }));
                 self.last_t = t;
                 row += run;
                 i += run;
@@ -173,10 +178,10 @@ impl<'a> SegRows<'a> {
                 return Err(Error::corrupt(self.seg.path(), "event column ends early"));
             }
             let mut big = 0u64;
-            for &e in &self.raw {
+            self.events.extend(self.raw.iter().map(|&e| {
                 big |= e;
-                self.events.push(e as u32);
-            }
+                e as u32
+            }));
             if big > u64::from(u32::MAX) {
                 return Err(Error::corrupt(self.seg.path(), "event id out of range"));
             }

@@ -696,42 +696,94 @@ impl Store {
         Ok(s)
     }
 
+    /// For each property name, the value kinds seen (`"string"`, `"int"`,
+    /// `"float"`, `"bool"`) with how many events carry each, over segments
+    /// and the memtable.
+    pub fn prop_types(&self) -> Result<BTreeMap<String, BTreeMap<&'static str, u64>>> {
+        fn kind(v: &Value) -> &'static str {
+            match v {
+                Value::Str(_) => "string",
+                Value::Int(_) => "int",
+                Value::Float(_) => "float",
+                Value::Bool(_) => "bool",
+            }
+        }
+        let snap = self.snapshot();
+        let names = self.prop_names();
+        let mut out: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
+        for shard in &snap.shards {
+            for seg in &shard.segments {
+                for pid in seg.prop_ids() {
+                    let Some(col) = seg.prop(pid)? else { continue };
+                    let mut counts = vec![0u64; col.values.len() + 1];
+                    for &i in &col.idx {
+                        counts[i as usize] += 1;
+                    }
+                    let name = names.get(pid as usize).cloned().unwrap_or_default();
+                    let entry = out.entry(name).or_default();
+                    for (v, &c) in col.values.iter().zip(&counts[1..]) {
+                        *entry.entry(kind(v)).or_default() += c;
+                    }
+                }
+            }
+            for b in &shard.mem {
+                for props in &b.props {
+                    for (pid, v) in props {
+                        let name = names.get(*pid as usize).cloned().unwrap_or_default();
+                        *out.entry(name).or_default().entry(kind(v)).or_default() += 1;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Scans every event of the store (all properties) into owned events, by
     /// shard and user. Meant for export and tests, not for queries.
     pub fn for_each_event(&self, mut f: impl FnMut(Event)) -> Result<()> {
+        for shard in 0..self.shards {
+            self.for_each_event_in_shard(shard, &mut f)?;
+        }
+        Ok(())
+    }
+
+    /// [`Store::for_each_event`] for one shard.
+    pub fn for_each_event_in_shard(&self, shard: u32, mut f: impl FnMut(Event)) -> Result<()> {
         let snap = self.snapshot();
-        let (prop_names, spec) = {
+        let (users, events, prop_names) = {
             let st = self.state.read();
-            let names: Vec<String> = st.props.names().iter().map(|s| s.to_string()).collect();
-            let spec = ScanSpec {
-                range: None,
-                props: (0..names.len() as u32).collect(),
-                users: None,
-            };
-            (names, spec)
+            (
+                st.users.names().to_vec(),
+                st.events.names().to_vec(),
+                st.props.names().to_vec(),
+            )
         };
-        for shard in &snap.shards {
-            let mut rows = Vec::new();
+        let spec = ScanSpec {
+            range: None,
+            props: (0..prop_names.len() as u32).collect(),
+            users: None,
+        };
+        if let Some(shard) = snap.shards.get(shard as usize) {
             shard.scan(&spec, |u| {
+                let user = users.get(u.uid as usize).map_or("", |s| &**s);
                 for i in 0..u.len() {
                     let mut props = Vec::new();
                     for (k, name) in prop_names.iter().enumerate() {
                         if let Some(v) = u.prop(k, i) {
-                            props.push((name.clone(), v.clone()));
+                            props.push((name.to_string(), v.clone()));
                         }
                     }
-                    rows.push((u.uid, u.events[i], u.times[i], props));
+                    f(Event {
+                        user: user.to_owned(),
+                        event: events
+                            .get(u.events[i] as usize)
+                            .map_or("", |s| &**s)
+                            .to_owned(),
+                        time: u.times[i],
+                        props,
+                    });
                 }
             })?;
-            let st = self.state.read();
-            for (uid, ev, time, props) in rows {
-                f(Event {
-                    user: st.users.name(uid).to_owned(),
-                    event: st.events.name(ev).to_owned(),
-                    time,
-                    props,
-                });
-            }
         }
         Ok(())
     }
