@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+pub mod export;
+
 pub use footprint_query as query;
 pub use footprint_query::{ErrorKind, QueryError, QueryOptions};
 pub use footprint_storage as storage;
@@ -237,6 +239,12 @@ impl Engine {
     /// Runs one round of compaction now.
     pub fn compact(&self) -> Result<usize> {
         Ok(self.inner.store.compact()?)
+    }
+
+    /// Writes every event and profile as Parquet files under `out`
+    /// (see [`export`]); `progress` is called with the events written.
+    pub fn export_parquet(&self, out: &Path, progress: impl FnMut(u64)) -> Result<export::ExportSummary> {
+        export::export_parquet(&self.inner.store, out, progress)
     }
 
     /// Counts and sizes.

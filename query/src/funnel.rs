@@ -280,6 +280,8 @@ pub struct Funnel {
     pub exclusions: Vec<Exclusion>,
     /// All steps as one matcher.
     pub matcher: crate::model::Matcher,
+    /// Event id → step (1-based), when each event fills at most one step.
+    pub single: Option<Vec<u8>>,
 }
 
 const MODES: &str =
@@ -381,12 +383,14 @@ impl Funnel {
             }
         }
         let matcher = crate::model::Matcher::new(&steps);
+        let single = matcher.single();
         Ok(Funnel {
             steps,
             window,
             modes,
             exclusions,
             matcher,
+            single,
         })
     }
 }
@@ -502,7 +506,19 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     entries.clear();
     let mut any_step = false;
     let global = !c.filter.is_true();
-    if !global && !f.matcher.has_filters() && !f.modes.strict_order {
+    if let (false, Some(step_of), false) = (global, &f.single, f.modes.strict_order) {
+        // Fastest path, branch-free: every event is written and kept only
+        // if it fills a step (most events fill none).
+        entries.resize(u.len(), (0, 0, 0));
+        let mut n = 0;
+        for (i, (&ev, &t)) in u.events.iter().zip(u.times).enumerate() {
+            let k = step_of.get(ev as usize).copied().unwrap_or(0);
+            entries[n] = (t, k, i as u32);
+            n += usize::from(k != 0);
+        }
+        entries.truncate(n);
+        any_step = n > 0;
+    } else if !global && !f.matcher.has_filters() && !f.modes.strict_order {
         // Fast path: one table lookup per event, no property access.
         let (table, any) = f.matcher.table();
         for (i, (&ev, &t)) in u.events.iter().zip(u.times).enumerate() {

@@ -275,6 +275,21 @@ impl Matcher {
         !self.filtered.is_empty()
     }
 
+    /// When every event id matches at most one reference, no reference
+    /// filters and none is `$any`: a table from event id to the 1-based
+    /// index of the reference it matches (0 = none).
+    pub fn single(&self) -> Option<Vec<u8>> {
+        if !self.filtered.is_empty() || self.any != 0 || self.by_event.iter().any(|m| m.count_ones() > 1) {
+            return None;
+        }
+        Some(
+            self.by_event
+                .iter()
+                .map(|m| if *m == 0 { 0 } else { (m.trailing_zeros() + 1) as u8 })
+                .collect(),
+        )
+    }
+
     /// The event-id → mask table and the `$any` mask, for callers that
     /// know there are no filtered references.
     pub fn table(&self) -> (&[u64], u64) {

@@ -138,6 +138,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Export all events and profiles as Parquet (one file per shard).
+    Export {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Output directory.
+        #[arg(long)]
+        parquet: PathBuf,
+    },
     /// Flush the memtable and merge every shard's segments into one.
     Compact {
         /// The data directory.
@@ -324,6 +333,27 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 bench::print(&rows);
             }
+            Ok(0)
+        }
+        Cmd::Export { data, parquet } => {
+            if !data.join("MANIFEST").exists() {
+                bail!("{} is not a Footprint data directory (no MANIFEST)", data.display());
+            }
+            let engine = open(&data, 16, false)?;
+            let total = engine.stats()?.events;
+            let pb = bar(Some(total), "export");
+            let t = Instant::now();
+            let s = engine.export_parquet(&parquet, |n| pb.inc(n))?;
+            pb.finish_and_clear();
+            println!(
+                "exported {} events and {} profiles to {} ({} files, typed property columns: {}) in {:.2} s",
+                s.events,
+                s.profiles,
+                parquet.display(),
+                s.files,
+                s.typed_props.join(", "),
+                t.elapsed().as_secs_f64()
+            );
             Ok(0)
         }
         Cmd::Query {
