@@ -126,7 +126,7 @@ enum Cmd {
         #[arg(long)]
         data: PathBuf,
         /// Query files or directories of them (default: benches/queries).
-        #[arg(long = "queries")]
+        #[arg(long = "queries", num_args = 1..)]
         queries: Vec<PathBuf>,
         /// Measured runs per query (after one warm-up).
         #[arg(long, default_value_t = 5)]

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Side-by-side: Footprint vs ClickHouse (chdb) vs DuckDB on the same data.
+
+Exports a Footprint data directory to Parquet (`footprint export`), loads it
+into ClickHouse (MergeTree ordered by (user, ts)) and DuckDB, runs each
+canonical query on all three engines in this one process run, checks the
+answers agree, and prints latencies and peer/Footprint ratios.
+
+    pip install chdb duckdb
+    python3 benches/peers/peers.py --data DIR [--footprint target/release/footprint] [--repeat 3]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+DAY = 86_400_000
+
+
+def run(cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def timed(fn, repeat):
+    fn()  # warm-up
+    ts = []
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        ts.append((time.perf_counter() - t) * 1e3)
+    ts.sort()
+    return out, ts[len(ts) // 2]
+
+
+# The canonical queries: Footprint JSON, ClickHouse SQL, DuckDB SQL, and how
+# to compare the answers.
+FUNNEL_STEPS = ["visit", "signup", "view_demo", "create_report"]
+W7 = 7 * DAY
+
+
+def fp_funnel(r):
+    return [s["users"] for s in r["steps"]]
+
+
+def ch_funnel():
+    conds = ", ".join(f"event = '{e}'" for e in FUNNEL_STEPS)
+    return f"""SELECT level, count() FROM (SELECT user, windowFunnel({W7})(ts, {conds}) AS level
+               FROM ev GROUP BY user) WHERE level > 0 GROUP BY level ORDER BY level"""
+
+
+def duck_funnel():
+    # Default-mode windowFunnel equals: the longest chain e1..ek with
+    # t1 <= ... <= tk <= t1 + window. Taking the earliest next step from each
+    # start (ASOF joins) finds it.
+    s = FUNNEL_STEPS
+    sql = f"WITH s1 AS (SELECT user, ts AS t1 FROM ev WHERE event = '{s[0]}')"
+    prev = "s1"
+    cols = "t1"
+    for i, e in enumerate(s[1:], start=2):
+        sql += f""", e{i} AS (SELECT user, ts FROM ev WHERE event = '{e}'),
+        s{i} AS (SELECT p.*, n.ts AS t{i} FROM {prev} p ASOF LEFT JOIN e{i} n
+                 ON p.user = n.user AND n.ts >= p.t{i-1})"""
+        prev = f"s{i}"
+    lv = " + ".join(
+        [f"(t{i} IS NOT NULL AND t{i} <= t1 + {W7}" + "".join(f" AND t{j} IS NOT NULL AND t{j} <= t1 + {W7}" for j in range(2, i)) + ")::INT"
+         for i in range(2, len(s) + 1)])
+    sql += f"""
+    , lv AS (SELECT user, max(1 + {lv}) AS level FROM {prev} GROUP BY user)
+    SELECT level, count(*) FROM lv GROUP BY level ORDER BY level"""
+    return sql
+
+
+def levels_to_steps(rows, n):
+    h = {int(l): int(c) for l, c in rows}
+    return [sum(c for l, c in h.items() if l >= k) for k in range(1, n + 1)]
+
+
+RET_PERIODS = 30
+
+
+def fp_ret(r):
+    return [r["total"]["users"]] + r["total"]["retained"][1:]
+
+
+def ch_ret():
+    conds = ", ".join(f"countIf(event = 'login' AND toDate(fromUnixTimestamp64Milli(ts), 'UTC') - d0 = {k}) > 0"
+                      for k in range(1, RET_PERIODS + 1))
+    return f"""WITH starts AS (SELECT user, toDate(fromUnixTimestamp64Milli(min(ts)), 'UTC') AS d0 FROM ev
+                WHERE event = 'signup' GROUP BY user)
+               SELECT count(), {', '.join(f'sum(r{k})' for k in range(1, RET_PERIODS + 1))} FROM (
+                 SELECT s.user, {', '.join(f"max(e.event = 'login' AND toDate(fromUnixTimestamp64Milli(e.ts), 'UTC') - s.d0 = {k}) AS r{k}" for k in range(1, RET_PERIODS + 1))}
+                 FROM starts s LEFT JOIN (SELECT user, event, ts FROM ev WHERE event = 'login') e ON e.user = s.user
+                 GROUP BY s.user)"""
+
+
+def duck_ret():
+    return f"""WITH starts AS (SELECT user, min(ts) // {DAY} AS d0 FROM ev WHERE event = 'signup' GROUP BY user),
+               rets AS (SELECT DISTINCT s.user, (e.ts // {DAY}) - s.d0 AS k FROM starts s JOIN ev e ON e.user = s.user
+                        WHERE e.event = 'login' AND (e.ts // {DAY}) - s.d0 BETWEEN 1 AND {RET_PERIODS})
+               SELECT (SELECT count(*) FROM starts), {', '.join(f'count(*) FILTER (WHERE k = {k})' for k in range(1, RET_PERIODS + 1))} FROM rets"""
+
+
+def fp_interval(r):
+    return [r["count"], r["min"], r["max"], round(r["median"], 3)]
+
+
+def ch_interval():
+    return """SELECT count(), min(d), max(d), quantileExactInclusive(0.5)(d) FROM (
+                SELECT f.user, min(t.ts) - f.t0 AS d FROM
+                  (SELECT user, min(ts) AS t0 FROM ev WHERE event = 'signup' GROUP BY user) f
+                  JOIN (SELECT user, ts FROM ev WHERE event = 'pay') t ON t.user = f.user
+                WHERE t.ts >= f.t0 GROUP BY f.user, f.t0)"""
+
+
+def duck_interval():
+    return """WITH f AS (SELECT user, min(ts) AS t0 FROM ev WHERE event = 'signup' GROUP BY user),
+               d AS (SELECT f.user, min(t.ts) - f.t0 AS d FROM f JOIN ev t ON t.user = f.user
+                     WHERE t.event = 'pay' AND t.ts >= f.t0 GROUP BY f.user, f.t0)
+               SELECT count(*), min(d), max(d), quantile_cont(d, 0.5) FROM d"""
+
+
+QUERIES = [
+    ("funnel_4step", "benches/queries/funnel_4step.json", fp_funnel, ch_funnel(), duck_funnel(),
+     lambda rows: levels_to_steps(rows, 4)),
+    ("retention_daily_30", "benches/queries/retention_daily_30.json", fp_ret, ch_ret(), duck_ret(),
+     lambda rows: [int(x) for x in rows[0]]),
+    ("interval_signup_pay", "benches/queries/interval_signup_pay.json", fp_interval, ch_interval(), duck_interval(),
+     lambda rows: [int(rows[0][0]), int(rows[0][1]), int(rows[0][2]), round(float(rows[0][3]), 3)]),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--footprint", default="target/release/footprint")
+    ap.add_argument("--export", default=None, help="Parquet directory (default: DATA.parquet)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    args = ap.parse_args()
+    import chdb
+    import duckdb
+    from chdb import session
+
+    export = args.export or args.data.rstrip("/") + ".parquet"
+    if not os.path.exists(os.path.join(export, "events")):
+        print(f"exporting {args.data} to {export} …", file=sys.stderr)
+        run([args.footprint, "export", "--data", args.data, "--parquet", export])
+    files = os.path.join(export, "events", "*", "*.parquet")
+
+    t = time.perf_counter()
+    ch = session.Session()
+    ch.query("CREATE DATABASE IF NOT EXISTS b ENGINE = Atomic")
+    ch.query("DROP TABLE IF EXISTS b.ev")
+    ch.query("""CREATE TABLE b.ev (user String, event LowCardinality(String), ts UInt64)
+                ENGINE = MergeTree ORDER BY (user, ts)""")
+    ch.query(f"INSERT INTO b.ev SELECT user, event, toUnixTimestamp64Milli(time) FROM file('{files}', Parquet)")
+    ch_load = time.perf_counter() - t
+    t = time.perf_counter()
+    dk = duckdb.connect()
+    dk.execute(f"SET threads = {args.threads}")
+    dk.execute(f"CREATE TABLE ev AS SELECT user, event, epoch_ms(time) AS ts FROM read_parquet('{files}')")
+    dk_load = time.perf_counter() - t
+    print(f"loaded: ClickHouse {ch_load:.1f} s, DuckDB {dk_load:.1f} s", file=sys.stderr)
+
+    def ch_rows(sql):
+        res = ch.query(sql.replace(" ev ", " b.ev ").replace("FROM ev", "FROM b.ev").replace("JOIN ev", "JOIN b.ev"), "JSONCompact")
+        return json.loads(res.bytes())["data"]
+
+    bench = json.loads(run([args.footprint, "bench", "--data", args.data, "--repeat", str(args.repeat), "--json",
+                            "--queries"] + [q[1] for q in QUERIES]))
+    fp_ms = {r["query"]: r["median_ms"] for r in bench}
+    print(f"{'query':<22} {'footprint ms':>12} {'clickhouse ms':>14} {'duckdb ms':>10} {'CH/FP':>7} {'DuckDB/FP':>10}  answers")
+    for name, path, fp_fn, ch_sql, dk_sql, norm in QUERIES:
+        fp = fp_fn(json.loads(run([args.footprint, "query", "--data", args.data, path])))
+        chr_, ch_ms = timed(lambda: ch_rows(ch_sql), args.repeat)
+        dkr, dk_ms = timed(lambda: dk.execute(dk_sql).fetchall(), args.repeat)
+        chv, dkv = norm(chr_), norm(dkr)
+        same = "equal" if fp == chv == dkv else f"DIFFER: footprint {fp} clickhouse {chv} duckdb {dkv}"
+        f = fp_ms[name]
+        print(f"{name:<22} {f:>12.1f} {ch_ms:>14.1f} {dk_ms:>10.1f} {ch_ms / f:>7.1f} {dk_ms / f:>10.1f}  {same}")
+
+
+if __name__ == "__main__":
+    main()
