@@ -53,7 +53,11 @@ fn ioerr(path: &Path, e: std::io::Error) -> Error {
 }
 
 /// Writes all events and profiles of `store` under `out`.
-pub fn export_parquet(store: &Store, out: &Path, mut progress: impl FnMut(u64)) -> Result<ExportSummary> {
+pub fn export_parquet(
+    store: &Store,
+    out: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<ExportSummary> {
     std::fs::create_dir_all(out).map_err(|e| ioerr(out, e))?;
     let mut summary = ExportSummary::default();
     // One typed column per single-typed property (ints and floats together are DOUBLE).
@@ -83,12 +87,21 @@ pub fn export_parquet(store: &Store, out: &Path, mut progress: impl FnMut(u64)) 
         };
         // Property names may hold any character; columns are named p0, p1…
         // in the schema and renamed through the key-value metadata below.
-        schema.push_str(&format!(" OPTIONAL {t} p{i}{};", if *ty == Ty::Str { " (UTF8)" } else { "" }));
+        schema.push_str(&format!(
+            " OPTIONAL {t} p{i}{};",
+            if *ty == Ty::Str { " (UTF8)" } else { "" }
+        ));
     }
     schema.push_str(" }");
     let schema = Arc::new(parse_message_type(&schema).map_err(perr)?);
-    let mapping = serde_json::to_string(&typed.iter().enumerate().map(|(i, (n, _))| (format!("p{i}"), n.clone())).collect::<Vec<_>>())
-        .map_err(perr)?;
+    let mapping = serde_json::to_string(
+        &typed
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (format!("p{i}"), n.clone()))
+            .collect::<Vec<_>>(),
+    )
+    .map_err(perr)?;
     let props = Arc::new(
         WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(perr)?))
@@ -136,7 +149,11 @@ pub fn export_parquet(store: &Store, out: &Path, mut progress: impl FnMut(u64)) 
     Ok(summary)
 }
 
-fn write_group(w: &mut SerializedFileWriter<File>, rows: &[Event], typed: &[(String, Ty)]) -> Result<()> {
+fn write_group(
+    w: &mut SerializedFileWriter<File>,
+    rows: &[Event],
+    typed: &[(String, Ty)],
+) -> Result<()> {
     let mut g = w.next_row_group().map_err(perr)?;
     let mut col = 0usize;
     while let Some(mut c) = g.next_column().map_err(perr)? {
@@ -144,24 +161,39 @@ fn write_group(w: &mut SerializedFileWriter<File>, rows: &[Event], typed: &[(Str
             0 | 1 => {
                 let v: Vec<ByteArray> = rows
                     .iter()
-                    .map(|e| ByteArray::from(if col == 0 { e.user.as_str() } else { e.event.as_str() }))
+                    .map(|e| {
+                        ByteArray::from(if col == 0 {
+                            e.user.as_str()
+                        } else {
+                            e.event.as_str()
+                        })
+                    })
                     .collect();
-                c.typed::<ByteArrayType>().write_batch(&v, None, None).map_err(perr)?;
+                c.typed::<ByteArrayType>()
+                    .write_batch(&v, None, None)
+                    .map_err(perr)?;
             }
             2 => {
                 let v: Vec<i64> = rows.iter().map(|e| e.time).collect();
-                c.typed::<Int64Type>().write_batch(&v, None, None).map_err(perr)?;
+                c.typed::<Int64Type>()
+                    .write_batch(&v, None, None)
+                    .map_err(perr)?;
             }
             3 => {
                 let v: Vec<ByteArray> = rows
                     .iter()
                     .map(|e| {
-                        let m: serde_json::Map<String, serde_json::Value> =
-                            e.props.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                        let m: serde_json::Map<String, serde_json::Value> = e
+                            .props
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.to_json()))
+                            .collect();
                         ByteArray::from(serde_json::Value::Object(m).to_string().into_bytes())
                     })
                     .collect();
-                c.typed::<ByteArrayType>().write_batch(&v, None, None).map_err(perr)?;
+                c.typed::<ByteArrayType>()
+                    .write_batch(&v, None, None)
+                    .map_err(perr)?;
             }
             k => {
                 let (name, ty) = &typed[k - 4];
@@ -169,20 +201,44 @@ fn write_group(w: &mut SerializedFileWriter<File>, rows: &[Event], typed: &[(Str
                 let def: Vec<i16> = vals.iter().map(|v| i16::from(v.is_some())).collect();
                 match ty {
                     Ty::Str => {
-                        let v: Vec<ByteArray> = vals.iter().flatten().map(|v| ByteArray::from(v.as_str().unwrap_or(""))).collect();
-                        c.typed::<ByteArrayType>().write_batch(&v, Some(&def), None).map_err(perr)?;
+                        let v: Vec<ByteArray> = vals
+                            .iter()
+                            .flatten()
+                            .map(|v| ByteArray::from(v.as_str().unwrap_or("")))
+                            .collect();
+                        c.typed::<ByteArrayType>()
+                            .write_batch(&v, Some(&def), None)
+                            .map_err(perr)?;
                     }
                     Ty::Int => {
-                        let v: Vec<i64> = vals.iter().flatten().map(|v| if let Value::Int(i) = v { *i } else { 0 }).collect();
-                        c.typed::<Int64Type>().write_batch(&v, Some(&def), None).map_err(perr)?;
+                        let v: Vec<i64> = vals
+                            .iter()
+                            .flatten()
+                            .map(|v| if let Value::Int(i) = v { *i } else { 0 })
+                            .collect();
+                        c.typed::<Int64Type>()
+                            .write_batch(&v, Some(&def), None)
+                            .map_err(perr)?;
                     }
                     Ty::Float => {
-                        let v: Vec<f64> = vals.iter().flatten().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
-                        c.typed::<DoubleType>().write_batch(&v, Some(&def), None).map_err(perr)?;
+                        let v: Vec<f64> = vals
+                            .iter()
+                            .flatten()
+                            .map(|v| v.as_f64().unwrap_or(f64::NAN))
+                            .collect();
+                        c.typed::<DoubleType>()
+                            .write_batch(&v, Some(&def), None)
+                            .map_err(perr)?;
                     }
                     Ty::Bool => {
-                        let v: Vec<bool> = vals.iter().flatten().map(|v| matches!(v, Value::Bool(true))).collect();
-                        c.typed::<BoolType>().write_batch(&v, Some(&def), None).map_err(perr)?;
+                        let v: Vec<bool> = vals
+                            .iter()
+                            .flatten()
+                            .map(|v| matches!(v, Value::Bool(true)))
+                            .collect();
+                        c.typed::<BoolType>()
+                            .write_batch(&v, Some(&def), None)
+                            .map_err(perr)?;
                     }
                 }
             }
@@ -196,7 +252,10 @@ fn write_group(w: &mut SerializedFileWriter<File>, rows: &[Event], typed: &[(Str
 
 fn write_profiles(store: &Store, out: &Path, props: Arc<WriterProperties>) -> Result<u64> {
     let schema = Arc::new(
-        parse_message_type("message profiles { REQUIRED BINARY user (UTF8); REQUIRED BINARY props (JSON); }").map_err(perr)?,
+        parse_message_type(
+            "message profiles { REQUIRED BINARY user (UTF8); REQUIRED BINARY props (JSON); }",
+        )
+        .map_err(perr)?,
     );
     let path = out.join("profiles.parquet");
     let file = File::create(&path).map_err(|e| ioerr(&path, e))?;
@@ -205,8 +264,14 @@ fn write_profiles(store: &Store, out: &Path, props: Arc<WriterProperties>) -> Re
         p.users
             .iter()
             .map(|(u, props)| {
-                let m: serde_json::Map<String, serde_json::Value> = props.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
-                (ByteArray::from(u.as_str()), ByteArray::from(serde_json::Value::Object(m).to_string().into_bytes()))
+                let m: serde_json::Map<String, serde_json::Value> = props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect();
+                (
+                    ByteArray::from(u.as_str()),
+                    ByteArray::from(serde_json::Value::Object(m).to_string().into_bytes()),
+                )
             })
             .unzip()
     });
@@ -215,7 +280,9 @@ fn write_profiles(store: &Store, out: &Path, props: Arc<WriterProperties>) -> Re
     let mut col = 0;
     while let Some(mut c) = g.next_column().map_err(perr)? {
         let v = if col == 0 { &users } else { &jsons };
-        c.typed::<ByteArrayType>().write_batch(v, None, None).map_err(perr)?;
+        c.typed::<ByteArrayType>()
+            .write_batch(v, None, None)
+            .map_err(perr)?;
         c.close().map_err(perr)?;
         col += 1;
     }

@@ -243,7 +243,11 @@ impl Engine {
 
     /// Writes every event and profile as Parquet files under `out`
     /// (see [`export`]); `progress` is called with the events written.
-    pub fn export_parquet(&self, out: &Path, progress: impl FnMut(u64)) -> Result<export::ExportSummary> {
+    pub fn export_parquet(
+        &self,
+        out: &Path,
+        progress: impl FnMut(u64),
+    ) -> Result<export::ExportSummary> {
         export::export_parquet(&self.inner.store, out, progress)
     }
 

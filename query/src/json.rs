@@ -130,6 +130,25 @@ impl<'a> Obj<'a> {
     }
 }
 
+/// Fails on the first key of object `v` not in `allowed` (checked before
+/// anything else, so a misspelt key is reported instead of the required
+/// field it was meant to be).
+pub fn check_keys(v: &Value, path: &str, allowed: &[&str]) -> Result<()> {
+    if let Value::Object(m) = v {
+        for k in m.keys() {
+            if !allowed.contains(&k.as_str()) {
+                let mut msg = format!("unknown field \"{k}\"");
+                if let Some(s) = crate::suggest::nearest(k, allowed.iter().copied()) {
+                    msg.push_str(&format!(" (did you mean \"{s}\"?)"));
+                }
+                msg.push_str(&format!("; allowed here: {}", allowed.join(", ")));
+                return Err(QueryError::invalid(join(path, k), msg));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads a non-negative integer (integral floats accepted) no larger than `max`.
 pub fn uint(v: &Value, path: &str, max: u64) -> Result<u64> {
     let n = match v {

@@ -59,6 +59,17 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             ),
         ));
     }
+    let own: &[&str] = match kind {
+        "funnel" => &["steps", "window", "mode", "exclusions"],
+        "retention" => &["start", "return", "unit", "periods", "first_time"],
+        "interval" => &["from", "to", "pairs", "window", "approximate"],
+        _ => &[],
+    };
+    if !own.is_empty() {
+        let mut allowed: Vec<&str> = COMMON.split(", ").collect();
+        allowed.extend_from_slice(own);
+        json::check_keys(query, "", &allowed)?;
+    }
     let mut ctx = exec::Ctx::new(store, opts);
     let common = model::Common::parse(&mut o, &mut ctx)?;
     let mut result = match kind {

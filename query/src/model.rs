@@ -279,13 +279,22 @@ impl Matcher {
     /// filters and none is `$any`: a table from event id to the 1-based
     /// index of the reference it matches (0 = none).
     pub fn single(&self) -> Option<Vec<u8>> {
-        if !self.filtered.is_empty() || self.any != 0 || self.by_event.iter().any(|m| m.count_ones() > 1) {
+        if !self.filtered.is_empty()
+            || self.any != 0
+            || self.by_event.iter().any(|m| m.count_ones() > 1)
+        {
             return None;
         }
         Some(
             self.by_event
                 .iter()
-                .map(|m| if *m == 0 { 0 } else { (m.trailing_zeros() + 1) as u8 })
+                .map(|m| {
+                    if *m == 0 {
+                        0
+                    } else {
+                        (m.trailing_zeros() + 1) as u8
+                    }
+                })
                 .collect(),
         )
     }

@@ -26,6 +26,11 @@ pub struct BenchRow {
     pub events_per_s: f64,
     /// Peak resident memory of the process after this query, bytes.
     pub peak_rss_bytes: u64,
+    /// Resident anonymous (heap) memory after this query, bytes. The
+    /// allocator keeps freed memory, so this tracks the heap's peak.
+    pub rss_anon_bytes: u64,
+    /// Resident file-backed memory (mapped segment pages) after this query, bytes.
+    pub rss_file_bytes: u64,
 }
 
 /// The query files to run: a directory's `*.json`, or the files given.
@@ -47,13 +52,13 @@ pub fn query_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Peak resident set size of this process (VmHWM), bytes.
-pub fn peak_rss() -> u64 {
+/// A memory figure of this process from /proc/self/status, bytes.
+pub fn proc_status(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
@@ -86,7 +91,9 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
             median_ms: median,
             max_ms: times[times.len() - 1],
             events_per_s: events / (median / 1e3),
-            peak_rss_bytes: peak_rss(),
+            peak_rss_bytes: proc_status("VmHWM:"),
+            rss_anon_bytes: proc_status("RssAnon:"),
+            rss_file_bytes: proc_status("RssFile:"),
         });
     }
     Ok(rows)
@@ -102,19 +109,21 @@ fn name(p: &Path) -> String {
 /// Prints the rows as a table.
 pub fn print(rows: &[BenchRow]) {
     println!(
-        "{:<28} {:>5} {:>10} {:>10} {:>10} {:>14} {:>10}",
-        "query", "runs", "min ms", "median ms", "max ms", "events/s", "peak RSS"
+        "{:<28} {:>5} {:>10} {:>10} {:>10} {:>14} {:>10} {:>10} {:>10}",
+        "query", "runs", "min ms", "median ms", "max ms", "events/s", "peak RSS", "heap", "mapped"
     );
     for r in rows {
         println!(
-            "{:<28} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>14.3e} {:>8.0}MB",
+            "{:<28} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>14.3e} {:>8.0}MB {:>8.0}MB {:>8.0}MB",
             r.query,
             r.runs,
             r.min_ms,
             r.median_ms,
             r.max_ms,
             r.events_per_s,
-            r.peak_rss_bytes as f64 / 1e6
+            r.peak_rss_bytes as f64 / 1e6,
+            r.rss_anon_bytes as f64 / 1e6,
+            r.rss_file_bytes as f64 / 1e6
         );
     }
 }

@@ -337,7 +337,10 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Export { data, parquet } => {
             if !data.join("MANIFEST").exists() {
-                bail!("{} is not a Footprint data directory (no MANIFEST)", data.display());
+                bail!(
+                    "{} is not a Footprint data directory (no MANIFEST)",
+                    data.display()
+                );
             }
             let engine = open(&data, 16, false)?;
             let total = engine.stats()?.events;

@@ -116,3 +116,90 @@ fn missing_file_and_bad_arguments_fail_cleanly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn bench_and_query_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = footprint()
+        .args([
+            "gen", "--users", "200", "--events", "20000", "--days", "30", "--data",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let queries = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/queries");
+    let out = footprint()
+        .args(["bench", "--repeat", "1", "--json", "--data"])
+        .arg(&data)
+        .arg("--queries")
+        .arg(&queries)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert!(rows.len() >= 5);
+    assert!(rows.iter().all(|r| r["median_ms"].as_f64().unwrap() >= 0.0));
+    let out = footprint()
+        .args(["query", "--data"])
+        .arg(&data)
+        .arg(queries.join("funnel_4step.json"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["steps"].as_array().unwrap().len(), 4);
+    assert!(r["steps"][0]["users"].as_u64().unwrap() > 100);
+    // Export round trip through the CLI.
+    let out = footprint()
+        .args(["export", "--data"])
+        .arg(&data)
+        .arg("--parquet")
+        .arg(dir.path().join("pq"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exported 20000 events and 200 profiles"));
+    // A bad query is an error with the path, exit status 1.
+    let out = footprint()
+        .args(["query", "--data"])
+        .arg(&data)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(br#"{"kind": "funnel", "steps": [{"event": "visit"}], "windw": 5}"#)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("windw"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -258,14 +258,29 @@ fn parquet_export_roundtrip() {
     let engine = Engine::open(dir.path(), opts()).unwrap();
     let mut evs = Vec::new();
     for i in 0..500i64 {
-        let mut props = vec![("utm_source".to_string(), Value::Str(["baidu", "google"][(i % 2) as usize].into()))];
+        let mut props = vec![(
+            "utm_source".to_string(),
+            Value::Str(["baidu", "google"][(i % 2) as usize].into()),
+        )];
         if i % 5 == 0 {
             props.push(("amount".into(), Value::Float(i as f64 / 2.0)));
         }
         if i % 7 == 0 {
-            props.push(("mixed".into(), if i % 2 == 0 { Value::Int(i) } else { Value::Str("x".into()) }));
+            props.push((
+                "mixed".into(),
+                if i % 2 == 0 {
+                    Value::Int(i)
+                } else {
+                    Value::Str("x".into())
+                },
+            ));
         }
-        evs.push(Event { user: format!("用户{}", i % 37), event: ["visit", "pay"][(i % 2) as usize].into(), time: 1_700_000_000_000 + i, props });
+        evs.push(Event {
+            user: format!("用户{}", i % 37),
+            event: ["visit", "pay"][(i % 2) as usize].into(),
+            time: 1_700_000_000_000 + i,
+            props,
+        });
     }
     engine.ingest(evs[..300].to_vec()).unwrap();
     engine.flush().unwrap();
@@ -273,11 +288,17 @@ fn parquet_export_roundtrip() {
     let out = dir.path().join("export");
     let s = engine.export_parquet(&out, |_| {}).unwrap();
     assert_eq!(s.events, 500);
-    assert_eq!(s.typed_props, vec!["amount".to_string(), "utm_source".to_string()]);
+    assert_eq!(
+        s.typed_props,
+        vec!["amount".to_string(), "utm_source".to_string()]
+    );
     let mut rows = 0;
     let mut amount_sum = 0.0;
     for shard in 0..3 {
-        let path = out.join("events").join(format!("shard={shard:03}")).join("part-00000.parquet");
+        let path = out
+            .join("events")
+            .join(format!("shard={shard:03}"))
+            .join("part-00000.parquet");
         let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
         for row in reader.get_row_iter(None).unwrap() {
             let row = row.unwrap();
@@ -298,7 +319,10 @@ fn parquet_export_roundtrip() {
         }
     }
     assert_eq!(rows, 500);
-    let want: f64 = (0..500).filter(|i| i % 5 == 0).map(|i| i as f64 / 2.0).sum();
+    let want: f64 = (0..500)
+        .filter(|i| i % 5 == 0)
+        .map(|i| i as f64 / 2.0)
+        .sum();
     assert!((amount_sum - want).abs() < 1e-9);
     assert!(out.join("profiles.parquet").exists());
 }
