@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = seg.prop(p);
     }
     let snap = ShardSnapshot { segments: vec![std::sync::Arc::new(seg)], mem: Vec::new() };
-    let spec = ScanSpec { range: None, props: vec![0, 1], users: None };
+    let spec = ScanSpec { range: None, props: vec![0, 1], users: None, skip: None };
     let _ = snap.scan(&spec, |u| {
         for i in 0..u.len() {
             let _ = u.prop(0, i);

@@ -34,6 +34,47 @@ pub struct Ctx<'a> {
     opts: QueryOptions,
     started: Instant,
     profiles: Option<FxHashMap<u32, BTreeMap<String, Value>>>,
+    /// Identity: known user → the user ids that are that person (the
+    /// known id first), for people with aliases.
+    groups: Vec<(u32, Vec<u32>)>,
+    /// Every user id in `groups`.
+    grouped: RoaringBitmap,
+}
+
+/// Resolves aliases (anonymous id → known id, possibly chained) into groups
+/// of user ids that are one person, keyed by the final known id.
+fn alias_groups(store: &Store) -> Vec<(u32, Vec<u32>)> {
+    let pairs: Vec<(u32, u32)> = store.with_profiles(|p| {
+        p.aliases
+            .iter()
+            .filter_map(|(a, k)| Some((store.user_id(a)?, store.user_id(k)?)))
+            .filter(|(a, k)| a != k)
+            .collect()
+    });
+    if pairs.is_empty() {
+        return Vec::new();
+    }
+    let next: FxHashMap<u32, u32> = pairs.iter().copied().collect();
+    let canonical = |mut u: u32| {
+        let mut seen = 0;
+        while let Some(&n) = next.get(&u) {
+            u = n;
+            seen += 1;
+            if seen > 64 {
+                break; // a cycle: stop anywhere, deterministically
+            }
+        }
+        u
+    };
+    let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for &(a, _) in &pairs {
+        let c = canonical(a);
+        let g = groups.entry(c).or_insert_with(|| vec![c]);
+        if !g.contains(&a) {
+            g.push(a);
+        }
+    }
+    groups.into_iter().filter(|(_, m)| m.len() > 1).collect()
 }
 
 impl<'a> Ctx<'a> {
@@ -47,7 +88,20 @@ impl<'a> Ctx<'a> {
             opts,
             started: Instant::now(),
             profiles: None,
+            groups: Vec::new(),
+            grouped: RoaringBitmap::new(),
         }
+        .with_aliases()
+    }
+
+    fn with_aliases(mut self) -> Self {
+        self.groups = alias_groups(self.store);
+        for (_, members) in &self.groups {
+            for &m in members {
+                self.grouped.insert(m);
+            }
+        }
+        self
     }
 
     /// Resolves an event name. A name no event has is an error when it
@@ -174,6 +228,7 @@ impl<'a> Ctx<'a> {
                     range,
                     props: self.props.clone(),
                     users,
+                    skip: (!self.grouped.is_empty()).then(|| self.grouped.clone()),
                 };
                 let mut acc = init();
                 let mut n = 0u32;
@@ -227,7 +282,67 @@ impl<'a> Ctx<'a> {
         if let Some(e) = first_err {
             return Err(e);
         }
-        Ok(out.unwrap_or_else(init))
+        let mut out = out.unwrap_or_else(&init);
+        if !self.groups.is_empty() {
+            let mut acc = init();
+            self.for_each_person(range, |u| per_user(&mut acc, u))?;
+            out = merge(out, acc);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` once per person with aliases: the events of all their user
+    /// ids, merged in time order, under the known id.
+    fn for_each_person(
+        &self,
+        range: Option<(i64, i64)>,
+        mut f: impl FnMut(&UserRows<'_>),
+    ) -> Result<()> {
+        type Row = (i64, u32, Vec<Option<Value>>);
+        let spec = ScanSpec {
+            range,
+            props: self.props.clone(),
+            users: Some(self.grouped.clone()),
+            skip: None,
+        };
+        let mut rows: FxHashMap<u32, Vec<Row>> = FxHashMap::default();
+        for shard in &self.snapshot.shards {
+            shard.scan(&spec, |u| {
+                let r = rows.entry(u.uid).or_default();
+                for i in 0..u.len() {
+                    let props = (0..self.props.len())
+                        .map(|k| u.prop(k, i).cloned())
+                        .collect();
+                    r.push((u.times[i], u.events[i], props));
+                }
+            })?;
+        }
+        let (mut times, mut events, mut props) = (Vec::new(), Vec::new(), Vec::new());
+        for (known, members) in &self.groups {
+            let mut all: Vec<(i64, usize, usize)> = Vec::new();
+            for (m, uid) in members.iter().enumerate() {
+                if let Some(r) = rows.get(uid) {
+                    all.extend(r.iter().enumerate().map(|(i, row)| (row.0, m, i)));
+                }
+            }
+            if all.is_empty() {
+                continue;
+            }
+            // Time order; ties keep the known id's events first, then arrival order.
+            all.sort_unstable();
+            times.clear();
+            events.clear();
+            props.clear();
+            for &(t, m, i) in &all {
+                if let Some(row) = rows.get(&members[m]).and_then(|r| r.get(i)) {
+                    times.push(t);
+                    events.push(row.1);
+                    props.push(row.2.clone());
+                }
+            }
+            f(&UserRows::owned(*known, &times, &events, &props));
+        }
+        Ok(())
     }
 
     fn stopped(&self, why: Option<ErrorKind>) -> QueryError {

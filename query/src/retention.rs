@@ -13,7 +13,7 @@ use crate::model::{key_json, req_ref, Breakdown, Common, EventRef, Key};
 use crate::time::{Clock, Unit};
 
 /// Most periods a retention query may ask for.
-pub const MAX_PERIODS: u64 = 10_000;
+pub const MAX_PERIODS: u64 = 1_000;
 
 /// A parsed retention query.
 pub struct Retention {

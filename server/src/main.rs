@@ -80,6 +80,9 @@ enum Cmd {
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Skip merging the loaded segments afterwards.
+        #[arg(long)]
+        no_compact: bool,
         /// Input files.
         #[arg(required = true)]
         files: Vec<String>,
@@ -237,6 +240,7 @@ fn run(cli: Cli) -> Result<i32> {
             show_errors,
             shards,
             json,
+            no_compact,
             files,
         } => {
             let sources: Vec<ingest::Source> = files
@@ -258,6 +262,18 @@ fn run(cli: Cli) -> Result<i32> {
             let pb = bar(ingest::total_bytes(&sources), "ingest");
             let summary = ingest::load(&engine, &sources, format, wal, show_errors, &pb)?;
             pb.finish_and_clear();
+            if !no_compact {
+                // The load is durable already; merging its runs makes the
+                // data faster to query.
+                let t = Instant::now();
+                let merges = engine.compact()?;
+                if merges > 0 && !json {
+                    eprintln!(
+                        "compacted {merges} shards in {:.2} s",
+                        t.elapsed().as_secs_f64()
+                    );
+                }
+            }
             engine.close()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -24,6 +24,8 @@ pub struct ScanSpec {
     pub props: Vec<u32>,
     /// Only these users (e.g. those who did step 1); `None` = all.
     pub users: Option<RoaringBitmap>,
+    /// Never these users (e.g. alias groups, which are read separately).
+    pub skip: Option<RoaringBitmap>,
 }
 
 /// A consistent view of one shard: its segments and memtable batches at
@@ -248,6 +250,9 @@ pub struct UserRows<'a> {
 }
 
 enum Loc<'a> {
+    Owned {
+        props: &'a [Vec<Option<Value>>],
+    },
     Single {
         src: &'a Source<'a>,
         base: usize,
@@ -269,6 +274,22 @@ impl std::fmt::Debug for UserRows<'_> {
 }
 
 impl<'a> UserRows<'a> {
+    /// Rows assembled by the caller (e.g. one person's events gathered from
+    /// several user ids): `props[i][k]` is property slot `k` of event `i`.
+    pub fn owned(
+        uid: u32,
+        times: &'a [i64],
+        events: &'a [u32],
+        props: &'a [Vec<Option<Value>>],
+    ) -> Self {
+        UserRows {
+            uid,
+            times,
+            events,
+            loc: Loc::Owned { props },
+        }
+    }
+
     /// Number of events.
     pub fn len(&self) -> usize {
         self.times.len()
@@ -281,6 +302,7 @@ impl<'a> UserRows<'a> {
     #[inline]
     pub fn prop(&self, k: usize, i: usize) -> Option<&'a Value> {
         match self.loc {
+            Loc::Owned { props } => props.get(i)?.get(k)?.as_ref(),
             Loc::Single { src, base } => src.prop(k, base + i),
             Loc::Multi { srcs, at } => {
                 let (s, r) = *at.get(i)?;
@@ -412,7 +434,8 @@ impl ShardSnapshot {
             if !any {
                 return Ok(true);
             }
-            let wanted = spec.users.as_ref().is_none_or(|users| users.contains(uid));
+            let wanted = spec.users.as_ref().is_none_or(|users| users.contains(uid))
+                && spec.skip.as_ref().is_none_or(|skip| !skip.contains(uid));
             present.clear();
             for (s, src) in sources.iter_mut().enumerate() {
                 let c = cursor[s];

@@ -762,6 +762,7 @@ impl Store {
             range: None,
             props: (0..prop_names.len() as u32).collect(),
             users: None,
+            skip: None,
         };
         if let Some(shard) = snap.shards.get(shard as usize) {
             shard.scan(&spec, |u| {
@@ -882,6 +883,7 @@ fn merge_segments(segs: &[(u64, Arc<Segment>)]) -> Result<SegmentData> {
         range: None,
         props: all_props.clone(),
         users: None,
+        skip: None,
     };
     let snap = ShardSnapshot {
         segments: segs.iter().map(|(_, s)| s.clone()).collect(),

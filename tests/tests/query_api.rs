@@ -288,3 +288,64 @@ fn filters_user_props_and_where() {
     assert_eq!(r["steps"][1]["users"], json!(10));
     assert_eq!(r["groups"][0]["key"], json!({"plan": null}));
 }
+
+#[test]
+fn aliases_make_one_person_at_read_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(
+        dir.path(),
+        EngineOptions {
+            background: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let ev = |u: &str, name: &str, t: i64| Event {
+        user: u.into(),
+        event: name.into(),
+        time: t,
+        props: vec![],
+    };
+    // An anonymous visitor clicks an ad, later signs up under a known id.
+    e.ingest(vec![
+        ev("cookie-1", "visit", 1_000),
+        ev("cookie-2", "visit", 1_500),
+        ev("other", "visit", 2_000),
+    ])
+    .unwrap();
+    e.flush().unwrap();
+    e.ingest(vec![ev("u1", "signup", 5_000), ev("u1", "pay", 9_000)])
+        .unwrap();
+    let q = json!({"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}, {"event": "pay"}], "window": 100_000});
+    let before = e.query_json(&q, QueryOptions::default()).unwrap();
+    assert_eq!(before["steps"][0]["users"], json!(3));
+    assert_eq!(before["steps"][1]["users"], json!(0));
+    // Both cookies are the same person as u1 (one through a chain).
+    e.alias(vec![
+        footprint_engine::Alias {
+            anonymous: "cookie-1".into(),
+            known: "u1".into(),
+        },
+        footprint_engine::Alias {
+            anonymous: "cookie-2".into(),
+            known: "cookie-1".into(),
+        },
+    ])
+    .unwrap();
+    for round in 0..2 {
+        let r = e.query_json(&q, QueryOptions::default()).unwrap();
+        let users: Vec<u64> = r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["users"].as_u64().unwrap())
+            .collect();
+        assert_eq!(users, vec![2, 1, 1], "round {round}: {r}");
+        let iv = e
+            .query_json(&json!({"kind": "interval", "from": {"event": "visit"}, "to": {"event": "pay"}, "pairs": "first"}), QueryOptions::default())
+            .unwrap();
+        assert_eq!(iv["count"], json!(1));
+        assert_eq!(iv["min"], json!(8_000));
+        e.flush().unwrap();
+    }
+}

@@ -221,6 +221,7 @@ fn pruned_and_ranged_scans_match_full_scans() {
         range: None,
         props: vec![pid],
         users: None,
+        skip: None,
     });
     assert_eq!(full.len(), 18_000);
     for trial in 0..20u32 {
@@ -239,6 +240,7 @@ fn pruned_and_ranged_scans_match_full_scans() {
             range,
             props: vec![pid],
             users: Some(users.clone()),
+            skip: None,
         });
         let want: Vec<_> = full
             .iter()
