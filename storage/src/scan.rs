@@ -12,7 +12,7 @@ use roaring::RoaringBitmap;
 use crate::bitpack::BlockReader;
 use crate::error::{Error, Result};
 use crate::memtable::MemBatch;
-use crate::segment::{PropColumn, Segment};
+use crate::segment::{PropColumn, PropReader, Segment, PROP_CHUNK};
 use crate::value::Value;
 
 /// What a scan reads.
@@ -61,7 +61,47 @@ struct SegRows<'a> {
     /// Index of the user whose rows the next decoded row belongs to.
     conv_user: usize,
     last_t: i64,
-    props: Vec<Option<PropColumn>>,
+    props: Vec<Option<PropStream<'a>>>,
+}
+
+/// A property column decoded a chunk at a time, alongside the rows.
+struct PropStream<'a> {
+    reader: PropReader<'a>,
+    /// Value indexes of rows `[base, base + idx.len())`.
+    idx: Vec<u32>,
+    base: usize,
+    next_chunk: usize,
+}
+
+impl PropStream<'_> {
+    fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
+        let end = self.base + self.idx.len();
+        if a >= end {
+            let k = a / PROP_CHUNK;
+            self.idx.clear();
+            if k > self.next_chunk {
+                self.next_chunk = k;
+            }
+            self.base = self.next_chunk * PROP_CHUNK;
+        } else if a > self.base + PROP_CHUNK {
+            self.idx.drain(..a - self.base);
+            self.base = a;
+        }
+        while self.base + self.idx.len() < b {
+            self.reader.decode_chunk(self.next_chunk, &mut self.idx)?;
+            self.next_chunk += 1;
+        }
+        Ok(())
+    }
+
+    fn get(&self, row: usize) -> Option<&Value> {
+        let i = *self.idx.get(row.checked_sub(self.base)?)?;
+        if i == 0 {
+            None
+        } else {
+            self.reader.values.get(i as usize - 1)
+        }
+    }
 }
 
 /// How far decoded rows may trail the scan before they are dropped.
@@ -72,7 +112,12 @@ impl<'a> SegRows<'a> {
         let (time_r, event_r) = seg.column_readers()?;
         let mut props = Vec::with_capacity(spec.props.len());
         for &p in &spec.props {
-            props.push(seg.prop(p)?);
+            props.push(seg.prop_reader(p)?.map(|reader| PropStream {
+                reader,
+                idx: Vec::new(),
+                base: 0,
+                next_chunk: 0,
+            }));
         }
         Ok(SegRows {
             seg,
@@ -188,6 +233,9 @@ impl<'a> SegRows<'a> {
                 return Err(Error::corrupt(self.seg.path(), "event id out of range"));
             }
         }
+        for p in self.props.iter_mut().flatten() {
+            p.ensure(a, b)?;
+        }
         Ok(())
     }
 }
@@ -229,11 +277,10 @@ impl Source<'_> {
         }
     }
     fn prop(&self, k: usize, row: usize) -> Option<&Value> {
-        let props = match self {
-            Source::Seg(s) => &s.props,
-            Source::Mem(m) => &m.props,
-        };
-        props.get(k)?.as_ref()?.get(row)
+        match self {
+            Source::Seg(s) => s.props.get(k)?.as_ref()?.get(row),
+            Source::Mem(m) => m.props.get(k)?.as_ref()?.get(row),
+        }
     }
 }
 

@@ -334,36 +334,128 @@ impl Segment {
             .collect()
     }
 
-    /// Decodes property column `pid`; `None` if no row has it.
+    /// Decodes property column `pid` whole; `None` if no row has it.
     pub fn prop(&self, pid: u32) -> Result<Option<PropColumn>> {
+        let Some(r) = self.prop_reader(pid)? else {
+            return Ok(None);
+        };
+        let mut idx = Vec::with_capacity(self.meta.rows as usize);
+        for k in 0..r.chunks() {
+            r.decode_chunk(k, &mut idx)?;
+        }
+        if idx.len() != self.meta.rows as usize {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("section prop.{pid}: index covers {} rows", idx.len()),
+            ));
+        }
+        Ok(Some(PropColumn {
+            values: r.values,
+            idx,
+        }))
+    }
+
+    /// Opens property column `pid` for chunk-by-chunk decoding.
+    pub fn prop_reader(&self, pid: u32) -> Result<Option<PropReader<'_>>> {
         let name = format!("prop.{pid}");
         let Some(bytes) = self.section(&name) else {
             return Ok(None);
         };
-        let rows = self.meta.rows as usize;
-        // Bound the decompressed size: values are capped at 64 KiB each and
-        // an index takes at most 9 bytes per row.
-        let cap = bytes.len().saturating_mul(64).max(rows * 16 + (1 << 20));
-        let raw = zstd::bulk::decompress(bytes, cap)
-            .map_err(|e| Error::corrupt(&self.path, format!("section {name}: {e}")))?;
-        let mut d = Dec::new(&raw);
         let err = |e: DecodeError| self.decode_err(&name, e);
-        let nv = d.len(raw.len(), "value count").map_err(err)?;
+        let mut d = Dec::new(bytes);
+        let packed = d.bytes().map_err(err)?;
+        let raw = zstd::bulk::decompress(packed, packed.len().saturating_mul(64).max(1 << 20))
+            .map_err(|e| Error::corrupt(&self.path, format!("section {name}: values: {e}")))?;
+        let mut vd = Dec::new(&raw);
+        let nv = vd.len(raw.len(), "value count").map_err(err)?;
         let mut values = Vec::with_capacity(nv);
         for _ in 0..nv {
-            values.push(d.value().map_err(err)?);
+            values.push(vd.value().map_err(err)?);
         }
-        let mut idx = Vec::new();
-        bitpack::decode(&mut d, rows, &mut idx).map_err(err)?;
-        if idx.len() != rows || idx.iter().any(|&i| i > nv as u64) {
+        let rows = self.meta.rows as usize;
+        let nchunks = d
+            .len(rows.div_ceil(super::PROP_CHUNK), "chunk count")
+            .map_err(err)?;
+        if nchunks != rows.div_ceil(super::PROP_CHUNK) {
             return Err(Error::corrupt(
                 &self.path,
-                format!("section {name}: bad value index"),
+                format!("section {name}: {nchunks} chunks for {rows} rows"),
             ));
         }
-        Ok(Some(PropColumn {
+        let mut chunks = Vec::with_capacity(nchunks);
+        let mut at = d.pos() + nchunks * 4;
+        for _ in 0..nchunks {
+            let len = d.u32().map_err(err)? as usize;
+            chunks.push((at, len));
+            at += len;
+        }
+        if at != bytes.len() {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("section {name}: chunks do not fill the section"),
+            ));
+        }
+        Ok(Some(PropReader {
+            seg: self,
+            name,
+            bytes,
             values,
-            idx: idx.into_iter().map(|i| i as u32).collect(),
+            chunks,
         }))
+    }
+}
+
+/// A property column opened for chunk-by-chunk decoding.
+pub struct PropReader<'a> {
+    seg: &'a Segment,
+    name: String,
+    bytes: &'a [u8],
+    /// Distinct values; row indexes point here (1-based).
+    pub values: Vec<Value>,
+    chunks: Vec<(usize, usize)>,
+}
+
+impl PropReader<'_> {
+    /// Number of chunks.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Appends the value indexes of chunk `k` (rows `k * PROP_CHUNK ..`) to `out`.
+    pub fn decode_chunk(&self, k: usize, out: &mut Vec<u32>) -> Result<()> {
+        let bad =
+            |why: String| Error::corrupt(self.seg.path(), format!("section {}: {why}", self.name));
+        let &(at, len) = self
+            .chunks
+            .get(k)
+            .ok_or_else(|| bad(format!("no chunk {k}")))?;
+        let packed = self
+            .bytes
+            .get(at..at + len)
+            .ok_or_else(|| bad(format!("chunk {k} outside the section")))?;
+        let expect = (self.seg.meta().rows as usize - k * super::PROP_CHUNK).min(super::PROP_CHUNK);
+        let raw = zstd::bulk::decompress(packed, expect * 9 + 64 + expect.div_ceil(128) * 8)
+            .map_err(|e| bad(format!("chunk {k}: {e}")))?;
+        let mut d = Dec::new(&raw);
+        let mut idx = Vec::with_capacity(expect);
+        bitpack::decode(&mut d, expect, &mut idx).map_err(|e| bad(format!("chunk {k}: {e}")))?;
+        if idx.len() != expect {
+            return Err(bad(format!(
+                "chunk {k} holds {} rows, expected {expect}",
+                idx.len()
+            )));
+        }
+        let nv = self.values.len() as u64;
+        let mut big = 0u64;
+        out.extend(idx.iter().map(|&i| {
+            big = big.max(i);
+            i as u32
+        }));
+        if big > nv {
+            return Err(bad(format!(
+                "chunk {k}: value index {big} beyond {nv} values"
+            )));
+        }
+        Ok(())
     }
 }

@@ -148,8 +148,10 @@ pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64>
     Ok(file_bytes.len() as u64)
 }
 
-/// A property column: the distinct values, then per row an index into
-/// them (0 = absent), zstd-compressed as a whole.
+/// A property column: a zstd frame of the distinct values, then the
+/// per-row value index (1-based, 0 = absent) bit-packed and zstd-compressed
+/// in chunks of [`super::PROP_CHUNK`] rows, so a scan decompresses only the
+/// chunk it is in.
 fn encode_prop(rows: usize, col: &[(u32, Value)]) -> Vec<u8> {
     let mut distinct: Vec<&Value> = Vec::new();
     let mut lookup: rustc_hash::FxHashMap<&Value, u64> = Default::default();
@@ -161,16 +163,36 @@ fn encode_prop(rows: usize, col: &[(u32, Value)]) -> Vec<u8> {
         });
         idx[*row as usize] = id;
     }
-    let mut e = Enc::new();
-    e.var(distinct.len() as u64);
+    let mut values = Enc::new();
+    values.var(distinct.len() as u64);
     for v in &distinct {
-        e.value(v);
+        values.value(v);
     }
-    bitpack::encode(&idx, &mut e);
-    zstd::bulk::compress(&e.buf, 3).unwrap_or_else(|_| {
+    let mut out = Enc::new();
+    out.bytes(&compress(&values.buf));
+    let chunks: Vec<Vec<u8>> = idx
+        .chunks(super::PROP_CHUNK)
+        .map(|c| {
+            let mut e = Enc::new();
+            bitpack::encode(c, &mut e);
+            compress(&e.buf)
+        })
+        .collect();
+    out.var(chunks.len() as u64);
+    for c in &chunks {
+        out.u32(c.len() as u32);
+    }
+    for c in chunks {
+        out.buf.extend_from_slice(&c);
+    }
+    out.buf
+}
+
+fn compress(raw: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(raw, 3).unwrap_or_else(|_| {
         // zstd only fails on allocation; fall back to a stored frame.
-        let mut raw = Vec::new();
-        let _ = zstd::stream::copy_encode(&e.buf[..], &mut raw, 0);
-        raw
+        let mut out = Vec::new();
+        let _ = zstd::stream::copy_encode(raw, &mut out, 0);
+        out
     })
 }
