@@ -3,13 +3,12 @@
 //! SEMANTICS.md §1), then per-step counts, conversion rates and times.
 
 use footprint_storage::UserRows;
-use rustc_hash::FxHashMap;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile, Ctx, RowProps, UserProps};
 use crate::json::{array, Obj};
-use crate::model::{key_json, Breakdown, Common, EventRef, Key};
+use crate::model::{key_json, Common, EventRef, Key};
 use crate::time::parse_window;
 
 /// Most steps a funnel may have.
@@ -428,7 +427,8 @@ impl Agg {
 
 struct Acc {
     all: Agg,
-    groups: FxHashMap<Key, Agg>,
+    keys: crate::model::Keys,
+    groups: Vec<Agg>,
     truncated: u64,
     entries: Vec<Entry>,
     scratch: Scratch,
@@ -443,7 +443,8 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         prune,
         || Acc {
             all: Agg::new(n),
-            groups: FxHashMap::default(),
+            keys: crate::model::Keys::default(),
+            groups: Vec::new(),
             truncated: 0,
             entries: Vec::new(),
             scratch: Scratch::default(),
@@ -451,12 +452,12 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         |acc, u| per_user(f, c, ctx, acc, u),
         |mut a, b| {
             a.all.merge(b.all);
-            for (k, g) in b.groups {
-                match a.groups.get_mut(&k) {
-                    Some(x) => x.merge(g),
-                    None => {
-                        a.groups.insert(k, g);
-                    }
+            for (key, g) in b.keys.list.into_iter().zip(b.groups) {
+                let id = a.keys.of(key) as usize;
+                if id == a.groups.len() {
+                    a.groups.push(g);
+                } else {
+                    a.groups[id].merge(g);
                 }
             }
             a.truncated += b.truncated;
@@ -465,7 +466,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     )?;
     let mut out = json!({ "steps": steps_json(f, acc.all) });
     if !c.breakdown.is_empty() {
-        let mut groups: Vec<(Key, Agg)> = acc.groups.into_iter().collect();
+        let mut groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
         groups.sort_by(|a, b| {
             let ua: u64 = a.1.levels[1..].iter().sum();
             let ub: u64 = b.1.levels[1..].iter().sum();
@@ -590,19 +591,11 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     }
     acc.all.add(level, times);
     if !c.breakdown.is_empty() {
-        let key: Key = c
-            .breakdown
-            .iter()
-            .map(|d| match d {
-                Breakdown::Event { slot: Some(k), .. } => u.prop(*k, first_row as usize).cloned(),
-                Breakdown::Event { slot: None, .. } => None,
-                Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
-            })
-            .collect();
-        acc.groups
-            .entry(key)
-            .or_insert_with(|| Agg::new(n))
-            .add(level, times);
+        let id = acc.keys.id(&c.breakdown, u, first_row as usize, profile) as usize;
+        if id == acc.groups.len() {
+            acc.groups.push(Agg::new(n));
+        }
+        acc.groups[id].add(level, times);
     }
 }
 

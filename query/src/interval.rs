@@ -2,13 +2,12 @@
 //! Semantics: the conformance folder's SEMANTICS.md §3.
 
 use footprint_storage::UserRows;
-use rustc_hash::FxHashMap;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile, Ctx, RowProps, UserProps};
 use crate::json::Obj;
-use crate::model::{key_json, req_ref, Breakdown, Common, EventRef, Key};
+use crate::model::{key_json, req_ref, Common, EventRef, Key};
 use crate::time::parse_window;
 
 /// How pairs are formed.
@@ -65,7 +64,8 @@ impl Interval {
 
 struct Acc {
     all: Vec<i64>,
-    groups: FxHashMap<Key, Vec<i64>>,
+    keys: crate::model::Keys,
+    groups: Vec<Vec<i64>>,
     froms: Vec<usize>,
     tos: Vec<usize>,
     pairs: Vec<(i64, usize)>,
@@ -78,7 +78,8 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         q.from.known_id(),
         || Acc {
             all: Vec::new(),
-            groups: FxHashMap::default(),
+            keys: crate::model::Keys::default(),
+            groups: Vec::new(),
             froms: Vec::new(),
             tos: Vec::new(),
             pairs: Vec::new(),
@@ -86,15 +87,20 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         |acc, u| per_user(q, c, ctx, acc, u),
         |mut a, b| {
             a.all.extend(b.all);
-            for (k, v) in b.groups {
-                a.groups.entry(k).or_default().extend(v);
+            for (key, v) in b.keys.list.into_iter().zip(b.groups) {
+                let id = a.keys.of(key) as usize;
+                if id == a.groups.len() {
+                    a.groups.push(v);
+                } else {
+                    a.groups[id].extend(v);
+                }
             }
             a
         },
     )?;
     let mut out = stats(acc.all);
     if !c.breakdown.is_empty() {
-        let mut groups: Vec<(Key, Vec<i64>)> = acc.groups.into_iter().collect();
+        let mut groups: Vec<(Key, Vec<i64>)> = acc.keys.list.into_iter().zip(acc.groups).collect();
         groups.sort_by(|a, b| {
             b.1.len().cmp(&a.1.len()).then_with(|| {
                 key_json(&c.breakdown, &a.0)
@@ -230,16 +236,11 @@ fn per_user(q: &Interval, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows
         }
         acc.all.push(delta);
         if !c.breakdown.is_empty() {
-            let key: Key = c
-                .breakdown
-                .iter()
-                .map(|d| match d {
-                    Breakdown::Event { slot: Some(k), .. } => u.prop(*k, fi).cloned(),
-                    Breakdown::Event { slot: None, .. } => None,
-                    Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
-                })
-                .collect();
-            acc.groups.entry(key).or_default().push(delta);
+            let id = acc.keys.id(&c.breakdown, u, fi, profile) as usize;
+            if id == acc.groups.len() {
+                acc.groups.push(Vec::new());
+            }
+            acc.groups[id].push(delta);
         }
     }
 }

@@ -317,3 +317,88 @@ impl Matcher {
         m
     }
 }
+
+/// The value of breakdown dimension `d` for event `row` of user `u`.
+#[inline]
+pub fn dim_value<'a>(
+    d: &Breakdown,
+    u: &footprint_storage::UserRows<'a>,
+    row: usize,
+    profile: Option<&'a std::collections::BTreeMap<String, Value>>,
+) -> Option<&'a Value> {
+    match d {
+        Breakdown::Event { slot: Some(k), .. } => u.prop(*k, row),
+        Breakdown::Event { slot: None, .. } => None,
+        Breakdown::User(name) => profile.and_then(|p| p.get(name)),
+    }
+}
+
+/// Breakdown keys interned to dense ids, so per-user work looks a value up
+/// without copying it (one dimension) and aggregates live in a `Vec`.
+#[derive(Debug, Default)]
+pub struct Keys {
+    one: rustc_hash::FxHashMap<Value, u32>,
+    none: Option<u32>,
+    many: rustc_hash::FxHashMap<Key, u32>,
+    /// Keys by id.
+    pub list: Vec<Key>,
+}
+
+impl Keys {
+    /// The id of the key of event `row` of user `u`.
+    pub fn id(
+        &mut self,
+        dims: &[Breakdown],
+        u: &footprint_storage::UserRows<'_>,
+        row: usize,
+        profile: Option<&std::collections::BTreeMap<String, Value>>,
+    ) -> u32 {
+        if let [d] = dims {
+            return match dim_value(d, u, row, profile) {
+                Some(v) => match self.one.get(v) {
+                    Some(&id) => id,
+                    None => self.insert(vec![Some(v.clone())]),
+                },
+                None => match self.none {
+                    Some(id) => id,
+                    None => self.insert(vec![None]),
+                },
+            };
+        }
+        let key: Key = dims
+            .iter()
+            .map(|d| dim_value(d, u, row, profile).cloned())
+            .collect();
+        self.of(key)
+    }
+
+    /// The id of an owned key (merging accumulators).
+    pub fn of(&mut self, key: Key) -> u32 {
+        if let [v] = &key[..] {
+            let found = match v {
+                Some(v) => self.one.get(v).copied(),
+                None => self.none,
+            };
+            return found.unwrap_or_else(|| self.insert(key));
+        }
+        match self.many.get(&key) {
+            Some(&id) => id,
+            None => self.insert(key),
+        }
+    }
+
+    fn insert(&mut self, key: Key) -> u32 {
+        let id = self.list.len() as u32;
+        match &key[..] {
+            [Some(v)] => {
+                self.one.insert(v.clone(), id);
+            }
+            [None] => self.none = Some(id),
+            _ => {
+                self.many.insert(key.clone(), id);
+            }
+        }
+        self.list.push(key);
+        id
+    }
+}

@@ -9,7 +9,7 @@ use serde_json::{json, Value as Json};
 use crate::error::Result;
 use crate::exec::{Ctx, RowProps, UserProps};
 use crate::json::Obj;
-use crate::model::{key_json, req_ref, Breakdown, Common, EventRef, Key};
+use crate::model::{key_json, req_ref, Common, EventRef, Key};
 use crate::time::{Clock, Unit};
 
 /// Most periods a retention query may ask for.
@@ -54,7 +54,8 @@ impl Retention {
 type Row = Vec<u64>;
 
 struct Acc {
-    cells: FxHashMap<(Key, i64), Row>,
+    keys: crate::model::Keys,
+    cells: FxHashMap<(u32, i64), Row>,
     clock: Clock,
     starts: Vec<(i64, usize)>,
     returns: Vec<i64>,
@@ -67,6 +68,7 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         c.range,
         r.start.known_id(),
         || Acc {
+            keys: crate::model::Keys::default(),
             cells: FxHashMap::default(),
             clock: Clock::new(c.tz),
             starts: Vec::new(),
@@ -74,8 +76,12 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         },
         |acc, u| per_user(r, c, ctx, acc, u),
         |mut a, b| {
-            for (k, row) in b.cells {
-                let e = a.cells.entry(k).or_insert_with(|| vec![0; width]);
+            let ids: Vec<u32> = b.keys.list.into_iter().map(|k| a.keys.of(k)).collect();
+            for ((kid, bucket), row) in b.cells {
+                let e = a
+                    .cells
+                    .entry((ids.get(kid as usize).copied().unwrap_or(0), bucket))
+                    .or_insert_with(|| vec![0; width]);
                 for (x, y) in e.iter_mut().zip(row) {
                     *x += y;
                 }
@@ -86,8 +92,12 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut clock = Clock::new(c.tz);
     // Group rows: breakdown key → bucket → counts.
     let mut by_key: FxHashMap<Key, Vec<(i64, Row)>> = FxHashMap::default();
-    for ((key, bucket), row) in acc.cells {
-        by_key.entry(key).or_default().push((bucket, row));
+    let keys = acc.keys.list;
+    for ((kid, bucket), row) in acc.cells {
+        by_key
+            .entry(keys.get(kid as usize).cloned().unwrap_or_default())
+            .or_default()
+            .push((bucket, row));
     }
     let mut render = |mut rows: Vec<(i64, Row)>| -> Json {
         rows.sort_by_key(|(b, _)| *b);
@@ -181,15 +191,11 @@ fn per_user(r: &Retention, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRow
     acc.returns.dedup();
     let width = r.periods + 1;
     for &(cb, row) in &acc.starts {
-        let key: Key = c
-            .breakdown
-            .iter()
-            .map(|d| match d {
-                Breakdown::Event { slot: Some(k), .. } => u.prop(*k, row).cloned(),
-                Breakdown::Event { slot: None, .. } => None,
-                Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
-            })
-            .collect();
+        let key = if c.breakdown.is_empty() {
+            0
+        } else {
+            acc.keys.id(&c.breakdown, u, row, profile)
+        };
         let cell = acc.cells.entry((key, cb)).or_insert_with(|| vec![0; width]);
         cell[0] += 1;
         let mut last = 0usize;

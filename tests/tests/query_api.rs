@@ -349,3 +349,37 @@ fn aliases_make_one_person_at_read_time() {
         e.flush().unwrap();
     }
 }
+
+#[test]
+fn breakdowns_of_retention_and_interval() {
+    let (_d, e) = engine();
+    // Users u0, u4, u8, … (u % 4 == 0) paid two days after their visit; all of them came from baidu.
+    let r = e
+        .query(r#"{"kind": "retention", "start": {"event": "visit"}, "return": {"event": "pay"}, "unit": "day", "periods": 3,
+                   "breakdown": [{"event_prop": "utm_source"}]}"#)
+        .unwrap();
+    assert_eq!(r["total"]["retained"], json!([40, 0, 10, 0]));
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let baidu = groups
+        .iter()
+        .find(|g| g["key"]["utm_source"] == "baidu")
+        .unwrap();
+    assert_eq!(baidu["total"]["retained"], json!([20, 0, 10, 0]));
+    let google = groups
+        .iter()
+        .find(|g| g["key"]["utm_source"] == "google")
+        .unwrap();
+    assert_eq!(google["total"]["retained"], json!([20, 0, 0, 0]));
+    let r = e
+        .query(r#"{"kind": "interval", "from": {"event": "visit"}, "to": {"event": "signup"}, "pairs": "first",
+                   "breakdown": [{"event_prop": "utm_source"}, {"user_prop": "plan"}]}"#)
+        .unwrap();
+    assert_eq!(r["count"], json!(20));
+    assert_eq!(r["groups"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        r["groups"][0]["key"],
+        json!({"utm_source": "baidu", "plan": null})
+    );
+    assert_eq!(r["groups"][0]["median"], json!(60000.0));
+}
