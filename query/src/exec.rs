@@ -221,7 +221,13 @@ impl<'a> Ctx<'a> {
             .par_iter()
             .map(|shard| {
                 let users: Option<RoaringBitmap> = match prune {
-                    Some(ev) => Some(shard.event_users(ev)?),
+                    Some(ev) => {
+                        let bm = shard.event_users(ev)?;
+                        // A bitmap holding nearly everyone prunes nothing but
+                        // costs a lookup per user.
+                        let most = shard.segments.iter().map(|s| s.meta().users).max().unwrap_or(0);
+                        (bm.len() * 10 < most * 9).then_some(bm)
+                    }
                     None => None,
                 };
                 let spec = ScanSpec {

@@ -266,7 +266,7 @@ fn run(cli: Cli) -> Result<i32> {
                 // The load is durable already; merging its runs makes the
                 // data faster to query.
                 let t = Instant::now();
-                let merges = engine.compact()?;
+                let merges = engine.store().compact_all()?;
                 if merges > 0 && !json {
                     eprintln!(
                         "compacted {merges} shards in {:.2} s",
