@@ -207,11 +207,17 @@ impl<'a> Ctx<'a> {
     pub fn run<A: Send>(
         &self,
         range: Option<(i64, i64)>,
-        prune: Option<u32>,
+        prune: Prune,
         init: impl Fn() -> A + Sync,
         per_user: impl Fn(&mut A, &UserRows<'_>) + Sync,
         merge: impl Fn(A, A) -> A + Sync,
     ) -> Result<A> {
+        let prune = match prune {
+            // Nobody ever did the event every counted user needs.
+            Prune::Nobody => return Ok(init()),
+            Prune::Event(ev) => Some(ev),
+            Prune::None => None,
+        };
         let deadline = self.opts.timeout.map(|t| self.started + t);
         let cancel = self.opts.cancel.clone();
         let stop: AtomicBool = AtomicBool::new(false);
@@ -225,7 +231,12 @@ impl<'a> Ctx<'a> {
                         let bm = shard.event_users(ev)?;
                         // A bitmap holding nearly everyone prunes nothing but
                         // costs a lookup per user.
-                        let most = shard.segments.iter().map(|s| s.meta().users).max().unwrap_or(0);
+                        let most = shard
+                            .segments
+                            .iter()
+                            .map(|s| s.meta().users)
+                            .max()
+                            .unwrap_or(0);
                         (bm.len() * 10 < most * 9).then_some(bm)
                     }
                     None => None,
@@ -389,6 +400,28 @@ fn resolve(f: Filter, slots: &[(String, Option<usize>)]) -> Filter {
             }
         }
         other => other,
+    }
+}
+
+/// Which users a query can skip before reading their events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prune {
+    /// Read everyone.
+    None,
+    /// Only users who ever did this event can count.
+    Event(u32),
+    /// The event every counted user needs was never stored: read no one.
+    Nobody,
+}
+
+impl Prune {
+    /// The pruning a required event reference allows.
+    pub fn by(r: &crate::model::EventRef) -> Prune {
+        match r.id {
+            None => Prune::None,
+            Some(Some(ev)) => Prune::Event(ev),
+            Some(None) => Prune::Nobody,
+        }
     }
 }
 

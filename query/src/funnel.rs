@@ -437,7 +437,7 @@ struct Acc {
 /// Runs a funnel query.
 pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let n = f.steps.len();
-    let prune = f.steps[0].known_id();
+    let prune = crate::exec::Prune::by(&f.steps[0]);
     let acc = ctx.run(
         c.range,
         prune,

@@ -75,7 +75,7 @@ struct Acc {
 pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let acc = ctx.run(
         c.range,
-        q.from.known_id(),
+        crate::exec::Prune::by(&q.from),
         || Acc {
             all: Vec::new(),
             keys: crate::model::Keys::default(),

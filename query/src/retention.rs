@@ -66,7 +66,7 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let width = r.periods + 1;
     let acc = ctx.run(
         c.range,
-        r.start.known_id(),
+        crate::exec::Prune::by(&r.start),
         || Acc {
             keys: crate::model::Keys::default(),
             cells: FxHashMap::default(),
