@@ -252,7 +252,7 @@ impl<'a> Ctx<'a> {
                 let mut why: Option<ErrorKind> = None;
                 let finished = shard.scan_while(&spec, |u| {
                     n = n.wrapping_add(1);
-                    if n.is_multiple_of(256) {
+                    if n == 1 || n.is_multiple_of(256) {
                         if stop.load(Ordering::Relaxed) {
                             return false;
                         }

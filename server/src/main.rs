@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod gen;
+mod http;
 mod ingest;
 mod rng;
 
@@ -140,6 +141,30 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Serve the HTTP API (see server/API.md) until SIGINT/SIGTERM.
+    Serve {
+        /// The data directory (created if missing).
+        #[arg(long)]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// API keys file; required to listen on anything but loopback.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Largest request body in MiB (after gzip decoding too).
+        #[arg(long, default_value_t = 64)]
+        max_body_mb: usize,
+        /// Per-query time budget in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        query_timeout_ms: u64,
+        /// Queries running at once; more are answered 503 + Retry-After.
+        #[arg(long, default_value_t = 8)]
+        max_queries: usize,
+        /// Shards of a new data directory.
+        #[arg(long, default_value_t = 16)]
+        shards: u32,
     },
     /// Export all events and profiles as Parquet (one file per shard).
     Export {
@@ -373,6 +398,33 @@ fn run(cli: Cli) -> Result<i32> {
                 s.typed_props.join(", "),
                 t.elapsed().as_secs_f64()
             );
+            Ok(0)
+        }
+        Cmd::Serve {
+            data,
+            addr,
+            keys,
+            max_body_mb,
+            query_timeout_ms,
+            max_queries,
+            shards,
+        } => {
+            let keys = match keys {
+                Some(p) => Some(http::load_keys(&p)?),
+                None => None,
+            };
+            let cfg = http::Config {
+                addr,
+                keys,
+                max_body: max_body_mb.saturating_mul(1 << 20),
+                query_timeout: std::time::Duration::from_millis(query_timeout_ms),
+                max_queries,
+            };
+            if cfg.keys.is_none() && !addr.ip().is_loopback() {
+                bail!("refusing to listen on {addr} without API keys: pass --keys FILE or bind to 127.0.0.1");
+            }
+            let engine = open(&data, shards, true)?;
+            http::serve(engine, cfg)?;
             Ok(0)
         }
         Cmd::Query {
