@@ -11,8 +11,8 @@ use roaring::RoaringBitmap;
 
 use crate::bitpack::BlockReader;
 use crate::error::{Error, Result};
-use crate::memtable::MemBatch;
-use crate::segment::{PropColumn, PropReader, Segment, PROP_CHUNK};
+use crate::memtable::MemRun;
+use crate::segment::{PropReader, Segment, PROP_CHUNK};
 use crate::value::Value;
 
 /// What a scan reads.
@@ -34,18 +34,8 @@ pub struct ScanSpec {
 pub struct ShardSnapshot {
     /// Live segments, oldest first.
     pub segments: Vec<Arc<Segment>>,
-    /// Memtable batches (frozen first, then active), in arrival order.
-    pub mem: Vec<Arc<MemBatch>>,
-}
-
-/// The memtable's rows of one shard, sorted like a segment.
-#[derive(Debug, Default)]
-struct MemRows {
-    user_ids: Vec<u32>,
-    user_starts: Vec<u32>,
-    times: Vec<i64>,
-    events: Vec<u32>,
-    props: Vec<Option<PropColumn>>,
+    /// Memtable runs (frozen first, then active), oldest first.
+    pub mem: Vec<Arc<MemRun>>,
 }
 
 /// A segment being decoded block by block.
@@ -242,44 +232,44 @@ impl<'a> SegRows<'a> {
 
 enum Source<'a> {
     Seg(SegRows<'a>),
-    Mem(MemRows),
+    Run(&'a MemRun, &'a [u32]),
 }
 
 impl Source<'_> {
     fn user_ids(&self) -> &[u32] {
         match self {
             Source::Seg(s) => s.seg.user_ids(),
-            Source::Mem(m) => &m.user_ids,
+            Source::Run(m, _) => &m.user_ids,
         }
     }
     fn user_starts(&self) -> &[u32] {
         match self {
             Source::Seg(s) => s.seg.user_starts(),
-            Source::Mem(m) => &m.user_starts,
+            Source::Run(m, _) => &m.user_starts,
         }
     }
     fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
         match self {
             Source::Seg(s) => s.ensure(a, b),
-            Source::Mem(_) => Ok(()),
+            Source::Run(..) => Ok(()),
         }
     }
     fn times(&self, a: usize, b: usize) -> &[i64] {
         match self {
             Source::Seg(s) => &s.times[a - s.base..b - s.base],
-            Source::Mem(m) => &m.times[a..b],
+            Source::Run(m, _) => &m.times[a..b],
         }
     }
     fn events(&self, a: usize, b: usize) -> &[u32] {
         match self {
             Source::Seg(s) => &s.events[a - s.base..b - s.base],
-            Source::Mem(m) => &m.events[a..b],
+            Source::Run(m, _) => &m.events[a..b],
         }
     }
     fn prop(&self, k: usize, row: usize) -> Option<&Value> {
         match self {
             Source::Seg(s) => s.props.get(k)?.as_ref()?.get(row),
-            Source::Mem(m) => m.props.get(k)?.as_ref()?.get(row),
+            Source::Run(m, pids) => m.prop(*pids.get(k)?, row),
         }
     }
 }
@@ -366,55 +356,11 @@ fn overlaps(min: i64, max: i64, range: Option<(i64, i64)>) -> bool {
     }
 }
 
-/// Sorts memtable batches into the columnar shape of a segment.
-fn decode_mem(batches: &[Arc<MemBatch>], spec: &ScanSpec) -> MemRows {
-    let mut order: Vec<(u32, i64, u32, u32)> = Vec::new();
-    for (b, batch) in batches.iter().enumerate() {
-        for r in 0..batch.len() {
-            let t = batch.times[r];
-            if overlaps(t, t, spec.range) {
-                order.push((batch.uids[r], t, b as u32, r as u32));
-            }
-        }
-    }
-    order.sort_unstable();
-    let mut d = MemRows {
-        props: spec
-            .props
-            .iter()
-            .map(|_| Some(PropColumn::default()))
-            .collect(),
-        ..Default::default()
-    };
-    for (i, &(uid, t, b, r)) in order.iter().enumerate() {
-        if d.user_ids.last() != Some(&uid) {
-            d.user_ids.push(uid);
-            d.user_starts.push(i as u32);
-        }
-        let batch = &batches[b as usize];
-        d.times.push(t);
-        d.events.push(batch.events[r as usize]);
-        for (k, &pid) in spec.props.iter().enumerate() {
-            if let Some(col) = d.props[k].as_mut() {
-                match batch.props[r as usize].iter().find(|(p, _)| *p == pid) {
-                    Some((_, v)) => {
-                        col.values.push(v.clone());
-                        col.idx.push(col.values.len() as u32);
-                    }
-                    None => col.idx.push(0),
-                }
-            }
-        }
-    }
-    d.user_starts.push(order.len() as u32);
-    d
-}
-
 impl ShardSnapshot {
     /// Rows in this snapshot.
     pub fn rows(&self) -> u64 {
         self.segments.iter().map(|s| s.meta().rows).sum::<u64>()
-            + self.mem.iter().map(|b| b.len() as u64).sum::<u64>()
+            + self.mem.iter().map(|r| r.len() as u64).sum::<u64>()
     }
 
     /// Users of this shard who did event `event` (in any time).
@@ -425,8 +371,8 @@ impl ShardSnapshot {
                 out |= bm;
             }
         }
-        for b in &self.mem {
-            for (u, e) in b.uids.iter().zip(&b.events) {
+        for r in &self.mem {
+            for (u, e) in r.uids.iter().zip(&r.events) {
                 if *e == event {
                     out.insert(*u);
                 }
@@ -458,8 +404,10 @@ impl ShardSnapshot {
                 sources.push(Source::Seg(SegRows::new(seg, spec)?));
             }
         }
-        if !self.mem.is_empty() {
-            sources.push(Source::Mem(decode_mem(&self.mem, spec)));
+        for run in &self.mem {
+            if !run.is_empty() {
+                sources.push(Source::Run(run, &spec.props));
+            }
         }
         let mut cursor = vec![0usize; sources.len()];
         let mut present: Vec<(usize, usize, usize)> = Vec::new();

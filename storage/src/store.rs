@@ -13,7 +13,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::event::{Alias, Event, ProfileUpdate};
 use crate::fsutil;
 use crate::manifest::{DictCounts, Manifest, SegmentEntry};
-use crate::memtable::{MemBatch, Memtable};
+use crate::memtable::{push_run, MemBatch, MemRun, Memtable};
 use crate::profiles::Profiles;
 use crate::scan::{ScanSpec, ShardSnapshot};
 use crate::segment::{write_segment, Segment, SegmentData};
@@ -386,11 +386,11 @@ impl Store {
             (frozen, wal_start, profiles)
         };
         let mut new_segs = Vec::new();
-        for (shard, batches) in frozen.shards.iter().enumerate() {
-            if batches.iter().all(|b| b.is_empty()) {
+        for (shard, runs) in frozen.shards.iter().enumerate() {
+            if runs.iter().all(|r| r.is_empty()) {
                 continue;
             }
-            let data = sort_batches(batches);
+            let data = runs_to_data(runs);
             let id = self.reserve_id();
             let path = seg_path(&self.dir, id);
             let bytes = write_segment(&path, shard as u32, &data)?;
@@ -726,8 +726,8 @@ impl Store {
                     }
                 }
             }
-            for b in &shard.mem {
-                for props in &b.props {
+            for run in &shard.mem {
+                for props in run.batches.iter().flat_map(|b| b.props.iter()) {
                     for (pid, v) in props {
                         let name = names.get(*pid as usize).cloned().unwrap_or_default();
                         *out.entry(name).or_default().entry(kind(v)).or_default() += 1;
@@ -799,7 +799,7 @@ fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
             for (s, b) in per_shard.into_iter().enumerate() {
                 if !b.is_empty() {
                     st.mem.rows += b.len();
-                    st.mem.shards[s].push(Arc::new(b));
+                    push_run(&mut st.mem.shards[s], b);
                 }
             }
             st.mem.bytes += bytes;
@@ -851,24 +851,41 @@ fn intern_events(
 /// Sorts memtable batches of one shard by (user, time), keeping arrival
 /// order among ties.
 pub(crate) fn sort_batches(batches: &[Arc<MemBatch>]) -> SegmentData {
-    let mut order: Vec<(u32, i64, u32, u32)> = Vec::new();
-    for (b, batch) in batches.iter().enumerate() {
-        for r in 0..batch.len() {
-            order.push((batch.uids[r], batch.times[r], b as u32, r as u32));
-        }
+    let mut run = MemRun::default();
+    for b in batches {
+        run = MemRun::merge(&run, &MemRun::from_batch(b.clone()));
     }
-    order.sort_unstable();
-    let mut d = SegmentData::default();
-    for (row, &(uid, t, b, r)) in order.iter().enumerate() {
-        let batch = &batches[b as usize];
-        d.uids.push(uid);
-        d.times.push(t);
-        d.events.push(batch.events[r as usize]);
-        for (pid, v) in &batch.props[r as usize] {
-            d.props
-                .entry(*pid)
-                .or_default()
-                .push((row as u32, v.clone()));
+    run_to_data(&run)
+}
+
+/// Merges a shard's memtable runs (oldest first) into segment columns.
+fn runs_to_data(runs: &[Arc<MemRun>]) -> SegmentData {
+    let mut all = MemRun::default();
+    for r in runs {
+        all = MemRun::merge(&all, r);
+    }
+    run_to_data(&all)
+}
+
+fn run_to_data(run: &MemRun) -> SegmentData {
+    let mut d = SegmentData {
+        uids: run.uids.clone(),
+        times: run.times.clone(),
+        events: run.events.clone(),
+        ..Default::default()
+    };
+    for (row, &(b, r)) in run.loc.iter().enumerate() {
+        if let Some(props) = run
+            .batches
+            .get(b as usize)
+            .and_then(|b| b.props.get(r as usize))
+        {
+            for (pid, v) in props {
+                d.props
+                    .entry(*pid)
+                    .or_default()
+                    .push((row as u32, v.clone()));
+            }
         }
     }
     d
