@@ -231,7 +231,7 @@ impl<'a> SegRows<'a> {
 }
 
 enum Source<'a> {
-    Seg(SegRows<'a>),
+    Seg(Box<SegRows<'a>>),
     Run(&'a MemRun, &'a [u32]),
 }
 
@@ -401,7 +401,7 @@ impl ShardSnapshot {
         for seg in &self.segments {
             let m = seg.meta();
             if m.rows > 0 && overlaps(m.min_time, m.max_time, spec.range) {
-                sources.push(Source::Seg(SegRows::new(seg, spec)?));
+                sources.push(Source::Seg(Box::new(SegRows::new(seg, spec)?)));
             }
         }
         for run in &self.mem {
