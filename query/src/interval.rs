@@ -29,6 +29,8 @@ pub struct Interval {
     pub pairs: Pairs,
     /// Longest pair kept (inclusive), ms.
     pub window: Option<i64>,
+    /// `from` (bit 0) and `to` (bit 1) as one matcher.
+    pub matcher: crate::model::Matcher,
 }
 
 impl Interval {
@@ -53,11 +55,13 @@ impl Interval {
         if let Some(true) = o.opt_bool("approximate")? {
             // Exact is fast enough; the flag is accepted and answers stay exact.
         }
+        let matcher = crate::model::Matcher::new([&from, &to]);
         Ok(Interval {
             from,
             to,
             pairs,
             window,
+            matcher,
         })
     }
 }
@@ -173,27 +177,32 @@ fn stats(mut d: Vec<i64>) -> Json {
 
 fn per_user(q: &Interval, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
     let profile = ctx.profile(u.uid);
-    if !c.users.eval(&UserProps(profile)) {
+    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
         return;
     }
     acc.froms.clear();
     acc.tos.clear();
+    let fast = c.filter.is_true() && !q.matcher.has_filters();
+    let (table, any) = q.matcher.table();
     for i in 0..u.len() {
-        let p = RowProps {
-            rows: u,
-            i,
-            profile,
-        };
         let ev = u.events[i];
-        let f = q.from.matches(ev, &p);
-        let t = q.to.matches(ev, &p);
-        if !(f || t) || !c.filter.eval(&p) {
-            continue;
-        }
-        if f {
+        let m = if fast {
+            any | table.get(ev as usize).copied().unwrap_or(0)
+        } else {
+            let p = RowProps {
+                rows: u,
+                i,
+                profile,
+            };
+            if !c.filter.eval(&p) {
+                continue;
+            }
+            q.matcher.mask(ev, &p)
+        };
+        if m & 1 != 0 {
             acc.froms.push(i);
         }
-        if t {
+        if m & 2 != 0 {
             acc.tos.push(i);
         }
     }

@@ -27,6 +27,8 @@ pub struct Retention {
     pub periods: usize,
     /// Anchor each user at their first start event only.
     pub first_time: bool,
+    /// `start` (bit 0) and `return` (bit 1) as one matcher.
+    pub matcher: crate::model::Matcher,
 }
 
 impl Retention {
@@ -40,12 +42,14 @@ impl Retention {
         };
         let periods = o.opt_uint("periods", MAX_PERIODS)?.unwrap_or(30) as usize;
         let first_time = o.opt_bool("first_time")?.unwrap_or(true);
+        let matcher = crate::model::Matcher::new([&start, &ret]);
         Ok(Retention {
             start,
             ret,
             unit,
             periods,
             first_time,
+            matcher,
         })
     }
 }
@@ -157,23 +161,32 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 
 fn per_user(r: &Retention, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
     let profile = ctx.profile(u.uid);
-    if !c.users.eval(&UserProps(profile)) {
+    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
         return;
     }
     acc.starts.clear();
     acc.returns.clear();
+    let fast = c.filter.is_true() && !r.matcher.has_filters();
+    let (table, any) = r.matcher.table();
     for i in 0..u.len() {
-        let p = RowProps {
-            rows: u,
-            i,
-            profile,
-        };
         let ev = u.events[i];
-        let is_start = r.start.matches(ev, &p);
-        let is_ret = r.ret.matches(ev, &p);
-        if !(is_start || is_ret) || !c.filter.eval(&p) {
+        let m = if fast {
+            any | table.get(ev as usize).copied().unwrap_or(0)
+        } else {
+            let p = RowProps {
+                rows: u,
+                i,
+                profile,
+            };
+            if !c.filter.eval(&p) {
+                continue;
+            }
+            r.matcher.mask(ev, &p)
+        };
+        if m == 0 {
             continue;
         }
+        let (is_start, is_ret) = (m & 1 != 0, m & 2 != 0);
         let b = acc.clock.bucket(r.unit, u.times[i]);
         if is_start && (!r.first_time || acc.starts.is_empty()) {
             // One cohort per bucket; keep its first start event (rows are in time order).

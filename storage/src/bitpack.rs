@@ -45,18 +45,22 @@ fn pack(values: impl Iterator<Item = u64>, n: usize, w: u32, out: &mut Vec<u8>) 
     out.truncate(start + packed_len(n, w as usize));
 }
 
+/// A scratch buffer for [`unpack`]: a block's bytes plus 8 bytes of padding.
+pub type Pad = [u8; 1024 + 8];
+
 /// Unpacks `n` (≤ BLOCK) values of `w` bits from `raw`, appending to `out`.
-fn unpack(raw: &[u8], n: usize, w: usize, out: &mut Vec<u64>) {
+fn unpack(raw: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf: &mut Pad) {
     if w == 0 {
         out.resize(out.len() + n, 0);
         return;
     }
     if w <= 56 {
-        // One unaligned 8-byte load per value from a zero-padded copy; the
-        // index mask lets the compiler drop the bounds check.
-        let mut buf = [0u8; 1024 + 8];
+        // One unaligned 8-byte load per value from a copy padded with zeros
+        // (only the 8 bytes past the data need clearing: nothing reads
+        // further); the index mask lets the compiler drop the bounds check.
         let len = raw.len().min(1024);
         buf[..len].copy_from_slice(&raw[..len]);
+        buf[len..len + 8].fill(0);
         let mask = (1u64 << w) - 1;
         out.extend((0..n).map(|i| {
             let bit = i * w;
@@ -173,6 +177,7 @@ pub struct BlockReader<'a> {
     index: &'a [u8],
     blocks_start: usize,
     high: Vec<u64>,
+    pad: Box<Pad>,
 }
 
 impl<'a> BlockReader<'a> {
@@ -188,6 +193,7 @@ impl<'a> BlockReader<'a> {
             left: len,
             index,
             high: Vec::new(),
+            pad: Box::new([0u8; 1024 + 8]),
         })
     }
 
@@ -244,7 +250,7 @@ impl<'a> BlockReader<'a> {
         let n_exc = d.u8()? as usize;
         let raw = d.take(packed_len(len, w))?;
         let base = out.len();
-        unpack(raw, len, w, out);
+        unpack(raw, len, w, out, &mut self.pad);
         if n_exc > 0 {
             let hw = d.u8()? as usize;
             if w + hw > 64 || hw == 0 {
@@ -253,7 +259,7 @@ impl<'a> BlockReader<'a> {
             let pos = d.take(n_exc)?;
             let high = d.take(packed_len(n_exc, hw))?;
             self.high.clear();
-            unpack(high, n_exc, hw, &mut self.high);
+            unpack(high, n_exc, hw, &mut self.high, &mut self.pad);
             for (&i, &hi) in pos.iter().zip(&self.high) {
                 let i = i as usize;
                 if i >= len {
