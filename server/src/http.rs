@@ -532,7 +532,7 @@ async fn schema(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     let (events, props) = blocking(move || -> std::result::Result<_, ApiError> {
         let st = a.engine.store();
         Ok((
-            st.event_names(),
+            st.event_counts().map_err(footprint_engine::Error::from)?,
             st.prop_types().map_err(footprint_engine::Error::from)?,
         ))
     })

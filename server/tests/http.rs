@@ -193,6 +193,8 @@ fn endpoints_and_error_codes() {
     let (st, r) = s.json("GET", "/v1/schema", &[], "");
     assert_eq!(st, 200);
     assert_eq!(r["properties"]["utm_source"]["string"], 1);
+    assert_eq!(r["events"]["visit"], 3);
+    assert_eq!(r["events"]["signup"], 1);
     let (st, r) = s.json("GET", "/v1/stats", &[], "");
     assert_eq!((st, r["events"].as_u64()), (200, Some(4)));
     let (st, h, b) = s.req("GET", "/metrics", &[], b"");
@@ -326,4 +328,41 @@ fn refuses_public_bind_without_keys_and_times_out_queries() {
         (504, Some("timeout")),
         "{r}"
     );
+}
+
+#[test]
+fn saturated_server_answers_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("d"), &["--max-queries", "1"]);
+    let mut body = String::new();
+    for i in 0..200_000 {
+        body.push_str(&format!(
+            "{{\"user\":\"u{}\",\"event\":\"{}\",\"time\":{}}}\n",
+            i % 5000,
+            ["visit", "signup"][i % 2],
+            1_000 + i
+        ));
+    }
+    assert_eq!(s.json("POST", "/v1/events", &[], &body).0, 200);
+    let s = std::sync::Arc::new(s);
+    let q =
+        r#"{"kind":"funnel","steps":[{"event":"visit"},{"event":"signup"}],"window":100000000}"#;
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let (st, h, _) = s.req("POST", "/v1/query", &[], q.as_bytes());
+                (st, h)
+            })
+        })
+        .collect();
+    let results: Vec<(u16, String)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        results.iter().all(|(st, _)| *st == 200 || *st == 503),
+        "{results:?}"
+    );
+    assert!(results.iter().any(|(st, _)| *st == 200));
+    let busy: Vec<_> = results.iter().filter(|(st, _)| *st == 503).collect();
+    assert!(!busy.is_empty(), "no request was turned away");
+    assert!(busy.iter().all(|(_, h)| h.contains("retry-after: 1")));
 }

@@ -696,6 +696,49 @@ impl Store {
         Ok(s)
     }
 
+    /// How many events of each name are stored (segments and memtable).
+    pub fn event_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let snap = self.snapshot();
+        let mut counts: Vec<u64> = Vec::new();
+        let mut bump = |e: u32| {
+            let e = e as usize;
+            if counts.len() <= e {
+                counts.resize(e + 1, 0);
+            }
+            counts[e] += 1;
+        };
+        let mut raw = Vec::new();
+        for shard in &snap.shards {
+            for seg in &shard.segments {
+                let (_, mut events) = seg.column_readers()?;
+                loop {
+                    raw.clear();
+                    if !events
+                        .next_block(&mut raw)
+                        .map_err(|e| seg.corrupt("event", e))?
+                    {
+                        break;
+                    }
+                    for &e in &raw {
+                        bump(e as u32);
+                    }
+                }
+            }
+            for run in &shard.mem {
+                for &e in &run.events {
+                    bump(e);
+                }
+            }
+        }
+        let names = self.event_names();
+        Ok(counts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, c)| *c > 0)
+            .map(|(i, c)| (names.get(i).cloned().unwrap_or_default(), c))
+            .collect())
+    }
+
     /// For each property name, the value kinds seen (`"string"`, `"int"`,
     /// `"float"`, `"bool"`) with how many events carry each, over segments
     /// and the memtable.
