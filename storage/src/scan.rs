@@ -235,7 +235,14 @@ enum Source<'a> {
     Run(&'a MemRun, &'a [u32]),
 }
 
-impl Source<'_> {
+impl<'a> Source<'a> {
+    /// The user table, borrowed from the segment or run (not from `self`).
+    fn tables(&self) -> (&'a [u32], &'a [u32]) {
+        match self {
+            Source::Seg(s) => (s.seg.user_ids(), s.seg.user_starts()),
+            Source::Run(m, _) => (&m.user_ids, &m.user_starts),
+        }
+    }
     fn user_ids(&self) -> &[u32] {
         match self {
             Source::Seg(s) => s.seg.user_ids(),
@@ -408,6 +415,43 @@ impl ShardSnapshot {
             if !run.is_empty() {
                 sources.push(Source::Run(run, &spec.props));
             }
+        }
+        if let [src] = &mut sources[..] {
+            // One source (the common case after compaction): walk its users.
+            let (ids, starts) = src.tables();
+            for (c, &uid) in ids.iter().enumerate() {
+                let wanted = spec.users.as_ref().is_none_or(|users| users.contains(uid))
+                    && spec.skip.as_ref().is_none_or(|skip| !skip.contains(uid));
+                if !wanted {
+                    continue;
+                }
+                let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
+                src.ensure(a, b)?;
+                let (a, b) = match spec.range {
+                    None => (a, b),
+                    Some((from, to)) => {
+                        let t = src.times(a, b);
+                        (
+                            a + t.partition_point(|&x| x < from),
+                            a + t.partition_point(|&x| x < to),
+                        )
+                    }
+                };
+                if a >= b {
+                    continue;
+                }
+                let src = &*src;
+                let go = f(&UserRows {
+                    uid,
+                    times: src.times(a, b),
+                    events: src.events(a, b),
+                    loc: Loc::Single { src, base: a },
+                });
+                if !go {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
         }
         let mut cursor = vec![0usize; sources.len()];
         let mut present: Vec<(usize, usize, usize)> = Vec::new();
