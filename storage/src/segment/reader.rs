@@ -301,13 +301,23 @@ impl Segment {
             .collect()
     }
 
-    /// The users who did event `event` in this segment.
+    /// The users who did event `event` in this segment (only that
+    /// bitmap is deserialized).
     pub fn event_users(&self, event: u32) -> Result<Option<RoaringBitmap>> {
-        Ok(self
-            .event_bitmaps()?
-            .into_iter()
-            .find(|(e, _)| *e == event)
-            .map(|(_, b)| b))
+        let mut d = Dec::new(self.required("bitmaps")?);
+        let err = |e: DecodeError| self.decode_err("bitmaps", e);
+        let n = d.len(d.remaining(), "bitmap count").map_err(err)?;
+        for _ in 0..n {
+            let ev = d.var().map_err(err)?;
+            let bytes = d.bytes().map_err(err)?;
+            if ev == u64::from(event) {
+                let bm = RoaringBitmap::deserialize_from(bytes).map_err(|e| {
+                    Error::corrupt(&self.path, format!("bitmap of event {ev}: {e}"))
+                })?;
+                return Ok(Some(bm));
+            }
+        }
+        Ok(None)
     }
 
     /// All per-event user bitmaps.
