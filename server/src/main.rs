@@ -646,6 +646,8 @@ fn cmd_gen(
             }
             pb.set_message("publishing");
             bulk.commit()?;
+            pb.set_message("merging segments");
+            engine.store().compact_all()?;
             let profiles: Vec<_> = (0..spec.users)
                 .map(|i| gen::user_profile(&spec, i))
                 .collect();
