@@ -5,7 +5,7 @@ use footprint_storage::UserRows;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{num, quantile, Ctx, RowProps, UserProps};
+use crate::exec::{num, quantile, Ctx, UserProps};
 use crate::json::Obj;
 use crate::model::{key_json, req_ref, Common, EventRef, Key};
 use crate::time::parse_window;
@@ -182,30 +182,15 @@ fn per_user(q: &Interval, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows
     }
     acc.froms.clear();
     acc.tos.clear();
-    let fast = c.filter.is_true() && !q.matcher.has_filters();
-    let (table, any) = q.matcher.table();
-    for i in 0..u.len() {
-        let ev = u.events[i];
-        let m = if fast {
-            any | table.get(ev as usize).copied().unwrap_or(0)
-        } else {
-            let p = RowProps {
-                rows: u,
-                i,
-                profile,
-            };
-            if !c.filter.eval(&p) {
-                continue;
-            }
-            q.matcher.mask(ev, &p)
-        };
+    let (froms, tos) = (&mut acc.froms, &mut acc.tos);
+    crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, m| {
         if m & 1 != 0 {
-            acc.froms.push(i);
+            froms.push(i);
         }
         if m & 2 != 0 {
-            acc.tos.push(i);
+            tos.push(i);
         }
-    }
+    });
     if acc.froms.is_empty() || acc.tos.is_empty() {
         return;
     }

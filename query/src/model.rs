@@ -402,3 +402,40 @@ impl Keys {
         id
     }
 }
+
+/// Calls `f(i, mask)` for every event of `u` that passes the query-wide
+/// filter and matches at least one of `m`'s references. Without filters it
+/// is one table lookup per event.
+#[inline]
+pub fn for_each_match(
+    m: &Matcher,
+    global: &Filter,
+    u: &footprint_storage::UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, Value>>,
+    mut f: impl FnMut(usize, u64),
+) {
+    if global.is_true() && !m.has_filters() {
+        let (table, any) = m.table();
+        for (i, &ev) in u.events.iter().enumerate() {
+            let mask = any | table.get(ev as usize).copied().unwrap_or(0);
+            if mask != 0 {
+                f(i, mask);
+            }
+        }
+        return;
+    }
+    for (i, &ev) in u.events.iter().enumerate() {
+        let p = crate::exec::RowProps {
+            rows: u,
+            i,
+            profile,
+        };
+        if !global.eval(&p) {
+            continue;
+        }
+        let mask = m.mask(ev, &p);
+        if mask != 0 {
+            f(i, mask);
+        }
+    }
+}

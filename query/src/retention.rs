@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{json, Value as Json};
 
 use crate::error::Result;
-use crate::exec::{Ctx, RowProps, UserProps};
+use crate::exec::{Ctx, UserProps};
 use crate::json::Obj;
 use crate::model::{key_json, req_ref, Common, EventRef, Key};
 use crate::time::{Clock, Unit};
@@ -166,38 +166,19 @@ fn per_user(r: &Retention, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRow
     }
     acc.starts.clear();
     acc.returns.clear();
-    let fast = c.filter.is_true() && !r.matcher.has_filters();
-    let (table, any) = r.matcher.table();
-    for i in 0..u.len() {
-        let ev = u.events[i];
-        let m = if fast {
-            any | table.get(ev as usize).copied().unwrap_or(0)
-        } else {
-            let p = RowProps {
-                rows: u,
-                i,
-                profile,
-            };
-            if !c.filter.eval(&p) {
-                continue;
-            }
-            r.matcher.mask(ev, &p)
-        };
-        if m == 0 {
-            continue;
-        }
-        let (is_start, is_ret) = (m & 1 != 0, m & 2 != 0);
-        let b = acc.clock.bucket(r.unit, u.times[i]);
-        if is_start && (!r.first_time || acc.starts.is_empty()) {
+    let (starts, returns, clock) = (&mut acc.starts, &mut acc.returns, &mut acc.clock);
+    crate::model::for_each_match(&r.matcher, &c.filter, u, profile, |i, m| {
+        let b = clock.bucket(r.unit, u.times[i]);
+        if m & 1 != 0 && (!r.first_time || starts.is_empty()) {
             // One cohort per bucket; keep its first start event (rows are in time order).
-            if acc.starts.last().is_none_or(|&(lb, _)| lb != b) {
-                acc.starts.push((b, i));
+            if starts.last().is_none_or(|&(lb, _)| lb != b) {
+                starts.push((b, i));
             }
         }
-        if is_ret {
-            acc.returns.push(b);
+        if m & 2 != 0 {
+            returns.push(b);
         }
-    }
+    });
     if acc.starts.is_empty() {
         return;
     }

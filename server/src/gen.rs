@@ -261,19 +261,9 @@ pub fn user_profile(spec: &GenSpec, i: u64) -> ProfileUpdate {
     }
 }
 
-/// `YYYY-MM-DD` of an epoch-ms instant (UTC), without a date library.
+/// `YYYY-MM-DD` of an epoch-ms instant (UTC).
 fn chrono_date(ms: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = ms.div_euclid(DAY) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
+    let (y, m, d) = footprint_engine::query::time::civil(ms.div_euclid(DAY));
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -329,17 +329,7 @@ async fn events(
     app.metrics
         .rejected_rows
         .fetch_add(errors.len() as u64, Ordering::Relaxed);
-    let status = if accepted == 0 && !errors.is_empty() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    let shown: Vec<_> = errors.iter().take(1000).collect();
-    Ok((
-        status,
-        axum::Json(json!({"accepted": accepted, "rejected": errors.len(), "errors": shown})),
-    )
-        .into_response())
+    Ok(batch_reply(accepted, &errors))
 }
 
 /// Rows of an NDJSON or JSON-array body, each with its line (1-based).
@@ -374,6 +364,43 @@ fn rows(text: &str) -> std::result::Result<Vec<(usize, Json)>, Vec<parse::RowErr
     }
 }
 
+/// Parses every row of an NDJSON or JSON-array body with `f`, keeping the
+/// good rows and a line-numbered error for each bad one.
+fn parse_rows<T>(
+    text: &str,
+    f: impl Fn(Json) -> std::result::Result<T, String>,
+) -> (Vec<T>, Vec<parse::RowError>) {
+    let mut good = Vec::new();
+    let mut errors = Vec::new();
+    match rows(text) {
+        Err(e) => errors = e,
+        Ok(rows) => {
+            for (line, v) in rows {
+                match f(v) {
+                    Ok(x) => good.push(x),
+                    Err(message) => errors.push(parse::RowError { line, message }),
+                }
+            }
+        }
+    }
+    (good, errors)
+}
+
+/// The reply to a batch write: 200 unless every row was rejected.
+fn batch_reply(accepted: usize, errors: &[parse::RowError]) -> Response {
+    let status = if accepted == 0 && !errors.is_empty() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let shown: Vec<_> = errors.iter().take(1000).collect();
+    (
+        status,
+        axum::Json(json!({"accepted": accepted, "rejected": errors.len(), "errors": shown})),
+    )
+        .into_response()
+}
+
 async fn profiles(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -381,30 +408,11 @@ async fn profiles(
 ) -> ApiResult {
     app.authorize(&headers, Role::Ingest)?;
     let text = text(app.body(&headers, body)?)?;
-    let mut errors = match rows(&text) {
-        Ok(_) => Vec::new(),
-        Err(e) => e,
-    };
-    let mut ups = Vec::new();
-    for (line, v) in rows(&text).unwrap_or_default() {
-        match parse::parse_profile_update(v) {
-            Ok(u) => ups.push(u),
-            Err(message) => errors.push(parse::RowError { line, message }),
-        }
-    }
+    let (ups, errors) = parse_rows(&text, parse::parse_profile_update);
     let n = ups.len();
     let a = app.clone();
     blocking(move || a.engine.upsert_profiles(ups)).await??;
-    let status = if n == 0 && !errors.is_empty() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        axum::Json(json!({"accepted": n, "rejected": errors.len(), "errors": errors})),
-    )
-        .into_response())
+    Ok(batch_reply(n, &errors))
 }
 
 async fn alias(
@@ -414,12 +422,7 @@ async fn alias(
 ) -> ApiResult {
     app.authorize(&headers, Role::Ingest)?;
     let text = text(app.body(&headers, body)?)?;
-    let mut errors = match rows(&text) {
-        Ok(_) => Vec::new(),
-        Err(e) => e,
-    };
-    let mut links = Vec::new();
-    for (line, v) in rows(&text).unwrap_or_default() {
+    let (links, errors) = parse_rows(&text, |v| {
         let a = v.get("anonymous").and_then(Json::as_str);
         let k = v.get("known").and_then(Json::as_str);
         let extra = v.as_object().map_or(0, |o| {
@@ -428,32 +431,19 @@ async fn alias(
                 .count()
         });
         match (a, k) {
-            (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() && extra == 0 => {
-                links.push(Alias {
-                    anonymous: a.to_owned(),
-                    known: k.to_owned(),
-                })
-            }
-            _ => errors.push(parse::RowError {
-                line,
-                message: "expected {\"anonymous\": ID, \"known\": ID} with non-empty string ids"
-                    .into(),
+            (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() && extra == 0 => Ok(Alias {
+                anonymous: a.to_owned(),
+                known: k.to_owned(),
             }),
+            _ => {
+                Err("expected {\"anonymous\": ID, \"known\": ID} with non-empty string ids".into())
+            }
         }
-    }
+    });
     let n = links.len();
     let a = app.clone();
     blocking(move || a.engine.alias(links)).await??;
-    let status = if n == 0 && !errors.is_empty() {
-        StatusCode::BAD_REQUEST
-    } else {
-        StatusCode::OK
-    };
-    Ok((
-        status,
-        axum::Json(json!({"accepted": n, "rejected": errors.len(), "errors": errors})),
-    )
-        .into_response())
+    Ok(batch_reply(n, &errors))
 }
 
 async fn query(

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::manifest::SegmentEntry;
 use crate::memtable::MemBatch;
-use crate::segment::{write_segment, Segment};
+use crate::segment::Segment;
 use crate::store::Store;
 
 /// An open bulk load. Dropping it without `commit` abandons the load (its
@@ -65,22 +65,8 @@ impl<'a> BulkLoad<'a> {
                 continue;
             }
             let data = crate::store::sort_batches(&[Arc::new(b)]);
-            let id = self.store.reserve_id();
-            let path = self.store.segment_path(id);
-            let bytes = write_segment(&path, shard as u32, &data)?;
-            let seg = Segment::open(&path)?;
-            let m = seg.meta();
-            self.pending.push((
-                SegmentEntry {
-                    id,
-                    shard: shard as u32,
-                    rows: m.rows,
-                    min_time: m.min_time,
-                    max_time: m.max_time,
-                    bytes,
-                },
-                Arc::new(seg),
-            ));
+            self.pending
+                .push(self.store.write_new_segment(shard as u32, &data)?);
         }
         Ok(())
     }

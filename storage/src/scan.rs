@@ -243,6 +243,19 @@ impl<'a> Source<'a> {
             Source::Run(m, _) => (&m.user_ids, &m.user_starts),
         }
     }
+    /// Narrows a user's rows `[a, b)` (already ensured) to a time range.
+    fn in_range(&self, a: usize, b: usize, range: Option<(i64, i64)>) -> (usize, usize) {
+        match range {
+            None => (a, b),
+            Some((from, to)) => {
+                let t = self.times(a, b);
+                (
+                    a + t.partition_point(|&x| x < from),
+                    a + t.partition_point(|&x| x < to),
+                )
+            }
+        }
+    }
     fn user_ids(&self) -> &[u32] {
         match self {
             Source::Seg(s) => s.seg.user_ids(),
@@ -427,16 +440,7 @@ impl ShardSnapshot {
                 }
                 let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
                 src.ensure(a, b)?;
-                let (a, b) = match spec.range {
-                    None => (a, b),
-                    Some((from, to)) => {
-                        let t = src.times(a, b);
-                        (
-                            a + t.partition_point(|&x| x < from),
-                            a + t.partition_point(|&x| x < to),
-                        )
-                    }
-                };
+                let (a, b) = src.in_range(a, b, spec.range);
                 if a >= b {
                     continue;
                 }
@@ -490,16 +494,7 @@ impl ShardSnapshot {
                     continue;
                 }
                 src.ensure(a, b)?;
-                let (a, b) = match spec.range {
-                    None => (a, b),
-                    Some((from, to)) => {
-                        let t = src.times(a, b);
-                        (
-                            a + t.partition_point(|&x| x < from),
-                            a + t.partition_point(|&x| x < to),
-                        )
-                    }
-                };
+                let (a, b) = src.in_range(a, b, spec.range);
                 if a < b {
                     present.push((s, a, b));
                 }

@@ -391,22 +391,7 @@ impl Store {
                 continue;
             }
             let data = runs_to_data(runs);
-            let id = self.reserve_id();
-            let path = seg_path(&self.dir, id);
-            let bytes = write_segment(&path, shard as u32, &data)?;
-            let seg = Segment::open(&path)?;
-            let m = seg.meta();
-            new_segs.push((
-                SegmentEntry {
-                    id,
-                    shard: shard as u32,
-                    rows: m.rows,
-                    min_time: m.min_time,
-                    max_time: m.max_time,
-                    bytes,
-                },
-                Arc::new(seg),
-            ));
+            new_segs.push(self.write_new_segment(shard as u32, &data)?);
         }
         fsutil::sync_dir(&self.dir.join("segments"))?;
         let profile_id = match &profiles {
@@ -546,8 +531,27 @@ impl Store {
         id
     }
 
-    pub(crate) fn segment_path(&self, id: u64) -> PathBuf {
-        seg_path(&self.dir, id)
+    /// Writes `data` as a new segment file (not yet in any manifest) and
+    /// opens it.
+    pub(crate) fn write_new_segment(
+        &self,
+        shard: u32,
+        data: &SegmentData,
+    ) -> Result<(SegmentEntry, Arc<Segment>)> {
+        let id = self.reserve_id();
+        let path = seg_path(&self.dir, id);
+        let bytes = write_segment(&path, shard, data)?;
+        let seg = Segment::open(&path)?;
+        let m = seg.meta();
+        let entry = SegmentEntry {
+            id,
+            shard,
+            rows: m.rows,
+            min_time: m.min_time,
+            max_time: m.max_time,
+            bytes,
+        };
+        Ok((entry, Arc::new(seg)))
     }
 
     /// Publishes segments written outside a flush (bulk load) in one
