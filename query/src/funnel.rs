@@ -8,7 +8,7 @@ use serde_json::{json, Value as Json};
 use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile, Ctx, RowProps, UserProps};
 use crate::json::{array, Obj};
-use crate::model::{key_json, Common, EventRef, Key};
+use crate::model::{Common, EventRef, Key};
 use crate::time::parse_window;
 
 /// Most steps a funnel may have.
@@ -466,25 +466,16 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     )?;
     let mut out = json!({ "steps": steps_json(f, acc.all) });
     if !c.breakdown.is_empty() {
-        let mut groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
-        groups.sort_by(|a, b| {
-            let ua: u64 = a.1.levels[1..].iter().sum();
-            let ub: u64 = b.1.levels[1..].iter().sum();
-            ub.cmp(&ua).then_with(|| {
-                key_json(&c.breakdown, &a.0)
-                    .to_string()
-                    .cmp(&key_json(&c.breakdown, &b.0).to_string())
-            })
-        });
-        let total = groups.len();
-        groups.truncate(c.limit);
-        out["groups"] = Json::Array(
-            groups
-                .into_iter()
-                .map(|(k, g)| json!({"key": key_json(&c.breakdown, &k), "steps": steps_json(f, g)}))
-                .collect(),
+        let groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
+        let (arr, total) = crate::model::render_groups(
+            &c.breakdown,
+            c.limit,
+            groups,
+            |g| g.levels[1..].iter().sum(),
+            |g| json!({"steps": steps_json(f, g)}),
         );
-        if total > c.limit {
+        out["groups"] = arr;
+        if let Some(total) = total {
             out["groups_truncated"] = json!(total);
         }
     }

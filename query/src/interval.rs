@@ -7,7 +7,7 @@ use serde_json::{json, Value as Json};
 use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile, Ctx, UserProps};
 use crate::json::Obj;
-use crate::model::{key_json, req_ref, Common, EventRef, Key};
+use crate::model::{req_ref, Common, EventRef, Key};
 use crate::time::parse_window;
 
 /// How pairs are formed.
@@ -104,27 +104,11 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     )?;
     let mut out = stats(acc.all);
     if !c.breakdown.is_empty() {
-        let mut groups: Vec<(Key, Vec<i64>)> = acc.keys.list.into_iter().zip(acc.groups).collect();
-        groups.sort_by(|a, b| {
-            b.1.len().cmp(&a.1.len()).then_with(|| {
-                key_json(&c.breakdown, &a.0)
-                    .to_string()
-                    .cmp(&key_json(&c.breakdown, &b.0).to_string())
-            })
-        });
-        let total = groups.len();
-        groups.truncate(c.limit);
-        out["groups"] = Json::Array(
-            groups
-                .into_iter()
-                .map(|(k, v)| {
-                    let mut g = stats(v);
-                    g["key"] = key_json(&c.breakdown, &k);
-                    g
-                })
-                .collect(),
-        );
-        if total > c.limit {
+        let groups: Vec<(Key, Vec<i64>)> = acc.keys.list.into_iter().zip(acc.groups).collect();
+        let (arr, total) =
+            crate::model::render_groups(&c.breakdown, c.limit, groups, |v| v.len() as u64, stats);
+        out["groups"] = arr;
+        if let Some(total) = total {
             out["groups_truncated"] = json!(total);
         }
     }

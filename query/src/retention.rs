@@ -9,7 +9,7 @@ use serde_json::{json, Value as Json};
 use crate::error::Result;
 use crate::exec::{Ctx, UserProps};
 use crate::json::Obj;
-use crate::model::{key_json, req_ref, Common, EventRef, Key};
+use crate::model::{req_ref, Common, EventRef, Key};
 use crate::time::{Clock, Unit};
 
 /// Most periods a retention query may ask for.
@@ -132,28 +132,16 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         }
     }
     let mut out = render(overall.into_iter().collect());
-    let mut groups: Vec<(Key, Vec<(i64, Row)>)> = by_key.into_iter().collect();
-    let users = |rows: &Vec<(i64, Row)>| rows.iter().map(|(_, r)| r[0]).sum::<u64>();
-    groups.sort_by(|a, b| {
-        users(&b.1).cmp(&users(&a.1)).then_with(|| {
-            key_json(&c.breakdown, &a.0)
-                .to_string()
-                .cmp(&key_json(&c.breakdown, &b.0).to_string())
-        })
-    });
-    let total = groups.len();
-    groups.truncate(c.limit);
-    out["groups"] = Json::Array(
-        groups
-            .into_iter()
-            .map(|(k, rows)| {
-                let mut g = render(rows);
-                g["key"] = key_json(&c.breakdown, &k);
-                g
-            })
-            .collect(),
+    let groups: Vec<(Key, Vec<(i64, Row)>)> = by_key.into_iter().collect();
+    let (arr, total) = crate::model::render_groups(
+        &c.breakdown,
+        c.limit,
+        groups,
+        |rows| rows.iter().map(|(_, r)| r[0]).sum(),
+        &mut render,
     );
-    if total > c.limit {
+    out["groups"] = arr;
+    if let Some(total) = total {
         out["groups_truncated"] = json!(total);
     }
     Ok(out)

@@ -405,12 +405,7 @@ impl Store {
         let old_profile;
         {
             let mut st = self.state.write();
-            let ddir = self.dir.join("dict");
-            let counts = DictCounts {
-                users: st.users.persist(&ddir.join("users.dict"))?,
-                events: st.events.persist(&ddir.join("events.dict"))?,
-                props: st.props.persist(&ddir.join("props.dict"))?,
-            };
+            let counts = persist_dicts(&mut st, &self.dir.join("dict"))?;
             let mut m = st.manifest.clone();
             m.wal_start = wal_start;
             m.dicts = counts;
@@ -562,12 +557,7 @@ impl Store {
         let r = (|| {
             fsutil::sync_dir(&self.dir.join("segments"))?;
             let mut st = self.state.write();
-            let ddir = self.dir.join("dict");
-            let counts = DictCounts {
-                users: st.users.persist(&ddir.join("users.dict"))?,
-                events: st.events.persist(&ddir.join("events.dict"))?,
-                props: st.props.persist(&ddir.join("props.dict"))?,
-            };
+            let counts = persist_dicts(&mut st, &self.dir.join("dict"))?;
             let mut m = st.manifest.clone();
             m.dicts = counts;
             m.segments.extend(segs.iter().map(|(e, _)| e.clone()));
@@ -835,6 +825,15 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Makes every dictionary entry durable; returns the counts a manifest may promise.
+fn persist_dicts(st: &mut State, ddir: &Path) -> Result<DictCounts> {
+    Ok(DictCounts {
+        users: st.users.persist(&ddir.join("users.dict"))?,
+        events: st.events.persist(&ddir.join("events.dict"))?,
+        props: st.props.persist(&ddir.join("props.dict"))?,
+    })
 }
 
 /// Applies a logged record to the in-memory state (ingest and replay).
