@@ -191,6 +191,11 @@ impl<'a> Ctx<'a> {
         self.profiles.as_ref()?.get(&uid)
     }
 
+    /// The earliest and latest event time this query can see.
+    pub fn time_extent(&self) -> Option<(i64, i64)> {
+        self.snapshot.time_extent()
+    }
+
     /// Warnings collected while planning.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)

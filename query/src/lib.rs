@@ -3,7 +3,7 @@
 //! columns needed) and runs each analysis as a per-user state machine over
 //! every shard in parallel.
 //!
-//! Implemented kinds: `funnel`, `retention`, `interval`. The others in the
+//! Implemented kinds: `funnel`, `retention`, `interval`, `events`. The others in the
 //! contract return a clear "not supported" error.
 
 #![warn(missing_docs)]
@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod filter;
 pub mod funnel;
@@ -63,6 +64,7 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         "funnel" => &["steps", "window", "mode", "exclusions"],
         "retention" => &["start", "return", "unit", "periods", "first_time"],
         "interval" => &["from", "to", "pairs", "window", "approximate"],
+        "events" => &["interval", "metrics"],
         _ => &[],
     };
     if !own.is_empty() {
@@ -93,11 +95,17 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             prepare(&mut ctx, &common, [&q.from.filter, &q.to.filter]);
             interval::run(&q, &common, &ctx)?
         }
+        "events" => {
+            let q = events::Events::parse(&mut o, &mut ctx)?;
+            o.finish(&format!("{COMMON}, interval, metrics"))?;
+            prepare(&mut ctx, &common, q.metrics.iter().map(|m| &m.event.filter));
+            events::run(&q, &common, &ctx)?
+        }
         other => {
             return Err(QueryError::unsupported(
                 kind_path,
                 format!(
-                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval"
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events"
             ),
             ))
         }

@@ -26,6 +26,14 @@ impl EventRef {
     /// Parses `{"event": NAME, "where": F}` at `path`.
     pub fn parse(v: &Json, path: &str, ctx: &mut Ctx<'_>) -> Result<EventRef> {
         let mut o = Obj::new(v, path)?;
+        let r = EventRef::read(&mut o, ctx)?;
+        o.finish("event, where")?;
+        Ok(r)
+    }
+
+    /// Reads `event` and `where` from an object that may hold other fields
+    /// (the caller finishes it).
+    pub fn read(o: &mut Obj<'_>, ctx: &mut Ctx<'_>) -> Result<EventRef> {
         let name_path = o.at("event");
         let name = o.req_str("event")?.to_owned();
         if name.is_empty() {
@@ -40,7 +48,6 @@ impl EventRef {
             None => Filter::True,
             Some(w) => ctx.filter(w, &o.at("where"))?,
         };
-        o.finish("event, where")?;
         Ok(EventRef { name, id, filter })
     }
 

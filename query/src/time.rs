@@ -7,6 +7,8 @@ use serde_json::Value;
 use crate::error::{QueryError, Result};
 use crate::json::{describe, Obj};
 
+/// Milliseconds per minute.
+pub const MINUTE: i64 = 60_000;
 /// Milliseconds per hour.
 pub const HOUR: i64 = 3_600_000;
 /// Milliseconds per day.
@@ -90,6 +92,8 @@ pub fn parse_tz(name: &str, path: &str) -> Result<Tz> {
 /// Calendar unit of buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
+    /// Clock minutes (real minutes, local labels).
+    Minute,
     /// Clock hours (real hours, local labels).
     Hour,
     /// Local calendar days.
@@ -174,6 +178,7 @@ impl Clock {
     pub fn bucket(&mut self, unit: Unit, t: i64) -> i64 {
         let l = self.local(t);
         match unit {
+            Unit::Minute => t - l.rem_euclid(MINUTE),
             Unit::Hour => t - l.rem_euclid(HOUR),
             Unit::Day => l.div_euclid(DAY),
             Unit::Week => (l.div_euclid(DAY) + 3).div_euclid(7),
@@ -187,14 +192,36 @@ impl Clock {
     /// Periods between two buckets from [`Clock::bucket`].
     pub fn periods(unit: Unit, from: i64, to: i64) -> i64 {
         match unit {
+            Unit::Minute => (to - from).div_euclid(MINUTE),
             Unit::Hour => (to - from).div_euclid(HOUR),
             _ => to - from,
         }
     }
 
-    /// The label of a bucket: `YYYY-MM-DDTHH`, `YYYY-MM-DD`, Monday's date, `YYYY-MM`.
+    /// The bucket `k` periods after bucket `b` (the inverse of
+    /// [`Clock::periods`]).
+    pub fn advance(unit: Unit, b: i64, k: i64) -> i64 {
+        match unit {
+            Unit::Minute => b + k * MINUTE,
+            Unit::Hour => b + k * HOUR,
+            _ => b + k,
+        }
+    }
+
+    /// The label of a bucket: `YYYY-MM-DDTHH:MM`, `YYYY-MM-DDTHH`,
+    /// `YYYY-MM-DD`, Monday's date, `YYYY-MM`.
     pub fn label(&mut self, unit: Unit, bucket: i64) -> String {
         match unit {
+            Unit::Minute => {
+                let l = self.local(bucket);
+                let (y, m, d) = civil(l.div_euclid(DAY));
+                let s = l.rem_euclid(DAY);
+                format!(
+                    "{y:04}-{m:02}-{d:02}T{:02}:{:02}",
+                    s / HOUR,
+                    s % HOUR / MINUTE
+                )
+            }
             Unit::Hour => {
                 let l = self.local(bucket);
                 let (y, m, d) = civil(l.div_euclid(DAY));

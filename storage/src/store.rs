@@ -106,6 +106,31 @@ pub struct Snapshot {
     pub shards: Vec<ShardSnapshot>,
 }
 
+impl Snapshot {
+    /// The earliest and latest event time in the snapshot, `None` when it
+    /// holds no events.
+    pub fn time_extent(&self) -> Option<(i64, i64)> {
+        let mut ext: Option<(i64, i64)> = None;
+        let mut widen = |lo: i64, hi: i64| {
+            ext = Some(ext.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        };
+        for shard in &self.shards {
+            for seg in &shard.segments {
+                let m = seg.meta();
+                if m.rows > 0 {
+                    widen(m.min_time, m.max_time);
+                }
+            }
+            for run in &shard.mem {
+                if let (Some(&lo), Some(&hi)) = (run.times.iter().min(), run.times.iter().max()) {
+                    widen(lo, hi);
+                }
+            }
+        }
+        ext
+    }
+}
+
 /// An open data directory. All methods take `&self`; share it in an `Arc`.
 pub struct Store {
     dir: PathBuf,

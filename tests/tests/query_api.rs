@@ -204,7 +204,56 @@ fn errors_name_the_path() {
             "event_prop",
         ),
     ];
-    for (q, path, msg) in cases {
+    let events = [
+        (
+            json!({"kind": "events", "metrics": []}),
+            "metrics",
+            "at least one metric",
+        ),
+        (json!({"kind": "events"}), "metrics", "is required"),
+        (
+            json!({"kind": "events", "interval": "fortnight", "metrics": [{"event": "visit"}]}),
+            "interval",
+            "allowed: minute, hour, day, week, month, total",
+        ),
+        (
+            json!({"kind": "events", "metrics": [{"event": "visit", "agg": "uniq"}]}),
+            "metrics[0].agg",
+            "allowed: count, users",
+        ),
+        (
+            json!({"kind": "events", "metrics": [{"event": "pay", "agg": "sum"}]}),
+            "metrics[0].prop",
+            "needs a numeric event property",
+        ),
+        (
+            json!({"kind": "events", "metrics": [{"event": "pay", "agg": "count", "prop": "amount"}]}),
+            "metrics[0].prop",
+            "takes no property",
+        ),
+        (
+            json!({"kind": "events", "metrics": [{"event": "pay", "agg": "avg", "prop": "amont"}]}),
+            "metrics[0].prop",
+            "did you mean \"amount\"",
+        ),
+        (
+            json!({"kind": "events", "metrics": [{"event": "pay", "agg": "avg", "prop": "amount", "by": 1}]}),
+            "metrics[0].by",
+            "unknown field",
+        ),
+        (
+            json!({"kind": "events", "metrics": [{"event": "sigup"}]}),
+            "metrics[0].event",
+            "did you mean \"signup\"",
+        ),
+        (
+            json!({"kind": "events", "interval": "minute", "metrics": [{"event": "visit"}],
+                   "time_range": {"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}}),
+            "interval",
+            "narrow time_range or use a coarser interval",
+        ),
+    ];
+    for (q, path, msg) in cases.into_iter().chain(events) {
         let (p, m, k) = err(&e, q.clone());
         assert_eq!(p, path, "{q}: {m}");
         assert!(m.contains(msg), "{q}: {m}");
@@ -382,4 +431,52 @@ fn breakdowns_of_retention_and_interval() {
         json!({"utm_source": "baidu", "plan": null})
     );
     assert_eq!(r["groups"][0]["median"], json!(60000.0));
+}
+
+#[test]
+fn events_trend_shape() {
+    let (_d, e) = engine();
+    let r = e
+        .query_json(
+            &json!({"kind": "events", "interval": "day",
+                    "time_range": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-05T00:00:00Z"},
+                    "metrics": [{"event": "visit", "agg": "count"},
+                                {"event": "visit", "agg": "users"},
+                                {"event": "pay", "agg": "sum", "prop": "amount"},
+                                {"event": "pay", "agg": "avg", "prop": "amount"},
+                                {"event": "signup", "agg": "per_user"}],
+                    "breakdown": [{"event_prop": "utm_source"}]}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    // Every day of the range is on the axis, including days with nothing.
+    assert_eq!(
+        r["buckets"],
+        json!(["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"])
+    );
+    // 40 visits one hour apart from midnight: 24 on day 1, 16 on day 2.
+    assert_eq!(r["series"][0]["values"], json!([24, 16, 0, 0]));
+    assert_eq!(r["series"][0]["total"], json!(40));
+    assert_eq!(r["series"][1]["values"], json!([24, 16, 0, 0]));
+    // Pays (users 0, 4, …, 36) two days after their visit, 99.5 each.
+    assert_eq!(r["series"][2]["values"], json!([0, 0, 597, 398]));
+    assert_eq!(r["series"][2]["total"], json!(995));
+    assert_eq!(r["series"][3]["values"], json!([null, null, 99.5, 99.5]));
+    assert_eq!(r["series"][4]["total"], json!(1));
+    assert_eq!(r["series"][2]["prop"], json!("amount"));
+    // By the visit's source; pays and signups carry no utm_source.
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 3);
+    let key = |g: &Json| g["key"]["utm_source"].clone();
+    assert_eq!(key(&groups[0]), json!("baidu"));
+    assert_eq!(groups[0]["series"][0]["values"], json!([12, 8, 0, 0]));
+    assert_eq!(key(&groups[2]), Json::Null);
+    assert_eq!(groups[2]["series"][0]["total"], json!(0));
+    assert_eq!(groups[2]["series"][2]["total"], json!(995));
+    // One total bucket.
+    let r = e
+        .query(r#"{"kind": "events", "interval": "total", "metrics": [{"event": "$any", "agg": "users"}]}"#)
+        .unwrap();
+    assert_eq!(r["buckets"], json!(["total"]));
+    assert_eq!(r["series"][0]["values"], json!([40]));
 }

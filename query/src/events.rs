@@ -1,0 +1,695 @@
+//! events — 事件分析 (segmentation / trends): per calendar bucket, how many
+//! times an event happened, by how many users, how often per user, and
+//! aggregates of a numeric property — for several metrics at once, broken
+//! down by an event or user property.
+//!
+//! Each user's events are read once; a metric's distinct users per bucket
+//! are counted with a "last user seen" mark per cell, so no per-bucket user
+//! sets are kept.
+
+use footprint_storage::{UserRows, Value};
+use serde_json::{json, Map, Value as Json};
+
+use crate::error::{QueryError, Result};
+use crate::exec::{Ctx, Prune, UserProps};
+use crate::json::{array, check_keys, Obj};
+use crate::model::{Common, EventRef, Key, Keys, Matcher};
+use crate::time::{Clock, Unit};
+
+/// Most metrics in one query.
+pub const MAX_METRICS: usize = 32;
+/// Most buckets one query may return.
+pub const MAX_BUCKETS: usize = 100_000;
+/// Most (breakdown group × metric × bucket) cells a query may hold.
+pub const MAX_CELLS: usize = 20_000_000;
+
+/// How a metric aggregates the events it matches.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Agg {
+    /// Number of events.
+    Count,
+    /// Distinct users.
+    Users,
+    /// Events per user (count / users).
+    PerUser,
+    /// Sum of a numeric property.
+    Sum,
+    /// Mean of a numeric property.
+    Avg,
+    /// Smallest value of a numeric property.
+    Min,
+    /// Largest value of a numeric property.
+    Max,
+    /// Exact percentile (linear interpolation) of a numeric property.
+    Quantile(u8),
+}
+
+const AGGS: &str = "count, users, per_user, sum, avg, min, max, p50, p90, p99";
+
+impl Agg {
+    fn parse(s: &str, path: &str) -> Result<Agg> {
+        Ok(match s {
+            "count" => Agg::Count,
+            "users" => Agg::Users,
+            "per_user" => Agg::PerUser,
+            "sum" => Agg::Sum,
+            "avg" => Agg::Avg,
+            "min" => Agg::Min,
+            "max" => Agg::Max,
+            "p50" => Agg::Quantile(50),
+            "p90" => Agg::Quantile(90),
+            "p99" => Agg::Quantile(99),
+            other => {
+                let hint = crate::suggest::nearest(other, AGGS.split(", "))
+                    .map(|s| format!(" (did you mean \"{s}\"?)"))
+                    .unwrap_or_default();
+                return Err(QueryError::invalid(
+                    path,
+                    format!("unknown agg \"{other}\"{hint}; allowed: {AGGS}"),
+                ));
+            }
+        })
+    }
+
+    /// The name used in the query and the result.
+    pub fn name(self) -> &'static str {
+        match self {
+            Agg::Count => "count",
+            Agg::Users => "users",
+            Agg::PerUser => "per_user",
+            Agg::Sum => "sum",
+            Agg::Avg => "avg",
+            Agg::Min => "min",
+            Agg::Max => "max",
+            Agg::Quantile(50) => "p50",
+            Agg::Quantile(90) => "p90",
+            Agg::Quantile(_) => "p99",
+        }
+    }
+
+    fn needs_prop(self) -> bool {
+        !matches!(self, Agg::Count | Agg::Users | Agg::PerUser)
+    }
+}
+
+/// One metric: the events it counts and how.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    /// The events.
+    pub event: EventRef,
+    /// The aggregate.
+    pub agg: Agg,
+    /// The numeric property aggregated (sum, avg, min, max, pXX).
+    pub prop: Option<String>,
+    slot: Option<usize>,
+}
+
+/// A parsed events query.
+pub struct Events {
+    /// The metrics, in result order.
+    pub metrics: Vec<Metric>,
+    /// Bucket unit; `None` for one `total` bucket.
+    pub unit: Option<Unit>,
+    matcher: Matcher,
+}
+
+impl Events {
+    /// Reads the events fields.
+    pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>) -> Result<Events> {
+        let unit = match o.opt_str("interval")? {
+            None | Some("day") => Some(Unit::Day),
+            Some("minute") => Some(Unit::Minute),
+            Some("hour") => Some(Unit::Hour),
+            Some("week") => Some(Unit::Week),
+            Some("month") => Some(Unit::Month),
+            Some("total") => None,
+            Some(other) => {
+                return Err(QueryError::invalid(
+                    o.at("interval"),
+                    format!(
+                        "unknown interval \"{other}\"; allowed: minute, hour, day, week, month, total"
+                    ),
+                ))
+            }
+        };
+        let mp = o.at("metrics");
+        let list = array(o.req("metrics")?, &mp)?;
+        if list.is_empty() {
+            return Err(QueryError::invalid(mp, "needs at least one metric"));
+        }
+        if list.len() > MAX_METRICS {
+            return Err(QueryError::invalid(
+                mp,
+                format!("at most {MAX_METRICS} metrics, got {}", list.len()),
+            ));
+        }
+        let mut metrics = Vec::with_capacity(list.len());
+        for (i, m) in list.iter().enumerate() {
+            let ip = format!("{mp}[{i}]");
+            let mut mo = Obj::new(m, &ip)?;
+            check_keys(m, &ip, &["event", "where", "agg", "prop"])?;
+            let event = EventRef::read(&mut mo, ctx)?;
+            let agg = match mo.opt_str("agg")? {
+                None => Agg::Count,
+                Some(a) => Agg::parse(a, &mo.at("agg"))?,
+            };
+            let prop = mo.opt_str("prop")?;
+            let slot = match (agg.needs_prop(), prop) {
+                (true, None) => {
+                    return Err(QueryError::invalid(
+                        mo.at("prop"),
+                        format!(
+                            "agg \"{}\" needs a numeric event property: \"prop\": NAME",
+                            agg.name()
+                        ),
+                    ))
+                }
+                (false, Some(_)) => {
+                    return Err(QueryError::invalid(
+                        mo.at("prop"),
+                        format!(
+                            "agg \"{}\" takes no property; sum, avg, min, max, p50, p90 and p99 aggregate one",
+                            agg.name()
+                        ),
+                    ))
+                }
+                (true, Some(p)) if p.is_empty() => {
+                    return Err(QueryError::invalid(mo.at("prop"), "property name is empty"))
+                }
+                (true, Some(p)) => ctx.slot(p, &mo.at("prop"))?,
+                (false, None) => None,
+            };
+            mo.finish("event, where, agg, prop")?;
+            metrics.push(Metric {
+                event,
+                agg,
+                prop: prop.map(str::to_owned),
+                slot,
+            });
+        }
+        let matcher = Matcher::new(metrics.iter().map(|m| &m.event));
+        Ok(Events {
+            metrics,
+            unit,
+            matcher,
+        })
+    }
+
+    /// Users who can count: those who did the one named event every
+    /// metric reads, when there is one.
+    fn prune(&self) -> Prune {
+        let mut known: Option<u32> = None;
+        let mut any_known = false;
+        for m in &self.metrics {
+            match m.event.id {
+                None => return Prune::None,
+                Some(None) => {}
+                Some(Some(ev)) => {
+                    if known.is_some_and(|k| k != ev) {
+                        return Prune::None;
+                    }
+                    known = Some(ev);
+                    any_known = true;
+                }
+            }
+        }
+        match known {
+            Some(ev) => Prune::Event(ev),
+            None if !any_known => Prune::Nobody,
+            None => Prune::None,
+        }
+    }
+}
+
+/// One metric's cells over the buckets (only the vectors its agg needs
+/// are allocated).
+#[derive(Debug, Clone, Default)]
+struct Series {
+    count: Vec<u64>,
+    users: Vec<u32>,
+    /// Last user counted in each cell (`u32::MAX`: none).
+    mark: Vec<u32>,
+    sum: Vec<f64>,
+    /// Values seen per cell (sum, avg, min, max).
+    n: Vec<u64>,
+    min: Vec<f64>,
+    max: Vec<f64>,
+    vals: Vec<Vec<f64>>,
+    total_users: u64,
+    total_mark: u32,
+}
+
+impl Series {
+    fn new(agg: Agg, n: usize) -> Series {
+        let mut s = Series {
+            total_mark: u32::MAX,
+            ..Series::default()
+        };
+        match agg {
+            Agg::Count => s.count = vec![0; n],
+            Agg::Users => {
+                s.users = vec![0; n];
+                s.mark = vec![u32::MAX; n];
+            }
+            Agg::PerUser => {
+                s.count = vec![0; n];
+                s.users = vec![0; n];
+                s.mark = vec![u32::MAX; n];
+            }
+            Agg::Sum | Agg::Avg => {
+                s.sum = vec![0.0; n];
+                s.n = vec![0; n];
+            }
+            Agg::Min => {
+                s.min = vec![f64::INFINITY; n];
+                s.n = vec![0; n];
+            }
+            Agg::Max => {
+                s.max = vec![f64::NEG_INFINITY; n];
+                s.n = vec![0; n];
+            }
+            Agg::Quantile(_) => s.vals = vec![Vec::new(); n],
+        }
+        s
+    }
+
+    #[inline]
+    fn add(&mut self, agg: Agg, b: usize, uid: u32, v: Option<f64>) {
+        match agg {
+            Agg::Count => self.count[b] += 1,
+            Agg::Users | Agg::PerUser => {
+                if agg == Agg::PerUser {
+                    self.count[b] += 1;
+                }
+                if self.mark[b] != uid {
+                    self.mark[b] = uid;
+                    self.users[b] += 1;
+                }
+                if self.total_mark != uid {
+                    self.total_mark = uid;
+                    self.total_users += 1;
+                }
+            }
+            _ => {
+                let Some(x) = v else { return };
+                match agg {
+                    Agg::Sum | Agg::Avg => self.sum[b] += x,
+                    Agg::Min => self.min[b] = self.min[b].min(x),
+                    Agg::Max => self.max[b] = self.max[b].max(x),
+                    _ => {
+                        self.vals[b].push(x);
+                        return;
+                    }
+                }
+                self.n[b] += 1;
+            }
+        }
+    }
+
+    fn merge(&mut self, o: Series) {
+        fn add<T: Copy + std::ops::AddAssign>(a: &mut [T], b: &[T]) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += *y;
+            }
+        }
+        add(&mut self.count, &o.count);
+        add(&mut self.users, &o.users);
+        add(&mut self.sum, &o.sum);
+        add(&mut self.n, &o.n);
+        for (x, y) in self.min.iter_mut().zip(&o.min) {
+            *x = x.min(*y);
+        }
+        for (x, y) in self.max.iter_mut().zip(&o.max) {
+            *x = x.max(*y);
+        }
+        for (x, y) in self.vals.iter_mut().zip(o.vals) {
+            x.extend(y);
+        }
+        self.total_users += o.total_users;
+    }
+
+    /// The value of bucket `b`.
+    fn value(&self, agg: Agg, b: usize) -> Json {
+        match agg {
+            Agg::Count => json!(self.count[b]),
+            Agg::Users => json!(self.users[b]),
+            Agg::PerUser => ratio(self.count[b], u64::from(self.users[b])),
+            Agg::Sum => number(self.sum[b]),
+            Agg::Avg => {
+                if self.n[b] == 0 {
+                    Json::Null
+                } else {
+                    number(self.sum[b] / self.n[b] as f64)
+                }
+            }
+            Agg::Min => present(self.n[b], self.min[b]),
+            Agg::Max => present(self.n[b], self.max[b]),
+            Agg::Quantile(p) => {
+                let mut v = self.vals[b].clone();
+                percentile(&mut v, p)
+            }
+        }
+    }
+
+    /// The value over all buckets (distinct users over the whole range).
+    fn total(&self, agg: Agg) -> Json {
+        let count: u64 = self.count.iter().sum();
+        let n: u64 = self.n.iter().sum();
+        let sum: f64 = self.sum.iter().sum();
+        match agg {
+            Agg::Count => json!(count),
+            Agg::Users => json!(self.total_users),
+            Agg::PerUser => ratio(count, self.total_users),
+            Agg::Sum => number(sum),
+            Agg::Avg => {
+                if n == 0 {
+                    Json::Null
+                } else {
+                    number(sum / n as f64)
+                }
+            }
+            Agg::Min => present(n, self.min.iter().copied().fold(f64::INFINITY, f64::min)),
+            Agg::Max => present(
+                n,
+                self.max.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ),
+            Agg::Quantile(p) => {
+                let mut all: Vec<f64> = self.vals.iter().flatten().copied().collect();
+                percentile(&mut all, p)
+            }
+        }
+    }
+
+    /// How big the total is, for ordering breakdown groups.
+    fn size(&self, agg: Agg) -> u64 {
+        match self.total(agg) {
+            Json::Number(x) => x.as_f64().map_or(0, |f| f.max(0.0) as u64),
+            _ => 0,
+        }
+    }
+}
+
+/// A float as JSON: integral values as integers (sums of whole amounts
+/// print as `120`, not `120.0`).
+fn number(x: f64) -> Json {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        json!(x as i64)
+    } else {
+        crate::exec::num(Some(x))
+    }
+}
+
+fn present(n: u64, x: f64) -> Json {
+    if n == 0 {
+        Json::Null
+    } else {
+        number(x)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> Json {
+    if b == 0 {
+        Json::Null
+    } else {
+        number(a as f64 / b as f64)
+    }
+}
+
+/// Exact percentile with linear interpolation between the nearest ranks
+/// (ClickHouse `quantileExactInclusive`, DuckDB `quantile_cont`).
+fn percentile(v: &mut [f64], p: u8) -> Json {
+    if v.is_empty() {
+        return Json::Null;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let pos = f64::from(p) / 100.0 * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = (lo + 1).min(v.len() - 1);
+    number(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
+}
+
+fn numeric(v: &Value) -> Option<f64> {
+    match v {
+        Value::Int(i) => Some(*i as f64),
+        Value::Float(f) => Some(*f),
+        _ => None,
+    }
+}
+
+struct Acc {
+    clock: Clock,
+    /// Overall series, one per metric.
+    all: Vec<Series>,
+    keys: Keys,
+    /// Per breakdown key id `k`: series `k * metrics .. (k + 1) * metrics`.
+    groups: Vec<Series>,
+    cells: usize,
+    overflow: bool,
+}
+
+/// The bucket grid: first bucket and how many.
+#[derive(Clone, Copy)]
+struct Grid {
+    unit: Option<Unit>,
+    first: i64,
+    n: usize,
+}
+
+/// Runs an events query.
+pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
+    let mut clock = Clock::new(c.tz);
+    // The x axis: every bucket of the time range, or of the data.
+    let extent = match c.range {
+        Some((from, to)) => Some((from, to - 1)),
+        None => ctx.time_extent(),
+    };
+    let grid = match (q.unit, extent) {
+        (None, _) => Grid {
+            unit: None,
+            first: 0,
+            n: 1,
+        },
+        (Some(unit), None) => Grid {
+            unit: Some(unit),
+            first: 0,
+            n: 0,
+        },
+        (Some(unit), Some((lo, hi))) => {
+            let first = clock.bucket(unit, lo);
+            let n = Clock::periods(unit, first, clock.bucket(unit, hi)) + 1;
+            if n > MAX_BUCKETS as i64 {
+                return Err(QueryError::invalid(
+                    "interval",
+                    format!(
+                        "{n} {} buckets over {}; at most {MAX_BUCKETS} — narrow time_range or use a coarser interval",
+                        unit_name(unit),
+                        if c.range.is_some() { "time_range" } else { "the stored events (no time_range)" }
+                    ),
+                ));
+            }
+            Grid {
+                unit: Some(unit),
+                first,
+                n: n.max(0) as usize,
+            }
+        }
+    };
+    let nm = q.metrics.len();
+    let init = || Acc {
+        clock: Clock::new(c.tz),
+        all: q.metrics.iter().map(|m| Series::new(m.agg, grid.n)).collect(),
+        keys: Keys::default(),
+        groups: Vec::new(),
+        cells: nm * grid.n,
+        overflow: false,
+    };
+    let acc = if grid.n == 0 {
+        init()
+    } else {
+        ctx.run(
+            c.range,
+            q.prune(),
+            init,
+            |acc, u| per_user(q, c, ctx, grid, acc, u),
+            |a, b| merge(a, b, q),
+        )?
+    };
+    if acc.overflow {
+        return Err(QueryError::invalid(
+            "breakdown",
+            format!(
+                "too many groups: breakdown values × metrics × buckets exceeds {MAX_CELLS} cells; use a coarser interval, fewer metrics or a where filter"
+            ),
+        ));
+    }
+    let labels: Vec<String> = match grid.unit {
+        None => vec!["total".to_owned()],
+        Some(unit) => (0..grid.n)
+            .map(|k| clock.label(unit, Clock::advance(unit, grid.first, k as i64)))
+            .collect(),
+    };
+    let render = |series: Vec<Series>| -> Json {
+        let list: Vec<Json> = q
+            .metrics
+            .iter()
+            .zip(&series)
+            .map(|(m, s)| {
+                let mut o = Map::new();
+                o.insert("event".into(), json!(m.event.name));
+                o.insert("agg".into(), json!(m.agg.name()));
+                if let Some(p) = &m.prop {
+                    o.insert("prop".into(), json!(p));
+                }
+                let values: Vec<Json> = (0..grid.n).map(|b| s.value(m.agg, b)).collect();
+                o.insert("values".into(), Json::Array(values));
+                o.insert("total".into(), s.total(m.agg));
+                Json::Object(o)
+            })
+            .collect();
+        Json::Array(list)
+    };
+    let mut out = json!({
+        "interval": grid.unit.map_or("total", unit_name),
+        "buckets": labels,
+        "series": render(acc.all),
+    });
+    if !c.breakdown.is_empty() {
+        let mut it = acc.groups.into_iter();
+        let groups: Vec<(Key, Vec<Series>)> = acc
+            .keys
+            .list
+            .into_iter()
+            .map(|k| (k, it.by_ref().take(nm).collect()))
+            .collect();
+        let agg0 = q.metrics[0].agg;
+        let (arr, total) = crate::model::render_groups(
+            &c.breakdown,
+            c.limit,
+            groups,
+            |s| s.first().map_or(0, |s| s.size(agg0)),
+            |s| json!({ "series": render(s) }),
+        );
+        out["groups"] = arr;
+        if let Some(total) = total {
+            out["groups_truncated"] = json!(total);
+        }
+    }
+    Ok(out)
+}
+
+fn unit_name(u: Unit) -> &'static str {
+    match u {
+        Unit::Minute => "minute",
+        Unit::Hour => "hour",
+        Unit::Day => "day",
+        Unit::Week => "week",
+        Unit::Month => "month",
+    }
+}
+
+fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u: &UserRows<'_>) {
+    if acc.overflow {
+        return;
+    }
+    let profile = ctx.profile(u.uid);
+    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+        return;
+    }
+    let uid = u.uid;
+    let nm = q.metrics.len();
+    let breakdown = !c.breakdown.is_empty();
+    let Acc {
+        clock,
+        all,
+        keys,
+        groups,
+        cells,
+        overflow,
+    } = acc;
+    crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, mask| {
+        if *overflow {
+            return;
+        }
+        let b = match grid.unit {
+            None => 0,
+            Some(unit) => {
+                let k = Clock::periods(unit, grid.first, clock.bucket(unit, u.times[i]));
+                if k < 0 || k as usize >= grid.n {
+                    return;
+                }
+                k as usize
+            }
+        };
+        let base = if breakdown {
+            let key = keys.id(&c.breakdown, u, i, profile) as usize * nm;
+            if key >= groups.len() {
+                *cells += nm * grid.n;
+                if *cells > MAX_CELLS {
+                    *overflow = true;
+                    return;
+                }
+                groups.extend(q.metrics.iter().map(|m| Series::new(m.agg, grid.n)));
+            }
+            Some(key)
+        } else {
+            None
+        };
+        let mut bits = mask;
+        while bits != 0 {
+            let m = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let metric = &q.metrics[m];
+            let v = metric.slot.and_then(|k| u.prop(k, i)).and_then(numeric);
+            all[m].add(metric.agg, b, uid, v);
+            if let Some(base) = base {
+                groups[base + m].add(metric.agg, b, uid, v);
+            }
+        }
+    });
+}
+
+fn merge(mut a: Acc, b: Acc, q: &Events) -> Acc {
+    let nm = q.metrics.len();
+    a.overflow |= b.overflow;
+    for (x, y) in a.all.iter_mut().zip(b.all) {
+        x.merge(y);
+    }
+    let mut it = b.groups.into_iter();
+    for key in b.keys.list {
+        let id = a.keys.of(key) as usize;
+        if id * nm >= a.groups.len() {
+            a.cells += nm * a.all.first().map_or(0, |s| s.len());
+            if a.cells > MAX_CELLS {
+                a.overflow = true;
+            }
+            a.groups
+                .extend(q.metrics.iter().map(|m| Series::new(m.agg, 0)));
+        }
+        for m in 0..nm {
+            if let Some(s) = it.next() {
+                let dst = &mut a.groups[id * nm + m];
+                if dst.is_empty() {
+                    *dst = s;
+                } else {
+                    dst.merge(s);
+                }
+            }
+        }
+    }
+    a
+}
+
+impl Series {
+    /// Buckets allocated (0 for a placeholder awaiting a merge).
+    fn len(&self) -> usize {
+        self.count
+            .len()
+            .max(self.users.len())
+            .max(self.n.len())
+            .max(self.vals.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
