@@ -78,29 +78,101 @@ def levels_to_steps(rows, n):
     return [sum(c for l, c in h.items() if l >= k) for k in range(1, n + 1)]
 
 
-RET_PERIODS = 30
+def ch_funnel_by_utm():
+    # windowFunnel returns only the level; the breakdown needs the chain that
+    # gave it. This replays windowFunnel's default-mode state machine with
+    # arrayFold: acc[k] / acc[k + n] hold the row and time of the step-1
+    # event of the latest chain at level k (SEMANTICS.md: same-ms events in
+    # ascending step order; the window is inclusive; a full chain ends it).
+    n = len(FUNNEL_STEPS)
+    step = "multiIf(" + ", ".join(f"event = '{e}', {i + 1}" for i, e in enumerate(FUNNEL_STEPS)) + ", 0)"
+    names = ", ".join(f"'{e}'" for e in FUNNEL_STEPS)
+    fold = f"""arrayFold((acc, x, i) -> if(acc[{n}] != 0, acc,
+                 if(x.2 = 1, arrayMap(k -> if(k = 1, i, if(k = {n + 1}, x.1, acc[k])), range(1, {2 * n + 1})),
+                 if(acc[x.2 - 1] != 0 AND x.1 <= acc[x.2 - 1 + {n}] + {W7},
+                    arrayMap(k -> if(k = x.2, acc[x.2 - 1], if(k = x.2 + {n}, acc[x.2 - 1 + {n}], acc[k])), range(1, {2 * n + 1})),
+                    acc))),
+               evs, arrayEnumerate(evs), CAST(arrayWithConstant({2 * n}, 0) AS Array(UInt64)))"""
+    level = "multiIf(" + ", ".join(f"st[{k}] != 0, {k}" for k in range(n, 0, -1)) + ", 0)"
+    return f"""SELECT utm, level, count() FROM (
+                 SELECT {level} AS level, evs[st[level]].3 AS utm FROM (
+                   SELECT {fold} AS st, evs FROM (
+                     SELECT user, arraySort(x -> (x.1, x.2), groupArray((ts, toUInt64({step}), utm_source))) AS evs
+                     FROM ev WHERE event IN ({names}) GROUP BY user)))
+               WHERE level > 0 GROUP BY utm, level"""
+
+
+def fp_funnel_by_utm(r):
+    return sorted((g["key"]["utm_source"], [s["users"] for s in g["steps"]]) for g in r["groups"])
+
+
+def funnel_groups(rows):
+    by = {}
+    for utm, level, c in rows:
+        by.setdefault(utm, []).append((level, c))
+    return sorted((u, levels_to_steps(v, len(FUNNEL_STEPS))) for u, v in by.items())
+
+
+# Retention: signup (first time) → login, in day or ISO-week buckets (UTC).
+def bucket_sql(unit, ts, div):
+    day = div(ts, DAY)
+    return day if unit == "day" else div(f"{day} + 3", 7)
+
+
+def ch_div(a, b):
+    return f"intDiv({a}, {b})"
+
+
+def duck_div(a, b):
+    return f"(({a}) // {b})"
 
 
 def fp_ret(r):
     return [r["total"]["users"]] + r["total"]["retained"][1:]
 
 
-def ch_ret():
-    conds = ", ".join(f"countIf(event = 'login' AND toDate(fromUnixTimestamp64Milli(ts), 'UTC') - d0 = {k}) > 0"
-                      for k in range(1, RET_PERIODS + 1))
-    return f"""WITH starts AS (SELECT user, toDate(fromUnixTimestamp64Milli(min(ts)), 'UTC') AS d0 FROM ev
-                WHERE event = 'signup' GROUP BY user)
-               SELECT count(), {', '.join(f'sum(r{k})' for k in range(1, RET_PERIODS + 1))} FROM (
-                 SELECT s.user, {', '.join(f"max(e.event = 'login' AND toDate(fromUnixTimestamp64Milli(e.ts), 'UTC') - s.d0 = {k}) AS r{k}" for k in range(1, RET_PERIODS + 1))}
+def ch_ret(unit, periods):
+    b0 = bucket_sql(unit, "min(ts)", ch_div)
+    b = bucket_sql(unit, "e.ts", ch_div)
+    return f"""WITH starts AS (SELECT user, {b0} AS d0 FROM ev WHERE event = 'signup' GROUP BY user)
+               SELECT count(), {', '.join(f'sum(r{k})' for k in range(1, periods + 1))} FROM (
+                 SELECT s.user, {', '.join(f"max(e.event = 'login' AND {b} - s.d0 = {k}) AS r{k}" for k in range(1, periods + 1))}
                  FROM starts s LEFT JOIN (SELECT user, event, ts FROM ev WHERE event = 'login') e ON e.user = s.user
                  GROUP BY s.user)"""
 
 
-def duck_ret():
-    return f"""WITH starts AS (SELECT user, min(ts) // {DAY} AS d0 FROM ev WHERE event = 'signup' GROUP BY user),
-               rets AS (SELECT DISTINCT s.user, (e.ts // {DAY}) - s.d0 AS k FROM starts s JOIN ev e ON e.user = s.user
-                        WHERE e.event = 'login' AND (e.ts // {DAY}) - s.d0 BETWEEN 1 AND {RET_PERIODS})
-               SELECT (SELECT count(*) FROM starts), {', '.join(f'count(*) FILTER (WHERE k = {k})' for k in range(1, RET_PERIODS + 1))} FROM rets"""
+def duck_ret(unit, periods):
+    b0 = bucket_sql(unit, "min(ts)", duck_div)
+    b = bucket_sql(unit, "e.ts", duck_div)
+    return f"""WITH starts AS (SELECT user, {b0} AS d0 FROM ev WHERE event = 'signup' GROUP BY user),
+               rets AS (SELECT DISTINCT s.user, {b} - s.d0 AS k FROM starts s JOIN ev e ON e.user = s.user
+                        WHERE e.event = 'login' AND {b} - s.d0 BETWEEN 1 AND {periods})
+               SELECT (SELECT count(*) FROM starts), {', '.join(f'count(*) FILTER (WHERE k = {k})' for k in range(1, periods + 1))} FROM rets"""
+
+
+# Daily trend of visits (events and distinct users) by utm_source.
+def fp_trend(r):
+    out = []
+    for g in r["groups"]:
+        count, users = g["series"][0]["values"], g["series"][1]["values"]
+        for day, c, u in zip(r["buckets"], count, users):
+            if c:
+                out.append((day, g["key"]["utm_source"], c, u))
+    return sorted(out)
+
+
+def ch_trend():
+    return f"""SELECT toString(toDate(intDiv(ts, {DAY}))), utm_source, count(), uniqExact(user) FROM ev
+               WHERE event = 'visit' GROUP BY 1, 2"""
+
+
+def duck_trend():
+    return f"""SELECT strftime(DATE '1970-01-01' + CAST(ts // {DAY} AS INTEGER), '%Y-%m-%d'), utm_source, count(*),
+               count(DISTINCT user) FROM ev WHERE event = 'visit' GROUP BY 1, 2"""
+
+
+def trend_rows(rows):
+    return sorted((d, u, int(c), int(n)) for d, u, c, n in rows)
 
 
 def fp_interval(r):
@@ -122,13 +194,20 @@ def duck_interval():
                SELECT count(*), min(d), max(d), quantile_cont(d, 0.5) FROM d"""
 
 
+# (name, query file, Footprint answer, ClickHouse SQL, DuckDB SQL or None, answer from rows)
 QUERIES = [
     ("funnel_4step", "benches/queries/funnel_4step.json", fp_funnel, ch_funnel(), duck_funnel(),
      lambda rows: levels_to_steps(rows, 4)),
-    ("retention_daily_30", "benches/queries/retention_daily_30.json", fp_ret, ch_ret(), duck_ret(),
-     lambda rows: [int(x) for x in rows[0]]),
+    ("funnel_4step_by_utm", "benches/queries/funnel_4step_by_utm.json", fp_funnel_by_utm, ch_funnel_by_utm(),
+     None, funnel_groups),
+    ("retention_daily_30", "benches/queries/retention_daily_30.json", fp_ret, ch_ret("day", 30),
+     duck_ret("day", 30), lambda rows: [int(x) for x in rows[0]]),
+    ("retention_weekly", "benches/queries/retention_weekly.json", fp_ret, ch_ret("week", 12),
+     duck_ret("week", 12), lambda rows: [int(x) for x in rows[0]]),
     ("interval_signup_pay", "benches/queries/interval_signup_pay.json", fp_interval, ch_interval(), duck_interval(),
      lambda rows: [int(rows[0][0]), int(rows[0][1]), int(rows[0][2]), round(float(rows[0][3]), 3)]),
+    ("trend_daily_by_utm", "benches/queries/trend_daily_by_utm.json", fp_trend, ch_trend(), duck_trend(),
+     trend_rows),
 ]
 
 
@@ -149,19 +228,27 @@ def main():
         print(f"exporting {args.data} to {export} …", file=sys.stderr)
         run([args.footprint, "export", "--data", args.data, "--parquet", export])
     files = os.path.join(export, "events", "*", "*.parquet")
+    # Property columns are p0, p1… in the files, named in their metadata.
+    import glob
+    first = sorted(glob.glob(files))[0]
+    meta = duckdb.sql(f"SELECT value FROM parquet_kv_metadata('{first}') "
+                      "WHERE key = 'footprint.property_columns'").fetchall()[0]
+    cols = {name: col for col, name in json.loads(bytes(meta[0]).decode())}
+    utm = cols["utm_source"]
 
     t = time.perf_counter()
     ch = session.Session()
     ch.query("CREATE DATABASE IF NOT EXISTS b ENGINE = Atomic")
     ch.query("DROP TABLE IF EXISTS b.ev")
-    ch.query("""CREATE TABLE b.ev (user String, event LowCardinality(String), ts UInt64)
-                ENGINE = MergeTree ORDER BY (user, ts)""")
-    ch.query(f"INSERT INTO b.ev SELECT user, event, toUnixTimestamp64Milli(time) FROM file('{files}', Parquet)")
+    ch.query("""CREATE TABLE b.ev (user String, event LowCardinality(String), ts UInt64,
+                utm_source LowCardinality(Nullable(String))) ENGINE = MergeTree ORDER BY (user, ts)""")
+    ch.query(f"INSERT INTO b.ev SELECT user, event, toUnixTimestamp64Milli(time), {utm} FROM file('{files}', Parquet)")
     ch_load = time.perf_counter() - t
     t = time.perf_counter()
     dk = duckdb.connect()
     dk.execute(f"SET threads = {args.threads}")
-    dk.execute(f"CREATE TABLE ev AS SELECT user, event, epoch_ms(time) AS ts FROM read_parquet('{files}')")
+    dk.execute(f"CREATE TABLE ev AS SELECT user, event, epoch_ms(time) AS ts, {utm} AS utm_source "
+               f"FROM read_parquet('{files}')")
     dk_load = time.perf_counter() - t
     print(f"loaded: ClickHouse {ch_load:.1f} s, DuckDB {dk_load:.1f} s", file=sys.stderr)
 
@@ -176,10 +263,16 @@ def main():
     for name, path, fp_fn, ch_sql, dk_sql, norm in QUERIES:
         fp = fp_fn(json.loads(run([args.footprint, "query", "--data", args.data, path])))
         chr_, ch_ms = timed(lambda: ch_rows(ch_sql), args.repeat)
-        dkr, dk_ms = timed(lambda: dk.execute(dk_sql).fetchall(), args.repeat)
-        chv, dkv = norm(chr_), norm(dkr)
-        same = "equal" if fp == chv == dkv else f"DIFFER: footprint {fp} clickhouse {chv} duckdb {dkv}"
+        chv = norm(chr_)
         f = fp_ms[name]
+        if dk_sql is None:
+            # No fold over a user's ordered events in plain DuckDB SQL.
+            same = "equal (ClickHouse; DuckDB not run)" if fp == chv else f"DIFFER: footprint {fp} clickhouse {chv}"
+            print(f"{name:<22} {f:>12.1f} {ch_ms:>14.1f} {'n/a':>10} {ch_ms / f:>7.1f} {'n/a':>10}  {same}")
+            continue
+        dkr, dk_ms = timed(lambda: dk.execute(dk_sql).fetchall(), args.repeat)
+        dkv = norm(dkr)
+        same = "equal" if fp == chv == dkv else f"DIFFER: footprint {fp} clickhouse {chv} duckdb {dkv}"
         print(f"{name:<22} {f:>12.1f} {ch_ms:>14.1f} {dk_ms:>10.1f} {ch_ms / f:>7.1f} {dk_ms / f:>10.1f}  {same}")
 
 
