@@ -1,13 +1,14 @@
 //! Micro-benchmarks of the kernels a query spends its time in: column
-//! decode (time deltas, event ids), the funnel state machine, and WAL
-//! append + fsync. `cargo bench -p footprint-benches`; CI only builds them.
+//! decode (time deltas, event ids), bitmap pruning (skipping users who
+//! never did step 1), the funnel state machine, and WAL append + fsync. `cargo bench -p footprint-benches`; CI only builds them.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use footprint_query::funnel::{level_with, Entry, Modes, Scratch};
 use footprint_storage::bitpack::{self, BlockReader};
 use footprint_storage::codec::{Dec, Enc};
 use footprint_storage::wal::{Wal, WalRecord};
-use footprint_storage::{Event, Value};
+use footprint_storage::{Event, ScanSpec, Store, StoreOptions, Value};
+use roaring::RoaringBitmap;
 
 fn rng(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;
@@ -54,6 +55,79 @@ fn decode(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+}
+
+/// Bitmap pruning: the per-event user bitmap is read from the segment and
+/// the scan walks only the users in it. Measures the bitmap kernels (read,
+/// membership walk) and a real segment scan with and without pruning, for
+/// an event 6% of users did.
+fn pruning(c: &mut Criterion) {
+    let users = 200_000u32;
+    let mut s = 3u64;
+    let rare: RoaringBitmap = (0..users).filter(|_| rng(&mut s) % 100 < 6).collect();
+    let mut g = c.benchmark_group("pruning");
+    g.throughput(Throughput::Elements(u64::from(users)));
+    let mut bytes = Vec::new();
+    rare.serialize_into(&mut bytes).unwrap();
+    g.bench_function("bitmap_read", |b| {
+        b.iter(|| {
+            RoaringBitmap::deserialize_unchecked_from(&bytes[..])
+                .unwrap()
+                .len()
+        })
+    });
+    g.bench_function("membership_walk", |b| {
+        b.iter(|| (0..users).filter(|u| rare.contains(*u)).count())
+    });
+    // A real segment: 200k users × 10 events, 6% of them did "pay".
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(
+        dir.path(),
+        StoreOptions {
+            shards: 1,
+            memtable_rows: 1 << 30,
+            max_segments_per_shard: 64,
+        },
+    )
+    .unwrap();
+    let mut events = Vec::new();
+    for u in 0..users {
+        for k in 0..10 {
+            let pay = k == 9 && rare.contains(u);
+            events.push(Event {
+                user: format!("u{u:07}"),
+                event: if pay { "pay" } else { "view" }.into(),
+                time: 1_767_225_600_000 + i64::from(k) * 60_000 + i64::from(u),
+                props: vec![],
+            });
+        }
+    }
+    store.ingest(events).unwrap();
+    store.flush().unwrap();
+    let snap = store.snapshot();
+    let shard = &snap.shards[0];
+    let pay = store.event_id("pay").unwrap();
+    g.throughput(Throughput::Elements(u64::from(users) * 10));
+    g.bench_function("scan_all_users", |b| {
+        let spec = ScanSpec::default();
+        b.iter(|| {
+            let mut n = 0usize;
+            shard.scan(&spec, |u| n += u.len()).unwrap();
+            n
+        })
+    });
+    g.bench_function("scan_pruned_by_bitmap", |b| {
+        b.iter(|| {
+            let spec = ScanSpec {
+                users: Some(shard.event_users(pay).unwrap()),
+                ..ScanSpec::default()
+            };
+            let mut n = 0usize;
+            shard.scan(&spec, |u| n += u.len()).unwrap();
+            n
+        })
+    });
     g.finish();
 }
 
@@ -128,5 +202,5 @@ fn wal(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, decode, funnel, wal);
+criterion_group!(benches, decode, pruning, funnel, wal);
 criterion_main!(benches);

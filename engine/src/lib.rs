@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex};
 pub mod export;
 
 pub use footprint_query as query;
-pub use footprint_query::{ErrorKind, QueryError, QueryOptions};
+pub use footprint_query::{ErrorKind, QueryError, QueryOptions, ScanStats};
 pub use footprint_storage as storage;
 pub use footprint_storage::{
     Alias, Event, Format, OpenReport, ProfileOp, ProfileUpdate, RowError, Store, StoreOptions,

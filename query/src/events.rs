@@ -123,14 +123,12 @@ impl Events {
             Some("week") => Some(Unit::Week),
             Some("month") => Some(Unit::Month),
             Some("total") => None,
-            Some(other) => {
-                return Err(QueryError::invalid(
-                    o.at("interval"),
-                    format!(
-                        "unknown interval \"{other}\"; allowed: minute, hour, day, week, month, total"
-                    ),
-                ))
-            }
+            Some(other) => return Err(QueryError::invalid(
+                o.at("interval"),
+                format!(
+                    "unknown interval \"{other}\"; allowed: minute, hour, day, week, month, total"
+                ),
+            )),
         };
         let mp = o.at("metrics");
         let list = array(o.req("metrics")?, &mp)?;
@@ -173,7 +171,7 @@ impl Events {
                         ),
                     ))
                 }
-                (true, Some(p)) if p.is_empty() => {
+                (true, Some("")) => {
                     return Err(QueryError::invalid(mo.at("prop"), "property name is empty"))
                 }
                 (true, Some(p)) => ctx.slot(p, &mo.at("prop"))?,
@@ -497,7 +495,11 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let nm = q.metrics.len();
     let init = || Acc {
         clock: Clock::new(c.tz),
-        all: q.metrics.iter().map(|m| Series::new(m.agg, grid.n)).collect(),
+        all: q
+            .metrics
+            .iter()
+            .map(|m| Series::new(m.agg, grid.n))
+            .collect(),
         keys: Keys::default(),
         groups: Vec::new(),
         cells: nm * grid.n,

@@ -22,6 +22,19 @@ pub struct QueryOptions {
     pub timeout: Option<Duration>,
     /// Set to `true` to cancel a running query.
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Filled with what the query read, when given.
+    pub stats: Option<Arc<ScanStats>>,
+}
+
+/// What a query read (for benchmarks and `--timing`).
+#[derive(Debug, Default)]
+pub struct ScanStats {
+    /// Users whose events were read.
+    pub users_read: std::sync::atomic::AtomicU64,
+    /// Events read (after time-range narrowing).
+    pub events_read: std::sync::atomic::AtomicU64,
+    /// Users counted from the per-event bitmaps without reading their events.
+    pub users_from_bitmaps: std::sync::atomic::AtomicU64,
 }
 
 /// Query-wide state: resolved names, requested columns, warnings.
@@ -39,6 +52,8 @@ pub struct Ctx<'a> {
     groups: Vec<(u32, Vec<u32>)>,
     /// Every user id in `groups`.
     grouped: RoaringBitmap,
+    /// Users [`Prune::Pair`] counted without reading.
+    only_first: std::sync::atomic::AtomicU64,
 }
 
 /// Resolves aliases (anonymous id → known id, possibly chained) into groups
@@ -90,6 +105,7 @@ impl<'a> Ctx<'a> {
             profiles: None,
             groups: Vec::new(),
             grouped: RoaringBitmap::new(),
+            only_first: std::sync::atomic::AtomicU64::new(0),
         }
         .with_aliases()
     }
@@ -191,6 +207,21 @@ impl<'a> Ctx<'a> {
         self.profiles.as_ref()?.get(&uid)
     }
 
+    /// Users a [`Prune::Pair`] run skipped because they did the first
+    /// event but never the second (for the caller to count).
+    pub fn only_first(&self) -> u64 {
+        self.only_first.load(Ordering::Relaxed)
+    }
+
+    /// Whether `range` admits every event of the snapshot (then the per-event
+    /// user bitmaps, which span all time, are exact for it).
+    pub fn covers_all(&self, range: Option<(i64, i64)>) -> bool {
+        match (range, self.time_extent()) {
+            (None, _) | (_, None) => true,
+            (Some((from, to)), Some((lo, hi))) => from <= lo && hi < to,
+        }
+    }
+
     /// The earliest and latest event time this query can see.
     pub fn time_extent(&self) -> Option<(i64, i64)> {
         self.snapshot.time_extent()
@@ -217,11 +248,12 @@ impl<'a> Ctx<'a> {
         per_user: impl Fn(&mut A, &UserRows<'_>) + Sync,
         merge: impl Fn(A, A) -> A + Sync,
     ) -> Result<A> {
-        let prune = match prune {
+        let (prune, then) = match prune {
             // Nobody ever did the event every counted user needs.
             Prune::Nobody => return Ok(init()),
-            Prune::Event(ev) => Some(ev),
-            Prune::None => None,
+            Prune::Event(ev) => (Some(ev), None),
+            Prune::Pair(ev, then) => (Some(ev), Some(then)),
+            Prune::None => (None, None),
         };
         let deadline = self.opts.timeout.map(|t| self.started + t);
         let cancel = self.opts.cancel.clone();
@@ -231,8 +263,21 @@ impl<'a> Ctx<'a> {
             .shards
             .par_iter()
             .map(|shard| {
-                let users: Option<RoaringBitmap> = match prune {
-                    Some(ev) => {
+                let users: Option<RoaringBitmap> = match (prune, then) {
+                    (Some(ev), Some(then)) => {
+                        // Users who did `ev` but never `then` are counted,
+                        // not read.
+                        let mut bm = shard.event_users(ev)?;
+                        let both = &bm & &shard.event_users(then)?;
+                        bm -= &both;
+                        bm -= &self.grouped;
+                        self.only_first.fetch_add(bm.len(), Ordering::Relaxed);
+                        if let Some(st) = &self.opts.stats {
+                            st.users_from_bitmaps.fetch_add(bm.len(), Ordering::Relaxed);
+                        }
+                        Some(both)
+                    }
+                    (Some(ev), None) => {
                         let bm = shard.event_users(ev)?;
                         // A bitmap holding nearly everyone prunes nothing but
                         // costs a lookup per user.
@@ -244,7 +289,7 @@ impl<'a> Ctx<'a> {
                             .unwrap_or(0);
                         (bm.len() * 10 < most * 9).then_some(bm)
                     }
-                    None => None,
+                    (None, _) => None,
                 };
                 let spec = ScanSpec {
                     range,
@@ -254,9 +299,12 @@ impl<'a> Ctx<'a> {
                 };
                 let mut acc = init();
                 let mut n = 0u32;
+                let (mut users_read, mut events_read) = (0u64, 0u64);
                 let mut why: Option<ErrorKind> = None;
                 let finished = shard.scan_while(&spec, |u| {
                     n = n.wrapping_add(1);
+                    users_read += 1;
+                    events_read += u.len() as u64;
                     if n == 1 || n.is_multiple_of(256) {
                         if stop.load(Ordering::Relaxed) {
                             return false;
@@ -275,6 +323,12 @@ impl<'a> Ctx<'a> {
                     per_user(&mut acc, u);
                     true
                 })?;
+                // Keep the resident set to the shards being scanned.
+                shard.release_pages();
+                if let Some(st) = &self.opts.stats {
+                    st.users_read.fetch_add(users_read, Ordering::Relaxed);
+                    st.events_read.fetch_add(events_read, Ordering::Relaxed);
+                }
                 if !finished {
                     return Err(self.stopped(why));
                 }
@@ -307,7 +361,13 @@ impl<'a> Ctx<'a> {
         let mut out = out.unwrap_or_else(&init);
         if !self.groups.is_empty() {
             let mut acc = init();
-            self.for_each_person(range, |u| per_user(&mut acc, u))?;
+            self.for_each_person(range, |u| {
+                if let Some(st) = &self.opts.stats {
+                    st.users_read.fetch_add(1, Ordering::Relaxed);
+                    st.events_read.fetch_add(u.len() as u64, Ordering::Relaxed);
+                }
+                per_user(&mut acc, u)
+            })?;
             out = merge(out, acc);
         }
         Ok(out)
@@ -417,6 +477,10 @@ pub enum Prune {
     Event(u32),
     /// The event every counted user needs was never stored: read no one.
     Nobody,
+    /// Read only users who did both events; the users who did the first
+    /// but never the second are counted into [`Ctx::only_first`] (a funnel's
+    /// level-1 users, known from the bitmaps alone).
+    Pair(u32, u32),
 }
 
 impl Prune {

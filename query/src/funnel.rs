@@ -437,8 +437,25 @@ struct Acc {
 /// Runs a funnel query.
 pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let n = f.steps.len();
-    let prune = crate::exec::Prune::by(&f.steps[0]);
-    let acc = ctx.run(
+    let mut prune = crate::exec::Prune::by(&f.steps[0]);
+    // A user who did step 1 but never step 2's event is at level 1 in every
+    // mode: count them from the bitmaps instead of reading their events,
+    // when nothing else (time range, filters, breakdown) needs their rows.
+    let mut bitmap_level1 = false;
+    if let (crate::exec::Prune::Event(first), Some(second)) = (prune, f.steps.get(1)) {
+        if let Some(second) = second.known_id() {
+            if f.steps[0].filter.is_true()
+                && c.filter.is_true()
+                && c.users.is_true()
+                && c.breakdown.is_empty()
+                && ctx.covers_all(c.range)
+            {
+                prune = crate::exec::Prune::Pair(first, second);
+                bitmap_level1 = true;
+            }
+        }
+    }
+    let mut acc = ctx.run(
         c.range,
         prune,
         || Acc {
@@ -464,6 +481,9 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             a
         },
     )?;
+    if bitmap_level1 {
+        acc.all.levels[1] += ctx.only_first();
+    }
     let mut out = json!({ "steps": steps_json(f, acc.all) });
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();

@@ -26,7 +26,7 @@ use footprint_storage::Store;
 use serde_json::Value as Json;
 
 pub use error::{ErrorKind, QueryError, Result};
-pub use exec::QueryOptions;
+pub use exec::{QueryOptions, ScanStats};
 
 const KINDS: [&str; 11] = [
     "funnel",

@@ -1,6 +1,7 @@
 //! `footprint bench`: runs a set of query files against a loaded data set,
 //! after a warm-up, and reports per query min/median/max latency, events
-//! scanned per second and peak RSS.
+//! covered per second (stored events / median), the share of them actually
+//! read (the rest pruned by time range or bitmaps) and peak RSS.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,9 +23,14 @@ pub struct BenchRow {
     pub median_ms: f64,
     /// Slowest run, ms.
     pub max_ms: f64,
-    /// Events stored divided by the median time.
+    /// Events the query covers (all stored events) divided by the median time.
     pub events_per_s: f64,
-    /// Peak resident memory of the process after this query, bytes.
+    /// Events actually read (the rest were pruned by time or bitmaps).
+    pub events_read: u64,
+    /// Users counted from bitmaps without reading their events.
+    pub users_from_bitmaps: u64,
+    /// Peak resident memory of the process while this query ran (the
+    /// high-water mark is reset before its runs), bytes.
     pub peak_rss_bytes: u64,
     /// Resident anonymous (heap) memory after this query, bytes. The
     /// allocator keeps freed memory, so this tracks the heap's peak.
@@ -76,12 +82,21 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
         engine
             .query_json(&q, Default::default())
             .with_context(|| format!("{} failed", f.display()))?;
+        // Peak RSS from here on is this query's (Linux: "5" resets VmHWM).
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
         let mut times = Vec::with_capacity(repeat);
+        let mut stats = std::sync::Arc::new(footprint_engine::ScanStats::default());
         for _ in 0..repeat.max(1) {
+            stats = std::sync::Arc::new(footprint_engine::ScanStats::default());
+            let opts = footprint_engine::QueryOptions {
+                stats: Some(stats.clone()),
+                ..Default::default()
+            };
             let t = Instant::now();
-            engine.query_json(&q, Default::default())?;
+            engine.query_json(&q, opts)?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
+        use std::sync::atomic::Ordering::Relaxed;
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         rows.push(BenchRow {
@@ -91,6 +106,8 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
             median_ms: median,
             max_ms: times[times.len() - 1],
             events_per_s: events / (median / 1e3),
+            events_read: stats.events_read.load(Relaxed),
+            users_from_bitmaps: stats.users_from_bitmaps.load(Relaxed),
             peak_rss_bytes: proc_status("VmHWM:"),
             rss_anon_bytes: proc_status("RssAnon:"),
             rss_file_bytes: proc_status("RssFile:"),
@@ -109,18 +126,36 @@ fn name(p: &Path) -> String {
 /// Prints the rows as a table.
 pub fn print(rows: &[BenchRow]) {
     println!(
-        "{:<28} {:>5} {:>10} {:>10} {:>10} {:>14} {:>10} {:>10} {:>10}",
-        "query", "runs", "min ms", "median ms", "max ms", "events/s", "peak RSS", "heap", "mapped"
+        "{:<24} {:>4} {:>8} {:>9} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9}",
+        "query",
+        "runs",
+        "min ms",
+        "median ms",
+        "max ms",
+        "events/s",
+        "read",
+        "peak RSS",
+        "heap",
+        "mapped"
     );
+    let stored = rows
+        .first()
+        .map_or(0.0, |r| r.events_per_s * r.median_ms / 1e3);
     for r in rows {
+        let read = if stored > 0.0 {
+            format!("{:.0}%", 100.0 * r.events_read as f64 / stored)
+        } else {
+            "-".into()
+        };
         println!(
-            "{:<28} {:>5} {:>10.1} {:>10.1} {:>10.1} {:>14.3e} {:>8.0}MB {:>8.0}MB {:>8.0}MB",
+            "{:<24} {:>4} {:>8.1} {:>9.1} {:>8.1} {:>10.3e} {:>7} {:>7.0}MB {:>7.0}MB {:>7.0}MB",
             r.query,
             r.runs,
             r.min_ms,
             r.median_ms,
             r.max_ms,
             r.events_per_s,
+            read,
             r.peak_rss_bytes as f64 / 1e6,
             r.rss_anon_bytes as f64 / 1e6,
             r.rss_file_bytes as f64 / 1e6

@@ -489,7 +489,7 @@ async fn query(
             &q,
             QueryOptions {
                 timeout: Some(timeout),
-                cancel: None,
+                ..Default::default()
             },
         )
     })

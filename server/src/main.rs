@@ -368,6 +368,18 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let engine = Engine::open(&data, opts)
                 .with_context(|| format!("cannot open {}", data.display()))?;
+            if !json {
+                let st = engine.stats()?;
+                println!(
+                    "{} events, {} users, {:.0} MB on disk; after open: RSS {:.0} MB (heap {:.0} MB, mapped {:.0} MB)",
+                    st.events,
+                    st.users,
+                    (st.segment_bytes + st.dict_bytes + st.wal_bytes + st.profile_bytes) as f64 / 1e6,
+                    bench::proc_status("VmRSS:") as f64 / 1e6,
+                    bench::proc_status("RssAnon:") as f64 / 1e6,
+                    bench::proc_status("RssFile:") as f64 / 1e6,
+                );
+            }
             let rows = bench::run(&engine, &files, repeat)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -450,14 +462,23 @@ fn run(cli: Cli) -> Result<i32> {
             let engine = open(&data, 16, false)?;
             let q: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{file}: the query is not valid JSON"))?;
+            let stats = std::sync::Arc::new(footprint_engine::ScanStats::default());
             let opts = footprint_engine::QueryOptions {
                 timeout: timeout_ms.map(std::time::Duration::from_millis),
                 cancel: None,
+                stats: Some(stats.clone()),
             };
             let t = Instant::now();
             let result = engine.query_json(&q, opts)?;
             if timing {
-                eprintln!("query took {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+                use std::sync::atomic::Ordering::Relaxed;
+                eprintln!(
+                    "query took {:.1} ms; read {} events of {} users; {} users counted from bitmaps",
+                    t.elapsed().as_secs_f64() * 1e3,
+                    stats.events_read.load(Relaxed),
+                    stats.users_read.load(Relaxed),
+                    stats.users_from_bitmaps.load(Relaxed),
+                );
             }
             println!("{}", serde_json::to_string_pretty(&result)?);
             Ok(0)

@@ -7,11 +7,12 @@
 //! manifest's count (a crash between the two writes) are harmless.
 
 use std::fs::OpenOptions;
+use std::hash::BuildHasher;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use crate::codec::{Dec, Enc};
 use crate::error::{Error, IoContext, Result};
@@ -19,12 +20,28 @@ use crate::error::{Error, IoContext, Result};
 /// Magic bytes opening a dictionary file (format version 1).
 pub const DICT_MAGIC: &[u8; 8] = b"FPDICT01";
 
-/// A string ↔ dense id dictionary.
+/// A string ↔ dense id dictionary, compact enough for millions of user
+/// ids: every name lives in one byte arena (plus an 8-byte end offset),
+/// and the hash index holds only 4-byte ids — about 20 bytes per name
+/// beyond its text, instead of a heap string and a map entry each.
 #[derive(Debug, Clone, Default)]
 pub struct Dict {
-    map: FxHashMap<Arc<str>, u32>,
-    names: Vec<Arc<str>>,
+    bytes: Vec<u8>,
+    /// `ends[i]`: end of name `i` in `bytes` (its start is `ends[i - 1]`).
+    ends: Vec<u64>,
+    index: HashTable<u32>,
     persisted: usize,
+}
+
+fn hash(name: &[u8]) -> u64 {
+    FxBuildHasher.hash_one(name)
+}
+
+/// Name `id` in an arena.
+fn at<'a>(bytes: &'a [u8], ends: &[u64], id: u32) -> &'a [u8] {
+    let i = id as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &bytes[start..ends[i] as usize]
 }
 
 impl Dict {
@@ -35,45 +52,66 @@ impl Dict {
 
     /// Number of names.
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ends.len()
     }
 
     /// True if empty.
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ends.is_empty()
     }
 
     /// The id of `name`, if known.
     pub fn get(&self, name: &str) -> Option<u32> {
-        self.map.get(name).copied()
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        self.index
+            .find(hash(name.as_bytes()), |&id| {
+                at(bytes, ends, id) == name.as_bytes()
+            })
+            .copied()
     }
 
     /// The id of `name`, assigning the next id if new.
     pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&id) = self.map.get(name) {
+        let h = hash(name.as_bytes());
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        if let Some(&id) = self
+            .index
+            .find(h, |&id| at(bytes, ends, id) == name.as_bytes())
+        {
             return id;
         }
-        let id = self.names.len() as u32;
-        let s: Arc<str> = Arc::from(name);
-        self.names.push(s.clone());
-        self.map.insert(s, id);
+        let id = self.ends.len() as u32;
+        self.bytes.extend_from_slice(name.as_bytes());
+        self.ends.push(self.bytes.len() as u64);
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        self.index
+            .insert_unique(h, id, |&id| hash(at(bytes, ends, id)));
         id
     }
 
     /// The name of `id` (empty string if out of range).
     pub fn name(&self, id: u32) -> &str {
-        self.names.get(id as usize).map(|s| &**s).unwrap_or("")
+        if id as usize >= self.ends.len() {
+            return "";
+        }
+        // Names only enter through `&str`, so every slice is UTF-8.
+        std::str::from_utf8(at(&self.bytes, &self.ends, id)).unwrap_or("")
     }
 
     /// All names, by id.
-    pub fn names(&self) -> &[Arc<str>] {
-        &self.names
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.ends.len() as u32).map(|id| self.name(id))
+    }
+
+    /// Heap bytes held (arena, offsets and index).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.ends.capacity() * 8 + self.index.capacity() * 5
     }
 
     /// Appends names not yet persisted to `path` and fsyncs it. Returns the
     /// durable count.
     pub fn persist(&mut self, path: &Path) -> Result<usize> {
-        if self.persisted == self.names.len() && path.exists() {
+        if self.persisted == self.len() && path.exists() {
             return Ok(self.persisted);
         }
         let new_file = !path.exists();
@@ -86,11 +124,11 @@ impl Dict {
         if new_file {
             out.extend_from_slice(DICT_MAGIC);
         }
-        if self.persisted < self.names.len() {
+        if self.persisted < self.len() {
             let mut e = Enc::new();
-            e.var((self.names.len() - self.persisted) as u64);
-            for n in &self.names[self.persisted..] {
-                e.str(n);
+            e.var((self.len() - self.persisted) as u64);
+            for id in self.persisted..self.len() {
+                e.str(self.name(id as u32));
             }
             out.extend_from_slice(&crate::wal::frame(&e.buf));
         }
@@ -101,7 +139,7 @@ impl Dict {
                 crate::fsutil::sync_dir(dir)?;
             }
         }
-        self.persisted = self.names.len();
+        self.persisted = self.len();
         Ok(self.persisted)
     }
 
@@ -120,6 +158,10 @@ impl Dict {
             return Ok(d);
         }
         let data = std::fs::read(path).at(path)?;
+        // Sized once: no rehash or regrowth peaks while loading millions.
+        d.bytes.reserve(data.len());
+        d.ends.reserve(expected);
+        d.index.reserve(expected, |_| 0);
         let bad = |why: String| Error::corrupt(PathBuf::from(path), why);
         if data.len() < 8 || &data[..8] != DICT_MAGIC {
             if data.len() < 8 && expected == 0 {
@@ -162,10 +204,10 @@ impl Dict {
                 let s = dec
                     .str()
                     .map_err(|e| bad(format!("batch at offset {pos}: {e}")))?;
-                if d.map.contains_key(s) {
+                let before = d.len();
+                if d.intern(s) as usize != before {
                     return Err(bad(format!("name {s:?} appears twice")));
                 }
-                d.intern(s);
             }
             pos += 8 + len;
         }
@@ -176,6 +218,8 @@ impl Dict {
             )));
         }
         d.persisted = d.len();
+        d.bytes.shrink_to_fit();
+        d.ends.shrink_to_fit();
         Ok(d)
     }
 }

@@ -142,10 +142,10 @@ impl<'a> SegRows<'a> {
             self.times.clear();
             self.events.clear();
             self.base = k * BLOCK;
+            // The user holding the block's first row: at or after the
+            // current one, usually a few users on.
             let starts = self.seg.user_starts();
-            self.conv_user = starts
-                .partition_point(|&s| s as usize <= self.base)
-                .saturating_sub(1);
+            self.conv_user = gallop(starts, self.conv_user, self.base as u32 + 1).saturating_sub(1);
             // Rows before `a` in this block belong to earlier, unwanted users;
             // their times are never read.
             self.last_t = self.seg.meta().min_time;
@@ -369,6 +369,83 @@ impl<'a> UserRows<'a> {
     }
 }
 
+/// Membership tests for ascending ids, amortized O(1): the bitmap is read
+/// once, front to back, instead of searched per id.
+struct Cursor<'b> {
+    it: roaring::bitmap::Iter<'b>,
+    cur: Option<u32>,
+}
+
+impl<'b> Cursor<'b> {
+    fn new(bm: &'b RoaringBitmap) -> Self {
+        let mut it = bm.iter();
+        let cur = it.next();
+        Cursor { it, cur }
+    }
+
+    /// Whether the bitmap holds `id`; ids must not decrease between calls.
+    fn contains(&mut self, id: u32) -> bool {
+        match self.cur {
+            Some(c) if c < id => {
+                self.it.advance_to(id);
+                self.cur = self.it.next();
+                self.cur == Some(id)
+            }
+            Some(c) => c == id,
+            None => false,
+        }
+    }
+}
+
+/// The first index `i >= from` with `v[i] >= x` (`v` ascending), found by
+/// galloping: cheap when it is near `from`.
+pub(crate) fn gallop(v: &[u32], from: usize, x: u32) -> usize {
+    let mut lo = from;
+    let mut step = 1;
+    let mut hi = from;
+    while hi < v.len() && v[hi] < x {
+        lo = hi + 1;
+        hi = from + step;
+        step *= 2;
+    }
+    let hi = hi.min(v.len());
+    lo + v[lo..hi].partition_point(|&y| y < x)
+}
+
+/// Calls `f(i)` for each index of `ids` (ascending user ids) whose user is
+/// in `users` (all when `None`), in order, until `f` returns `false`.
+/// Leapfrogs: a sparse bitmap skips ids by galloping, a sparse user table
+/// skips bitmap runs with `advance_to`.
+fn for_wanted(
+    ids: &[u32],
+    users: Option<&RoaringBitmap>,
+    mut f: impl FnMut(usize) -> Result<bool>,
+) -> Result<bool> {
+    let Some(users) = users else {
+        for i in 0..ids.len() {
+            if !f(i)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    };
+    let mut it = users.iter();
+    let mut i = 0;
+    while let Some(w) = it.next() {
+        i = gallop(ids, i, w);
+        let Some(&id) = ids.get(i) else { break };
+        if id == w {
+            if !f(i)? {
+                return Ok(false);
+            }
+            i += 1;
+        } else {
+            it.advance_to(id);
+        }
+    }
+    Ok(true)
+}
+
 fn overlaps(min: i64, max: i64, range: Option<(i64, i64)>) -> bool {
     match range {
         None => true,
@@ -381,6 +458,14 @@ impl ShardSnapshot {
     pub fn rows(&self) -> u64 {
         self.segments.iter().map(|s| s.meta().rows).sum::<u64>()
             + self.mem.iter().map(|r| r.len() as u64).sum::<u64>()
+    }
+
+    /// Drops the pages of this shard's segments from the process's resident
+    /// set once a scan is done with them (they stay in the page cache).
+    pub fn release_pages(&self) {
+        for seg in &self.segments {
+            seg.release_pages();
+        }
     }
 
     /// Users of this shard who did event `event` (in any time).
@@ -430,33 +515,32 @@ impl ShardSnapshot {
             }
         }
         if let [src] = &mut sources[..] {
-            // One source (the common case after compaction): walk its users.
+            // One source (the common case after compaction): walk its users,
+            // or leapfrog between its user table and the wanted bitmap.
             let (ids, starts) = src.tables();
-            for (c, &uid) in ids.iter().enumerate() {
-                let wanted = spec.users.as_ref().is_none_or(|users| users.contains(uid))
-                    && spec.skip.as_ref().is_none_or(|skip| !skip.contains(uid));
-                if !wanted {
-                    continue;
+            let mut skip = spec.skip.as_ref().map(Cursor::new);
+            return for_wanted(ids, spec.users.as_ref(), |c| {
+                let uid = ids[c];
+                if skip.as_mut().is_some_and(|s| s.contains(uid)) {
+                    return Ok(true);
                 }
                 let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
                 src.ensure(a, b)?;
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a >= b {
-                    continue;
+                    return Ok(true);
                 }
                 let src = &*src;
-                let go = f(&UserRows {
+                Ok(f(&UserRows {
                     uid,
                     times: src.times(a, b),
                     events: src.events(a, b),
                     loc: Loc::Single { src, base: a },
-                });
-                if !go {
-                    return Ok(false);
-                }
-            }
-            return Ok(true);
+                }))
+            });
         }
+        let mut users = spec.users.as_ref().map(Cursor::new);
+        let mut skip = spec.skip.as_ref().map(Cursor::new);
         let mut cursor = vec![0usize; sources.len()];
         let mut present: Vec<(usize, usize, usize)> = Vec::new();
         let mut times: Vec<i64> = Vec::new();
@@ -477,8 +561,8 @@ impl ShardSnapshot {
             if !any {
                 return Ok(true);
             }
-            let wanted = spec.users.as_ref().is_none_or(|users| users.contains(uid))
-                && spec.skip.as_ref().is_none_or(|skip| !skip.contains(uid));
+            let wanted = users.as_mut().is_none_or(|users| users.contains(uid))
+                && skip.as_mut().is_none_or(|skip| !skip.contains(uid));
             present.clear();
             for (s, src) in sources.iter_mut().enumerate() {
                 let c = cursor[s];
@@ -550,6 +634,42 @@ impl ShardSnapshot {
             });
             if !go {
                 return Ok(false);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn leapfrog_finds_exactly_the_wanted_ids(
+            ids in proptest::collection::btree_set(0u32..3000, 0..400),
+            want in proptest::collection::btree_set(0u32..3000, 0..400),
+            stop_after in 0usize..50,
+        ) {
+            let ids: Vec<u32> = ids.into_iter().collect();
+            let bm: RoaringBitmap = want.iter().copied().collect();
+            let mut got = Vec::new();
+            for_wanted(&ids, Some(&bm), |i| { got.push(ids[i]); Ok(true) }).unwrap();
+            let expect: Vec<u32> = ids.iter().copied().filter(|u| want.contains(u)).collect();
+            prop_assert_eq!(&got, &expect);
+            // Stopping early stops.
+            let mut n = 0;
+            let done = for_wanted(&ids, Some(&bm), |_| { n += 1; Ok(n <= stop_after) }).unwrap();
+            prop_assert_eq!(done, expect.len() <= stop_after);
+            // The cursor agrees with contains for ascending ids.
+            let mut c = Cursor::new(&bm);
+            for &u in &ids {
+                prop_assert_eq!(c.contains(u), bm.contains(u));
+            }
+            for (k, &x) in ids.iter().enumerate().step_by(7) {
+                for from in [0, k / 2, k] {
+                    prop_assert_eq!(gallop(&ids, from, x), k.max(from).min(k));
+                }
             }
         }
     }

@@ -635,24 +635,12 @@ impl Store {
 
     /// All event names, by id.
     pub fn event_names(&self) -> Vec<String> {
-        self.state
-            .read()
-            .events
-            .names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        self.state.read().events.iter().map(str::to_owned).collect()
     }
 
     /// All property names, by id.
     pub fn prop_names(&self) -> Vec<String> {
-        self.state
-            .read()
-            .props
-            .names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        self.state.read().props.iter().map(str::to_owned).collect()
     }
 
     /// Resolves user ids to their names.
@@ -815,9 +803,9 @@ impl Store {
         let (users, events, prop_names) = {
             let st = self.state.read();
             (
-                st.users.names().to_vec(),
-                st.events.names().to_vec(),
-                st.props.names().to_vec(),
+                st.users.clone(),
+                st.events.clone(),
+                st.props.iter().map(str::to_owned).collect::<Vec<_>>(),
             )
         };
         let spec = ScanSpec {
@@ -828,7 +816,7 @@ impl Store {
         };
         if let Some(shard) = snap.shards.get(shard as usize) {
             shard.scan(&spec, |u| {
-                let user = users.get(u.uid as usize).map_or("", |s| &**s);
+                let user = users.name(u.uid);
                 for i in 0..u.len() {
                     let mut props = Vec::new();
                     for (k, name) in prop_names.iter().enumerate() {
@@ -838,10 +826,7 @@ impl Store {
                     }
                     f(Event {
                         user: user.to_owned(),
-                        event: events
-                            .get(u.events[i] as usize)
-                            .map_or("", |s| &**s)
-                            .to_owned(),
+                        event: events.name(u.events[i]).to_owned(),
                         time: u.times[i],
                         props,
                     });

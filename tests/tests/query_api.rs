@@ -290,6 +290,7 @@ fn cancelled_query_stops_with_a_clear_error() {
         QueryOptions {
             timeout: None,
             cancel: Some(cancel),
+            ..Default::default()
         },
     ) {
         Err(footprint_engine::Error::Query(qe)) => assert_eq!(qe.kind, ErrorKind::Cancelled),
@@ -299,7 +300,7 @@ fn cancelled_query_stops_with_a_clear_error() {
         &q,
         QueryOptions {
             timeout: Some(std::time::Duration::ZERO),
-            cancel: None,
+            ..Default::default()
         },
     ) {
         Err(footprint_engine::Error::Query(qe)) => {

@@ -66,6 +66,12 @@ impl PropColumn {
 }
 
 impl Segment {
+    /// Drops this segment's pages from the process's resident set (they
+    /// stay in the page cache); see [`crate::mmap::release`].
+    pub fn release_pages(&self) {
+        crate::mmap::release(&self.map);
+    }
+
     /// Opens and verifies a segment: magic, footer checksum, and every
     /// section's checksum. Any damage is an error naming the file.
     pub fn open(path: &Path) -> Result<Segment> {
@@ -139,6 +145,8 @@ impl Segment {
             user_starts: Vec::new(),
         };
         seg.load_users()?;
+        // Verification touched every page; queries fault in what they read.
+        seg.release_pages();
         Ok(seg)
     }
 
