@@ -123,12 +123,14 @@ impl Events {
             Some("week") => Some(Unit::Week),
             Some("month") => Some(Unit::Month),
             Some("total") => None,
-            Some(other) => return Err(QueryError::invalid(
-                o.at("interval"),
-                format!(
+            Some(other) => {
+                return Err(QueryError::invalid(
+                    o.at("interval"),
+                    format!(
                     "unknown interval \"{other}\"; allowed: minute, hour, day, week, month, total"
                 ),
-            )),
+                ))
+            }
         };
         let mp = o.at("metrics");
         let list = array(o.req("metrics")?, &mp)?;

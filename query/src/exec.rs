@@ -538,8 +538,41 @@ pub fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
     Some(a + (b - a) * (pos - lo as f64))
 }
 
+/// [`quantile`] of unsorted data, by selection (linear time) instead of a
+/// full sort; reorders `v`.
+pub fn quantile_unsorted(v: &mut [i64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let pos = q * (v.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let (_, &mut a, right) = v.select_nth_unstable(lo);
+    // The next rank is the smallest value right of the selected one.
+    let b = right.iter().copied().min().unwrap_or(a);
+    let (a, b) = (a as f64, b as f64);
+    Some(a + (b - a) * (pos - lo as f64))
+}
+
 /// Renders an optional float as JSON.
 pub fn num(x: Option<f64>) -> Json {
     x.and_then(serde_json::Number::from_f64)
         .map_or(Json::Null, Json::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn selection_quantile_equals_sorted_quantile(
+            mut v in proptest::collection::vec(-1000i64..1000, 0..200),
+            q in prop_oneof![Just(0.0), Just(0.25), Just(0.5), Just(0.75), Just(1.0), 0.0f64..1.0],
+        ) {
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(quantile_unsorted(&mut v, q), quantile(&sorted, q));
+        }
+    }
 }

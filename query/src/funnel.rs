@@ -6,7 +6,7 @@ use footprint_storage::UserRows;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{num, quantile, Ctx, RowProps, UserProps};
+use crate::exec::{num, quantile_unsorted, Ctx, RowProps, UserProps};
 use crate::json::{array, Obj};
 use crate::model::{Common, EventRef, Key};
 use crate::time::parse_window;
@@ -632,10 +632,9 @@ fn steps_json(f: &Funnel, mut agg: Agg) -> Json {
             (Json::Null, Json::Null)
         } else {
             let t = &mut agg.times[i];
-            t.sort_unstable();
             let avg =
                 (!t.is_empty()).then(|| t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64);
-            (num(quantile(t, 0.5)), num(avg))
+            (num(quantile_unsorted(t, 0.5)), num(avg))
         };
         out.push(json!({
             "event": f.steps[i].name,

@@ -45,30 +45,35 @@ fn pack(values: impl Iterator<Item = u64>, n: usize, w: u32, out: &mut Vec<u8>) 
     out.truncate(start + packed_len(n, w as usize));
 }
 
+const PAD: usize = 1024 + 8;
+
 /// A scratch buffer for [`unpack`]: a block's bytes plus 8 bytes of padding.
-pub type Pad = [u8; 1024 + 8];
+pub type Pad = [u8; PAD];
 
 /// Unpacks `n` (≤ BLOCK) values of `w` bits from `raw`, appending to `out`.
-fn unpack(raw: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf: &mut Pad) {
+/// `ahead` starts where `raw` does and runs on to the end of the column.
+fn unpack(raw: &[u8], ahead: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf: &mut Pad) {
     if w == 0 {
         out.resize(out.len() + n, 0);
         return;
     }
     if w <= 56 {
-        // One unaligned 8-byte load per value from a copy padded with zeros
-        // (only the 8 bytes past the data need clearing: nothing reads
-        // further); the index mask lets the compiler drop the bounds check.
-        let len = raw.len().min(1024);
-        buf[..len].copy_from_slice(&raw[..len]);
-        buf[len..len + 8].fill(0);
+        // One unaligned 8-byte load per value from a fixed-size window, so
+        // the index mask lets the compiler drop the bounds check. The window
+        // is the column itself when a full block's bytes plus 8 follow (bits
+        // past the block only ever land above the mask), else a copy padded
+        // with zeros (only the 8 bytes past the data need clearing).
+        let src: &Pad = match ahead.get(..PAD).and_then(|s| s.try_into().ok()) {
+            Some(window) => window,
+            None => {
+                let len = raw.len().min(1024);
+                buf[..len].copy_from_slice(&raw[..len]);
+                buf[len..len + 8].fill(0);
+                buf
+            }
+        };
         let mask = (1u64 << w) - 1;
-        out.extend((0..n).map(|i| {
-            let bit = i * w;
-            let at = (bit >> 3) & 1023;
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&buf[at..at + 8]);
-            (u64::from_le_bytes(word) >> (bit & 7)) & mask
-        }));
+        out.extend((0..n).map(|i| load(src, i * w, mask)));
         return;
     }
     let mut words = [0u64; BLOCK + 1];
@@ -87,6 +92,15 @@ fn unpack(raw: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf: &mut Pad) {
         }
         out.push(v & mask);
     }
+}
+
+/// The `w`-bit value at bit offset `bit` of a padded window.
+#[inline(always)]
+fn load(src: &Pad, bit: usize, mask: u64) -> u64 {
+    let at = (bit >> 3) & 1023;
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&src[at..at + 8]);
+    (u64::from_le_bytes(word) >> (bit & 7)) & mask
 }
 
 /// Encodes `values` (any length) into `out`.
@@ -248,18 +262,20 @@ impl<'a> BlockReader<'a> {
             return Err(d.err(format!("bit width {w} is over 64")));
         }
         let n_exc = d.u8()? as usize;
+        let ahead = d.rest();
         let raw = d.take(packed_len(len, w))?;
         let base = out.len();
-        unpack(raw, len, w, out, &mut self.pad);
+        unpack(raw, ahead, len, w, out, &mut self.pad);
         if n_exc > 0 {
             let hw = d.u8()? as usize;
             if w + hw > 64 || hw == 0 {
                 return Err(d.err(format!("exceptions of {hw} bits over a width of {w}")));
             }
             let pos = d.take(n_exc)?;
+            let ahead = d.rest();
             let high = d.take(packed_len(n_exc, hw))?;
             self.high.clear();
-            unpack(high, n_exc, hw, &mut self.high, &mut self.pad);
+            unpack(high, ahead, n_exc, hw, &mut self.high, &mut self.pad);
             for (&i, &hi) in pos.iter().zip(&self.high) {
                 let i = i as usize;
                 if i >= len {

@@ -140,6 +140,10 @@ impl<'a> Dec<'a> {
             what: what.into(),
         }
     }
+    /// Every byte not read yet (not consumed).
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
     /// Takes `n` raw bytes.
     pub fn take(&mut self, n: usize) -> DResult<&'a [u8]> {
         if n > self.remaining() {
