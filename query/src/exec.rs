@@ -277,18 +277,9 @@ impl<'a> Ctx<'a> {
                         }
                         Some(both)
                     }
-                    (Some(ev), None) => {
-                        let bm = shard.event_users(ev)?;
-                        // A bitmap holding nearly everyone prunes nothing but
-                        // costs a lookup per user.
-                        let most = shard
-                            .segments
-                            .iter()
-                            .map(|s| s.meta().users)
-                            .max()
-                            .unwrap_or(0);
-                        (bm.len() * 10 < most * 9).then_some(bm)
-                    }
+                    // The scan leapfrogs the bitmap against each segment's
+                    // user table, so even a dense bitmap costs next to nothing.
+                    (Some(ev), None) => Some(shard.event_users(ev)?),
                     (None, _) => None,
                 };
                 let spec = ScanSpec {

@@ -282,6 +282,12 @@ impl Store {
                 f.sync_all().at(&path)?;
                 report.torn_tails.push((path.clone(), cut));
             }
+            if r.records.is_empty() {
+                // Nothing to replay (e.g. the fresh log of an open that
+                // wrote nothing): drop it rather than let them pile up.
+                std::fs::remove_file(&path).at(&path)?;
+                continue;
+            }
             for rec in r.records {
                 report.replayed_records += 1;
                 if let WalRecord::Events(evs) = &rec {

@@ -137,6 +137,33 @@ fn abandoned_bulk_load_leaves_nothing() {
 }
 
 #[test]
+fn reopening_without_writes_leaves_no_empty_logs_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = |u: &str| Event {
+        user: u.into(),
+        event: "a".into(),
+        time: 5,
+        props: vec![],
+    };
+    {
+        let engine = Engine::open(dir.path(), opts()).unwrap();
+        engine.ingest(vec![ev("in-the-log")]).unwrap();
+    }
+    for _ in 0..5 {
+        let engine = Engine::open(dir.path(), opts()).unwrap();
+        assert_eq!(all_events(&engine).len(), 1);
+    }
+    // The log holding the unflushed event stays; the empty ones are gone.
+    let logs = std::fs::read_dir(dir.path().join("wal")).unwrap().count();
+    assert_eq!(logs, 2, "one log with the event, one fresh log");
+    let engine = Engine::open(dir.path(), opts()).unwrap();
+    engine.ingest(vec![ev("second")]).unwrap();
+    drop(engine);
+    let engine = Engine::open(dir.path(), opts()).unwrap();
+    assert_eq!(all_events(&engine).len(), 2);
+}
+
+#[test]
 fn profiles_and_aliases_survive_reopen() {
     use footprint_engine::{Alias, ProfileOp, ProfileUpdate};
     let dir = tempfile::tempdir().unwrap();
