@@ -516,6 +516,18 @@ impl Props for UserProps<'_> {
     }
 }
 
+/// Empties a per-user scratch buffer, giving back memory a rare huge user
+/// made it take: every shard's accumulator holds its own buffers until the
+/// merge, so without this one user with millions of events would cost
+/// millions of entries per shard.
+pub fn reset<T>(v: &mut Vec<T>) {
+    const KEEP: usize = 1 << 14;
+    v.clear();
+    if v.capacity() > KEEP {
+        v.shrink_to(KEEP);
+    }
+}
+
 /// Exact quantile with linear interpolation between the two nearest ranks
 /// (ClickHouse `quantileExactInclusive`, DuckDB `quantile_cont`) of sorted data.
 pub fn quantile(sorted: &[i64], q: f64) -> Option<f64> {

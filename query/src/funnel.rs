@@ -515,7 +515,7 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     }
     let n = f.steps.len();
     let entries = &mut acc.entries;
-    entries.clear();
+    crate::exec::reset(entries);
     let mut any_step = false;
     let global = !c.filter.is_true();
     if let (false, Some(step_of), false) = (global, &f.single, f.modes.strict_order) {

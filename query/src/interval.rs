@@ -164,8 +164,8 @@ fn per_user(q: &Interval, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows
     if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
         return;
     }
-    acc.froms.clear();
-    acc.tos.clear();
+    crate::exec::reset(&mut acc.froms);
+    crate::exec::reset(&mut acc.tos);
     let (froms, tos) = (&mut acc.froms, &mut acc.tos);
     crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, m| {
         if m & 1 != 0 {
@@ -186,7 +186,7 @@ fn per_user(q: &Interval, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows
         let start = tos.partition_point(|&r| times[r] < ft);
         tos[start..].iter().copied().find(|&r| r != fi)
     };
-    acc.pairs.clear();
+    crate::exec::reset(&mut acc.pairs);
     match q.pairs {
         Pairs::First => {
             let fi = acc.froms[0];

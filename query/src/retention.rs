@@ -152,8 +152,8 @@ fn per_user(r: &Retention, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRow
     if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
         return;
     }
-    acc.starts.clear();
-    acc.returns.clear();
+    crate::exec::reset(&mut acc.starts);
+    crate::exec::reset(&mut acc.returns);
     let (starts, returns, clock) = (&mut acc.starts, &mut acc.returns, &mut acc.clock);
     crate::model::for_each_match(&r.matcher, &c.filter, u, profile, |i, m| {
         let b = clock.bucket(r.unit, u.times[i]);

@@ -234,6 +234,11 @@ impl<'a> BlockReader<'a> {
         Ok(())
     }
 
+    /// The column's bytes up to the reader's position (read or skipped).
+    pub fn consumed(&self) -> &'a [u8] {
+        self.dec.consumed()
+    }
+
     /// Values in the column.
     pub fn len(&self) -> usize {
         self.len

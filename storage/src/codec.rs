@@ -140,6 +140,10 @@ impl<'a> Dec<'a> {
             what: what.into(),
         }
     }
+    /// Every byte read (or skipped) so far.
+    pub fn consumed(&self) -> &'a [u8] {
+        &self.buf[..self.pos]
+    }
     /// Every byte not read yet (not consumed).
     pub fn rest(&self) -> &'a [u8] {
         &self.buf[self.pos..]

@@ -37,6 +37,22 @@ pub fn release(map: &Mmap) {
     let _ = unsafe { map.unchecked_advise(UncheckedAdvice::DontNeed) };
 }
 
+/// [`release`] for the whole pages inside `[offset, offset + len)` of the
+/// map (partial pages at either end stay).
+pub fn release_range(map: &Mmap, offset: usize, len: usize) {
+    const PAGE: usize = 4096;
+    let start = offset.div_ceil(PAGE) * PAGE;
+    let end = (offset.saturating_add(len)).min(map.len()) / PAGE * PAGE;
+    if start >= end {
+        return;
+    }
+    // SAFETY: as in `release`: a read-only shared mapping of a sealed file,
+    // so dropping page-table entries never changes what any slice reads.
+    // The range lies inside the map (`end <= map.len()`), and `start` is
+    // page-aligned relative to the page-aligned start of the mapping.
+    let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) };
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -59,6 +75,11 @@ mod tests {
         let view = &m[4000..9000];
         let before = view.to_vec();
         super::release(&m);
+        assert_eq!(view, &before[..]);
+        assert_eq!(&m[..], &bytes[..]);
+        super::release_range(&m, 100, 9000);
+        super::release_range(&m, 0, usize::MAX);
+        super::release_range(&m, 5000, 10);
         assert_eq!(view, &before[..]);
         assert_eq!(&m[..], &bytes[..]);
         std::fs::write(dir.path().join("empty"), b"").unwrap();

@@ -52,7 +52,14 @@ struct SegRows<'a> {
     conv_user: usize,
     last_t: i64,
     props: Vec<Option<PropStream<'a>>>,
+    /// Bytes of the time and event columns already released from the
+    /// resident set, so RSS follows the scan instead of the segment size.
+    released: [usize; 2],
 }
+
+/// How far a scan moves through a column between releases of the pages
+/// behind it.
+const RELEASE_STEP: usize = 1 << 20;
 
 /// A property column decoded a chunk at a time, alongside the rows.
 struct PropStream<'a> {
@@ -120,6 +127,7 @@ impl<'a> SegRows<'a> {
             conv_user: 0,
             last_t: 0,
             props,
+            released: [0; 2],
         })
     }
 
@@ -225,6 +233,16 @@ impl<'a> SegRows<'a> {
         }
         for p in self.props.iter_mut().flatten() {
             p.ensure(a, b)?;
+        }
+        for (r, done) in [&self.time_r, &self.event_r]
+            .into_iter()
+            .zip(&mut self.released)
+        {
+            let seen = r.consumed();
+            if seen.len() >= *done + RELEASE_STEP {
+                self.seg.release_part(&seen[*done..]);
+                *done = seen.len();
+            }
         }
         Ok(())
     }

@@ -66,6 +66,16 @@ impl PropColumn {
 }
 
 impl Segment {
+    /// Drops the whole pages of `part` (a slice of this segment's bytes,
+    /// e.g. the part of a column a scan has passed) from the resident set.
+    pub fn release_part(&self, part: &[u8]) {
+        let base = self.map.as_ptr() as usize;
+        let at = part.as_ptr() as usize;
+        if at >= base && at + part.len() <= base + self.map.len() {
+            crate::mmap::release_range(&self.map, at - base, part.len());
+        }
+    }
+
     /// Drops this segment's pages from the process's resident set (they
     /// stay in the page cache); see [`crate::mmap::release`].
     pub fn release_pages(&self) {
@@ -357,6 +367,7 @@ impl Segment {
         let Some(r) = self.prop_reader(pid)? else {
             return Ok(None);
         };
+        let mut r = r;
         let mut idx = Vec::with_capacity(self.meta.rows as usize);
         for k in 0..r.chunks() {
             r.decode_chunk(k, &mut idx)?;
@@ -419,6 +430,9 @@ impl Segment {
             bytes,
             values,
             chunks,
+            dctx: None,
+            raw: Vec::new(),
+            wide: Vec::new(),
         }))
     }
 }
@@ -431,6 +445,12 @@ pub struct PropReader<'a> {
     /// Distinct values; row indexes point here (1-based).
     pub values: Vec<Value>,
     chunks: Vec<(usize, usize)>,
+    /// Reused across chunks: the zstd context and the decode buffers (a
+    /// chunk decoded is ~1 MB of scratch that would otherwise be
+    /// allocated, faulted in and freed every 64K rows).
+    dctx: Option<zstd::bulk::Decompressor<'static>>,
+    raw: Vec<u8>,
+    wide: Vec<u64>,
 }
 
 impl PropReader<'_> {
@@ -440,7 +460,7 @@ impl PropReader<'_> {
     }
 
     /// Appends the value indexes of chunk `k` (rows `k * PROP_CHUNK ..`) to `out`.
-    pub fn decode_chunk(&self, k: usize, out: &mut Vec<u32>) -> Result<()> {
+    pub fn decode_chunk(&mut self, k: usize, out: &mut Vec<u32>) -> Result<()> {
         let bad =
             |why: String| Error::corrupt(self.seg.path(), format!("section {}: {why}", self.name));
         let &(at, len) = self
@@ -452,11 +472,20 @@ impl PropReader<'_> {
             .get(at..at + len)
             .ok_or_else(|| bad(format!("chunk {k} outside the section")))?;
         let expect = (self.seg.meta().rows as usize - k * super::PROP_CHUNK).min(super::PROP_CHUNK);
-        let raw = zstd::bulk::decompress(packed, expect * 9 + 64 + expect.div_ceil(128) * 8)
+        let dctx = match &mut self.dctx {
+            Some(d) => d,
+            None => self
+                .dctx
+                .insert(zstd::bulk::Decompressor::new().map_err(|e| bad(format!("zstd: {e}")))?),
+        };
+        self.raw.clear();
+        self.raw.reserve(expect * 9 + 64 + expect.div_ceil(128) * 8);
+        dctx.decompress_to_buffer(packed, &mut self.raw)
             .map_err(|e| bad(format!("chunk {k}: {e}")))?;
-        let mut d = Dec::new(&raw);
-        let mut idx = Vec::with_capacity(expect);
-        bitpack::decode(&mut d, expect, &mut idx).map_err(|e| bad(format!("chunk {k}: {e}")))?;
+        let mut d = Dec::new(&self.raw);
+        let idx = &mut self.wide;
+        idx.clear();
+        bitpack::decode(&mut d, expect, idx).map_err(|e| bad(format!("chunk {k}: {e}")))?;
         if idx.len() != expect {
             return Err(bad(format!(
                 "chunk {k} holds {} rows, expected {expect}",
