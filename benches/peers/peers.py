@@ -102,15 +102,42 @@ def ch_funnel_by_utm():
                WHERE level > 0 GROUP BY utm, level"""
 
 
+def duck_funnel_by_utm():
+    # The same replay as ch_funnel_by_utm with DuckDB's list_reduce: each
+    # event is [ts, step, row]; acc[k] / acc[k + n] as there.
+    n = len(FUNNEL_STEPS)
+    step = "CASE " + " ".join(f"WHEN event = '{e}' THEN {i + 1}" for i, e in enumerate(FUNNEL_STEPS)) + " END"
+    names = ", ".join(f"'{e}'" for e in FUNNEL_STEPS)
+    fold = f"""list_reduce(evs, lambda acc, x: CASE
+                 WHEN acc[{n}] != 0 THEN acc
+                 WHEN x[2] = 1 THEN list_transform(range(1, {2 * n + 1}),
+                      lambda k: CASE WHEN k = 1 THEN x[3] WHEN k = {n + 1} THEN x[1] ELSE acc[k] END)
+                 WHEN acc[x[2] - 1] != 0 AND x[1] <= acc[x[2] - 1 + {n}] + {W7} THEN list_transform(range(1, {2 * n + 1}),
+                      lambda k: CASE WHEN k = x[2] THEN acc[x[2] - 1] WHEN k = x[2] + {n} THEN acc[x[2] - 1 + {n}] ELSE acc[k] END)
+                 ELSE acc END, {[0] * (2 * n)}::BIGINT[])"""
+    level = "CASE " + " ".join(f"WHEN st[{k}] != 0 THEN {k}" for k in range(n, 0, -1)) + " ELSE 0 END"
+    return f"""WITH s AS (SELECT user, ts, {step} AS step, utm_source FROM ev WHERE event IN ({names})),
+               r AS (SELECT *, row_number() OVER (PARTITION BY user ORDER BY ts, step) AS i FROM s),
+               u AS (SELECT user, list([ts, step, i]::BIGINT[] ORDER BY i) AS evs, list(utm_source ORDER BY i) AS utms
+                     FROM r GROUP BY user),
+               f AS (SELECT {fold} AS st, utms FROM u),
+               l AS (SELECT {level} AS level, st, utms FROM f)
+               SELECT utms[st[level]] AS utm, level, count(*) FROM l WHERE level > 0 GROUP BY 1, 2"""
+
+
+def by_key(pair):
+    return (pair[0] is None, pair[0] or "")
+
+
 def fp_funnel_by_utm(r):
-    return sorted((g["key"]["utm_source"], [s["users"] for s in g["steps"]]) for g in r["groups"])
+    return sorted(((g["key"]["utm_source"], [s["users"] for s in g["steps"]]) for g in r["groups"]), key=by_key)
 
 
 def funnel_groups(rows):
     by = {}
     for utm, level, c in rows:
         by.setdefault(utm, []).append((level, c))
-    return sorted((u, levels_to_steps(v, len(FUNNEL_STEPS))) for u, v in by.items())
+    return sorted(((u, levels_to_steps(v, len(FUNNEL_STEPS))) for u, v in by.items()), key=by_key)
 
 
 # Retention: signup (first time) → login, in day or ISO-week buckets (UTC).
@@ -194,12 +221,39 @@ def duck_interval():
                SELECT count(*), min(d), max(d), quantile_cont(d, 0.5) FROM d"""
 
 
+# How many users logged in 1, 2, 3-5, 6-10, 11-20, 21-50, 51+ times.
+DIST_BOUNDS = [1, 2, 3, 6, 11, 21, 51]
+
+
+def fp_dist(r):
+    return [b["users"] for b in r["buckets"]]
+
+
+def dist_sql(case):
+    arms = [(f"c >= {b}", b) for b in reversed(DIST_BOUNDS)]
+    return f"""SELECT {case(arms)} AS b, count(*) FROM (SELECT user, count(*) AS c FROM ev WHERE event = 'login'
+               GROUP BY user) GROUP BY b"""
+
+
+def ch_dist():
+    return dist_sql(lambda arms: "multiIf(" + ", ".join(f"{c}, {b}" for c, b in arms) + ", 0)")
+
+
+def duck_dist():
+    return dist_sql(lambda arms: "CASE " + " ".join(f"WHEN {c} THEN {b}" for c, b in arms) + " ELSE 0 END")
+
+
+def dist_rows(rows):
+    h = {int(b): int(n) for b, n in rows}
+    return [h.get(b, 0) for b in DIST_BOUNDS]
+
+
 # (name, query file, Footprint answer, ClickHouse SQL, DuckDB SQL or None, answer from rows)
 QUERIES = [
     ("funnel_4step", "benches/queries/funnel_4step.json", fp_funnel, ch_funnel(), duck_funnel(),
      lambda rows: levels_to_steps(rows, 4)),
     ("funnel_4step_by_utm", "benches/queries/funnel_4step_by_utm.json", fp_funnel_by_utm, ch_funnel_by_utm(),
-     None, funnel_groups),
+     duck_funnel_by_utm(), funnel_groups),
     ("retention_daily_30", "benches/queries/retention_daily_30.json", fp_ret, ch_ret("day", 30),
      duck_ret("day", 30), lambda rows: [int(x) for x in rows[0]]),
     ("retention_weekly", "benches/queries/retention_weekly.json", fp_ret, ch_ret("week", 12),
@@ -208,6 +262,8 @@ QUERIES = [
      lambda rows: [int(rows[0][0]), int(rows[0][1]), int(rows[0][2]), round(float(rows[0][3]), 3)]),
     ("trend_daily_by_utm", "benches/queries/trend_daily_by_utm.json", fp_trend, ch_trend(), duck_trend(),
      trend_rows),
+    ("distribution_logins", "benches/queries/distribution_logins.json", fp_dist, ch_dist(), duck_dist(),
+     dist_rows),
 ]
 
 

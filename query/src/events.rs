@@ -422,10 +422,7 @@ fn percentile(v: &mut [f64], p: u8) -> Json {
         return Json::Null;
     }
     v.sort_unstable_by(f64::total_cmp);
-    let pos = f64::from(p) / 100.0 * (v.len() - 1) as f64;
-    let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(v.len() - 1);
-    number(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
+    crate::exec::quantile_f64(v, f64::from(p) / 100.0).map_or(Json::Null, number)
 }
 
 fn numeric(v: &Value) -> Option<f64> {

@@ -531,13 +531,22 @@ pub fn reset<T>(v: &mut Vec<T>) {
 /// Exact quantile with linear interpolation between the two nearest ranks
 /// (ClickHouse `quantileExactInclusive`, DuckDB `quantile_cont`) of sorted data.
 pub fn quantile(sorted: &[i64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
+    interpolate(sorted.len(), q, |i| sorted[i] as f64)
+}
+
+/// [`quantile`] of sorted floats.
+pub fn quantile_f64(sorted: &[f64], q: f64) -> Option<f64> {
+    interpolate(sorted.len(), q, |i| sorted[i])
+}
+
+/// The `q` quantile of `n` sorted values read through `at`.
+fn interpolate(n: usize, q: f64, at: impl Fn(usize) -> f64) -> Option<f64> {
+    if n == 0 {
         return None;
     }
-    let pos = q * (sorted.len() - 1) as f64;
+    let pos = q * (n - 1) as f64;
     let lo = pos.floor() as usize;
-    let hi = (lo + 1).min(sorted.len() - 1);
-    let (a, b) = (sorted[lo] as f64, sorted[hi] as f64);
+    let (a, b) = (at(lo), at((lo + 1).min(n - 1)));
     Some(a + (b - a) * (pos - lo as f64))
 }
 

@@ -91,14 +91,7 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         |acc, u| per_user(q, c, ctx, acc, u),
         |mut a, b| {
             a.all.extend(b.all);
-            for (key, v) in b.keys.list.into_iter().zip(b.groups) {
-                let id = a.keys.of(key) as usize;
-                if id == a.groups.len() {
-                    a.groups.push(v);
-                } else {
-                    a.groups[id].extend(v);
-                }
-            }
+            crate::model::merge_samples(&mut a.keys, &mut a.groups, b.keys, b.groups);
             a
         },
     )?;

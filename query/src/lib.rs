@@ -3,13 +3,15 @@
 //! columns needed) and runs each analysis as a per-user state machine over
 //! every shard in parallel.
 //!
-//! Implemented kinds: `funnel`, `retention`, `interval`, `events`. The others in the
+//! Implemented kinds: `funnel`, `retention`, `interval`, `events`,
+//! `distribution`. The others in the
 //! contract return a clear "not supported" error.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod exec;
@@ -65,6 +67,7 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         "retention" => &["start", "return", "unit", "periods", "first_time"],
         "interval" => &["from", "to", "pairs", "window", "approximate"],
         "events" => &["interval", "metrics"],
+        "distribution" => &["event", "measure", "buckets"],
         _ => &[],
     };
     if !own.is_empty() {
@@ -101,11 +104,17 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             prepare(&mut ctx, &common, q.metrics.iter().map(|m| &m.event.filter));
             events::run(&q, &common, &ctx)?
         }
+        "distribution" => {
+            let q = distribution::Distribution::parse(&mut o, &mut ctx)?;
+            o.finish(&format!("{COMMON}, event, measure, buckets"))?;
+            prepare(&mut ctx, &common, [&q.event.filter]);
+            distribution::run(&q, &common, &ctx)?
+        }
         other => {
             return Err(QueryError::unsupported(
                 kind_path,
                 format!(
-                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events"
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution"
             ),
             ))
         }

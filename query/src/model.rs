@@ -483,3 +483,17 @@ pub fn render_groups<T>(
         (total > limit).then_some(total),
     )
 }
+
+/// Merges per-key sample lists (`b_keys[i]` owns `b[i]`) into `a`,
+/// re-interning the keys: the merge step of kinds that keep samples per
+/// breakdown group.
+pub fn merge_samples<T>(a_keys: &mut Keys, a: &mut Vec<Vec<T>>, b_keys: Keys, b: Vec<Vec<T>>) {
+    for (key, v) in b_keys.list.into_iter().zip(b) {
+        let id = a_keys.of(key) as usize;
+        if id == a.len() {
+            a.push(v);
+        } else {
+            a[id].extend(v);
+        }
+    }
+}

@@ -253,7 +253,44 @@ fn errors_name_the_path() {
             "narrow time_range or use a coarser interval",
         ),
     ];
-    for (q, path, msg) in cases.into_iter().chain(events) {
+    let distribution = [
+        (
+            json!({"kind": "distribution", "event": "visit", "buckets": []}),
+            "buckets",
+            "lower bounds",
+        ),
+        (
+            json!({"kind": "distribution", "event": "visit", "buckets": [1, 3, 2]}),
+            "buckets[2]",
+            "strictly increasing",
+        ),
+        (
+            json!({"kind": "distribution", "event": "visit", "buckets": [1, "2"]}),
+            "buckets[1]",
+            "expected a number",
+        ),
+        (
+            json!({"kind": "distribution", "event": "visit", "measure": "sum"}),
+            "measure",
+            "{\"sum\": PROP}",
+        ),
+        (
+            json!({"kind": "distribution", "event": "pay", "measure": {"sum": "amont"}}),
+            "measure.sum",
+            "did you mean \"amount\"",
+        ),
+        (
+            json!({"kind": "distribution", "event": 5}),
+            "event",
+            "expected an event name",
+        ),
+        (
+            json!({"kind": "distribution", "event": {"event": "visit", "whre": {}}}),
+            "event.whre",
+            "unknown field",
+        ),
+    ];
+    for (q, path, msg) in cases.into_iter().chain(events).chain(distribution) {
         let (p, m, k) = err(&e, q.clone());
         assert_eq!(p, path, "{q}: {m}");
         assert!(m.contains(msg), "{q}: {m}");
@@ -480,4 +517,41 @@ fn events_trend_shape() {
         .unwrap();
     assert_eq!(r["buckets"], json!(["total"]));
     assert_eq!(r["series"][0]["values"], json!([40]));
+}
+
+#[test]
+fn distribution_shape() {
+    let (_d, e) = engine();
+    let r = e
+        .query(r#"{"kind": "distribution", "event": "visit", "buckets": [1, 2, 3]}"#)
+        .unwrap();
+    assert_eq!(r["users"], json!(40));
+    assert_eq!(r["below"], json!(0));
+    assert_eq!(
+        r["buckets"],
+        json!([{"from": 1, "to": 2, "users": 40}, {"from": 2, "to": 3, "users": 0},
+               {"from": 3, "to": null, "users": 0}])
+    );
+    assert_eq!(
+        (r["min"].clone(), r["median"].clone()),
+        (json!(1), json!(1.0))
+    );
+    // Revenue per paying user, by the source of… their first pay (none).
+    let r = e
+        .query_json(
+            &json!({"kind": "distribution", "event": {"event": "pay"}, "measure": {"sum": "amount"},
+                    "buckets": [0, 100], "breakdown": [{"user_prop": "plan"}]}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r["buckets"][0]["users"], json!(10));
+    assert_eq!(r["avg"], json!(99.5));
+    assert_eq!(r["groups"][0]["key"], json!({"plan": null}));
+    // Days active, in a time zone; users below the first bound are counted apart.
+    let r = e
+        .query(r#"{"kind": "distribution", "event": "$any", "measure": "days", "buckets": [2, 3], "timezone": "Asia/Shanghai"}"#)
+        .unwrap();
+    // The 10 payers were active on their visit day and their pay day.
+    assert_eq!(r["below"], json!(30));
+    assert_eq!(r["buckets"][0]["users"], json!(10));
 }

@@ -490,4 +490,104 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn distribution_matches_naive_per_user_values(
+        events in proptest::collection::vec(event_with_amount(), 0..60),
+        ev in 0usize..4,
+        measure in 0usize..3,
+        tz in 0usize..4,
+        bounds in proptest::collection::btree_set(-3i64..8, 1..5),
+        by_plan in any::<bool>(),
+        with_where in any::<bool>(),
+        range in arb_range(),
+        flush_at in 0usize..60,
+    ) {
+        let tzname = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kolkata"][tz];
+        let bounds: Vec<i64> = bounds.into_iter().collect();
+        let mut event = json!({"event": NAMES[ev]});
+        if with_where {
+            event["where"] = json!({"prop": "plan", "op": "ne", "value": "free"});
+        }
+        let measure_json = match measure {
+            0 => json!("count"),
+            1 => json!("days"),
+            _ => json!({"sum": "amount"}),
+        };
+        let mut q = json!({"kind": "distribution", "event": event, "measure": measure_json,
+                           "buckets": bounds, "timezone": tzname, "time_range": range_json(range)});
+        if by_plan {
+            q["breakdown"] = json!([{"event_prop": "plan"}]);
+        }
+        let (_d, engine) = engine_with(&events, flush_at);
+        let got = engine.query_json(&q, Default::default()).unwrap();
+        let zone: Tz = tzname.parse().unwrap();
+        // Per user: the value, and the plan of their first matching event.
+        let mut values: Vec<(f64, Json)> = Vec::new();
+        for rows in by_user(&events, range).values() {
+            let mut m: Vec<&Event> = rows.iter()
+                .filter(|e| e.event == NAMES[ev])
+                .filter(|e| !with_where || matches!(e.prop("plan"), Some(Value::Str(s)) if s != "free"))
+                .collect();
+            if m.is_empty() {
+                continue;
+            }
+            m.sort_by_key(|e| e.time);
+            let v = match measure {
+                0 => m.len() as f64,
+                1 => m.iter().map(|e| zone.timestamp_millis_opt(e.time).unwrap().date_naive())
+                        .collect::<BTreeSet<_>>().len() as f64,
+                _ => m.iter().filter_map(|e| match e.prop("amount") {
+                        Some(Value::Int(i)) => Some(*i as f64),
+                        Some(Value::Float(f)) => Some(*f),
+                        _ => None,
+                    }).sum(),
+            };
+            // Ties at the first time keep the order the events were sent in.
+            let first_t = m[0].time;
+            let first = rows.iter().find(|e| e.time == first_t && m.iter().any(|x| std::ptr::eq(*x, *e))).unwrap();
+            values.push((v, first.prop("plan").map_or(Json::Null, |v| v.to_json())));
+        }
+        let check = |got: &Json, vals: &[f64]| -> Result<(), TestCaseError> {
+            let mut v = vals.to_vec();
+            v.sort_by(f64::total_cmp);
+            let below = v.iter().filter(|&&x| x < bounds[0] as f64).count();
+            prop_assert_eq!(got["below"].as_u64(), Some(below as u64), "{}", q);
+            prop_assert_eq!(got["users"].as_u64(), Some((v.len() - below) as u64), "{}", q);
+            for (i, b) in got["buckets"].as_array().unwrap().iter().enumerate() {
+                let lo = bounds[i] as f64;
+                let hi = bounds.get(i + 1).map(|&h| h as f64);
+                let n = v.iter().filter(|&&x| x >= lo && hi.is_none_or(|h| x < h)).count();
+                prop_assert_eq!(b["users"].as_u64(), Some(n as u64), "bucket {} of {}", i, q);
+            }
+            if v.is_empty() {
+                prop_assert!(got["median"].is_null() && got["avg"].is_null());
+            } else {
+                let avg = v.iter().sum::<f64>() / v.len() as f64;
+                let pos = 0.5 * (v.len() - 1) as f64;
+                let lo = pos.floor() as usize;
+                let hi = (lo + 1).min(v.len() - 1);
+                let median = v[lo] + (v[hi] - v[lo]) * (pos - lo as f64);
+                prop_assert!(same_number(&got["avg"], &json!(avg)), "avg {} vs {} in {}", got["avg"], avg, q);
+                prop_assert!(same_number(&got["median"], &json!(median)), "median {} vs {}", got["median"], median);
+                prop_assert!(same_number(&got["min"], &json!(v[0])));
+                prop_assert!(same_number(&got["max"], &json!(v[v.len() - 1])));
+            }
+            Ok(())
+        };
+        let all: Vec<f64> = values.iter().map(|(v, _)| *v).collect();
+        check(&got, &all)?;
+        if by_plan {
+            let mut keys: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for (v, k) in &values {
+                keys.entry(k.to_string()).or_default().push(*v);
+            }
+            let groups = got["groups"].as_array().unwrap();
+            prop_assert_eq!(groups.len(), keys.len());
+            for g in groups {
+                let vals = keys.get(&g["key"]["plan"].to_string()).cloned().unwrap_or_default();
+                check(g, &vals)?;
+            }
+        }
+    }
 }
