@@ -248,6 +248,24 @@ def dist_rows(rows):
     return [h.get(b, 0) for b in DIST_BOUNDS]
 
 
+# The cohort "logged in at least 3 times in the 30 days before the range's
+# end, and not in the last 7" (benches/queries/cohort_at_risk.json).
+COHORT_FROM = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+COHORT_END = 1_774_915_200_000  # 2026-03-31T00:00:00Z
+
+
+def fp_cohort(r):
+    return r["users"]
+
+
+def cohort_sql(count_if):
+    return f"""SELECT count(*) FROM (SELECT user,
+                 {count_if(f"event = 'login' AND ts >= {COHORT_END - 30 * DAY}")} AS c30,
+                 {count_if(f"event = 'login' AND ts >= {COHORT_END - 7 * DAY}")} AS c7
+               FROM ev WHERE ts >= {COHORT_FROM} AND ts < {COHORT_END} GROUP BY user)
+               WHERE c30 >= 3 AND c7 = 0"""
+
+
 # (name, query file, Footprint answer, ClickHouse SQL, DuckDB SQL or None, answer from rows)
 QUERIES = [
     ("funnel_4step", "benches/queries/funnel_4step.json", fp_funnel, ch_funnel(), duck_funnel(),
@@ -264,6 +282,9 @@ QUERIES = [
      trend_rows),
     ("distribution_logins", "benches/queries/distribution_logins.json", fp_dist, ch_dist(), duck_dist(),
      dist_rows),
+    ("cohort_at_risk", "benches/queries/cohort_at_risk.json", fp_cohort,
+     cohort_sql(lambda c: f"countIf({c})"), cohort_sql(lambda c: f"count(*) FILTER (WHERE {c})"),
+     lambda rows: int(rows[0][0])),
 ]
 
 

@@ -54,6 +54,8 @@ pub struct Ctx<'a> {
     grouped: RoaringBitmap,
     /// Users [`Prune::Pair`] counted without reading.
     only_first: std::sync::atomic::AtomicU64,
+    /// Only these users (a saved cohort in `users`), when set.
+    cohort: Option<RoaringBitmap>,
 }
 
 /// Resolves aliases (anonymous id → known id, possibly chained) into groups
@@ -106,6 +108,7 @@ impl<'a> Ctx<'a> {
             groups: Vec::new(),
             grouped: RoaringBitmap::new(),
             only_first: std::sync::atomic::AtomicU64::new(0),
+            cohort: None,
         }
         .with_aliases()
     }
@@ -207,6 +210,53 @@ impl<'a> Ctx<'a> {
         self.profiles.as_ref()?.get(&uid)
     }
 
+    /// Restricts the query to the members of saved cohort `name` (several
+    /// cohorts intersect).
+    pub fn restrict_to_cohort(&mut self, name: &str, path: &str) -> Result<()> {
+        let members = self
+            .store
+            .cohort(name)
+            .map_err(|e| QueryError::invalid(path, e.to_string()))?;
+        let Some(members) = members else {
+            let names = self.store.cohort_names().unwrap_or_default();
+            let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            return Err(QueryError::invalid(
+                path,
+                format!(
+                    "no cohort named \"{name}\"{hint}; save one with a users query and \"save_as\"{}",
+                    if names.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; saved: {}", names.join(", "))
+                    }
+                ),
+            ));
+        };
+        self.cohort = Some(match self.cohort.take() {
+            Some(c) => c & members,
+            None => members,
+        });
+        Ok(())
+    }
+
+    /// Saves `members` as cohort `name`.
+    pub fn save_cohort(&self, name: &str, members: &RoaringBitmap) -> Result<()> {
+        self.store
+            .save_cohort(name, members)
+            .map_err(|e| QueryError {
+                kind: ErrorKind::Storage,
+                path: "save_as".into(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The names of user ids.
+    pub fn user_names(&self, ids: &[u32]) -> Vec<String> {
+        self.store.user_names(ids)
+    }
+
     /// Users a [`Prune::Pair`] run skipped because they did the first
     /// event but never the second (for the caller to count).
     pub fn only_first(&self) -> u64 {
@@ -268,6 +318,9 @@ impl<'a> Ctx<'a> {
                         // Users who did `ev` but never `then` are counted,
                         // not read.
                         let mut bm = shard.event_users(ev)?;
+                        if let Some(c) = &self.cohort {
+                            bm &= c;
+                        }
                         let both = &bm & &shard.event_users(then)?;
                         bm -= &both;
                         bm -= &self.grouped;
@@ -279,8 +332,11 @@ impl<'a> Ctx<'a> {
                     }
                     // The scan leapfrogs the bitmap against each segment's
                     // user table, so even a dense bitmap costs next to nothing.
-                    (Some(ev), None) => Some(shard.event_users(ev)?),
-                    (None, _) => None,
+                    (Some(ev), None) => Some(match &self.cohort {
+                        Some(c) => shard.event_users(ev)? & c,
+                        None => shard.event_users(ev)?,
+                    }),
+                    (None, _) => self.cohort.clone(),
                 };
                 let spec = ScanSpec {
                     range,
@@ -392,6 +448,9 @@ impl<'a> Ctx<'a> {
         }
         let (mut times, mut events, mut props) = (Vec::new(), Vec::new(), Vec::new());
         for (known, members) in &self.groups {
+            if self.cohort.as_ref().is_some_and(|c| !c.contains(*known)) {
+                continue;
+            }
             let mut all: Vec<(i64, usize, usize)> = Vec::new();
             for (m, uid) in members.iter().enumerate() {
                 if let Some(r) = rows.get(uid) {

@@ -4,7 +4,7 @@
 //! every shard in parallel.
 //!
 //! Implemented kinds: `funnel`, `retention`, `interval`, `events`,
-//! `distribution`. The others in the
+//! `distribution`, `users`. The others in the
 //! contract return a clear "not supported" error.
 
 #![warn(missing_docs)]
@@ -23,6 +23,7 @@ pub mod model;
 pub mod retention;
 pub mod suggest;
 pub mod time;
+pub mod users;
 
 use footprint_storage::Store;
 use serde_json::Value as Json;
@@ -68,6 +69,7 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         "interval" => &["from", "to", "pairs", "window", "approximate"],
         "events" => &["interval", "metrics"],
         "distribution" => &["event", "measure", "buckets"],
+        "users" => &["profile", "did", "did_not", "save_as", "return_users"],
         _ => &[],
     };
     if !own.is_empty() {
@@ -110,11 +112,28 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             prepare(&mut ctx, &common, [&q.event.filter]);
             distribution::run(&q, &common, &ctx)?
         }
+        "users" => {
+            // `within` windows end at the end of the range, or now.
+            let end = common.range.map_or_else(now_ms, |r| r.1);
+            let q = users::Users::parse(&mut o, &mut ctx, end)?;
+            o.finish(&format!(
+                "{COMMON}, profile, did, did_not, save_as, return_users"
+            ))?;
+            prepare(
+                &mut ctx,
+                &common,
+                q.conditions.iter().map(|c| &c.event.filter),
+            );
+            if !q.profile.is_true() {
+                ctx.need_profiles();
+            }
+            users::run(&q, &common, &ctx)?
+        }
         other => {
             return Err(QueryError::unsupported(
                 kind_path,
                 format!(
-                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution"
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users"
             ),
             ))
         }
@@ -148,4 +167,10 @@ fn prepare<'f>(
     if user {
         ctx.need_profiles();
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

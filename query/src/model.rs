@@ -137,7 +137,7 @@ impl Common {
         };
         let users = match o.opt("users") {
             None => Filter::True,
-            Some(u) => parse_users(u, &o.at("users"))?,
+            Some(u) => parse_users(u, &o.at("users"), ctx)?,
         };
         let mut breakdown = Vec::new();
         if let Some(b) = o.opt("breakdown") {
@@ -184,17 +184,45 @@ impl Common {
 }
 
 /// Parses the `users` condition: a filter over profile properties, where a
-/// comparison may say `"prop"` or `"user_prop"`; `{"cohort": NAME}` is not
-/// supported yet.
-fn parse_users(v: &Json, path: &str) -> Result<Filter> {
-    if let Json::Object(m) = v {
-        if m.contains_key("cohort") {
-            return Err(QueryError::unsupported(
-                format!("{path}.cohort"),
-                "saved cohorts are not supported yet (the users kind that saves them is not implemented)",
-            ));
+/// comparison may say `"prop"` or `"user_prop"`, and saved cohorts as
+/// `{"cohort": NAME}` — alone or as items of a top-level `and` — which
+/// restrict the users every scan reads.
+fn parse_users(v: &Json, path: &str, ctx: &mut Ctx<'_>) -> Result<Filter> {
+    let cohort = |c: &Json, p: &str, ctx: &mut Ctx<'_>| -> Result<()> {
+        let mut o = Obj::new(c, p)?;
+        let np = o.at("cohort");
+        let name = o.req_str("cohort")?;
+        o.finish("cohort")?;
+        ctx.restrict_to_cohort(name, &np)
+    };
+    let is_cohort = |c: &Json| matches!(c, Json::Object(m) if m.contains_key("cohort"));
+    if is_cohort(v) {
+        cohort(v, path, ctx)?;
+        return Ok(Filter::True);
+    }
+    if let Some(Json::Array(items)) = v.get("and") {
+        if items.iter().any(is_cohort) {
+            let mut rest = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                let ip = format!("{path}.and[{i}]");
+                if is_cohort(item) {
+                    cohort(item, &ip, ctx)?;
+                } else {
+                    rest.push(parse_profile_filter(item, &ip)?);
+                }
+            }
+            return Ok(if rest.is_empty() {
+                Filter::True
+            } else {
+                Filter::And(rest)
+            });
         }
     }
+    parse_profile_filter(v, path)
+}
+
+/// Parses a filter over profile properties (`prop` means `user_prop`).
+pub fn parse_profile_filter(v: &Json, path: &str) -> Result<Filter> {
     // Rewrite `prop` to `user_prop` so both spellings read the profile.
     fn rewrite(v: &Json) -> Json {
         match v {
@@ -214,7 +242,31 @@ fn parse_users(v: &Json, path: &str) -> Result<Filter> {
             other => other.clone(),
         }
     }
+    if let Some(p) = find_cohort(v, path) {
+        return Err(QueryError::invalid(
+            p,
+            "a cohort can be used alone or as an item of a top-level \"and\"",
+        ));
+    }
     Filter::parse(&rewrite(v), path, &mut |_| None)
+}
+
+/// The path of a `{"cohort": …}` nested anywhere in a filter.
+fn find_cohort(v: &Json, path: &str) -> Option<String> {
+    match v {
+        Json::Object(m) => {
+            if m.contains_key("cohort") {
+                return Some(format!("{path}.cohort"));
+            }
+            m.iter()
+                .find_map(|(k, x)| find_cohort(x, &format!("{path}.{k}")))
+        }
+        Json::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| find_cohort(x, &format!("{path}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// A breakdown key: one optional value per dimension.

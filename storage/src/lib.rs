@@ -25,6 +25,7 @@
 pub mod bitpack;
 pub mod bulk;
 pub mod codec;
+pub mod cohorts;
 pub mod dict;
 pub mod error;
 pub mod event;

@@ -639,6 +639,21 @@ impl Store {
         self.state.read().users.get(name)
     }
 
+    /// Saves (replaces) the cohort `name`: a set of user ids.
+    pub fn save_cohort(&self, name: &str, members: &roaring::RoaringBitmap) -> Result<()> {
+        crate::cohorts::save(&self.dir, name, members)
+    }
+
+    /// The members of cohort `name`, `None` if there is none.
+    pub fn cohort(&self, name: &str) -> Result<Option<roaring::RoaringBitmap>> {
+        crate::cohorts::load(&self.dir, name)
+    }
+
+    /// The saved cohorts' names.
+    pub fn cohort_names(&self) -> Result<Vec<String>> {
+        crate::cohorts::list(&self.dir)
+    }
+
     /// All event names, by id.
     pub fn event_names(&self) -> Vec<String> {
         self.state.read().events.iter().map(str::to_owned).collect()

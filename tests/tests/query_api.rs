@@ -298,11 +298,12 @@ fn errors_name_the_path() {
     }
     let (p, m, k) = err(&e, json!({"kind": "paths", "start": {"event": "visit"}}));
     assert_eq!((p.as_str(), k), ("kind", ErrorKind::NotSupported), "{m}");
-    let (p, _, k) = err(
+    let (p, m, k) = err(
         &e,
         json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "users": {"cohort": "x"}}),
     );
-    assert_eq!((p.as_str(), k), ("users.cohort", ErrorKind::NotSupported));
+    assert_eq!((p.as_str(), k), ("users.cohort", ErrorKind::Invalid));
+    assert!(m.contains("no cohort named \"x\""), "{m}");
     let r = e.query("{not json");
     assert!(r.unwrap_err().to_string().contains("line 1 column 2"));
 }
@@ -554,4 +555,81 @@ fn distribution_shape() {
     // The 10 payers were active on their visit day and their pay day.
     assert_eq!(r["below"], json!(30));
     assert_eq!(r["buckets"][0]["users"], json!(10));
+}
+
+#[test]
+fn users_cohorts_save_and_restrict_other_queries() {
+    let (_d, e) = engine();
+    // Signed up, never paid: even users not divisible by 4.
+    let r = e
+        .query_json(
+            &json!({"kind": "users", "did": [{"event": "signup"}], "did_not": [{"event": "pay"}],
+                    "save_as": "unpaid", "return_users": 3}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r["users"], json!(10));
+    assert_eq!(r["ids"].as_array().unwrap().len(), 3);
+    assert_eq!(r["saved_as"], json!("unpaid"));
+    // The cohort restricts any query.
+    let f = e
+        .query_json(
+            &json!({"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}], "window": 60000,
+                    "users": {"cohort": "unpaid"}}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(f["steps"][0]["users"], json!(10));
+    assert_eq!(f["steps"][1]["users"], json!(10));
+    let t = e
+        .query_json(
+            &json!({"kind": "events", "interval": "total", "metrics": [{"event": "$any", "agg": "users"}],
+                    "users": {"and": [{"cohort": "unpaid"}, {"prop": "plan", "op": "is_not_set"}]}}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(t["series"][0]["total"], json!(10));
+    // Counts and windows: paid within the day before the range's end.
+    let r = e
+        .query_json(
+            &json!({"kind": "users", "time_range": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-03T12:00:00Z"},
+                    "did": [{"event": "pay", "within": {"value": 1, "unit": "day"}},
+                            {"event": "visit", "count": {"op": "eq", "value": 1}}]}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r["users"], json!(3), "{r}");
+    // Errors name the path.
+    for (q, path, msg) in [
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "users": {"cohort": "unpayd"}}),
+            "users.cohort",
+            "did you mean \"unpaid\"",
+        ),
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1,
+                   "users": {"or": [{"cohort": "unpaid"}]}}),
+            "users.or[0].cohort",
+            "top-level",
+        ),
+        (
+            json!({"kind": "users", "did": [{"event": "visit", "count": {"op": "ge", "value": 1}}]}),
+            "did[0].count.op",
+            "allowed: eq, ne, gt, gte, lt, lte",
+        ),
+        (
+            json!({"kind": "users", "did_not": [{"event": "visit", "count": {"op": "eq", "value": 1}}]}),
+            "did_not[0].count",
+            "unknown field",
+        ),
+        (
+            json!({"kind": "users", "did": [{"event": "visit"}], "save_as": "../x"}),
+            "save_as",
+            "invalid cohort name",
+        ),
+    ] {
+        let (p, m, _) = err(&e, q.clone());
+        assert_eq!(p, path, "{q}: {m}");
+        assert!(m.contains(msg), "{q}: {m}");
+    }
 }

@@ -590,4 +590,48 @@ proptest! {
             }
         }
     }
+    #[test]
+    fn users_match_naive_conditions(
+        events in proptest::collection::vec(event(), 0..60),
+        did in proptest::collection::vec((0usize..4, 0usize..3, 0u64..3, 0usize..4), 0..3),
+        did_not in proptest::collection::vec((0usize..4, 0usize..4), 0..2),
+        range in arb_range(),
+        flush_at in 0usize..60,
+    ) {
+        let windows = [None, Some(10i64), Some(1_000_000), Some(86_400_000)];
+        let ops = ["gte", "eq", "lt"];
+        let window_json = |w: Option<i64>| w.map_or(Json::Null, |w| json!(w));
+        let did_json: Vec<Json> = did.iter().map(|&(e, op, v, w)| json!({
+            "event": NAMES[e], "count": {"op": ops[op], "value": v}, "within": window_json(windows[w])
+        })).collect();
+        let not_json: Vec<Json> = did_not.iter().map(|&(e, w)| json!({
+            "event": NAMES[e], "within": window_json(windows[w])
+        })).collect();
+        let q = json!({"kind": "users", "did": did_json, "did_not": not_json,
+                       "time_range": range_json(range), "return_users": 100});
+        let (_d, engine) = engine_with(&events, flush_at);
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let got = engine.query_json(&q, Default::default()).unwrap();
+        // Windows end at the range's end, or now (all generated times are long past).
+        let end = range.map_or(before, |r| r.1);
+        let mut want: BTreeSet<String> = BTreeSet::new();
+        for (user, rows) in by_user(&events, range) {
+            let count = |e: usize, w: Option<i64>| rows.iter()
+                .filter(|x| x.event == NAMES[e] && w.is_none_or(|w| x.time >= end - w))
+                .count() as u64;
+            let ok_did = did.iter().all(|&(e, op, v, w)| {
+                let n = count(e, windows[w]);
+                match ops[op] { "gte" => n >= v, "eq" => n == v, _ => n < v }
+            });
+            let ok_not = did_not.iter().all(|&(e, w)| count(e, windows[w]) == 0);
+            if ok_did && ok_not {
+                want.insert(user);
+            }
+        }
+        prop_assert_eq!(got["users"].as_u64(), Some(want.len() as u64), "{}", q);
+        let ids: BTreeSet<String> = got["ids"].as_array().unwrap().iter()
+            .map(|v| v.as_str().unwrap().to_string()).collect();
+        prop_assert_eq!(ids, want);
+    }
+
 }

@@ -1,0 +1,235 @@
+//! users — 用户分群: the users whose profile matches and who did (or did
+//! not do) events a number of times within a window that ends at the end of
+//! the time range (default: now). Returns the count and some ids, and with
+//! `save_as` stores the members as a cohort usable as `{"cohort": NAME}` in
+//! any query's `users`.
+
+use footprint_storage::UserRows;
+use roaring::RoaringBitmap;
+use serde_json::{json, Value as Json};
+
+use crate::error::{QueryError, Result};
+use crate::exec::{Ctx, Prune, UserProps};
+use crate::filter::Filter;
+use crate::json::{array, check_keys, Obj};
+use crate::model::{Common, EventRef, Matcher};
+use crate::time::parse_window;
+
+/// Most conditions in `did` and `did_not` together (one matcher bit each).
+pub const MAX_CONDITIONS: usize = 32;
+/// Most ids a query may return.
+pub const MAX_RETURN: u64 = 100_000;
+
+/// A comparison of a user's event count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `>`
+    Gt,
+    /// `>=`
+    Gte,
+    /// `<`
+    Lt,
+    /// `<=`
+    Lte,
+}
+
+impl CountOp {
+    fn holds(self, n: u64, v: u64) -> bool {
+        match self {
+            CountOp::Eq => n == v,
+            CountOp::Ne => n != v,
+            CountOp::Gt => n > v,
+            CountOp::Gte => n >= v,
+            CountOp::Lt => n < v,
+            CountOp::Lte => n <= v,
+        }
+    }
+}
+
+/// One `did` / `did_not` condition.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// The events counted.
+    pub event: EventRef,
+    /// The count must satisfy `op value`.
+    pub op: CountOp,
+    /// The operand.
+    pub value: u64,
+    /// Only events at or after this instant count (the window's start).
+    pub since: Option<i64>,
+}
+
+/// A parsed users query.
+pub struct Users {
+    /// Profile condition.
+    pub profile: Filter,
+    /// Conditions, `did` then `did_not` (as count == 0).
+    pub conditions: Vec<Condition>,
+    /// Ids to return.
+    pub return_users: usize,
+    /// Name to save the members under.
+    pub save_as: Option<String>,
+    matcher: Matcher,
+}
+
+impl Users {
+    /// Reads the users fields. `end` is where `within` windows end.
+    pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>, end: i64) -> Result<Users> {
+        let profile = match o.opt("profile") {
+            None => Filter::True,
+            Some(v) => crate::model::parse_profile_filter(v, &o.at("profile"))?,
+        };
+        let mut conditions = Vec::new();
+        for (key, negated) in [("did", false), ("did_not", true)] {
+            let Some(list) = o.opt(key) else { continue };
+            let lp = o.at(key);
+            for (i, c) in array(list, &lp)?.iter().enumerate() {
+                let ip = format!("{lp}[{i}]");
+                let allowed: &[&str] = if negated {
+                    &["event", "where", "within"]
+                } else {
+                    &["event", "where", "within", "count"]
+                };
+                check_keys(c, &ip, allowed)?;
+                let mut co = Obj::new(c, &ip)?;
+                let event = EventRef::read(&mut co, ctx)?;
+                let (op, value) = match (negated, co.opt("count")) {
+                    (true, _) => (CountOp::Eq, 0),
+                    (false, None) => (CountOp::Gte, 1),
+                    (false, Some(v)) => parse_count(v, &co.at("count"))?,
+                };
+                let since = match co.opt("within") {
+                    None => None,
+                    Some(w) => Some(end.saturating_sub(parse_window(w, &co.at("within"))?)),
+                };
+                co.finish(&allowed.join(", "))?;
+                conditions.push(Condition {
+                    event,
+                    op,
+                    value,
+                    since,
+                });
+            }
+        }
+        if conditions.len() > MAX_CONDITIONS {
+            return Err(QueryError::invalid(
+                o.at("did"),
+                format!("at most {MAX_CONDITIONS} conditions in did and did_not together"),
+            ));
+        }
+        let return_users = o.opt_uint("return_users", MAX_RETURN)?.unwrap_or(100) as usize;
+        let save_as = match o.opt_str("save_as")? {
+            None => None,
+            Some(name) => {
+                footprint_storage::cohorts::check_name(name)
+                    .map_err(|m| QueryError::invalid(o.at("save_as"), m))?;
+                Some(name.to_owned())
+            }
+        };
+        let matcher = Matcher::new(conditions.iter().map(|c| &c.event));
+        Ok(Users {
+            profile,
+            conditions,
+            return_users,
+            save_as,
+            matcher,
+        })
+    }
+
+    /// Users who can match: those who did the event of a condition that
+    /// needs at least one event, when there is one.
+    fn prune(&self) -> Prune {
+        for c in &self.conditions {
+            if !c.op.holds(0, c.value) {
+                return Prune::by(&c.event);
+            }
+        }
+        Prune::None
+    }
+}
+
+fn parse_count(v: &Json, path: &str) -> Result<(CountOp, u64)> {
+    let mut o = Obj::new(v, path)?;
+    let op = match o.req_str("op")? {
+        "eq" => CountOp::Eq,
+        "ne" => CountOp::Ne,
+        "gt" => CountOp::Gt,
+        "gte" => CountOp::Gte,
+        "lt" => CountOp::Lt,
+        "lte" => CountOp::Lte,
+        other => {
+            return Err(QueryError::invalid(
+                o.at("op"),
+                format!("unknown count op \"{other}\"; allowed: eq, ne, gt, gte, lt, lte"),
+            ))
+        }
+    };
+    let value = crate::json::uint(o.req("value")?, &o.at("value"), u32::MAX as u64)?;
+    o.finish("op, value")?;
+    Ok((op, value))
+}
+
+#[derive(Default)]
+struct Acc {
+    members: RoaringBitmap,
+    counts: Vec<u64>,
+}
+
+/// Runs a users query; saves the cohort when asked.
+pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
+    let acc = ctx.run(
+        c.range,
+        q.prune(),
+        Acc::default,
+        |acc, u| per_user(q, c, ctx, acc, u),
+        |mut a, b| {
+            a.members |= b.members;
+            a
+        },
+    )?;
+    let ids: Vec<u32> = acc.members.iter().take(q.return_users).collect();
+    let mut out = json!({
+        "users": acc.members.len(),
+        "ids": ctx.user_names(&ids),
+    });
+    if let Some(name) = &q.save_as {
+        ctx.save_cohort(name, &acc.members)?;
+        out["saved_as"] = json!(name);
+    }
+    Ok(out)
+}
+
+fn per_user(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
+    let profile = ctx.profile(u.uid);
+    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+        return;
+    }
+    if !q.profile.is_true() && !q.profile.eval(&UserProps(profile)) {
+        return;
+    }
+    acc.counts.clear();
+    acc.counts.resize(q.conditions.len(), 0);
+    let counts = &mut acc.counts;
+    crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, mut mask| {
+        let t = u.times[i];
+        while mask != 0 {
+            let k = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if q.conditions[k].since.is_none_or(|s| t >= s) {
+                counts[k] += 1;
+            }
+        }
+    });
+    let all = q
+        .conditions
+        .iter()
+        .zip(counts.iter())
+        .all(|(cond, &n)| cond.op.holds(n, cond.value));
+    if all {
+        acc.members.insert(u.uid);
+    }
+}
