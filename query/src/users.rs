@@ -179,10 +179,37 @@ struct Acc {
     counts: Vec<u64>,
 }
 
+impl Users {
+    /// The part of the range the scan must read. When a `did` condition
+    /// needs at least one event inside its window, every member has an event
+    /// in the widest window, and when every condition has a window, no
+    /// event before the widest one's start is counted: the scan can start
+    /// there.
+    fn scan_range(&self, range: Option<(i64, i64)>) -> Option<(i64, i64)> {
+        let needs_event = self
+            .conditions
+            .iter()
+            .any(|c| c.since.is_some() && !c.op.holds(0, c.value));
+        let earliest = self
+            .conditions
+            .iter()
+            .map(|c| c.since)
+            .try_fold(i64::MAX, |m, s| s.map(|s| m.min(s)));
+        match (needs_event, earliest) {
+            (true, Some(from)) => {
+                let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
+                // An empty range (a zero window) reads nothing.
+                Some((lo.max(from), hi))
+            }
+            _ => range,
+        }
+    }
+}
+
 /// Runs a users query; saves the cohort when asked.
 pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let acc = ctx.run(
-        c.range,
+        q.scan_range(c.range),
         q.prune(),
         Acc::default,
         |acc, u| per_user(q, c, ctx, acc, u),
