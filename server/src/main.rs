@@ -530,6 +530,23 @@ fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
             "time from signup to first payment",
             r#"{"kind": "interval", "from": {"event": "signup"}, "to": {"event": "pay"}, "pairs": "first"}"#,
         ),
+        (
+            "weekly visitors and revenue",
+            r#"{"kind": "events", "interval": "week",
+             "metrics": [{"event": "visit", "agg": "users"}, {"event": "pay", "agg": "sum", "prop": "amount"}]}"#,
+        ),
+        (
+            "at-risk accounts: 3+ logins in the last 30 days, none in the last 7 (saved as a cohort)",
+            r#"{"kind": "users", "time_range": {"from": "2026-01-01T00:00:00Z", "to": "2026-03-31T00:00:00Z"},
+             "did": [{"event": "login", "count": {"op": "gte", "value": 3}, "within": {"value": 30, "unit": "day"}}],
+             "did_not": [{"event": "login", "within": {"value": 7, "unit": "day"}}],
+             "save_as": "at_risk", "return_users": 5}"#,
+        ),
+        (
+            "how often the at-risk accounts logged in",
+            r#"{"kind": "distribution", "event": "login", "buckets": [1, 2, 3, 6, 11, 21],
+             "users": {"cohort": "at_risk"}}"#,
+        ),
     ];
     for (title, q) in demos {
         let t = Instant::now();
