@@ -6,7 +6,7 @@ use footprint_storage::{UserRows, Value};
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{num, quantile_f64, Ctx, Prune, UserProps};
+use crate::exec::{num, number, quantile_f64, Ctx, Prune, UserProps};
 use crate::json::{array, Obj};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
@@ -201,15 +201,6 @@ fn render(q: &Distribution, mut v: Vec<f64>) -> Json {
         "avg": num(avg),
         "max": v.last().map_or(Json::Null, |&x| number(x)),
     })
-}
-
-/// Integral values as JSON integers.
-fn number(x: f64) -> Json {
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        json!(x as i64)
-    } else {
-        num(Some(x))
-    }
 }
 
 fn per_user(q: &Distribution, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {

@@ -11,7 +11,7 @@ use footprint_storage::{UserRows, Value};
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{Ctx, Prune, UserProps};
+use crate::exec::{number, Ctx, Prune, UserProps};
 use crate::json::{array, check_keys, Obj};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
@@ -386,16 +386,6 @@ impl Series {
             Json::Number(x) => x.as_f64().map_or(0, |f| f.max(0.0) as u64),
             _ => 0,
         }
-    }
-}
-
-/// A float as JSON: integral values as integers (sums of whole amounts
-/// print as `120`, not `120.0`).
-fn number(x: f64) -> Json {
-    if x.fract() == 0.0 && x.abs() < 9.0e15 {
-        json!(x as i64)
-    } else {
-        crate::exec::num(Some(x))
     }
 }
 

@@ -624,6 +624,16 @@ pub fn quantile_unsorted(v: &mut [i64], q: f64) -> Option<f64> {
     Some(a + (b - a) * (pos - lo as f64))
 }
 
+/// A float as JSON with integral values as integers (a sum of whole
+/// amounts prints as `120`, not `120.0`).
+pub fn number(x: f64) -> Json {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Json::from(x as i64)
+    } else {
+        num(Some(x))
+    }
+}
+
 /// Renders an optional float as JSON.
 pub fn num(x: Option<f64>) -> Json {
     x.and_then(serde_json::Number::from_f64)

@@ -140,6 +140,31 @@ impl Users {
         })
     }
 
+    /// The part of the range the scan must read. When a `did` condition
+    /// needs at least one event inside its window, every member has an event
+    /// in the widest window, and when every condition has a window, no
+    /// event before the widest one's start is counted: the scan can start
+    /// there.
+    fn scan_range(&self, range: Option<(i64, i64)>) -> Option<(i64, i64)> {
+        let needs_event = self
+            .conditions
+            .iter()
+            .any(|c| c.since.is_some() && !c.op.holds(0, c.value));
+        let earliest = self
+            .conditions
+            .iter()
+            .map(|c| c.since)
+            .try_fold(i64::MAX, |m, s| s.map(|s| m.min(s)));
+        match (needs_event, earliest) {
+            (true, Some(from)) => {
+                let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
+                // An empty range (a zero window) reads nothing.
+                Some((lo.max(from), hi))
+            }
+            _ => range,
+        }
+    }
+
     /// Users who can match: those who did the event of a condition that
     /// needs at least one event, when there is one.
     fn prune(&self) -> Prune {
@@ -177,33 +202,6 @@ fn parse_count(v: &Json, path: &str) -> Result<(CountOp, u64)> {
 struct Acc {
     members: RoaringBitmap,
     counts: Vec<u64>,
-}
-
-impl Users {
-    /// The part of the range the scan must read. When a `did` condition
-    /// needs at least one event inside its window, every member has an event
-    /// in the widest window, and when every condition has a window, no
-    /// event before the widest one's start is counted: the scan can start
-    /// there.
-    fn scan_range(&self, range: Option<(i64, i64)>) -> Option<(i64, i64)> {
-        let needs_event = self
-            .conditions
-            .iter()
-            .any(|c| c.since.is_some() && !c.op.holds(0, c.value));
-        let earliest = self
-            .conditions
-            .iter()
-            .map(|c| c.since)
-            .try_fold(i64::MAX, |m, s| s.map(|s| m.min(s)));
-        match (needs_event, earliest) {
-            (true, Some(from)) => {
-                let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
-                // An empty range (a zero window) reads nothing.
-                Some((lo.max(from), hi))
-            }
-            _ => range,
-        }
-    }
 }
 
 /// Runs a users query; saves the cohort when asked.

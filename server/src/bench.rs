@@ -25,6 +25,8 @@ pub struct BenchRow {
     pub max_ms: f64,
     /// Events the query covers (all stored events) divided by the median time.
     pub events_per_s: f64,
+    /// Events stored (what the query covers).
+    pub events_stored: u64,
     /// Events actually read (the rest were pruned by time or bitmaps).
     pub events_read: u64,
     /// Users counted from bitmaps without reading their events.
@@ -72,7 +74,7 @@ pub fn proc_status(key: &str) -> u64 {
 
 /// Runs every query `repeat` times after one warm-up run.
 pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<BenchRow>> {
-    let events = engine.stats()?.events as f64;
+    let stored = engine.stats()?.events;
     let mut rows = Vec::new();
     for f in files {
         let text =
@@ -85,9 +87,10 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
         // Peak RSS from here on is this query's (Linux: "5" resets VmHWM).
         let _ = std::fs::write("/proc/self/clear_refs", "5");
         let mut times = Vec::with_capacity(repeat);
-        let mut stats = std::sync::Arc::new(footprint_engine::ScanStats::default());
+        // What the last run read (every run reads the same).
+        let (mut events_read, mut users_from_bitmaps) = (0, 0);
         for _ in 0..repeat.max(1) {
-            stats = std::sync::Arc::new(footprint_engine::ScanStats::default());
+            let stats = std::sync::Arc::new(footprint_engine::ScanStats::default());
             let opts = footprint_engine::QueryOptions {
                 stats: Some(stats.clone()),
                 ..Default::default()
@@ -95,8 +98,10 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
             let t = Instant::now();
             engine.query_json(&q, opts)?;
             times.push(t.elapsed().as_secs_f64() * 1e3);
+            use std::sync::atomic::Ordering::Relaxed;
+            events_read = stats.events_read.load(Relaxed);
+            users_from_bitmaps = stats.users_from_bitmaps.load(Relaxed);
         }
-        use std::sync::atomic::Ordering::Relaxed;
         times.sort_by(f64::total_cmp);
         let median = times[times.len() / 2];
         rows.push(BenchRow {
@@ -105,9 +110,10 @@ pub fn run(engine: &Engine, files: &[PathBuf], repeat: usize) -> Result<Vec<Benc
             min_ms: times[0],
             median_ms: median,
             max_ms: times[times.len() - 1],
-            events_per_s: events / (median / 1e3),
-            events_read: stats.events_read.load(Relaxed),
-            users_from_bitmaps: stats.users_from_bitmaps.load(Relaxed),
+            events_per_s: stored as f64 / (median / 1e3),
+            events_stored: stored,
+            events_read,
+            users_from_bitmaps,
             peak_rss_bytes: proc_status("VmHWM:"),
             rss_anon_bytes: proc_status("RssAnon:"),
             rss_file_bytes: proc_status("RssFile:"),
@@ -138,12 +144,12 @@ pub fn print(rows: &[BenchRow]) {
         "heap",
         "mapped"
     );
-    let stored = rows
-        .first()
-        .map_or(0.0, |r| r.events_per_s * r.median_ms / 1e3);
     for r in rows {
-        let read = if stored > 0.0 {
-            format!("{:.0}%", 100.0 * r.events_read as f64 / stored)
+        let read = if r.events_stored > 0 {
+            format!(
+                "{:.0}%",
+                100.0 * r.events_read as f64 / r.events_stored as f64
+            )
         } else {
             "-".into()
         };

@@ -401,18 +401,36 @@ fn batch_reply(accepted: usize, errors: &[parse::RowError]) -> Response {
         .into_response()
 }
 
+/// A row-per-line write (profiles, aliases): parse every row, apply the
+/// good ones (durable before the reply), reply with the per-row errors.
+async fn write_rows<T: Send + 'static>(
+    app: Arc<App>,
+    headers: &HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+    parse: impl Fn(Json) -> std::result::Result<T, String>,
+    apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<()>,
+) -> ApiResult {
+    app.authorize(headers, Role::Ingest)?;
+    let text = text(app.body(headers, body)?)?;
+    let (rows, errors) = parse_rows(&text, parse);
+    let n = rows.len();
+    blocking(move || apply(&app.engine, rows)).await??;
+    Ok(batch_reply(n, &errors))
+}
+
 async fn profiles(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Ingest)?;
-    let text = text(app.body(&headers, body)?)?;
-    let (ups, errors) = parse_rows(&text, parse::parse_profile_update);
-    let n = ups.len();
-    let a = app.clone();
-    blocking(move || a.engine.upsert_profiles(ups)).await??;
-    Ok(batch_reply(n, &errors))
+    write_rows(
+        app,
+        &headers,
+        body,
+        parse::parse_profile_update,
+        |e, ups| e.upsert_profiles(ups),
+    )
+    .await
 }
 
 async fn alias(
@@ -420,30 +438,25 @@ async fn alias(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Ingest)?;
-    let text = text(app.body(&headers, body)?)?;
-    let (links, errors) = parse_rows(&text, |v| {
-        let a = v.get("anonymous").and_then(Json::as_str);
-        let k = v.get("known").and_then(Json::as_str);
-        let extra = v.as_object().map_or(0, |o| {
-            o.keys()
-                .filter(|k| *k != "anonymous" && *k != "known")
-                .count()
-        });
-        match (a, k) {
-            (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() && extra == 0 => Ok(Alias {
-                anonymous: a.to_owned(),
-                known: k.to_owned(),
-            }),
-            _ => {
-                Err("expected {\"anonymous\": ID, \"known\": ID} with non-empty string ids".into())
-            }
-        }
+    write_rows(app, &headers, body, parse_alias, |e, links| e.alias(links)).await
+}
+
+/// One alias row: `{"anonymous": ID, "known": ID}`, nothing else.
+fn parse_alias(v: Json) -> std::result::Result<Alias, String> {
+    let a = v.get("anonymous").and_then(Json::as_str);
+    let k = v.get("known").and_then(Json::as_str);
+    let extra = v.as_object().map_or(0, |o| {
+        o.keys()
+            .filter(|k| *k != "anonymous" && *k != "known")
+            .count()
     });
-    let n = links.len();
-    let a = app.clone();
-    blocking(move || a.engine.alias(links)).await??;
-    Ok(batch_reply(n, &errors))
+    match (a, k) {
+        (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() && extra == 0 => Ok(Alias {
+            anonymous: a.to_owned(),
+            known: k.to_owned(),
+        }),
+        _ => Err("expected {\"anonymous\": ID, \"known\": ID} with non-empty string ids".into()),
+    }
 }
 
 async fn query(

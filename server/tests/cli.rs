@@ -6,34 +6,28 @@ fn footprint() -> Command {
     Command::new(env!("CARGO_BIN_EXE_footprint"))
 }
 
+/// Runs a command that must succeed (stderr shown if not).
+fn ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn gen_ingest_stats() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("events.ndjson");
     let data = dir.path().join("data");
-    let out = footprint()
+    ok(footprint()
         .args([
             "gen", "--users", "50", "--events", "3000", "--days", "10", "--seed", "3", "--out",
         ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = footprint()
-        .args(["ingest", "--data"])
-        .arg(&data)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&file));
+    let out = ok(footprint().args(["ingest", "--data"]).arg(&data).arg(&file));
     assert!(String::from_utf8_lossy(&out.stdout).contains("accepted 3000 events, rejected 0 rows"));
     let out = footprint()
         .args(["stats", "--json", "--data"])
@@ -45,18 +39,11 @@ fn gen_ingest_stats() {
     assert_eq!(stats["users"], 50);
     // gen straight into a directory gives the same events.
     let data2 = dir.path().join("data2");
-    let out = footprint()
+    ok(footprint()
         .args([
             "gen", "--users", "50", "--events", "3000", "--days", "10", "--seed", "3", "--data",
         ])
-        .arg(&data2)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&data2));
     let out = footprint()
         .args(["stats", "--json", "--data"])
         .arg(&data2)
@@ -121,62 +108,34 @@ fn missing_file_and_bad_arguments_fail_cleanly() {
 fn bench_and_query_smoke() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = footprint()
+    ok(footprint()
         .args([
             "gen", "--users", "200", "--events", "20000", "--days", "30", "--data",
         ])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&data));
     let queries = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/queries");
-    let out = footprint()
+    let out = ok(footprint()
         .args(["bench", "--repeat", "1", "--json", "--data"])
         .arg(&data)
         .arg("--queries")
-        .arg(&queries)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&queries));
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
     assert!(rows.len() >= 5);
     assert!(rows.iter().all(|r| r["median_ms"].as_f64().unwrap() >= 0.0));
-    let out = footprint()
+    let out = ok(footprint()
         .args(["query", "--data"])
         .arg(&data)
-        .arg(queries.join("funnel_4step.json"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(queries.join("funnel_4step.json")));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["steps"].as_array().unwrap().len(), 4);
     assert!(r["steps"][0]["users"].as_u64().unwrap() > 100);
     // Export round trip through the CLI.
-    let out = footprint()
+    let out = ok(footprint()
         .args(["export", "--data"])
         .arg(&data)
         .arg("--parquet")
-        .arg(dir.path().join("pq"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path().join("pq")));
     assert!(String::from_utf8_lossy(&out.stdout).contains("exported 20000 events and 200 profiles"));
     // A bad query is an error with the path, exit status 1.
     let out = footprint()
