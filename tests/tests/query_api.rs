@@ -4,7 +4,8 @@
 use footprint_engine::{Engine, EngineOptions, ErrorKind, Event, QueryOptions, Value};
 use serde_json::{json, Value as Json};
 
-fn engine() -> (tempfile::TempDir, Engine) {
+/// An engine over an empty temporary directory.
+fn empty_engine() -> (tempfile::TempDir, Engine) {
     let dir = tempfile::tempdir().unwrap();
     let e = Engine::open(
         dir.path(),
@@ -14,6 +15,11 @@ fn engine() -> (tempfile::TempDir, Engine) {
         },
     )
     .unwrap();
+    (dir, e)
+}
+
+fn engine() -> (tempfile::TempDir, Engine) {
+    let (dir, e) = empty_engine();
     let mut evs = Vec::new();
     for u in 0..40 {
         let t0 = 1_767_225_600_000 + u * 3_600_000;
@@ -379,15 +385,7 @@ fn filters_user_props_and_where() {
 
 #[test]
 fn aliases_make_one_person_at_read_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let e = Engine::open(
-        dir.path(),
-        EngineOptions {
-            background: false,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (_dir, e) = empty_engine();
     let ev = |u: &str, name: &str, t: i64| Event {
         user: u.into(),
         event: name.into(),
