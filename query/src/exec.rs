@@ -56,6 +56,8 @@ pub struct Ctx<'a> {
     only_first: std::sync::atomic::AtomicU64,
     /// Only these users (a saved cohort in `users`), when set.
     cohort: Option<RoaringBitmap>,
+    /// The events the query looks at (`None`: every event).
+    events: Option<Vec<bool>>,
 }
 
 /// Resolves aliases (anonymous id → known id, possibly chained) into groups
@@ -109,6 +111,7 @@ impl<'a> Ctx<'a> {
             grouped: RoaringBitmap::new(),
             only_first: std::sync::atomic::AtomicU64::new(0),
             cohort: None,
+            events: None,
         }
         .with_aliases()
     }
@@ -277,6 +280,29 @@ impl<'a> Ctx<'a> {
         self.snapshot.time_extent()
     }
 
+    /// Declares that the query looks at rows only through `refs` (every
+    /// event reference it matches rows against), so scans may leave out
+    /// the rows of other events. A `$any` reference needs every row. Call
+    /// at most once, and not at all when unrelated rows matter (e.g. a
+    /// funnel under `strict_order`).
+    pub fn only_events<'r>(&mut self, refs: impl IntoIterator<Item = &'r crate::model::EventRef>) {
+        let mut want = Vec::new();
+        for r in refs {
+            match r.id {
+                None => return,
+                Some(None) => {}
+                Some(Some(ev)) => {
+                    let ev = ev as usize;
+                    if want.len() <= ev {
+                        want.resize(ev + 1, false);
+                    }
+                    want[ev] = true;
+                }
+            }
+        }
+        self.events = Some(want);
+    }
+
     /// Warnings collected while planning.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
@@ -343,6 +369,7 @@ impl<'a> Ctx<'a> {
                     props: self.props.clone(),
                     users,
                     skip: (!self.grouped.is_empty()).then(|| self.grouped.clone()),
+                    events: self.events.clone(),
                 };
                 let mut acc = init();
                 let mut n = 0u32;
@@ -351,7 +378,7 @@ impl<'a> Ctx<'a> {
                 let finished = shard.scan_while(&spec, |u| {
                     n = n.wrapping_add(1);
                     users_read += 1;
-                    events_read += u.len() as u64;
+                    events_read += u.decoded as u64;
                     if n == 1 || n.is_multiple_of(256) {
                         if stop.load(Ordering::Relaxed) {
                             return false;
@@ -411,7 +438,8 @@ impl<'a> Ctx<'a> {
             self.for_each_person(range, |u| {
                 if let Some(st) = &self.opts.stats {
                     st.users_read.fetch_add(1, Ordering::Relaxed);
-                    st.events_read.fetch_add(u.len() as u64, Ordering::Relaxed);
+                    st.events_read
+                        .fetch_add(u.decoded as u64, Ordering::Relaxed);
                 }
                 per_user(&mut acc, u)
             })?;
@@ -433,6 +461,7 @@ impl<'a> Ctx<'a> {
             props: self.props.clone(),
             users: Some(self.grouped.clone()),
             skip: None,
+            events: self.events.clone(),
         };
         let mut rows: FxHashMap<u32, Vec<Row>> = FxHashMap::default();
         for shard in &self.snapshot.shards {

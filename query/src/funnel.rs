@@ -381,6 +381,10 @@ impl Funnel {
                 });
             }
         }
+        if !modes.strict_order {
+            // Only `strict_order` looks at events that fill no step.
+            ctx.only_events(steps.iter().chain(exclusions.iter().map(|e| &e.event)));
+        }
         let matcher = crate::model::Matcher::new(&steps);
         let single = matcher.single();
         Ok(Funnel {

@@ -92,24 +92,28 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
                 "{COMMON}, start, return, unit, periods, first_time"
             ))?;
             prepare(&mut ctx, &common, [&r.start.filter, &r.ret.filter]);
+            ctx.only_events([&r.start, &r.ret]);
             retention::run(&r, &common, &ctx)?
         }
         "interval" => {
             let q = interval::Interval::parse(&mut o, &mut ctx)?;
             o.finish(&format!("{COMMON}, from, to, pairs, window, approximate"))?;
             prepare(&mut ctx, &common, [&q.from.filter, &q.to.filter]);
+            ctx.only_events([&q.from, &q.to]);
             interval::run(&q, &common, &ctx)?
         }
         "events" => {
             let q = events::Events::parse(&mut o, &mut ctx)?;
             o.finish(&format!("{COMMON}, interval, metrics"))?;
             prepare(&mut ctx, &common, q.metrics.iter().map(|m| &m.event.filter));
+            ctx.only_events(q.metrics.iter().map(|m| &m.event));
             events::run(&q, &common, &ctx)?
         }
         "distribution" => {
             let q = distribution::Distribution::parse(&mut o, &mut ctx)?;
             o.finish(&format!("{COMMON}, event, measure, buckets"))?;
             prepare(&mut ctx, &common, [&q.event.filter]);
+            ctx.only_events([&q.event]);
             distribution::run(&q, &common, &ctx)?
         }
         "users" => {
@@ -126,6 +130,11 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             );
             if !q.profile.is_true() {
                 ctx.need_profiles();
+            }
+            // Users with none of the conditions' events are members when
+            // every condition holds at zero, so only then are all rows needed.
+            if q.some_event_needed() {
+                ctx.only_events(q.conditions.iter().map(|c| &c.event));
             }
             users::run(&q, &common, &ctx)?
         }

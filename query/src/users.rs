@@ -165,6 +165,11 @@ impl Users {
         }
     }
 
+    /// Whether a member needs at least one event of some condition.
+    pub fn some_event_needed(&self) -> bool {
+        self.conditions.iter().any(|c| !c.op.holds(0, c.value))
+    }
+
     /// Users who can match: those who did the event of a condition that
     /// needs at least one event, when there is one.
     fn prune(&self) -> Prune {

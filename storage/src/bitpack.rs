@@ -50,11 +50,21 @@ const PAD: usize = 1024 + 8;
 /// A scratch buffer for [`unpack`]: a block's bytes plus 8 bytes of padding.
 pub type Pad = [u8; PAD];
 
-/// Unpacks `n` (≤ BLOCK) values of `w` bits from `raw`, appending to `out`.
-/// `ahead` starts where `raw` does and runs on to the end of the column.
-fn unpack(raw: &[u8], ahead: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf: &mut Pad) {
+/// Unpacks values `from..n` (`n` ≤ BLOCK) of `w` bits from `raw`, appending
+/// to `out`. `ahead` starts where `raw` does and runs on to the end of the
+/// column.
+fn unpack(
+    raw: &[u8],
+    ahead: &[u8],
+    from: usize,
+    n: usize,
+    w: usize,
+    out: &mut Vec<u64>,
+    buf: &mut Pad,
+) {
+    let from = from.min(n);
     if w == 0 {
-        out.resize(out.len() + n, 0);
+        out.resize(out.len() + n - from, 0);
         return;
     }
     if w <= 56 {
@@ -72,8 +82,20 @@ fn unpack(raw: &[u8], ahead: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf:
                 buf
             }
         };
+        if from == 0 && n == BLOCK && w <= 32 {
+            // Full blocks (nearly all of them) of common widths: the width
+            // is a constant, so offsets and shifts fold away.
+            let base = out.len();
+            out.resize(base + BLOCK, 0);
+            let dst: &mut [u64; BLOCK] = match (&mut out[base..]).try_into() {
+                Ok(d) => d,
+                Err(_) => return,
+            };
+            unpack_fixed(src, w, dst);
+            return;
+        }
         let mask = (1u64 << w) - 1;
-        out.extend((0..n).map(|i| load(src, i * w, mask)));
+        out.extend((from..n).map(|i| load(src, i * w, mask)));
         return;
     }
     let mut words = [0u64; BLOCK + 1];
@@ -83,7 +105,7 @@ fn unpack(raw: &[u8], ahead: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf:
         words[i] = u64::from_le_bytes(b);
     }
     let mask = if w == 64 { u64::MAX } else { (1u64 << w) - 1 };
-    for i in 0..n {
+    for i in from..n {
         let bit = i * w;
         let (wi, off) = (bit >> 6, bit & 63);
         let mut v = words[wi] >> off;
@@ -91,6 +113,37 @@ fn unpack(raw: &[u8], ahead: &[u8], n: usize, w: usize, out: &mut Vec<u64>, buf:
             v |= words[wi + 1] << (64 - off);
         }
         out.push(v & mask);
+    }
+}
+
+/// Unpacks a full block of `w`-bit values (1 ≤ `w` ≤ 32), with the width
+/// as a compile-time constant.
+fn unpack_fixed(src: &Pad, w: usize, dst: &mut [u64; BLOCK]) {
+    macro_rules! widths {
+        ($($w:literal)*) => {
+            match w {
+                $($w => unpack_w::<$w>(src, dst),)*
+                _ => {
+                    let mask = (1u64 << w) - 1;
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = load(src, i * w, mask);
+                    }
+                }
+            }
+        };
+    }
+    widths!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32);
+}
+
+#[inline(always)]
+fn unpack_w<const W: usize>(src: &Pad, dst: &mut [u64; BLOCK]) {
+    let mask = (1u64 << W) - 1;
+    // Eight values span exactly W bytes: each group starts byte-aligned.
+    for (g, out) in dst.chunks_exact_mut(8).enumerate() {
+        let at = g * W;
+        for (r, d) in out.iter_mut().enumerate() {
+            *d = load(src, at * 8 + r * W, mask);
+        }
     }
 }
 
@@ -257,11 +310,18 @@ impl<'a> BlockReader<'a> {
     /// Appends the next block (up to [`BLOCK`] values) to `out`; returns
     /// `false` when the column is exhausted.
     pub fn next_block(&mut self, out: &mut Vec<u64>) -> DResult<bool> {
+        self.next_block_from(0, out)
+    }
+
+    /// Like [`BlockReader::next_block`], but appends only the block's values
+    /// from index `from` on (the others are skipped, not decoded).
+    pub fn next_block_from(&mut self, from: usize, out: &mut Vec<u64>) -> DResult<bool> {
         if self.left == 0 {
             return Ok(false);
         }
         let d = &mut self.dec;
         let len = self.left.min(BLOCK);
+        let from = from.min(len);
         let w = d.u8()? as usize;
         if w > 64 {
             return Err(d.err(format!("bit width {w} is over 64")));
@@ -270,7 +330,7 @@ impl<'a> BlockReader<'a> {
         let ahead = d.rest();
         let raw = d.take(packed_len(len, w))?;
         let base = out.len();
-        unpack(raw, ahead, len, w, out, &mut self.pad);
+        unpack(raw, ahead, from, len, w, out, &mut self.pad);
         if n_exc > 0 {
             let hw = d.u8()? as usize;
             if w + hw > 64 || hw == 0 {
@@ -280,13 +340,20 @@ impl<'a> BlockReader<'a> {
             let ahead = d.rest();
             let high = d.take(packed_len(n_exc, hw))?;
             self.high.clear();
-            unpack(high, ahead, n_exc, hw, &mut self.high, &mut self.pad);
+            unpack(high, ahead, 0, n_exc, hw, &mut self.high, &mut self.pad);
+            let mut prev: Option<usize> = None;
             for (&i, &hi) in pos.iter().zip(&self.high) {
                 let i = i as usize;
                 if i >= len {
                     return Err(d.err(format!("exception index {i} outside a block of {len}")));
                 }
-                out[base + i] |= if w == 0 { hi } else { hi << w };
+                if prev.is_some_and(|p| p >= i) {
+                    return Err(d.err("exception indexes out of order"));
+                }
+                prev = Some(i);
+                if i >= from {
+                    out[base + i - from] |= if w == 0 { hi } else { hi << w };
+                }
             }
         }
         self.left -= len;
@@ -341,6 +408,35 @@ mod tests {
         r.seek_block(8).unwrap();
         let mut out = Vec::new();
         assert!(!r.next_block(&mut out).unwrap());
+    }
+
+    #[test]
+    fn decode_from_inside_a_block() {
+        let mut v: Vec<u64> = (0..300u64).map(|i| i * 7 % 100).collect();
+        v[3] = 1 << 40;
+        v[140] = 1 << 50;
+        v[200] = u64::MAX;
+        let mut e = Enc::new();
+        encode(&v, &mut e);
+        let mut d = Dec::new(&e.buf);
+        let mut r = BlockReader::new(&mut d, usize::MAX).unwrap();
+        for (k, from) in [
+            (0usize, 0usize),
+            (0, 3),
+            (0, 4),
+            (1, 12),
+            (1, 127),
+            (2, 40),
+            (2, 44),
+            (2, 500),
+        ] {
+            r.seek_block(k).unwrap();
+            let mut out = vec![9];
+            r.next_block_from(from, &mut out).unwrap();
+            let end = (k * BLOCK + BLOCK).min(v.len());
+            let start = (k * BLOCK + from).min(end);
+            assert_eq!(out[1..], v[start..end], "block {k} from {from}");
+        }
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub struct ScanSpec {
     pub users: Option<RoaringBitmap>,
     /// Never these users (e.g. alias groups, which are read separately).
     pub skip: Option<RoaringBitmap>,
+    /// The event ids the query looks at (`events[id]`), when it needs only
+    /// some. Segment rows of other events are then left out after
+    /// decoding, so the query walks only the rows it can use. Not a
+    /// promise: rows of other events may still appear (memtable rows are
+    /// never filtered), so consumers keep checking event ids.
+    pub events: Option<Vec<bool>>,
 }
 
 /// A consistent view of one shard: its segments and memtable batches at
@@ -39,15 +45,31 @@ pub struct ShardSnapshot {
 }
 
 /// A segment being decoded block by block.
+///
+/// Decoded rows are addressed by *handles*: without an event filter a
+/// handle is the row number; with one, only the rows of wanted events are
+/// kept and handles count kept rows (`rows` maps them back to row numbers
+/// for property access).
 struct SegRows<'a> {
     seg: &'a Segment,
     time_r: BlockReader<'a>,
     event_r: BlockReader<'a>,
     raw: Vec<u64>,
-    /// Decoded rows `[base, base + times.len())`.
+    raw_events: Vec<u64>,
+    /// Decoded rows, handles `[base, base + times.len())`.
     times: Vec<i64>,
     events: Vec<u32>,
+    /// With a filter: the row number of each kept row.
+    rows: Vec<u32>,
     base: usize,
+    /// The first row not decoded yet.
+    next_row: usize,
+    /// Values of the next block before `next_row` (after a jump).
+    skip: usize,
+    /// Which event ids to keep (`None` = all).
+    want: Option<&'a [bool]>,
+    /// Scratch for a block's converted rows.
+    block: Option<Box<Block>>,
     /// Index of the user whose rows the next decoded row belongs to.
     conv_user: usize,
     last_t: i64,
@@ -105,7 +127,7 @@ impl PropStream<'_> {
 const KEEP: usize = 16 * 1024;
 
 impl<'a> SegRows<'a> {
-    fn new(seg: &'a Segment, spec: &ScanSpec) -> Result<Self> {
+    fn new(seg: &'a Segment, spec: &'a ScanSpec) -> Result<Self> {
         let (time_r, event_r) = seg.column_readers()?;
         let mut props = Vec::with_capacity(spec.props.len());
         for &p in &spec.props {
@@ -121,9 +143,15 @@ impl<'a> SegRows<'a> {
             time_r,
             event_r,
             raw: Vec::with_capacity(crate::bitpack::BLOCK),
+            raw_events: Vec::with_capacity(crate::bitpack::BLOCK),
             times: Vec::new(),
             events: Vec::new(),
+            rows: Vec::new(),
             base: 0,
+            next_row: 0,
+            skip: 0,
+            want: spec.events.as_deref(),
+            block: None,
             conv_user: 0,
             last_t: 0,
             props,
@@ -131,13 +159,32 @@ impl<'a> SegRows<'a> {
         })
     }
 
-    /// Makes rows `[a, b)` available (`a` never decreases between calls).
-    /// Rows of users in between that nobody asked for are skipped a block
-    /// at a time without decoding.
-    fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
+    /// How many decoded rows lie before row `r` (`r` at or past the first
+    /// decoded row).
+    fn before(&self, r: usize) -> usize {
+        match self.want {
+            None => r.saturating_sub(self.base).min(self.times.len()),
+            Some(_) => self.rows.partition_point(|&x| (x as usize) < r),
+        }
+    }
+
+    /// The row number of handle `h`.
+    fn row_of(&self, h: usize) -> Option<usize> {
+        match self.want {
+            None => Some(h),
+            Some(_) => self
+                .rows
+                .get(h.checked_sub(self.base)?)
+                .map(|&r| r as usize),
+        }
+    }
+
+    /// Makes rows `[a, b)` available (`a` never decreases between calls) and
+    /// returns their handles. Rows of users in between that nobody asked
+    /// for are skipped a block at a time without decoding.
+    fn ensure(&mut self, a: usize, b: usize) -> Result<(usize, usize)> {
         use crate::bitpack::BLOCK;
-        let decoded_end = self.base + self.times.len();
-        if a >= decoded_end + BLOCK {
+        if a > self.next_row {
             // Jump: a user's first row is relative to the segment minimum, so
             // decoding can restart at the block holding row `a`.
             let k = a / BLOCK;
@@ -147,89 +194,35 @@ impl<'a> SegRows<'a> {
             self.event_r
                 .seek_block(k)
                 .map_err(|e| self.seg.corrupt("event", e))?;
+            self.base = match self.want {
+                None => a,
+                Some(_) => self.base + self.times.len(),
+            };
             self.times.clear();
             self.events.clear();
-            self.base = k * BLOCK;
-            // The user holding the block's first row: at or after the
-            // current one, usually a few users on.
+            self.rows.clear();
+            // Rows before `a` in its block belong to earlier, unwanted
+            // users: they are not decoded.
+            self.next_row = a;
+            self.skip = a - k * BLOCK;
+            // The user holding row `a`: at or after the current one,
+            // usually a few users on.
             let starts = self.seg.user_starts();
-            self.conv_user = gallop(starts, self.conv_user, self.base as u32 + 1).saturating_sub(1);
-            // Rows before `a` in this block belong to earlier, unwanted users;
-            // their times are never read.
+            self.conv_user = gallop(starts, self.conv_user, a as u32 + 1).saturating_sub(1);
             self.last_t = self.seg.meta().min_time;
-        } else if a > self.base + KEEP {
-            let k = (a - self.base).min(self.times.len());
-            self.times.drain(..k);
-            self.events.drain(..k);
-            self.base += k;
-        }
-        let starts = self.seg.user_starts();
-        let meta = self.seg.meta();
-        while self.base + self.times.len() < b {
-            self.raw.clear();
-            if !self
-                .time_r
-                .next_block(&mut self.raw)
-                .map_err(|e| self.seg.corrupt("time", e))?
-            {
-                return Err(Error::corrupt(self.seg.path(), "time column ends early"));
-            }
-            let n = self.raw.len();
-            let mut row = self.base + self.times.len();
-            let mut i = 0;
-            let mut bad = false;
-            // Every delta is at most the segment's span and every time at
-            // most its max, so the running sum can never overflow.
-            let span = (meta.max_time - meta.min_time) as u64;
-            let max_time = meta.max_time;
-            self.times.reserve(n);
-            while i < n {
-                while starts[self.conv_user + 1] as usize <= row {
-                    self.conv_user += 1;
+        } else {
+            let k = self.before(a);
+            if k > KEEP {
+                self.times.drain(..k);
+                self.events.drain(..k);
+                if self.want.is_some() {
+                    self.rows.drain(..k);
                 }
-                let (ustart, uend) = (
-                    starts[self.conv_user] as usize,
-                    starts[self.conv_user + 1] as usize,
-                );
-                let run = (uend - row).min(n - i);
-                let mut t = if row == ustart {
-                    meta.min_time
-                } else {
-                    self.last_t
-                };
-                self.times.extend(self.raw[i..i + run].iter().map(|&d| {
-                    bad |= d > span;
-                    t = t.wrapping_add(d as i64);
-                    bad |= t > max_time;
-                    t
-                }));
-                self.last_t = t;
-                row += run;
-                i += run;
+                self.base += k;
             }
-            if bad {
-                return Err(Error::corrupt(
-                    self.seg.path(),
-                    "time outside the segment's range",
-                ));
-            }
-            self.raw.clear();
-            if !self
-                .event_r
-                .next_block(&mut self.raw)
-                .map_err(|e| self.seg.corrupt("event", e))?
-                || self.raw.len() != n
-            {
-                return Err(Error::corrupt(self.seg.path(), "event column ends early"));
-            }
-            let mut big = 0u64;
-            self.events.extend(self.raw.iter().map(|&e| {
-                big |= e;
-                e as u32
-            }));
-            if big > u64::from(u32::MAX) {
-                return Err(Error::corrupt(self.seg.path(), "event id out of range"));
-            }
+        }
+        while self.next_row < b {
+            self.decode_block()?;
         }
         for p in self.props.iter_mut().flatten() {
             p.ensure(a, b)?;
@@ -244,7 +237,127 @@ impl<'a> SegRows<'a> {
                 *done = seen.len();
             }
         }
+        Ok((self.base + self.before(a), self.base + self.before(b)))
+    }
+
+    /// Decodes the next block of both columns, keeping the wanted rows.
+    fn decode_block(&mut self) -> Result<()> {
+        self.raw_events.clear();
+        if !self
+            .event_r
+            .next_block_from(self.skip, &mut self.raw_events)
+            .map_err(|e| self.seg.corrupt("event", e))?
+        {
+            return Err(Error::corrupt(self.seg.path(), "event column ends early"));
+        }
+        self.raw.clear();
+        if !self
+            .time_r
+            .next_block_from(self.skip, &mut self.raw)
+            .map_err(|e| self.seg.corrupt("time", e))?
+            || self.raw.len() != self.raw_events.len()
+        {
+            return Err(Error::corrupt(self.seg.path(), "time column ends early"));
+        }
+        self.skip = 0;
+        let mut out = self.block.take().unwrap_or_default();
+        let done = match self.want {
+            None => self.convert::<true>(&[], &mut out),
+            Some(want) => self.convert::<false>(want, &mut out),
+        };
+        let (row, bad, big) = done;
+        if bad {
+            return Err(Error::corrupt(
+                self.seg.path(),
+                "time outside the segment's range",
+            ));
+        }
+        if big > u64::from(u32::MAX) {
+            return Err(Error::corrupt(self.seg.path(), "event id out of range"));
+        }
+        let k = out.kept;
+        self.times.extend_from_slice(&out.times[..k]);
+        self.events.extend_from_slice(&out.events[..k]);
+        if self.want.is_some() {
+            self.rows.extend_from_slice(&out.rows[..k]);
+        }
+        self.block = Some(out);
+        self.next_row = row;
         Ok(())
+    }
+
+    /// Turns the unpacked block (`raw`: time deltas, `raw_events`) into
+    /// times, keeping the rows of wanted events (all when `ALL`). Returns
+    /// the next row, whether a time fell outside the segment's range, and
+    /// the OR of all event ids (to check they fit in `u32`).
+    fn convert<const ALL: bool>(&mut self, want: &[bool], out: &mut Block) -> (usize, bool, u64) {
+        use crate::bitpack::BLOCK;
+        let starts = self.seg.user_starts();
+        let meta = self.seg.meta();
+        // Every delta is at most the segment's span and every time at most
+        // its max, so the running sum can never overflow.
+        let span = (meta.max_time - meta.min_time) as u64;
+        let max_time = meta.max_time;
+        let n = self.raw.len().min(self.raw_events.len()).min(BLOCK);
+        let mut row = self.next_row;
+        let (mut bad, mut big) = (false, 0u64);
+        let mut i = 0;
+        let mut t = self.last_t;
+        let mut k = 0usize;
+        while i < n {
+            while starts[self.conv_user + 1] as usize <= row {
+                self.conv_user += 1;
+            }
+            let (ustart, uend) = (
+                starts[self.conv_user] as usize,
+                starts[self.conv_user + 1] as usize,
+            );
+            let run = (uend - row).min(n - i);
+            if row == ustart {
+                t = meta.min_time;
+            }
+            // Rows are written unconditionally and the cursor moves past
+            // wanted ones only: no branch per row.
+            for (j, (&d, &e)) in self.raw[i..i + run]
+                .iter()
+                .zip(&self.raw_events[i..i + run])
+                .enumerate()
+            {
+                bad |= d > span;
+                big |= e;
+                t = t.wrapping_add(d as i64);
+                bad |= t > max_time;
+                let at = k & (BLOCK - 1);
+                out.times[at] = t;
+                out.events[at] = e as u32;
+                out.rows[at] = (row + j) as u32;
+                k += usize::from(ALL || want.get(e as usize).copied().unwrap_or(false));
+            }
+            row += run;
+            i += run;
+        }
+        self.last_t = t;
+        out.kept = k;
+        (row, bad, big)
+    }
+}
+
+/// One block's converted rows.
+struct Block {
+    times: [i64; crate::bitpack::BLOCK],
+    events: [u32; crate::bitpack::BLOCK],
+    rows: [u32; crate::bitpack::BLOCK],
+    kept: usize,
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block {
+            times: [0; crate::bitpack::BLOCK],
+            events: [0; crate::bitpack::BLOCK],
+            rows: [0; crate::bitpack::BLOCK],
+            kept: 0,
+        }
     }
 }
 
@@ -261,7 +374,7 @@ impl<'a> Source<'a> {
             Source::Run(m, _) => (&m.user_ids, &m.user_starts),
         }
     }
-    /// Narrows a user's rows `[a, b)` (already ensured) to a time range.
+    /// Narrows the handles `[a, b)` of a user's rows to a time range.
     fn in_range(&self, a: usize, b: usize, range: Option<(i64, i64)>) -> (usize, usize) {
         match range {
             None => (a, b),
@@ -286,10 +399,11 @@ impl<'a> Source<'a> {
             Source::Run(m, _) => &m.user_starts,
         }
     }
-    fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
+    /// Makes rows `[a, b)` available; returns their handles.
+    fn ensure(&mut self, a: usize, b: usize) -> Result<(usize, usize)> {
         match self {
             Source::Seg(s) => s.ensure(a, b),
-            Source::Run(..) => Ok(()),
+            Source::Run(..) => Ok((a, b)),
         }
     }
     fn times(&self, a: usize, b: usize) -> &[i64] {
@@ -304,10 +418,10 @@ impl<'a> Source<'a> {
             Source::Run(m, _) => &m.events[a..b],
         }
     }
-    fn prop(&self, k: usize, row: usize) -> Option<&Value> {
+    fn prop(&self, k: usize, h: usize) -> Option<&Value> {
         match self {
-            Source::Seg(s) => s.props.get(k)?.as_ref()?.get(row),
-            Source::Run(m, pids) => m.prop(*pids.get(k)?, row),
+            Source::Seg(s) => s.props.get(k)?.as_ref()?.get(s.row_of(h)?),
+            Source::Run(m, pids) => m.prop(*pids.get(k)?, h),
         }
     }
 }
@@ -321,6 +435,9 @@ pub struct UserRows<'a> {
     pub times: &'a [i64],
     /// Event ids, parallel to `times`.
     pub events: &'a [u32],
+    /// Rows decoded for this user, counting those the event filter left
+    /// out (for scan statistics).
+    pub decoded: usize,
     loc: Loc<'a>,
 }
 
@@ -361,6 +478,7 @@ impl<'a> UserRows<'a> {
             uid,
             times,
             events,
+            decoded: times.len(),
             loc: Loc::Owned { props },
         }
     }
@@ -543,7 +661,8 @@ impl ShardSnapshot {
                     return Ok(true);
                 }
                 let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
-                src.ensure(a, b)?;
+                let decoded = b - a;
+                let (a, b) = src.ensure(a, b)?;
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a >= b {
                     return Ok(true);
@@ -553,6 +672,7 @@ impl ShardSnapshot {
                     uid,
                     times: src.times(a, b),
                     events: src.events(a, b),
+                    decoded,
                     loc: Loc::Single { src, base: a },
                 }))
             });
@@ -582,6 +702,7 @@ impl ShardSnapshot {
             let wanted = users.as_mut().is_none_or(|users| users.contains(uid))
                 && skip.as_mut().is_none_or(|skip| !skip.contains(uid));
             present.clear();
+            let mut decoded = 0;
             for (s, src) in sources.iter_mut().enumerate() {
                 let c = cursor[s];
                 if src.user_ids().get(c) != Some(&uid) {
@@ -595,7 +716,8 @@ impl ShardSnapshot {
                 if !wanted {
                     continue;
                 }
-                src.ensure(a, b)?;
+                decoded += b - a;
+                let (a, b) = src.ensure(a, b)?;
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a < b {
                     present.push((s, a, b));
@@ -610,6 +732,7 @@ impl ShardSnapshot {
                     uid,
                     times: src.times(a, b),
                     events: src.events(a, b),
+                    decoded,
                     loc: Loc::Single { src, base: a },
                 });
                 if !go {
@@ -645,6 +768,7 @@ impl ShardSnapshot {
                 uid,
                 times: &times,
                 events: &events,
+                decoded,
                 loc: Loc::Multi {
                     srcs: &sources,
                     at: &at,

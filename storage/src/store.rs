@@ -834,6 +834,7 @@ impl Store {
             props: (0..prop_names.len() as u32).collect(),
             users: None,
             skip: None,
+            events: None,
         };
         if let Some(shard) = snap.shards.get(shard as usize) {
             shard.scan(&spec, |u| {
@@ -978,6 +979,7 @@ fn merge_segments(segs: &[(u64, Arc<Segment>)]) -> Result<SegmentData> {
         props: all_props.clone(),
         users: None,
         skip: None,
+        events: None,
     };
     let snap = ShardSnapshot {
         segments: segs.iter().map(|(_, s)| s.clone()).collect(),

@@ -203,7 +203,8 @@ fn profiles_and_aliases_survive_reopen() {
 }
 
 /// Scans restricted to a subset of users (which skip whole blocks without
-/// decoding them) and to time ranges see exactly what a full scan sees.
+/// decoding them), to time ranges and to some events see exactly what a
+/// full scan sees.
 #[test]
 fn pruned_and_ranged_scans_match_full_scans() {
     use footprint_engine::storage::ScanSpec;
@@ -249,7 +250,12 @@ fn pruned_and_ranged_scans_match_full_scans() {
         props: vec![pid],
         users: None,
         skip: None,
+        events: None,
     });
+    let ids: Vec<u32> = ["a", "b", "c"]
+        .iter()
+        .map(|e| engine.store().event_id(e).unwrap())
+        .collect();
     assert_eq!(full.len(), 18_000);
     for trial in 0..20u32 {
         let mut users = RoaringBitmap::new();
@@ -263,15 +269,30 @@ fn pruned_and_ranged_scans_match_full_scans() {
         } else {
             Some((2_000_000 + i64::from(trial) * 1000, 4_000_000))
         };
+        // Every segment row of an event outside the set is left out (all
+        // rows are in segments here).
+        let events = match trial % 4 {
+            0 => None,
+            k => {
+                let mut want = vec![false; 3];
+                want[ids[k as usize - 1] as usize] = true;
+                if trial % 8 == 3 {
+                    want[ids[0] as usize] = true;
+                }
+                Some(want)
+            }
+        };
         let got = collect(&ScanSpec {
             range,
             props: vec![pid],
             users: Some(users.clone()),
             skip: None,
+            events: events.clone(),
         });
         let want: Vec<_> = full
             .iter()
             .filter(|r| users.contains(r.0) && range.is_none_or(|(f, t)| r.1 >= f && r.1 < t))
+            .filter(|r| events.as_ref().is_none_or(|w| w[r.2 as usize]))
             .cloned()
             .collect();
         assert_eq!(got, want, "trial {trial}");
@@ -402,6 +423,7 @@ fn property_chunks_across_skips() {
             props: vec![pid],
             users: Some(users),
             skip: None,
+            events: (step % 2 == 1).then(|| vec![true]),
         };
         let mut seen = 0;
         snap.shards[0]
