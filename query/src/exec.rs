@@ -638,9 +638,27 @@ fn interpolate(n: usize, q: f64, at: impl Fn(usize) -> f64) -> Option<f64> {
     Some(a + (b - a) * (pos - lo as f64))
 }
 
+/// An integer sample for [`quantile_unsorted`].
+pub trait Sample: Copy + Ord {
+    /// The value as a float.
+    fn f64(self) -> f64;
+}
+
+impl Sample for i64 {
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Sample for u32 {
+    fn f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
 /// [`quantile`] of unsorted data, by selection (linear time) instead of a
 /// full sort; reorders `v`.
-pub fn quantile_unsorted(v: &mut [i64], q: f64) -> Option<f64> {
+pub fn quantile_unsorted<T: Sample>(v: &mut [T], q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -649,7 +667,7 @@ pub fn quantile_unsorted(v: &mut [i64], q: f64) -> Option<f64> {
     let (_, &mut a, right) = v.select_nth_unstable(lo);
     // The next rank is the smallest value right of the selected one.
     let b = right.iter().copied().min().unwrap_or(a);
-    let (a, b) = (a as f64, b as f64);
+    let (a, b) = (a.f64(), b.f64());
     Some(a + (b - a) * (pos - lo as f64))
 }
 

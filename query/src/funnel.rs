@@ -403,14 +403,58 @@ struct Agg {
     /// users per final level.
     levels: Vec<u64>,
     /// per step (1..n-1): ms from step 1 for each user reaching it.
-    times: Vec<Vec<i64>>,
+    times: Vec<Samples>,
+}
+
+/// Non-negative millisecond gaps, 4 bytes each when they fit (a window
+/// under 49 days always does), for exact medians and averages.
+#[derive(Default, Clone)]
+struct Samples {
+    narrow: Vec<u32>,
+    wide: Vec<i64>,
+}
+
+impl Samples {
+    fn push(&mut self, ms: i64) {
+        match u32::try_from(ms) {
+            Ok(x) => self.narrow.push(x),
+            Err(_) => self.wide.push(ms),
+        }
+    }
+
+    fn extend(&mut self, other: Samples) {
+        self.narrow.extend(other.narrow);
+        self.wide.extend(other.wide);
+    }
+
+    fn len(&self) -> usize {
+        self.narrow.len() + self.wide.len()
+    }
+
+    /// The median and the mean, `None` without samples.
+    fn median_avg(&mut self) -> (Option<f64>, Option<f64>) {
+        if self.len() == 0 {
+            return (None, None);
+        }
+        let sum = self.narrow.iter().map(|&x| x as f64).sum::<f64>()
+            + self.wide.iter().map(|&x| x as f64).sum::<f64>();
+        let avg = Some(sum / self.len() as f64);
+        let median = if self.wide.is_empty() {
+            quantile_unsorted(&mut self.narrow, 0.5)
+        } else {
+            let mut all: Vec<i64> = self.narrow.iter().map(|&x| i64::from(x)).collect();
+            all.extend_from_slice(&self.wide);
+            quantile_unsorted(&mut all, 0.5)
+        };
+        (median, avg)
+    }
 }
 
 impl Agg {
     fn new(n: usize) -> Self {
         Agg {
             levels: vec![0; n + 1],
-            times: vec![Vec::new(); n],
+            times: vec![Samples::default(); n],
         }
     }
     fn add(&mut self, level: usize, times: &[i64]) {
@@ -635,10 +679,8 @@ fn steps_json(f: &Funnel, mut agg: Agg) -> Json {
         let (median, avg) = if i == 0 {
             (Json::Null, Json::Null)
         } else {
-            let t = &mut agg.times[i];
-            let avg =
-                (!t.is_empty()).then(|| t.iter().map(|&x| x as f64).sum::<f64>() / t.len() as f64);
-            (num(quantile_unsorted(t, 0.5)), num(avg))
+            let (median, avg) = agg.times[i].median_avg();
+            (num(median), num(avg))
         };
         out.push(json!({
             "event": f.steps[i].name,

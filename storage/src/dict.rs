@@ -10,6 +10,7 @@ use std::fs::OpenOptions;
 use std::hash::BuildHasher;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use hashbrown::HashTable;
 use rustc_hash::FxBuildHasher;
@@ -24,13 +25,32 @@ pub const DICT_MAGIC: &[u8; 8] = b"FPDICT01";
 /// ids: every name lives in one byte arena (plus an 8-byte end offset),
 /// and the hash index holds only 4-byte ids — about 20 bytes per name
 /// beyond its text, instead of a heap string and a map entry each.
+///
+/// The name → id index is built on first use: a process that only
+/// queries (ids → names) never pays its ~10 bytes per name.
 #[derive(Debug, Clone, Default)]
 pub struct Dict {
     bytes: Vec<u8>,
     /// `ends[i]`: end of name `i` in `bytes` (its start is `ends[i - 1]`).
     ends: Vec<u64>,
-    index: HashTable<u32>,
+    index: OnceLock<HashTable<u32>>,
     persisted: usize,
+}
+
+/// The name → id index of an arena (the first id of a repeated name wins).
+fn build_index(bytes: &[u8], ends: &[u64]) -> HashTable<u32> {
+    let mut index = HashTable::with_capacity(ends.len());
+    for id in 0..ends.len() as u32 {
+        let name = at(bytes, ends, id);
+        let h = hash(name);
+        if index
+            .find(h, |&other| at(bytes, ends, other) == name)
+            .is_none()
+        {
+            index.insert_unique(h, id, |&x| hash(at(bytes, ends, x)));
+        }
+    }
+    index
 }
 
 fn hash(name: &[u8]) -> u64 {
@@ -60,10 +80,15 @@ impl Dict {
         self.ends.is_empty()
     }
 
+    fn index(&self) -> &HashTable<u32> {
+        self.index
+            .get_or_init(|| build_index(&self.bytes, &self.ends))
+    }
+
     /// The id of `name`, if known.
     pub fn get(&self, name: &str) -> Option<u32> {
         let (bytes, ends) = (&self.bytes, &self.ends);
-        self.index
+        self.index()
             .find(hash(name.as_bytes()), |&id| {
                 at(bytes, ends, id) == name.as_bytes()
             })
@@ -73,20 +98,30 @@ impl Dict {
     /// The id of `name`, assigning the next id if new.
     pub fn intern(&mut self, name: &str) -> u32 {
         let h = hash(name.as_bytes());
+        let mut index = match self.index.take() {
+            Some(ix) => ix,
+            None => build_index(&self.bytes, &self.ends),
+        };
         let (bytes, ends) = (&self.bytes, &self.ends);
-        if let Some(&id) = self
-            .index
-            .find(h, |&id| at(bytes, ends, id) == name.as_bytes())
-        {
-            return id;
-        }
-        let id = self.ends.len() as u32;
+        let id = match index.find(h, |&id| at(bytes, ends, id) == name.as_bytes()) {
+            Some(&id) => id,
+            None => {
+                let id = self.ends.len() as u32;
+                self.bytes.extend_from_slice(name.as_bytes());
+                self.ends.push(self.bytes.len() as u64);
+                let (bytes, ends) = (&self.bytes, &self.ends);
+                index.insert_unique(h, id, |&id| hash(at(bytes, ends, id)));
+                id
+            }
+        };
+        self.index = OnceLock::from(index);
+        id
+    }
+
+    /// Appends a name known to be new (loading a file).
+    fn push(&mut self, name: &str) {
         self.bytes.extend_from_slice(name.as_bytes());
         self.ends.push(self.bytes.len() as u64);
-        let (bytes, ends) = (&self.bytes, &self.ends);
-        self.index
-            .insert_unique(h, id, |&id| hash(at(bytes, ends, id)));
-        id
     }
 
     /// The name of `id` (empty string if out of range).
@@ -105,7 +140,9 @@ impl Dict {
 
     /// Heap bytes held (arena, offsets and index).
     pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.ends.capacity() * 8 + self.index.capacity() * 5
+        self.bytes.capacity()
+            + self.ends.capacity() * 8
+            + self.index.get().map_or(0, |ix| ix.capacity() * 5)
     }
 
     /// Appends names not yet persisted to `path` and fsyncs it. Returns the
@@ -161,7 +198,6 @@ impl Dict {
         // Sized once: no rehash or regrowth peaks while loading millions.
         d.bytes.reserve(data.len());
         d.ends.reserve(expected);
-        d.index.reserve(expected, |_| 0);
         let bad = |why: String| Error::corrupt(PathBuf::from(path), why);
         if data.len() < 8 || &data[..8] != DICT_MAGIC {
             if data.len() < 8 && expected == 0 {
@@ -204,10 +240,7 @@ impl Dict {
                 let s = dec
                     .str()
                     .map_err(|e| bad(format!("batch at offset {pos}: {e}")))?;
-                let before = d.len();
-                if d.intern(s) as usize != before {
-                    return Err(bad(format!("name {s:?} appears twice")));
-                }
+                d.push(s);
             }
             pos += 8 + len;
         }
