@@ -164,7 +164,18 @@ impl<'a> SegRows<'a> {
     fn before(&self, r: usize) -> usize {
         match self.want {
             None => r.saturating_sub(self.base).min(self.times.len()),
-            Some(_) => self.rows.partition_point(|&x| (x as usize) < r),
+            Some(_) => {
+                // The rows asked about are nearly always the last decoded:
+                // gallop back from the end.
+                let v = &self.rows;
+                let (mut lo, mut hi, mut step) = (v.len(), v.len(), 1);
+                while lo > 0 && v[lo - 1] as usize >= r {
+                    hi = lo - 1;
+                    lo = lo.saturating_sub(step);
+                    step *= 2;
+                }
+                lo + v[lo..hi].partition_point(|&x| (x as usize) < r)
+            }
         }
     }
 
@@ -297,13 +308,14 @@ impl<'a> SegRows<'a> {
         // Every delta is at most the segment's span and every time at most
         // its max, so the running sum can never overflow.
         let span = (meta.max_time - meta.min_time) as u64;
-        let max_time = meta.max_time;
+        let max_time = meta.max_time as u64;
         let n = self.raw.len().min(self.raw_events.len()).min(BLOCK);
-        let mut row = self.next_row;
+        let first = self.next_row;
+        let mut row = first;
         let (mut bad, mut big) = (false, 0u64);
+        // Deltas become times in place, one user's run at a time.
         let mut i = 0;
         let mut t = self.last_t;
-        let mut k = 0usize;
         while i < n {
             while starts[self.conv_user + 1] as usize <= row {
                 self.conv_user += 1;
@@ -316,28 +328,44 @@ impl<'a> SegRows<'a> {
             if row == ustart {
                 t = meta.min_time;
             }
-            // Rows are written unconditionally and the cursor moves past
-            // wanted ones only: no branch per row.
-            for (j, (&d, &e)) in self.raw[i..i + run]
-                .iter()
-                .zip(&self.raw_events[i..i + run])
-                .enumerate()
-            {
-                bad |= d > span;
-                big |= e;
-                t = t.wrapping_add(d as i64);
-                bad |= t > max_time;
-                let at = k & (BLOCK - 1);
-                out.times[at] = t;
-                out.events[at] = e as u32;
-                out.rows[at] = (row + j) as u32;
-                k += usize::from(ALL || want.get(e as usize).copied().unwrap_or(false));
+            let mut dmax = 0;
+            for d in &mut self.raw[i..i + run] {
+                dmax = dmax.max(*d);
+                t = t.wrapping_add(*d as i64);
+                *d = t as u64;
             }
+            // Times only grow within a run, so its last is its largest.
+            bad |= dmax > span || t as u64 > max_time || t < meta.min_time;
             row += run;
             i += run;
         }
         self.last_t = t;
-        out.kept = k;
+        let times = &self.raw[..n];
+        let events = &self.raw_events[..n];
+        if ALL {
+            for (k, (&t, &e)) in times.iter().zip(events).enumerate() {
+                big |= e;
+                out.times[k] = t as i64;
+                out.events[k] = e as u32;
+            }
+            out.kept = n;
+        } else {
+            // The wanted rows, picked without a branch per row.
+            let mut pick = [0u8; BLOCK];
+            let mut m = 0usize;
+            for (j, &e) in events.iter().enumerate() {
+                big |= e;
+                pick[m & (BLOCK - 1)] = j as u8;
+                m += usize::from(want.get(e as usize).copied().unwrap_or(false));
+            }
+            for (k, &j) in pick[..m].iter().enumerate() {
+                let j = j as usize;
+                out.times[k] = times[j] as i64;
+                out.events[k] = events[j] as u32;
+                out.rows[k] = (first + j) as u32;
+            }
+            out.kept = m;
+        }
         (row, bad, big)
     }
 }
