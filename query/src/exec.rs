@@ -58,6 +58,8 @@ pub struct Ctx<'a> {
     cohort: Option<RoaringBitmap>,
     /// The events the query looks at (`None`: every event).
     events: Option<Vec<bool>>,
+    /// The query never reads event times.
+    skip_times: bool,
 }
 
 /// Resolves aliases (anonymous id → known id, possibly chained) into groups
@@ -112,6 +114,7 @@ impl<'a> Ctx<'a> {
             only_first: std::sync::atomic::AtomicU64::new(0),
             cohort: None,
             events: None,
+            skip_times: false,
         }
         .with_aliases()
     }
@@ -303,6 +306,12 @@ impl<'a> Ctx<'a> {
         self.events = Some(want);
     }
 
+    /// Declares that the query never reads event times (scans over all
+    /// time may then skip decoding them).
+    pub fn times_unused(&mut self) {
+        self.skip_times = true;
+    }
+
     /// Warnings collected while planning.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
@@ -370,6 +379,7 @@ impl<'a> Ctx<'a> {
                     users,
                     skip: (!self.grouped.is_empty()).then(|| self.grouped.clone()),
                     events: self.events.clone(),
+                    skip_times: self.skip_times,
                 };
                 let mut acc = init();
                 let mut n = 0u32;
@@ -462,6 +472,7 @@ impl<'a> Ctx<'a> {
             users: Some(self.grouped.clone()),
             skip: None,
             events: self.events.clone(),
+            skip_times: false,
         };
         let mut rows: FxHashMap<u32, Vec<Row>> = FxHashMap::default();
         for shard in &self.snapshot.shards {

@@ -107,6 +107,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             o.finish(&format!("{COMMON}, interval, metrics"))?;
             prepare(&mut ctx, &common, q.metrics.iter().map(|m| &m.event.filter));
             ctx.only_events(q.metrics.iter().map(|m| &m.event));
+            if q.unit.is_none() && common.range.is_none() {
+                ctx.times_unused();
+            }
             events::run(&q, &common, &ctx)?
         }
         "distribution" => {
@@ -114,6 +117,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             o.finish(&format!("{COMMON}, event, measure, buckets"))?;
             prepare(&mut ctx, &common, [&q.event.filter]);
             ctx.only_events([&q.event]);
+            if !matches!(q.measure, distribution::Measure::Days) && common.range.is_none() {
+                ctx.times_unused();
+            }
             distribution::run(&q, &common, &ctx)?
         }
         "users" => {
@@ -135,6 +141,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             // every condition holds at zero, so only then are all rows needed.
             if q.some_event_needed() {
                 ctx.only_events(q.conditions.iter().map(|c| &c.event));
+            }
+            if q.conditions.iter().all(|c| c.since.is_none()) && common.range.is_none() {
+                ctx.times_unused();
             }
             users::run(&q, &common, &ctx)?
         }

@@ -245,11 +245,11 @@ fn per_user(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_
     acc.counts.resize(q.conditions.len(), 0);
     let counts = &mut acc.counts;
     crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, mut mask| {
-        let t = u.times[i];
         while mask != 0 {
             let k = mask.trailing_zeros() as usize;
             mask &= mask - 1;
-            if q.conditions[k].since.is_none_or(|s| t >= s) {
+            // Times are read only for windows (a scan may skip them).
+            if q.conditions[k].since.is_none_or(|s| u.times[i] >= s) {
                 counts[k] += 1;
             }
         }

@@ -32,6 +32,11 @@ pub struct ScanSpec {
     /// promise: rows of other events may still appear (memtable rows are
     /// never filtered), so consumers keep checking event ids.
     pub events: Option<Vec<bool>>,
+    /// The query never reads times (e.g. counts over all time): when the
+    /// range is `None` and the shard has a single source, segment time
+    /// columns are not decoded and `UserRows::times` is empty. A hint:
+    /// times may still be there.
+    pub skip_times: bool,
 }
 
 /// A consistent view of one shard: its segments and memtable batches at
@@ -66,6 +71,8 @@ struct SegRows<'a> {
     next_row: usize,
     /// Values of the next block before `next_row` (after a jump).
     skip: usize,
+    /// The time column is not decoded (`times` stays empty).
+    no_times: bool,
     /// Which event ids to keep (`None` = all).
     want: Option<&'a [bool]>,
     /// Scratch for a block's converted rows.
@@ -127,7 +134,7 @@ impl PropStream<'_> {
 const KEEP: usize = 16 * 1024;
 
 impl<'a> SegRows<'a> {
-    fn new(seg: &'a Segment, spec: &'a ScanSpec) -> Result<Self> {
+    fn new(seg: &'a Segment, spec: &'a ScanSpec, no_times: bool) -> Result<Self> {
         let (time_r, event_r) = seg.column_readers()?;
         let mut props = Vec::with_capacity(spec.props.len());
         for &p in &spec.props {
@@ -150,6 +157,7 @@ impl<'a> SegRows<'a> {
             base: 0,
             next_row: 0,
             skip: 0,
+            no_times,
             want: spec.events.as_deref(),
             block: None,
             conv_user: 0,
@@ -163,7 +171,7 @@ impl<'a> SegRows<'a> {
     /// decoded row).
     fn before(&self, r: usize) -> usize {
         match self.want {
-            None => r.saturating_sub(self.base).min(self.times.len()),
+            None => r.saturating_sub(self.base).min(self.events.len()),
             Some(_) => {
                 // The rows asked about are nearly always the last decoded:
                 // gallop back from the end.
@@ -224,7 +232,7 @@ impl<'a> SegRows<'a> {
         } else {
             let k = self.before(a);
             if k > KEEP {
-                self.times.drain(..k);
+                self.times.drain(..k.min(self.times.len()));
                 self.events.drain(..k);
                 if self.want.is_some() {
                     self.rows.drain(..k);
@@ -261,6 +269,9 @@ impl<'a> SegRows<'a> {
         {
             return Err(Error::corrupt(self.seg.path(), "event column ends early"));
         }
+        if self.no_times {
+            return self.keep_events();
+        }
         self.raw.clear();
         if !self
             .time_r
@@ -294,6 +305,40 @@ impl<'a> SegRows<'a> {
         }
         self.block = Some(out);
         self.next_row = row;
+        Ok(())
+    }
+
+    /// Keeps the wanted rows of the unpacked event block, without times.
+    fn keep_events(&mut self) -> Result<()> {
+        self.skip = 0;
+        let first = self.next_row;
+        let n = self.raw_events.len();
+        if self.raw_events.iter().fold(0, |a, &e| a | e) > u64::from(u32::MAX) {
+            return Err(Error::corrupt(self.seg.path(), "event id out of range"));
+        }
+        match self.want {
+            None => self
+                .events
+                .extend(self.raw_events.iter().map(|&e| e as u32)),
+            Some(want) => {
+                // Written unconditionally, kept by moving the cursor: no
+                // branch per row.
+                let old = self.events.len();
+                self.events.resize(old + n, 0);
+                self.rows.resize(old + n, 0);
+                let (events, rows) = (&mut self.events[old..], &mut self.rows[old..]);
+                let mut k = 0;
+                for (j, &e) in self.raw_events.iter().enumerate() {
+                    let at = k.min(n - 1);
+                    events[at] = e as u32;
+                    rows[at] = (first + j) as u32;
+                    k += usize::from(want.get(e as usize).copied().unwrap_or(false));
+                }
+                self.events.truncate(old + k);
+                self.rows.truncate(old + k);
+            }
+        }
+        self.next_row = first + n;
         Ok(())
     }
 
@@ -436,6 +481,7 @@ impl<'a> Source<'a> {
     }
     fn times(&self, a: usize, b: usize) -> &[i64] {
         match self {
+            Source::Seg(s) if s.no_times => &[],
             Source::Seg(s) => &s.times[a - s.base..b - s.base],
             Source::Run(m, _) => &m.times[a..b],
         }
@@ -459,7 +505,8 @@ impl<'a> Source<'a> {
 pub struct UserRows<'a> {
     /// The user id.
     pub uid: u32,
-    /// Event times, ascending.
+    /// Event times, ascending (empty when the scan was asked to skip
+    /// times and could: see [`ScanSpec::skip_times`]).
     pub times: &'a [i64],
     /// Event ids, parallel to `times`.
     pub events: &'a [u32],
@@ -513,11 +560,11 @@ impl<'a> UserRows<'a> {
 
     /// Number of events.
     pub fn len(&self) -> usize {
-        self.times.len()
+        self.events.len()
     }
     /// True if no events.
     pub fn is_empty(&self) -> bool {
-        self.times.is_empty()
+        self.events.is_empty()
     }
     /// Value of requested property `k` (index into `ScanSpec::props`) at event `i`.
     #[inline]
@@ -667,11 +714,17 @@ impl ShardSnapshot {
         mut f: impl FnMut(&UserRows<'_>) -> bool,
     ) -> Result<bool> {
         let mut sources: Vec<Source<'_>> = Vec::new();
-        for seg in &self.segments {
+        let live = |seg: &&Arc<Segment>| {
             let m = seg.meta();
-            if m.rows > 0 && overlaps(m.min_time, m.max_time, spec.range) {
-                sources.push(Source::Seg(Box::new(SegRows::new(seg, spec)?)));
-            }
+            m.rows > 0 && overlaps(m.min_time, m.max_time, spec.range)
+        };
+        // Several sources are merged by time, so only a lone segment can
+        // go without its times.
+        let lone =
+            self.segments.iter().filter(live).count() == 1 && self.mem.iter().all(|r| r.is_empty());
+        let no_times = spec.skip_times && spec.range.is_none() && lone;
+        for seg in self.segments.iter().filter(live) {
+            sources.push(Source::Seg(Box::new(SegRows::new(seg, spec, no_times)?)));
         }
         for run in &self.mem {
             if !run.is_empty() {

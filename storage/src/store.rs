@@ -835,6 +835,7 @@ impl Store {
             users: None,
             skip: None,
             events: None,
+            skip_times: false,
         };
         if let Some(shard) = snap.shards.get(shard as usize) {
             shard.scan(&spec, |u| {
@@ -980,6 +981,7 @@ fn merge_segments(segs: &[(u64, Arc<Segment>)]) -> Result<SegmentData> {
         users: None,
         skip: None,
         events: None,
+        skip_times: false,
     };
     let snap = ShardSnapshot {
         segments: segs.iter().map(|(_, s)| s.clone()).collect(),
