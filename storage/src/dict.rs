@@ -272,6 +272,14 @@ mod tests {
         d.persist(&p).unwrap();
         d.intern("c");
         d.persist(&p).unwrap();
+        let mut r = Dict::open(&p, 3).unwrap();
+        // The name index is built on first use, not at open.
+        assert!(r.index.get().is_none());
+        assert_eq!(r.name(2), "c");
+        assert!(r.index.get().is_none());
+        assert_eq!(r.intern("ü"), 1);
+        assert_eq!(r.intern("d"), 3);
+        assert_eq!(r.get("d"), Some(3));
         let r = Dict::open(&p, 3).unwrap();
         assert_eq!(r.get("c"), Some(2));
         assert_eq!(r.name(1), "ü");

@@ -215,7 +215,7 @@ impl<'a> SegRows<'a> {
                 .map_err(|e| self.seg.corrupt("event", e))?;
             self.base = match self.want {
                 None => a,
-                Some(_) => self.base + self.times.len(),
+                Some(_) => self.base + self.events.len(),
             };
             self.times.clear();
             self.events.clear();
@@ -229,16 +229,18 @@ impl<'a> SegRows<'a> {
             let starts = self.seg.user_starts();
             self.conv_user = gallop(starts, self.conv_user, a as u32 + 1).saturating_sub(1);
             self.last_t = self.seg.meta().min_time;
-        } else {
-            let k = self.before(a);
-            if k > KEEP {
-                self.times.drain(..k.min(self.times.len()));
-                self.events.drain(..k);
-                if self.want.is_some() {
-                    self.rows.drain(..k);
-                }
-                self.base += k;
+        }
+        // Rows decoded from here on are at or past `a`, so the count of
+        // rows before it stays put.
+        let mut lo = self.before(a);
+        if lo > KEEP {
+            self.times.drain(..lo.min(self.times.len()));
+            self.events.drain(..lo);
+            if self.want.is_some() {
+                self.rows.drain(..lo);
             }
+            self.base += lo;
+            lo = 0;
         }
         while self.next_row < b {
             self.decode_block()?;
@@ -256,7 +258,7 @@ impl<'a> SegRows<'a> {
                 *done = seen.len();
             }
         }
-        Ok((self.base + self.before(a), self.base + self.before(b)))
+        Ok((self.base + lo, self.base + self.before(b)))
     }
 
     /// Decodes the next block of both columns, keeping the wanted rows.
