@@ -48,10 +48,26 @@ fuzz_target!(|data: &[u8]| {
         let _ = seg.prop(p);
     }
     let snap = ShardSnapshot { segments: vec![std::sync::Arc::new(seg)], mem: Vec::new() };
-    let spec = ScanSpec { range: None, props: vec![0, 1], users: None, skip: None };
-    let _ = snap.scan(&spec, |u| {
-        for i in 0..u.len() {
-            let _ = u.prop(0, i);
-        }
-    });
+    // Full scans, and scans that keep some events, skip times, jump over
+    // users or narrow the range, chosen by the input.
+    let pick = data.get(1).copied().unwrap_or(0);
+    let specs = [
+        ScanSpec { props: vec![0, 1], ..ScanSpec::default() },
+        ScanSpec {
+            props: vec![0],
+            events: Some((0..5).map(|e| pick >> e & 1 == 1).collect()),
+            skip_times: pick & 0x20 != 0,
+            users: (pick & 0x40 != 0).then(|| (0..64u32).filter(|u| u % 3 != 0).collect()),
+            range: (pick & 0x80 != 0).then_some((1_500, 5_000)),
+            ..ScanSpec::default()
+        },
+    ];
+    for spec in &specs {
+        let _ = snap.scan(spec, |u| {
+            for i in 0..u.len() {
+                let _ = u.prop(0, i);
+                let _ = u.times.get(i);
+            }
+        });
+    }
 });
