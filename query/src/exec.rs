@@ -31,7 +31,8 @@ pub struct QueryOptions {
 pub struct ScanStats {
     /// Users whose events were read.
     pub users_read: std::sync::atomic::AtomicU64,
-    /// Events read (after time-range narrowing).
+    /// Events decoded, including rows of events the query does not look
+    /// at (dropped after decoding) and rows outside its time range.
     pub events_read: std::sync::atomic::AtomicU64,
     /// Users counted from the per-event bitmaps without reading their events.
     pub users_from_bitmaps: std::sync::atomic::AtomicU64,

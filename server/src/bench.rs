@@ -1,7 +1,7 @@
 //! `footprint bench`: runs a set of query files against a loaded data set,
 //! after a warm-up, and reports per query min/median/max latency, events
 //! covered per second (stored events / median), the share of them actually
-//! read (the rest pruned by time range or bitmaps) and peak RSS.
+//! decoded (the rest skipped by time range or bitmaps) and peak RSS.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -27,7 +27,9 @@ pub struct BenchRow {
     pub events_per_s: f64,
     /// Events stored (what the query covers).
     pub events_stored: u64,
-    /// Events actually read (the rest were pruned by time or bitmaps).
+    /// Events decoded (the rest were skipped by time or bitmaps), counting
+    /// rows of events the query does not look at, which are dropped after
+    /// decoding.
     pub events_read: u64,
     /// Users counted from bitmaps without reading their events.
     pub users_from_bitmaps: u64,

@@ -473,7 +473,7 @@ fn run(cli: Cli) -> Result<i32> {
             if timing {
                 use std::sync::atomic::Ordering::Relaxed;
                 eprintln!(
-                    "query took {:.1} ms; read {} events of {} users; {} users counted from bitmaps",
+                    "query took {:.1} ms; decoded {} events of {} users; {} users counted from bitmaps",
                     t.elapsed().as_secs_f64() * 1e3,
                     stats.events_read.load(Relaxed),
                     stats.users_read.load(Relaxed),
