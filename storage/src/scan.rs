@@ -268,7 +268,9 @@ impl<'a> SegRows<'a> {
             .event_r
             .next_block_from(self.skip, &mut self.raw_events)
             .map_err(|e| self.seg.corrupt("event", e))?
+            || self.raw_events.is_empty()
         {
+            // (An empty block would never move the scan forward.)
             return Err(Error::corrupt(self.seg.path(), "event column ends early"));
         }
         if self.no_times {
