@@ -6,7 +6,7 @@ use footprint_storage::{UserRows, Value};
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{num, number, quantile_f64, Ctx, Prune, UserProps};
+use crate::exec::{num, number, quantile_f64, Ctx, Prune};
 use crate::json::{array, Obj};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
@@ -204,10 +204,9 @@ fn render(q: &Distribution, mut v: Vec<f64>) -> Json {
 }
 
 fn per_user(q: &Distribution, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
-    let profile = ctx.profile(u.uid);
-    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+    let Some(profile) = ctx.admit(c, u.uid) else {
         return;
-    }
+    };
     let mut n = 0u64;
     let mut days = 0u64;
     let mut last_day = i64::MIN;

@@ -11,7 +11,7 @@ use footprint_storage::{UserRows, Value};
 use serde_json::{json, Map, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{number, Ctx, Prune, UserProps};
+use crate::exec::{number, Ctx, Prune};
 use crate::json::{array, check_keys, Obj};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
@@ -582,10 +582,9 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
     if acc.overflow {
         return;
     }
-    let profile = ctx.profile(u.uid);
-    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+    let Some(profile) = ctx.admit(c, u.uid) else {
         return;
-    }
+    };
     let uid = u.uid;
     let nm = q.metrics.len();
     let breakdown = !c.breakdown.is_empty();

@@ -217,6 +217,17 @@ impl<'a> Ctx<'a> {
         self.profiles.as_ref()?.get(&uid)
     }
 
+    /// The profile of `uid` (`Some(None)` without one) when the query's
+    /// `users` filter admits the user; `None` when it does not.
+    pub fn admit(
+        &self,
+        c: &crate::model::Common,
+        uid: u32,
+    ) -> Option<Option<&BTreeMap<String, Value>>> {
+        let profile = self.profile(uid);
+        (c.users.is_true() || c.users.eval(&UserProps(profile))).then_some(profile)
+    }
+
     /// Restricts the query to the members of saved cohort `name` (several
     /// cohorts intersect).
     pub fn restrict_to_cohort(&mut self, name: &str, path: &str) -> Result<()> {

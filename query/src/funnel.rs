@@ -6,7 +6,7 @@ use footprint_storage::UserRows;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{num, quantile_unsorted, Ctx, RowProps, UserProps};
+use crate::exec::{num, quantile_unsorted, Ctx, RowProps};
 use crate::json::{array, Obj};
 use crate::model::{Common, EventRef, Key};
 use crate::time::parse_window;
@@ -381,10 +381,6 @@ impl Funnel {
                 });
             }
         }
-        if !modes.strict_order {
-            // Only `strict_order` looks at events that fill no step.
-            ctx.only_events(steps.iter().chain(exclusions.iter().map(|e| &e.event)));
-        }
         let matcher = crate::model::Matcher::new(&steps);
         let single = matcher.single();
         Ok(Funnel {
@@ -557,10 +553,9 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 }
 
 fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
-    let profile = ctx.profile(u.uid);
-    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+    let Some(profile) = ctx.admit(c, u.uid) else {
         return;
-    }
+    };
     let n = f.steps.len();
     let entries = &mut acc.entries;
     crate::exec::reset(entries);

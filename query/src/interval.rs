@@ -5,7 +5,7 @@ use footprint_storage::UserRows;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{num, quantile, Ctx, UserProps};
+use crate::exec::{num, quantile, Ctx};
 use crate::json::Obj;
 use crate::model::{req_ref, Common, EventRef, Key};
 use crate::time::parse_window;
@@ -153,10 +153,9 @@ fn stats(mut d: Vec<i64>) -> Json {
 }
 
 fn per_user(q: &Interval, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
-    let profile = ctx.profile(u.uid);
-    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+    let Some(profile) = ctx.admit(c, u.uid) else {
         return;
-    }
+    };
     crate::exec::reset(&mut acc.froms);
     crate::exec::reset(&mut acc.tos);
     let (froms, tos) = (&mut acc.froms, &mut acc.tos);

@@ -84,6 +84,10 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
             o.finish(&format!("{COMMON}, steps, window, mode, exclusions"))?;
             prepare(&mut ctx, &common, f.steps.iter().map(|s| &s.filter));
+            if !f.modes.strict_order {
+                // Only `strict_order` looks at events that fill no step.
+                ctx.only_events(f.steps.iter().chain(f.exclusions.iter().map(|e| &e.event)));
+            }
             funnel::run(&f, &common, &ctx)?
         }
         "retention" => {

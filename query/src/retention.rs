@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use serde_json::{json, Value as Json};
 
 use crate::error::Result;
-use crate::exec::{Ctx, UserProps};
+use crate::exec::Ctx;
 use crate::json::Obj;
 use crate::model::{req_ref, Common, EventRef, Key};
 use crate::time::{Clock, Unit};
@@ -148,10 +148,9 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 }
 
 fn per_user(r: &Retention, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
-    let profile = ctx.profile(u.uid);
-    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+    let Some(profile) = ctx.admit(c, u.uid) else {
         return;
-    }
+    };
     crate::exec::reset(&mut acc.starts);
     crate::exec::reset(&mut acc.returns);
     let (starts, returns, clock) = (&mut acc.starts, &mut acc.returns, &mut acc.clock);

@@ -234,10 +234,9 @@ pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 }
 
 fn per_user(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
-    let profile = ctx.profile(u.uid);
-    if !c.users.is_true() && !c.users.eval(&UserProps(profile)) {
+    let Some(profile) = ctx.admit(c, u.uid) else {
         return;
-    }
+    };
     if !q.profile.is_true() && !q.profile.eval(&UserProps(profile)) {
         return;
     }

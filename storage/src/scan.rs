@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
-use crate::bitpack::BlockReader;
+use crate::bitpack::{BlockReader, BLOCK};
 use crate::error::{Error, Result};
 use crate::memtable::MemRun;
 use crate::segment::{PropReader, Segment, PROP_CHUNK};
@@ -75,8 +75,6 @@ struct SegRows<'a> {
     no_times: bool,
     /// Which event ids to keep (`None` = all).
     want: Option<&'a [bool]>,
-    /// Scratch for a block's converted rows.
-    block: Option<Box<Block>>,
     /// Index of the user whose rows the next decoded row belongs to.
     conv_user: usize,
     last_t: i64,
@@ -159,7 +157,6 @@ impl<'a> SegRows<'a> {
             skip: 0,
             no_times,
             want: spec.events.as_deref(),
-            block: None,
             conv_user: 0,
             last_t: 0,
             props,
@@ -202,7 +199,6 @@ impl<'a> SegRows<'a> {
     /// returns their handles. Rows of users in between that nobody asked
     /// for are skipped a block at a time without decoding.
     fn ensure(&mut self, a: usize, b: usize) -> Result<(usize, usize)> {
-        use crate::bitpack::BLOCK;
         if a > self.next_row {
             // Jump: a user's first row is relative to the segment minimum, so
             // decoding can restart at the block holding row `a`.
@@ -273,96 +269,68 @@ impl<'a> SegRows<'a> {
             // (An empty block would never move the scan forward.)
             return Err(Error::corrupt(self.seg.path(), "event column ends early"));
         }
-        if self.no_times {
-            return self.keep_events();
-        }
-        self.raw.clear();
-        if !self
-            .time_r
-            .next_block_from(self.skip, &mut self.raw)
-            .map_err(|e| self.seg.corrupt("time", e))?
-            || self.raw.len() != self.raw_events.len()
-        {
-            return Err(Error::corrupt(self.seg.path(), "time column ends early"));
-        }
-        self.skip = 0;
-        let mut out = self.block.take().unwrap_or_default();
-        let done = match self.want {
-            None => self.convert::<true>(&[], &mut out),
-            Some(want) => self.convert::<false>(want, &mut out),
-        };
-        let (row, bad, big) = done;
-        if bad {
-            return Err(Error::corrupt(
-                self.seg.path(),
-                "time outside the segment's range",
-            ));
-        }
-        if big > u64::from(u32::MAX) {
-            return Err(Error::corrupt(self.seg.path(), "event id out of range"));
-        }
-        let k = out.kept;
-        self.times.extend_from_slice(&out.times[..k]);
-        self.events.extend_from_slice(&out.events[..k]);
-        if self.want.is_some() {
-            self.rows.extend_from_slice(&out.rows[..k]);
-        }
-        self.block = Some(out);
-        self.next_row = row;
-        Ok(())
-    }
-
-    /// Keeps the wanted rows of the unpacked event block, without times.
-    fn keep_events(&mut self) -> Result<()> {
-        self.skip = 0;
-        let first = self.next_row;
-        let n = self.raw_events.len();
         if self.raw_events.iter().fold(0, |a, &e| a | e) > u64::from(u32::MAX) {
             return Err(Error::corrupt(self.seg.path(), "event id out of range"));
         }
+        if !self.no_times {
+            self.raw.clear();
+            if !self
+                .time_r
+                .next_block_from(self.skip, &mut self.raw)
+                .map_err(|e| self.seg.corrupt("time", e))?
+                || self.raw.len() != self.raw_events.len()
+            {
+                return Err(Error::corrupt(self.seg.path(), "time column ends early"));
+            }
+            if !self.deltas_to_times() {
+                return Err(Error::corrupt(
+                    self.seg.path(),
+                    "time outside the segment's range",
+                ));
+            }
+        }
+        self.skip = 0;
+        let first = self.next_row;
+        let n = self.raw_events.len();
+        let events = &self.raw_events;
+        let times = &self.raw;
         match self.want {
-            None => self
-                .events
-                .extend(self.raw_events.iter().map(|&e| e as u32)),
-            Some(want) => {
-                // Written unconditionally, kept by moving the cursor: no
-                // branch per row.
-                let old = self.events.len();
-                self.events.resize(old + n, 0);
-                self.rows.resize(old + n, 0);
-                let (events, rows) = (&mut self.events[old..], &mut self.rows[old..]);
-                let mut k = 0;
-                for (j, &e) in self.raw_events.iter().enumerate() {
-                    let at = k.min(n - 1);
-                    events[at] = e as u32;
-                    rows[at] = (first + j) as u32;
-                    k += usize::from(want.get(e as usize).copied().unwrap_or(false));
+            None => {
+                if !self.no_times {
+                    self.times.extend(times.iter().map(|&t| t as i64));
                 }
-                self.events.truncate(old + k);
-                self.rows.truncate(old + k);
+                self.events.extend(events.iter().map(|&e| e as u32));
+            }
+            Some(want) => {
+                let mut pick = [0u8; BLOCK];
+                let m = pick_wanted(events, want, &mut pick);
+                let picked = &pick[..m];
+                if !self.no_times {
+                    self.times
+                        .extend(picked.iter().map(|&j| times[j as usize] as i64));
+                }
+                self.events
+                    .extend(picked.iter().map(|&j| events[j as usize] as u32));
+                self.rows
+                    .extend(picked.iter().map(|&j| (first + j as usize) as u32));
             }
         }
         self.next_row = first + n;
         Ok(())
     }
 
-    /// Turns the unpacked block (`raw`: time deltas, `raw_events`) into
-    /// times, keeping the rows of wanted events (all when `ALL`). Returns
-    /// the next row, whether a time fell outside the segment's range, and
-    /// the OR of all event ids (to check they fit in `u32`).
-    fn convert<const ALL: bool>(&mut self, want: &[bool], out: &mut Block) -> (usize, bool, u64) {
-        use crate::bitpack::BLOCK;
+    /// Turns the time deltas of the unpacked block (`raw`, starting at row
+    /// `next_row`) into times in place, one user's run at a time. Returns
+    /// `false` if a time falls outside the segment's range.
+    fn deltas_to_times(&mut self) -> bool {
         let starts = self.seg.user_starts();
         let meta = self.seg.meta();
         // Every delta is at most the segment's span and every time at most
         // its max, so the running sum can never overflow.
         let span = (meta.max_time - meta.min_time) as u64;
-        let max_time = meta.max_time as u64;
-        let n = self.raw.len().min(self.raw_events.len()).min(BLOCK);
-        let first = self.next_row;
-        let mut row = first;
-        let (mut bad, mut big) = (false, 0u64);
-        // Deltas become times in place, one user's run at a time.
+        let n = self.raw.len();
+        let mut row = self.next_row;
+        let mut ok = true;
         let mut i = 0;
         let mut t = self.last_t;
         while i < n {
@@ -384,58 +352,24 @@ impl<'a> SegRows<'a> {
                 *d = t as u64;
             }
             // Times only grow within a run, so its last is its largest.
-            bad |= dmax > span || t as u64 > max_time || t < meta.min_time;
+            ok &= dmax <= span && t <= meta.max_time && t >= meta.min_time;
             row += run;
             i += run;
         }
         self.last_t = t;
-        let times = &self.raw[..n];
-        let events = &self.raw_events[..n];
-        if ALL {
-            for (k, (&t, &e)) in times.iter().zip(events).enumerate() {
-                big |= e;
-                out.times[k] = t as i64;
-                out.events[k] = e as u32;
-            }
-            out.kept = n;
-        } else {
-            // The wanted rows, picked without a branch per row.
-            let mut pick = [0u8; BLOCK];
-            let mut m = 0usize;
-            for (j, &e) in events.iter().enumerate() {
-                big |= e;
-                pick[m & (BLOCK - 1)] = j as u8;
-                m += usize::from(want.get(e as usize).copied().unwrap_or(false));
-            }
-            for (k, &j) in pick[..m].iter().enumerate() {
-                let j = j as usize;
-                out.times[k] = times[j] as i64;
-                out.events[k] = events[j] as u32;
-                out.rows[k] = (first + j) as u32;
-            }
-            out.kept = m;
-        }
-        (row, bad, big)
+        ok
     }
 }
 
-/// One block's converted rows.
-struct Block {
-    times: [i64; crate::bitpack::BLOCK],
-    events: [u32; crate::bitpack::BLOCK],
-    rows: [u32; crate::bitpack::BLOCK],
-    kept: usize,
-}
-
-impl Default for Block {
-    fn default() -> Self {
-        Block {
-            times: [0; crate::bitpack::BLOCK],
-            events: [0; crate::bitpack::BLOCK],
-            rows: [0; crate::bitpack::BLOCK],
-            kept: 0,
-        }
+/// Writes into `pick` the indexes of the rows of `events` whose event is
+/// wanted, without a branch per row; returns how many.
+fn pick_wanted(events: &[u64], want: &[bool], pick: &mut [u8; BLOCK]) -> usize {
+    let mut m = 0usize;
+    for (j, &e) in events.iter().enumerate().take(BLOCK) {
+        pick[m & (BLOCK - 1)] = j as u8;
+        m += usize::from(want.get(e as usize).copied().unwrap_or(false));
     }
+    m
 }
 
 enum Source<'a> {

@@ -67,34 +67,49 @@ fn opts() -> EngineOptions {
     }
 }
 
+/// Runs `ops` against a new engine in `dir`, adding every event written
+/// to `model` (canonical form).
+fn replay(
+    dir: &std::path::Path,
+    ops: Vec<Op>,
+    model: &mut Vec<(String, i64, String, String)>,
+) -> Engine {
+    let mut engine = Engine::open(dir, opts()).unwrap();
+    for op in ops {
+        match op {
+            Op::Ingest(evs) => {
+                model.extend(evs.iter().map(canon));
+                engine.ingest(evs).unwrap();
+            }
+            Op::Bulk(evs) => {
+                model.extend(evs.iter().map(canon));
+                let mut b = engine.store().bulk_load(7).unwrap();
+                b.add(evs).unwrap();
+                b.commit().unwrap();
+            }
+            Op::Flush => engine.flush().unwrap(),
+            Op::Compact => {
+                engine.compact().unwrap();
+            }
+            Op::CompactAll => {
+                engine.store().compact_all().unwrap();
+            }
+            Op::Reopen => {
+                drop(engine);
+                engine = Engine::open(dir, opts()).unwrap();
+            }
+        }
+    }
+    engine
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
     #[test]
     fn events_read_back_exactly(ops in proptest::collection::vec(op(), 1..25)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut engine = Engine::open(dir.path(), opts()).unwrap();
         let mut model = Vec::new();
-        for op in ops {
-            match op {
-                Op::Ingest(evs) => {
-                    model.extend(evs.iter().map(canon));
-                    engine.ingest(evs).unwrap();
-                }
-                Op::Bulk(evs) => {
-                    model.extend(evs.iter().map(canon));
-                    let mut b = engine.store().bulk_load(7).unwrap();
-                    b.add(evs).unwrap();
-                    b.commit().unwrap();
-                }
-                Op::Flush => engine.flush().unwrap(),
-                Op::Compact => { engine.compact().unwrap(); }
-                Op::CompactAll => { engine.store().compact_all().unwrap(); }
-                Op::Reopen => {
-                    drop(engine);
-                    engine = Engine::open(dir.path(), opts()).unwrap();
-                }
-            }
-        }
+        let engine = replay(dir.path(), ops, &mut model);
         model.sort();
         prop_assert_eq!(all_events(&engine), model.clone());
         assert_time_ordered(&engine);
@@ -142,24 +157,7 @@ proptest! {
     ) {
         use footprint_engine::storage::ScanSpec;
         let dir = tempfile::tempdir().unwrap();
-        let mut engine = Engine::open(dir.path(), opts()).unwrap();
-        for op in ops {
-            match op {
-                Op::Ingest(evs) => engine.ingest(evs).unwrap(),
-                Op::Bulk(evs) => {
-                    let mut b = engine.store().bulk_load(7).unwrap();
-                    b.add(evs).unwrap();
-                    b.commit().unwrap();
-                }
-                Op::Flush => engine.flush().unwrap(),
-                Op::Compact => { engine.compact().unwrap(); }
-                Op::CompactAll => { engine.store().compact_all().unwrap(); }
-                Op::Reopen => {
-                    drop(engine);
-                    engine = Engine::open(dir.path(), opts()).unwrap();
-                }
-            }
-        }
+        let engine = replay(dir.path(), ops, &mut Vec::new());
         let store = engine.store();
         let names = ["visit", "signup", "pay", "登录"];
         let mut want = vec![false; 8];
