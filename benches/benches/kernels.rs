@@ -88,6 +88,7 @@ fn pruning(c: &mut Criterion) {
             shards: 1,
             memtable_rows: 1 << 30,
             max_segments_per_shard: 64,
+            ..StoreOptions::default()
         },
     )
     .unwrap();

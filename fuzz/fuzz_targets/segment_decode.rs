@@ -2,7 +2,7 @@
 //! panics: damage is an error naming the file.
 #![no_main]
 
-use footprint_storage::segment::{write_segment, Segment, SegmentData};
+use footprint_storage::segment::{write_segment, Segment, SegmentData, SegmentFormat};
 use footprint_storage::{ScanSpec, ShardSnapshot, Value};
 use libfuzzer_sys::fuzz_target;
 
@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
         for (i, &b) in data.iter().enumerate().take(400) {
             d.uids.push(u32::from(b) / 16 + (i as u32 / 200) * 16);
             d.events.push(u32::from(b % 5));
-            d.times.push(1_000 + i as i64 * 17);
+            // Some equal times, so tie ranks are exercised.
+            d.times.push(1_000 + (i as i64 / 3) * 17);
             if b % 3 == 0 {
                 d.props.entry(0).or_default().push((i as u32, Value::Int(i64::from(b))));
             }
@@ -28,7 +29,12 @@ fuzz_target!(|data: &[u8]| {
             times: order.iter().map(|&i| d.times[i]).collect(),
             props: Default::default(),
         };
-        write_segment(&path, 0, &sorted).unwrap();
+        let format = if data[0] & 2 == 0 {
+            SegmentFormat::EventMajor
+        } else {
+            SegmentFormat::TimeOrder
+        };
+        write_segment(&path, 0, &sorted, format).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         for pair in data.chunks(3).skip(1) {
             if pair.len() == 3 && !bytes.is_empty() {
@@ -41,8 +47,7 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(&path, data).unwrap();
     }
     let Ok(seg) = Segment::open(&path) else { return };
-    let _ = seg.times();
-    let _ = seg.events();
+    let _ = seg.event_row_counts();
     let _ = seg.event_bitmaps();
     for p in seg.prop_ids() {
         let _ = seg.prop(p);

@@ -46,5 +46,6 @@ pub use event::{Alias, Event, ProfileOp, ProfileUpdate};
 pub use parse::{Format, Parsed, RowError};
 pub use profiles::Profiles;
 pub use scan::{ScanSpec, ShardSnapshot, UserRows};
+pub use segment::SegmentFormat;
 pub use store::{OpenReport, Snapshot, Store, StoreOptions, StoreStats};
 pub use value::{Family, Props, Value};

@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use roaring::RoaringBitmap;
 
+mod ev;
+use ev::EvRows;
+
 use crate::bitpack::{BlockReader, BLOCK};
 use crate::error::{Error, Result};
 use crate::memtable::MemRun;
-use crate::segment::{PropReader, Segment, PROP_CHUNK};
+use crate::segment::{PropReader, Segment, SegmentFormat, PROP_CHUNK};
 use crate::value::Value;
 
 /// What a scan reads.
@@ -97,7 +100,16 @@ struct PropStream<'a> {
     next_chunk: usize,
 }
 
-impl PropStream<'_> {
+impl<'a> PropStream<'a> {
+    fn new(reader: PropReader<'a>) -> Self {
+        PropStream {
+            reader,
+            idx: Vec::new(),
+            base: 0,
+            next_chunk: 0,
+        }
+    }
+
     fn ensure(&mut self, a: usize, b: usize) -> Result<()> {
         let end = self.base + self.idx.len();
         if a >= end {
@@ -136,12 +148,7 @@ impl<'a> SegRows<'a> {
         let (time_r, event_r) = seg.column_readers()?;
         let mut props = Vec::with_capacity(spec.props.len());
         for &p in &spec.props {
-            props.push(seg.prop_reader(p)?.map(|reader| PropStream {
-                reader,
-                idx: Vec::new(),
-                base: 0,
-                next_chunk: 0,
-            }));
+            props.push(seg.prop_reader(p)?.map(PropStream::new));
         }
         Ok(SegRows {
             seg,
@@ -373,7 +380,10 @@ fn pick_wanted(events: &[u64], want: &[bool], pick: &mut [u8; BLOCK]) -> usize {
 }
 
 enum Source<'a> {
+    /// A version 1 segment.
     Seg(Box<SegRows<'a>>),
+    /// A version 2 segment.
+    Ev(Box<EvRows<'a>>),
     Run(&'a MemRun, &'a [u32]),
 }
 
@@ -382,6 +392,7 @@ impl<'a> Source<'a> {
     fn tables(&self) -> (&'a [u32], &'a [u32]) {
         match self {
             Source::Seg(s) => (s.seg.user_ids(), s.seg.user_starts()),
+            Source::Ev(s) => (s.seg().user_ids(), s.seg().user_starts()),
             Source::Run(m, _) => (&m.user_ids, &m.user_starts),
         }
     }
@@ -399,40 +410,40 @@ impl<'a> Source<'a> {
         }
     }
     fn user_ids(&self) -> &[u32] {
-        match self {
-            Source::Seg(s) => s.seg.user_ids(),
-            Source::Run(m, _) => &m.user_ids,
-        }
+        self.tables().0
     }
     fn user_starts(&self) -> &[u32] {
-        match self {
-            Source::Seg(s) => s.seg.user_starts(),
-            Source::Run(m, _) => &m.user_starts,
-        }
+        self.tables().1
     }
-    /// Makes rows `[a, b)` available; returns their handles.
-    fn ensure(&mut self, a: usize, b: usize) -> Result<(usize, usize)> {
+    /// Makes the rows of user `c` (rows `[a, b)` of the source) available;
+    /// returns their handles and how many rows were decoded for them.
+    fn ensure(&mut self, c: usize, a: usize, b: usize) -> Result<(usize, usize, usize)> {
         match self {
-            Source::Seg(s) => s.ensure(a, b),
-            Source::Run(..) => Ok((a, b)),
+            Source::Seg(s) => s.ensure(a, b).map(|(x, y)| (x, y, b - a)),
+            Source::Ev(s) => s.load_user(c).map(|n| (0, n, s.decoded)),
+            Source::Run(..) => Ok((a, b, b - a)),
         }
     }
     fn times(&self, a: usize, b: usize) -> &[i64] {
         match self {
             Source::Seg(s) if s.no_times => &[],
             Source::Seg(s) => &s.times[a - s.base..b - s.base],
+            Source::Ev(s) if s.no_times => &[],
+            Source::Ev(s) => &s.times[a..b],
             Source::Run(m, _) => &m.times[a..b],
         }
     }
     fn events(&self, a: usize, b: usize) -> &[u32] {
         match self {
             Source::Seg(s) => &s.events[a - s.base..b - s.base],
+            Source::Ev(s) => &s.events[a..b],
             Source::Run(m, _) => &m.events[a..b],
         }
     }
     fn prop(&self, k: usize, h: usize) -> Option<&Value> {
         match self {
             Source::Seg(s) => s.props.get(k)?.as_ref()?.get(s.row_of(h)?),
+            Source::Ev(s) => s.prop(k, h),
             Source::Run(m, pids) => m.prop(*pids.get(k)?, h),
         }
     }
@@ -662,7 +673,14 @@ impl ShardSnapshot {
             self.segments.iter().filter(live).count() == 1 && self.mem.iter().all(|r| r.is_empty());
         let no_times = spec.skip_times && spec.range.is_none() && lone;
         for seg in self.segments.iter().filter(live) {
-            sources.push(Source::Seg(Box::new(SegRows::new(seg, spec, no_times)?)));
+            sources.push(match seg.format() {
+                SegmentFormat::TimeOrder => {
+                    Source::Seg(Box::new(SegRows::new(seg, spec, no_times)?))
+                }
+                SegmentFormat::EventMajor => {
+                    Source::Ev(Box::new(EvRows::new(seg, spec, no_times)?))
+                }
+            });
         }
         for run in &self.mem {
             if !run.is_empty() {
@@ -680,8 +698,7 @@ impl ShardSnapshot {
                     return Ok(true);
                 }
                 let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
-                let decoded = b - a;
-                let (a, b) = src.ensure(a, b)?;
+                let (a, b, decoded) = src.ensure(c, a, b)?;
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a >= b {
                     return Ok(true);
@@ -735,8 +752,8 @@ impl ShardSnapshot {
                 if !wanted {
                     continue;
                 }
-                decoded += b - a;
-                let (a, b) = src.ensure(a, b)?;
+                let (a, b, n) = src.ensure(c, a, b)?;
+                decoded += n;
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a < b {
                     present.push((s, a, b));

@@ -16,7 +16,7 @@ use crate::manifest::{DictCounts, Manifest, SegmentEntry};
 use crate::memtable::{push_run, MemBatch, MemRun, Memtable};
 use crate::profiles::Profiles;
 use crate::scan::{ScanSpec, ShardSnapshot};
-use crate::segment::{write_segment, Segment, SegmentData};
+use crate::segment::{write_segment, Segment, SegmentData, SegmentFormat};
 use crate::value::Value;
 use crate::wal::{self, Wal, WalRecord};
 
@@ -29,6 +29,8 @@ pub struct StoreOptions {
     pub memtable_rows: usize,
     /// Compact a shard once it has more segments than this.
     pub max_segments_per_shard: usize,
+    /// The layout of new segments (existing ones are read in their own).
+    pub segment_format: SegmentFormat,
 }
 
 impl Default for StoreOptions {
@@ -37,6 +39,7 @@ impl Default for StoreOptions {
             shards: 16,
             memtable_rows: 2_000_000,
             max_segments_per_shard: 8,
+            segment_format: SegmentFormat::default(),
         }
     }
 }
@@ -508,7 +511,7 @@ impl Store {
         let data = merge_segments(&chosen)?;
         let id = self.reserve_id();
         let path = seg_path(&self.dir, id);
-        let bytes = write_segment(&path, shard as u32, &data)?;
+        let bytes = write_segment(&path, shard as u32, &data, self.opts.segment_format)?;
         fsutil::sync_dir(&self.dir.join("segments"))?;
         let seg = Arc::new(Segment::open(&path)?);
         let m = seg.meta();
@@ -566,7 +569,7 @@ impl Store {
     ) -> Result<(SegmentEntry, Arc<Segment>)> {
         let id = self.reserve_id();
         let path = seg_path(&self.dir, id);
-        let bytes = write_segment(&path, shard, data)?;
+        let bytes = write_segment(&path, shard, data, self.opts.segment_format)?;
         let seg = Segment::open(&path)?;
         let m = seg.meta();
         let entry = SegmentEntry {
@@ -728,33 +731,22 @@ impl Store {
     pub fn event_counts(&self) -> Result<BTreeMap<String, u64>> {
         let snap = self.snapshot();
         let mut counts: Vec<u64> = Vec::new();
-        let mut bump = |e: u32| {
+        let mut bump = |e: u32, c: u64| {
             let e = e as usize;
             if counts.len() <= e {
                 counts.resize(e + 1, 0);
             }
-            counts[e] += 1;
+            counts[e] += c;
         };
-        let mut raw = Vec::new();
         for shard in &snap.shards {
             for seg in &shard.segments {
-                let (_, mut events) = seg.column_readers()?;
-                loop {
-                    raw.clear();
-                    if !events
-                        .next_block(&mut raw)
-                        .map_err(|e| seg.corrupt("event", e))?
-                    {
-                        break;
-                    }
-                    for &e in &raw {
-                        bump(e as u32);
-                    }
+                for (e, c) in seg.event_row_counts()? {
+                    bump(e, c);
                 }
             }
             for run in &shard.mem {
                 for &e in &run.events {
-                    bump(e);
+                    bump(e, 1);
                 }
             }
         }

@@ -1,10 +1,11 @@
 //! Runs every case of `../shared/conformance/cases` (answers computed by
-//! ClickHouse) against Footprint, in three storage layouts: all events in
-//! the memtable, all flushed to segments, and split over several segments
-//! plus the memtable.
+//! ClickHouse) against Footprint, in four storage layouts: all events in
+//! the memtable, all flushed to segments of format 2, or of format 1, and
+//! split over segments of both formats plus the memtable.
 
 use std::path::PathBuf;
 
+use footprint_engine::storage::SegmentFormat;
 use footprint_engine::{Engine, EngineOptions, Event, StoreOptions};
 use serde_json::Value;
 
@@ -17,40 +18,77 @@ fn cases_dir() -> PathBuf {
 
 #[derive(Clone, Copy, Debug)]
 enum Layout {
+    /// All events in the memtable.
     Memtable,
+    /// One segment per shard (format 2).
     Flushed,
+    /// One segment per shard in format 1.
+    FlushedV1,
+    /// Two segments per shard (format 1, then 2) and the memtable.
     Split,
 }
 
-fn load(events: &[Event], layout: Layout) -> (tempfile::TempDir, Engine) {
-    let dir = tempfile::tempdir().unwrap();
+const LAYOUTS: [Layout; 4] = [
+    Layout::Memtable,
+    Layout::Flushed,
+    Layout::FlushedV1,
+    Layout::Split,
+];
+
+fn open(dir: &std::path::Path, segment_format: SegmentFormat) -> Engine {
     let opts = EngineOptions {
         store: StoreOptions {
             shards: 3,
             memtable_rows: 1 << 30,
             max_segments_per_shard: 64,
+            segment_format,
         },
         background: false,
         query_threads: 2,
         ..Default::default()
     };
-    let engine = Engine::open(dir.path(), opts).unwrap();
-    match layout {
-        Layout::Memtable => engine.ingest(events.to_vec()).unwrap(),
-        Layout::Flushed => {
+    Engine::open(dir, opts).unwrap()
+}
+
+fn load(events: &[Event], layout: Layout) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = SegmentFormat::TimeOrder;
+    let v2 = SegmentFormat::EventMajor;
+    let engine = match layout {
+        Layout::Memtable => {
+            let engine = open(dir.path(), v2);
+            engine.ingest(events.to_vec()).unwrap();
+            engine
+        }
+        Layout::Flushed | Layout::FlushedV1 => {
+            let engine = open(
+                dir.path(),
+                if matches!(layout, Layout::Flushed) {
+                    v2
+                } else {
+                    v1
+                },
+            );
             engine.ingest(events.to_vec()).unwrap();
             engine.flush().unwrap();
+            engine
         }
         Layout::Split => {
             let third = events.len().div_ceil(3).max(1);
+            let mut engine = open(dir.path(), v1);
             for (i, chunk) in events.chunks(third).enumerate() {
                 engine.ingest(chunk.to_vec()).unwrap();
                 if i < 2 {
                     engine.flush().unwrap();
                 }
+                if i == 0 {
+                    drop(engine);
+                    engine = open(dir.path(), v2);
+                }
             }
+            engine
         }
-    }
+    };
     (dir, engine)
 }
 
@@ -158,7 +196,7 @@ fn clickhouse_conformance_cases() {
             .iter()
             .map(|e| footprint_engine::storage::parse::event_from_json(e.clone()).unwrap())
             .collect();
-        for layout in [Layout::Memtable, Layout::Flushed, Layout::Split] {
+        for layout in LAYOUTS {
             runs += 1;
             let (_dir, engine) = load(&events, layout);
             match engine.query_json(&case["query"], Default::default()) {
@@ -172,8 +210,9 @@ fn clickhouse_conformance_cases() {
         }
     }
     eprintln!(
-        "conformance: {} cases × 3 layouts = {runs} runs, {} failures",
+        "conformance: {} cases × {} layouts = {runs} runs, {} failures",
         files.len(),
+        LAYOUTS.len(),
         failures.len()
     );
     assert!(

@@ -11,6 +11,7 @@ fn opts() -> EngineOptions {
             shards: 2,
             memtable_rows: 1_000_000,
             max_segments_per_shard: 8,
+            ..StoreOptions::default()
         },
         background: false,
         ..Default::default()

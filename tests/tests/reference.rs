@@ -43,6 +43,7 @@ fn engine_with(events: &[Event], flush_at: usize) -> (tempfile::TempDir, Engine)
             shards: 2,
             memtable_rows: 1 << 30,
             max_segments_per_shard: 64,
+            ..StoreOptions::default()
         },
         background: false,
         query_threads: 2,

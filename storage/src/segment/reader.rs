@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use roaring::RoaringBitmap;
 
-use super::{SEG_END, SEG_MAGIC};
+use super::{SegmentFormat, SEG_END, SEG_MAGIC, SEG_MAGIC_V2};
 use crate::bitpack;
 use crate::codec::{Dec, DecodeError};
 use crate::error::{Error, Result};
@@ -44,6 +44,34 @@ pub struct Segment {
     user_ids: Vec<u32>,
     /// Row start of each user; one extra entry holds the row count.
     user_starts: Vec<u32>,
+    format: SegmentFormat,
+    /// Version 2: the event streams, by ascending event id.
+    streams: Vec<StreamMeta>,
+}
+
+/// One event's stream in a version 2 segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamMeta {
+    /// The event id.
+    pub event: u32,
+    /// Row number of the stream's first row (streams follow each other).
+    pub start: usize,
+    /// Rows in the stream.
+    pub rows: usize,
+}
+
+/// Readers of one event stream: per (user, event) pair the user's index in
+/// the users table (delta coded) and its row count; per row the time delta
+/// and the tie rank.
+pub struct StreamReaders<'a> {
+    /// User index deltas (the first absolute).
+    pub users: bitpack::BlockReader<'a>,
+    /// Rows per pair.
+    pub counts: bitpack::BlockReader<'a>,
+    /// Time deltas (a pair's first row relative to the segment minimum).
+    pub time: bitpack::BlockReader<'a>,
+    /// Rank among the user's rows of the same time.
+    pub tie: bitpack::BlockReader<'a>,
 }
 
 /// A decoded property column: `values[idx[row] - 1]`, or absent when `idx[row] == 0`.
@@ -88,11 +116,26 @@ impl Segment {
         let map = crate::mmap::map_sealed(path)?;
         let bad = |why: String| Error::corrupt(path, why);
         let n = map.len();
-        if n < 8 + 16 || &map[..8] != SEG_MAGIC || &map[n - 8..] != SEG_END {
+        if n < 8 + 16 || &map[n - 8..] != SEG_END {
             return Err(bad(
                 "not a Footprint segment (bad magic or truncated)".into()
             ));
         }
+        let format = match &map[..8] {
+            m if m == SEG_MAGIC => SegmentFormat::TimeOrder,
+            m if m == SEG_MAGIC_V2 => SegmentFormat::EventMajor,
+            m if m.starts_with(b"FPSEG") => {
+                return Err(bad(format!(
+                    "segment format {} is not supported by this version (it reads 001 and 002)",
+                    String::from_utf8_lossy(&m[5..])
+                )))
+            }
+            _ => {
+                return Err(bad(
+                    "not a Footprint segment (bad magic or truncated)".into()
+                ))
+            }
+        };
         let flen =
             u32::from_le_bytes([map[n - 16], map[n - 15], map[n - 14], map[n - 13]]) as usize;
         let fcrc = u32::from_le_bytes([map[n - 12], map[n - 11], map[n - 10], map[n - 9]]);
@@ -153,8 +196,13 @@ impl Segment {
             meta,
             user_ids: Vec::new(),
             user_starts: Vec::new(),
+            format,
+            streams: Vec::new(),
         };
         seg.load_users()?;
+        if format == SegmentFormat::EventMajor {
+            seg.load_streams()?;
+        }
         // Verification touched every page; queries fault in what they read.
         seg.release_pages();
         Ok(seg)
@@ -219,6 +267,114 @@ impl Segment {
         Ok(())
     }
 
+    /// Finds the event streams of a version 2 segment and checks that they
+    /// cover its rows.
+    fn load_streams(&mut self) -> Result<()> {
+        let mut events: Vec<u32> = self
+            .sections
+            .iter()
+            .filter_map(|s| {
+                s.name
+                    .strip_prefix("ev.")?
+                    .strip_suffix(".time")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        events.sort_unstable();
+        events.dedup();
+        let rows = self.meta.rows as usize;
+        let mut start = 0usize;
+        let mut streams = Vec::with_capacity(events.len());
+        for event in events {
+            let name = format!("ev.{event}.time");
+            let mut d = Dec::new(self.required(&name)?);
+            let n = d
+                .len(rows, "stream length")
+                .map_err(|e| self.decode_err(&name, e))?;
+            streams.push(StreamMeta {
+                event,
+                start,
+                rows: n,
+            });
+            start += n;
+        }
+        if start != rows {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("event streams hold {start} rows, the footer says {rows}"),
+            ));
+        }
+        self.streams = streams;
+        Ok(())
+    }
+
+    /// How the rows are laid out.
+    pub fn format(&self) -> SegmentFormat {
+        self.format
+    }
+
+    /// Version 2: the event streams, by ascending event id (empty for
+    /// version 1).
+    pub fn streams(&self) -> &[StreamMeta] {
+        &self.streams
+    }
+
+    /// Opens the readers of stream `s` (an index into [`Segment::streams`]).
+    pub fn stream_readers(&self, s: usize) -> Result<StreamReaders<'_>> {
+        let Some(m) = self.streams.get(s) else {
+            return Err(Error::corrupt(&self.path, format!("no stream {s}")));
+        };
+        let users = self.meta.users as usize;
+        let open = |part: &str, max: usize| -> Result<bitpack::BlockReader<'_>> {
+            let name = format!("ev.{}.{part}", m.event);
+            let mut d = Dec::new(self.required(&name)?);
+            bitpack::BlockReader::new(&mut d, max).map_err(|e| self.decode_err(&name, e))
+        };
+        let r = StreamReaders {
+            users: open("users", users)?,
+            counts: open("counts", users)?,
+            time: open("time", m.rows)?,
+            tie: open("tie", m.rows)?,
+        };
+        if r.users.len() != r.counts.len() || r.time.len() != m.rows || r.tie.len() != m.rows {
+            return Err(Error::corrupt(
+                &self.path,
+                format!("event {} stream: columns of different lengths", m.event),
+            ));
+        }
+        Ok(r)
+    }
+
+    /// Rows per event id.
+    pub fn event_row_counts(&self) -> Result<Vec<(u32, u64)>> {
+        if self.format == SegmentFormat::EventMajor {
+            return Ok(self
+                .streams
+                .iter()
+                .map(|s| (s.event, s.rows as u64))
+                .collect());
+        }
+        let (_, mut r) = self.column_readers()?;
+        let mut counts: std::collections::BTreeMap<u32, u64> = Default::default();
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            if !r
+                .next_block(&mut raw)
+                .map_err(|e| self.decode_err("event", e))?
+            {
+                break;
+            }
+            for &e in &raw {
+                let e = u32::try_from(e)
+                    .map_err(|_| Error::corrupt(&self.path, "event id out of range"))?;
+                *counts.entry(e).or_default() += 1;
+            }
+        }
+        Ok(counts.into_iter().collect())
+    }
+
     /// The file this segment was read from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -247,37 +403,6 @@ impl Segment {
             .collect()
     }
 
-    /// Decodes the time column.
-    pub fn times(&self) -> Result<Vec<i64>> {
-        let rows = self.meta.rows as usize;
-        let mut d = Dec::new(self.required("time")?);
-        let mut raw = Vec::new();
-        bitpack::decode(&mut d, rows, &mut raw).map_err(|e| self.decode_err("time", e))?;
-        if raw.len() != rows {
-            return Err(Error::corrupt(
-                &self.path,
-                "time column has the wrong length",
-            ));
-        }
-        let mut out = Vec::with_capacity(rows);
-        for w in self.user_starts.windows(2) {
-            let mut t = self.meta.min_time;
-            for (k, &delta) in raw[w[0] as usize..w[1] as usize].iter().enumerate() {
-                let delta = i64::try_from(delta)
-                    .map_err(|_| Error::corrupt(&self.path, "time delta out of range"))?;
-                if k == 0 {
-                    t = self.meta.min_time;
-                }
-                t = t
-                    .checked_add(delta)
-                    .filter(|&t| t <= self.meta.max_time)
-                    .ok_or_else(|| Error::corrupt(&self.path, "time beyond the segment's max"))?;
-                out.push(t);
-            }
-        }
-        Ok(out)
-    }
-
     /// Streaming readers of the time-delta and event-id columns.
     pub fn column_readers(&self) -> Result<(bitpack::BlockReader<'_>, bitpack::BlockReader<'_>)> {
         let rows = self.meta.rows as usize;
@@ -298,25 +423,6 @@ impl Segment {
     /// An error about section `section` of this segment.
     pub fn corrupt(&self, section: &str, e: DecodeError) -> Error {
         self.decode_err(section, e)
-    }
-
-    /// Decodes the event-id column.
-    pub fn events(&self) -> Result<Vec<u32>> {
-        let rows = self.meta.rows as usize;
-        let mut d = Dec::new(self.required("event")?);
-        let mut raw = Vec::new();
-        bitpack::decode(&mut d, rows, &mut raw).map_err(|e| self.decode_err("event", e))?;
-        if raw.len() != rows {
-            return Err(Error::corrupt(
-                &self.path,
-                "event column has the wrong length",
-            ));
-        }
-        raw.into_iter()
-            .map(|v| {
-                u32::try_from(v).map_err(|_| Error::corrupt(&self.path, "event id out of range"))
-            })
-            .collect()
     }
 
     /// The users who did event `event` in this segment (only that

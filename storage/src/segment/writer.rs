@@ -6,7 +6,7 @@ use std::path::Path;
 
 use roaring::RoaringBitmap;
 
-use super::{SEG_END, SEG_MAGIC};
+use super::{SEG_END, SEG_MAGIC, SEG_MAGIC_V2};
 use crate::bitpack;
 use crate::codec::Enc;
 use crate::error::{IoContext, Result};
@@ -37,10 +37,26 @@ impl SegmentData {
     }
 }
 
+/// How a segment lays out its rows (see `storage/FORMAT.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SegmentFormat {
+    /// Version 1: rows in (user, time) order, one time and one event column.
+    TimeOrder,
+    /// Version 2: one stream per event, each in (user, time) order, so a
+    /// query decodes only the events it looks at.
+    #[default]
+    EventMajor,
+}
+
 /// Writes `data` (sorted by uid, then time) as a segment at `path`:
 /// temp file, fsync, rename. The caller fsyncs the directory. Returns the
 /// file size.
-pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64> {
+pub fn write_segment(
+    path: &Path,
+    shard: u32,
+    data: &SegmentData,
+    format: SegmentFormat,
+) -> Result<u64> {
     debug_assert!(data
         .uids
         .windows(2)
@@ -62,44 +78,36 @@ pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64>
         }
     }
     let mut e = Enc::new();
-    let deltas: Vec<u64> = user_ids
-        .iter()
-        .enumerate()
-        .map(|(i, &u)| {
-            if i == 0 {
-                u64::from(u)
-            } else {
-                u64::from(u - user_ids[i - 1])
-            }
-        })
-        .collect();
-    bitpack::encode(&deltas, &mut e);
+    bitpack::encode(&ascending_deltas(user_ids.iter().copied()), &mut e);
     bitpack::encode(&counts, &mut e);
     sections.push(("users".into(), e.buf));
 
     let min_time = data.times.iter().copied().min().unwrap_or(0);
     let max_time = data.times.iter().copied().max().unwrap_or(0);
-    // time: per user, first row relative to the segment minimum, then deltas.
-    let mut tdeltas = Vec::with_capacity(n);
-    for i in 0..n {
-        let first = i == 0 || data.uids[i - 1] != data.uids[i];
-        let base = if first { min_time } else { data.times[i - 1] };
-        tdeltas.push((data.times[i] - base) as u64);
-    }
-    let mut e = Enc::new();
-    bitpack::encode(&tdeltas, &mut e);
-    sections.push(("time".into(), e.buf));
-
-    let mut e = Enc::new();
-    let evs: Vec<u64> = data.events.iter().map(|&x| u64::from(x)).collect();
-    bitpack::encode(&evs, &mut e);
-    sections.push(("event".into(), e.buf));
 
     // per-event user bitmaps
     let mut bitmaps: BTreeMap<u32, RoaringBitmap> = BTreeMap::new();
     for (&u, &ev) in data.uids.iter().zip(&data.events) {
         bitmaps.entry(ev).or_default().insert(u);
     }
+
+    let magic = match format {
+        SegmentFormat::TimeOrder => {
+            write_time_order(data, min_time, &mut sections);
+            SEG_MAGIC
+        }
+        SegmentFormat::EventMajor => {
+            let events: Vec<u32> = bitmaps.keys().copied().collect();
+            let phys = write_event_major(data, min_time, &events, &mut sections);
+            for (pid, col) in &data.props {
+                let col: Vec<(u32, &Value)> =
+                    col.iter().map(|(r, v)| (phys[*r as usize], v)).collect();
+                sections.push((format!("prop.{pid}"), encode_prop(n, &col)));
+            }
+            SEG_MAGIC_V2
+        }
+    };
+
     let mut e = Enc::new();
     e.var(bitmaps.len() as u64);
     for (ev, bm) in &bitmaps {
@@ -110,13 +118,16 @@ pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64>
     }
     sections.push(("bitmaps".into(), e.buf));
 
-    for (pid, col) in &data.props {
-        sections.push((format!("prop.{pid}"), encode_prop(n, col)));
+    if format == SegmentFormat::TimeOrder {
+        for (pid, col) in &data.props {
+            let col: Vec<(u32, &Value)> = col.iter().map(|(r, v)| (*r, v)).collect();
+            sections.push((format!("prop.{pid}"), encode_prop(n, &col)));
+        }
     }
 
     let mut file_bytes =
         Vec::with_capacity(sections.iter().map(|s| s.1.len()).sum::<usize>() + 256);
-    file_bytes.extend_from_slice(SEG_MAGIC);
+    file_bytes.extend_from_slice(magic);
     let mut footer = Enc::new();
     footer.var(sections.len() as u64);
     for (name, bytes) in &sections {
@@ -148,20 +159,141 @@ pub fn write_segment(path: &Path, shard: u32, data: &SegmentData) -> Result<u64>
     Ok(file_bytes.len() as u64)
 }
 
+/// `v` (ascending) as deltas: the first value absolute, then each minus
+/// the one before.
+fn ascending_deltas(v: impl Iterator<Item = u32>) -> Vec<u64> {
+    let mut prev = 0;
+    v.map(|x| {
+        let d = u64::from(x - prev);
+        prev = x;
+        d
+    })
+    .collect()
+}
+
+/// Version 1 columns: `time` (per user, the first row relative to the
+/// segment minimum, then deltas) and `event`.
+fn write_time_order(data: &SegmentData, min_time: i64, sections: &mut Vec<(String, Vec<u8>)>) {
+    let n = data.len();
+    let mut tdeltas = Vec::with_capacity(n);
+    for i in 0..n {
+        let first = i == 0 || data.uids[i - 1] != data.uids[i];
+        let base = if first { min_time } else { data.times[i - 1] };
+        tdeltas.push((data.times[i] - base) as u64);
+    }
+    let mut e = Enc::new();
+    bitpack::encode(&tdeltas, &mut e);
+    sections.push(("time".into(), e.buf));
+
+    let mut e = Enc::new();
+    let evs: Vec<u64> = data.events.iter().map(|&x| u64::from(x)).collect();
+    bitpack::encode(&evs, &mut e);
+    sections.push(("event".into(), e.buf));
+}
+
+/// Version 2 streams, one per event in `events` (ascending): the rows of
+/// that event in (user, time) order. Streams follow each other in the
+/// segment's row numbering; returns the new row number of each input row.
+fn write_event_major(
+    data: &SegmentData,
+    min_time: i64,
+    events: &[u32],
+    sections: &mut Vec<(String, Vec<u8>)>,
+) -> Vec<u32> {
+    let n = data.len();
+    // Per input row: its user's index in the users table, and its rank
+    // among the user's rows with the same time (arrival order), which is
+    // what restores the input order when streams are merged by time.
+    let mut uidx = vec![0u32; n];
+    let mut tie = vec![0u32; n];
+    for i in 1..n {
+        if data.uids[i] == data.uids[i - 1] {
+            uidx[i] = uidx[i - 1];
+            if data.times[i] == data.times[i - 1] {
+                tie[i] = tie[i - 1] + 1;
+            }
+        } else {
+            uidx[i] = uidx[i - 1] + 1;
+        }
+    }
+    // Stable counting sort of the rows by event.
+    let mut count: rustc_hash::FxHashMap<u32, usize> = Default::default();
+    for &ev in &data.events {
+        *count.entry(ev).or_default() += 1;
+    }
+    let mut next: rustc_hash::FxHashMap<u32, usize> = Default::default();
+    let mut at = 0;
+    for ev in events {
+        next.insert(*ev, at);
+        at += count.get(ev).copied().unwrap_or(0);
+    }
+    let mut order = vec![0u32; n];
+    let mut phys = vec![0u32; n];
+    for (i, ev) in data.events.iter().enumerate() {
+        if let Some(p) = next.get_mut(ev) {
+            order[*p] = i as u32;
+            phys[i] = *p as u32;
+            *p += 1;
+        }
+    }
+    let mut start = 0;
+    for &ev in events {
+        let len = count.get(&ev).copied().unwrap_or(0);
+        let rows = &order[start..start + len];
+        start += len;
+        let mut users = Vec::new();
+        let mut counts: Vec<u64> = Vec::new();
+        let mut deltas = Vec::with_capacity(len);
+        let mut ties = Vec::with_capacity(len);
+        let mut prev: Option<usize> = None;
+        for &i in rows {
+            let i = i as usize;
+            match prev {
+                Some(p) if uidx[p] == uidx[i] => {
+                    deltas.push((data.times[i] - data.times[p]) as u64);
+                    if let Some(c) = counts.last_mut() {
+                        *c += 1;
+                    }
+                }
+                _ => {
+                    users.push(uidx[i]);
+                    counts.push(1);
+                    deltas.push((data.times[i] - min_time) as u64);
+                }
+            }
+            ties.push(u64::from(tie[i]));
+            prev = Some(i);
+        }
+        let mut e = Enc::new();
+        bitpack::encode(&ascending_deltas(users.into_iter()), &mut e);
+        sections.push((format!("ev.{ev}.users"), e.buf));
+        let mut e = Enc::new();
+        bitpack::encode(&counts, &mut e);
+        sections.push((format!("ev.{ev}.counts"), e.buf));
+        let mut e = Enc::new();
+        bitpack::encode(&deltas, &mut e);
+        sections.push((format!("ev.{ev}.time"), e.buf));
+        let mut e = Enc::new();
+        bitpack::encode(&ties, &mut e);
+        sections.push((format!("ev.{ev}.tie"), e.buf));
+    }
+    phys
+}
+
 /// A property column: a zstd frame of the distinct values, then the
 /// per-row value index (1-based, 0 = absent) bit-packed and zstd-compressed
 /// in chunks of [`super::PROP_CHUNK`] rows, so a scan decompresses only the
 /// chunk it is in.
-fn encode_prop(rows: usize, col: &[(u32, Value)]) -> Vec<u8> {
+fn encode_prop(rows: usize, col: &[(u32, &Value)]) -> Vec<u8> {
     let mut distinct: Vec<&Value> = Vec::new();
     let mut lookup: rustc_hash::FxHashMap<&Value, u64> = Default::default();
     let mut idx = vec![0u64; rows];
-    for (row, v) in col {
+    for &(row, v) in col {
         let id = *lookup.entry(v).or_insert_with(|| {
             distinct.push(v);
             distinct.len() as u64
         });
-        idx[*row as usize] = id;
+        idx[row as usize] = id;
     }
     let mut values = Enc::new();
     values.var(distinct.len() as u64);

@@ -19,6 +19,7 @@ fn main() {
             shards: 4,
             memtable_rows: 300,
             max_segments_per_shard: 3,
+            ..StoreOptions::default()
         },
         background: true,
         flush_interval: Duration::from_millis(50),

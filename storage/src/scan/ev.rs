@@ -1,0 +1,377 @@
+//! Scanning a version 2 segment: one cursor per event stream the query
+//! wants, each user's rows from those streams merged back into time order
+//! (ties by the stored rank, which restores arrival order).
+
+use super::{PropStream, ScanSpec, RELEASE_STEP};
+use crate::bitpack::BLOCK;
+use crate::error::{Error, Result};
+use crate::segment::{Segment, StreamReaders};
+use crate::value::Value;
+
+/// A version 2 segment being read user by user.
+pub(super) struct EvRows<'a> {
+    seg: &'a Segment,
+    streams: Vec<Stream<'a>>,
+    /// Times are not decoded (`times` stays empty and rows come grouped by
+    /// event, not in time order).
+    pub(super) no_times: bool,
+    /// The current user's rows, in time order; handles index these.
+    pub(super) times: Vec<i64>,
+    pub(super) events: Vec<u32>,
+    /// Per row: the stream it came from and its row within the stream.
+    at: Vec<(u32, u32)>,
+    /// Rows decoded for the current user.
+    pub(super) decoded: usize,
+    /// Property columns are read (`at` is kept).
+    with_props: bool,
+    /// Merge scratch: the current user's rows per stream, concatenated,
+    /// times and tie ranks (later merge keys).
+    run_t: Vec<i64>,
+    run_k: Vec<u64>,
+    heads: Vec<usize>,
+    /// (stream, first index in `run_*`, end, stream row of the first).
+    runs: Vec<(usize, usize, usize, usize)>,
+}
+
+/// A cursor over one event stream.
+struct Stream<'a> {
+    event: u32,
+    /// Segment row of the stream's first row.
+    start: usize,
+    r: StreamReaders<'a>,
+    /// Decoded pair block: user index deltas and row counts.
+    pu: Vec<u64>,
+    pc: Vec<u64>,
+    pi: usize,
+    /// The pair at the cursor, not yet consumed: (user index, stream row, rows).
+    cur: Option<(usize, usize, usize)>,
+    last_user: Option<usize>,
+    /// Stream row of the next pair to load.
+    next_row: usize,
+    /// Decoded time deltas and tie ranks of stream rows `[base, base + dt.len())`.
+    dt: Vec<u64>,
+    dk: Vec<u64>,
+    base: usize,
+    props: Vec<Option<PropStream<'a>>>,
+    released: [usize; 2],
+}
+
+impl<'a> Stream<'a> {
+    fn corrupt(&self, seg: &Segment, why: impl std::fmt::Display) -> Error {
+        Error::corrupt(seg.path(), format!("event {} stream: {why}", self.event))
+    }
+
+    /// Loads the next (user, rows) pair; `None` at the end of the stream.
+    fn load_pair(&mut self, seg: &Segment) -> Result<Option<(usize, usize, usize)>> {
+        if self.pi == self.pu.len() {
+            self.pu.clear();
+            self.pc.clear();
+            self.pi = 0;
+            let name = |p| format!("ev.{}.{p}", self.event);
+            if !self
+                .r
+                .users
+                .next_block(&mut self.pu)
+                .map_err(|e| seg.corrupt(&name("users"), e))?
+            {
+                return Ok(None);
+            }
+            if !self
+                .r
+                .counts
+                .next_block(&mut self.pc)
+                .map_err(|e| seg.corrupt(&name("counts"), e))?
+                || self.pc.len() != self.pu.len()
+                || self.pu.is_empty()
+            {
+                return Err(self.corrupt(seg, "pair columns of different lengths"));
+            }
+        }
+        let (d, n) = (self.pu[self.pi], self.pc[self.pi]);
+        self.pi += 1;
+        let user = match self.last_user {
+            None => d,
+            Some(_) if d == 0 => return Err(self.corrupt(seg, "users not ascending")),
+            Some(u) => (u as u64).saturating_add(d),
+        };
+        let rows = self.r.time.len();
+        let end = (self.next_row as u64).saturating_add(n);
+        if user >= seg.meta().users || n == 0 || end > rows as u64 {
+            return Err(self.corrupt(seg, "a pair outside the users table or the stream"));
+        }
+        let pair = (user as usize, self.next_row, n as usize);
+        self.last_user = Some(pair.0);
+        self.next_row = end as usize;
+        self.cur = Some(pair);
+        Ok(Some(pair))
+    }
+
+    /// The stream rows of user `c` (user indexes never decrease between
+    /// calls): `(first stream row, count)`, or `None` if the user has none.
+    fn pair_for(&mut self, seg: &Segment, c: usize) -> Result<Option<(usize, usize)>> {
+        loop {
+            let (u, off, n) = match self.cur {
+                Some(p) => p,
+                None => match self.load_pair(seg)? {
+                    Some(p) => p,
+                    None => return Ok(None),
+                },
+            };
+            if u > c {
+                return Ok(None);
+            }
+            self.cur = None;
+            if u == c {
+                return Ok(Some((off, n)));
+            }
+        }
+    }
+
+    /// Makes the time deltas and tie ranks of stream rows `[off, off + n)`
+    /// available in `dt`/`dk` from index `off - base`.
+    fn decode(&mut self, seg: &Segment, off: usize, n: usize) -> Result<()> {
+        let end = self.base + self.dt.len();
+        let mut skip = 0;
+        if off >= end {
+            // A jump (or the very next row): restart at the block holding
+            // `off`; the block's earlier rows are not decoded.
+            let k = off / BLOCK;
+            if off > end || !end.is_multiple_of(BLOCK) {
+                let name = |p| format!("ev.{}.{p}", self.event);
+                self.r
+                    .time
+                    .seek_block(k)
+                    .map_err(|e| seg.corrupt(&name("time"), e))?;
+                self.r
+                    .tie
+                    .seek_block(k)
+                    .map_err(|e| seg.corrupt(&name("tie"), e))?;
+            }
+            skip = off - k * BLOCK;
+            self.dt.clear();
+            self.dk.clear();
+            self.base = off;
+        } else if off - self.base > 4 * BLOCK {
+            self.dt.drain(..off - self.base);
+            self.dk.drain(..off - self.base);
+            self.base = off;
+        }
+        while self.base + self.dt.len() < off + n {
+            let before = self.dt.len();
+            let name = |p| format!("ev.{}.{p}", self.event);
+            let more = self
+                .r
+                .time
+                .next_block_from(skip, &mut self.dt)
+                .map_err(|e| seg.corrupt(&name("time"), e))?;
+            let more_k = self
+                .r
+                .tie
+                .next_block_from(skip, &mut self.dk)
+                .map_err(|e| seg.corrupt(&name("tie"), e))?;
+            if !more || !more_k || self.dt.len() == before || self.dk.len() != self.dt.len() {
+                return Err(self.corrupt(seg, "time or tie column ends early"));
+            }
+            skip = 0;
+        }
+        for (r, done) in [&self.r.time, &self.r.tie]
+            .into_iter()
+            .zip(&mut self.released)
+        {
+            let seen = r.consumed();
+            if seen.len() >= *done + RELEASE_STEP {
+                seg.release_part(&seen[*done..]);
+                *done = seen.len();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'a> EvRows<'a> {
+    pub(super) fn new(seg: &'a Segment, spec: &ScanSpec, no_times: bool) -> Result<Self> {
+        let mut streams = Vec::new();
+        for (i, m) in seg.streams().iter().enumerate() {
+            let wanted = match &spec.events {
+                None => true,
+                Some(w) => w.get(m.event as usize).copied().unwrap_or(false),
+            };
+            if !wanted {
+                continue;
+            }
+            let mut props = Vec::with_capacity(spec.props.len());
+            for &p in &spec.props {
+                props.push(seg.prop_reader(p)?.map(PropStream::new));
+            }
+            streams.push(Stream {
+                event: m.event,
+                start: m.start,
+                r: seg.stream_readers(i)?,
+                pu: Vec::with_capacity(BLOCK),
+                pc: Vec::with_capacity(BLOCK),
+                pi: 0,
+                cur: None,
+                last_user: None,
+                next_row: 0,
+                dt: Vec::new(),
+                dk: Vec::new(),
+                base: 0,
+                props,
+                released: [0; 2],
+            });
+        }
+        Ok(EvRows {
+            seg,
+            streams,
+            no_times,
+            times: Vec::new(),
+            events: Vec::new(),
+            at: Vec::new(),
+            decoded: 0,
+            with_props: !spec.props.is_empty(),
+            run_t: Vec::new(),
+            run_k: Vec::new(),
+            heads: Vec::new(),
+            runs: Vec::new(),
+        })
+    }
+
+    /// The segment read.
+    pub(super) fn seg(&self) -> &'a Segment {
+        self.seg
+    }
+
+    /// Loads the rows of user `c` (index into the users table; never
+    /// decreasing between calls) from the wanted streams, in time order.
+    /// Returns how many.
+    pub(super) fn load_user(&mut self, c: usize) -> Result<usize> {
+        let seg = self.seg;
+        let meta = seg.meta();
+        let span = meta.max_time.wrapping_sub(meta.min_time) as u64;
+        // Rows merge on (time − min) << tb | tie rank in one u64.
+        let tb = span.leading_zeros().clamp(1, 63);
+        self.times.clear();
+        self.events.clear();
+        self.at.clear();
+        self.run_t.clear();
+        self.run_k.clear();
+        self.runs.clear();
+        self.decoded = 0;
+        let mut kmax = 0u64;
+        for (s, st) in self.streams.iter_mut().enumerate() {
+            let Some((off, n)) = st.pair_for(seg, c)? else {
+                continue;
+            };
+            self.decoded += n;
+            let phys = st.start + off;
+            for p in st.props.iter_mut().flatten() {
+                p.ensure(phys, phys + n)?;
+            }
+            if self.no_times {
+                self.events.extend(std::iter::repeat_n(st.event, n));
+                if self.with_props {
+                    self.at.extend((off..off + n).map(|r| (s as u32, r as u32)));
+                }
+                continue;
+            }
+            st.decode(seg, off, n)?;
+            let i = off - st.base;
+            let from = self.run_t.len();
+            let mut t = meta.min_time;
+            let mut dmax = 0;
+            self.run_t.extend(st.dt[i..i + n].iter().map(|&d| {
+                dmax = dmax.max(d);
+                t = t.wrapping_add(d as i64);
+                t
+            }));
+            if dmax > span || t > meta.max_time || t < meta.min_time {
+                return Err(st.corrupt(seg, "a time outside the segment's range"));
+            }
+            self.run_k.extend(st.dk[i..i + n].iter().map(|&k| {
+                kmax = kmax.max(k);
+                k
+            }));
+            // A sentinel closes each run for the merge.
+            self.run_t.push(0);
+            self.run_k.push(u64::MAX);
+            self.runs.push((s, from, from + n, off));
+        }
+        if self.no_times {
+            return Ok(self.events.len());
+        }
+        if let [(s, a, b, off)] = self.runs[..] {
+            let ev = self.streams[s].event;
+            self.times.extend_from_slice(&self.run_t[a..b]);
+            self.events.extend(std::iter::repeat_n(ev, b - a));
+            if self.with_props {
+                self.at
+                    .extend((off..off + (b - a)).map(|r| (s as u32, r as u32)));
+            }
+        } else if kmax < (1 << tb) - 1 {
+            self.merge(meta.min_time, tb);
+        } else {
+            self.merge_wide();
+        }
+        Ok(self.times.len())
+    }
+
+    /// Merges the user's runs (one per stream, each sorted by time and
+    /// rank, each closed by a sentinel) on keys packing both, which fit
+    /// when ranks stay below `2^tb − 1`.
+    fn merge(&mut self, min_time: i64, tb: u32) {
+        for (t, k) in self.run_t.iter().zip(self.run_k.iter_mut()) {
+            if *k != u64::MAX {
+                *k |= (t.wrapping_sub(min_time) as u64) << tb;
+            }
+        }
+        let keys = &self.run_k;
+        let total: usize = self.runs.iter().map(|r| r.2 - r.1).sum();
+        self.times.reserve(total);
+        self.events.reserve(total);
+        self.heads.clear();
+        self.heads.extend(self.runs.iter().map(|r| r.1));
+        let heads = &mut self.heads[..];
+        for _ in 0..total {
+            let mut j = 0;
+            let mut best = keys[heads[0]];
+            for (r, &h) in heads.iter().enumerate().skip(1) {
+                if keys[h] < best {
+                    best = keys[h];
+                    j = r;
+                }
+            }
+            let h = heads[j];
+            heads[j] += 1;
+            let (s, from, _, off) = self.runs[j];
+            self.times.push(self.run_t[h]);
+            self.events.push(self.streams[s].event);
+            if self.with_props {
+                self.at.push((s as u32, (off + h - from) as u32));
+            }
+        }
+    }
+
+    /// The merge for ranks too large to pack with the time: a sort on
+    /// (time, rank).
+    fn merge_wide(&mut self) {
+        let mut order: Vec<(i64, u64, usize, usize)> = Vec::new();
+        for &(s, from, end, off) in &self.runs {
+            order.extend((from..end).map(|h| (self.run_t[h], self.run_k[h], s, off + h - from)));
+        }
+        order.sort_unstable();
+        for (t, _, s, r) in order {
+            self.times.push(t);
+            self.events.push(self.streams[s].event);
+            if self.with_props {
+                self.at.push((s as u32, r as u32));
+            }
+        }
+    }
+
+    /// Property `k` of the current user's row `h`.
+    pub(super) fn prop(&self, k: usize, h: usize) -> Option<&Value> {
+        let &(s, r) = self.at.get(h)?;
+        let st = self.streams.get(s as usize)?;
+        st.props.get(k)?.as_ref()?.get(st.start + r as usize)
+    }
+}
