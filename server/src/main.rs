@@ -4,8 +4,8 @@
 
 // mimalloc: bulk parsing allocates many small strings from two threads;
 // glibc malloc spent half the ingest time in consolidation there.
-// #[global_allocator]
-// static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod gen;
