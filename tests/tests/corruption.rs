@@ -190,3 +190,19 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A segment of a format this version does not know is refused with an
+/// error naming the file and the version, not misread.
+#[test]
+fn unknown_segment_format_is_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    build(d.path());
+    let seg = files(d.path(), "segments", "seg").remove(0);
+    let mut b = std::fs::read(&seg).unwrap();
+    assert!(b.starts_with(b"FPSEG002"), "new segments are format 2");
+    b[..8].copy_from_slice(b"FPSEG007");
+    std::fs::write(&seg, b).unwrap();
+    let e = open_err(d.path());
+    assert!(e.contains("format 007"), "{e}");
+    assert!(e.contains(&seg.display().to_string()), "{e}");
+}
