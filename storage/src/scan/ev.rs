@@ -28,8 +28,6 @@ pub(super) struct EvRows<'a> {
     /// times and tie ranks (later merge keys).
     run_t: Vec<i64>,
     run_k: Vec<u64>,
-    /// Merge keys, and the next stream row of each run.
-    keys: Vec<u64>,
     heads: Vec<usize>,
     /// (stream, first index in `run_*`, end, stream row of the first).
     runs: Vec<(usize, usize, usize, usize)>,
@@ -233,7 +231,6 @@ impl<'a> EvRows<'a> {
             with_props: !spec.props.is_empty(),
             run_t: Vec::new(),
             run_k: Vec::new(),
-            keys: Vec::new(),
             heads: Vec::new(),
             runs: Vec::new(),
         })
@@ -294,6 +291,9 @@ impl<'a> EvRows<'a> {
                 kmax = kmax.max(k);
                 k
             }));
+            // A sentinel closes each run for the merge.
+            self.run_t.push(0);
+            self.run_k.push(u64::MAX);
             self.runs.push((s, from, from + n, off));
         }
         if self.no_times {
@@ -307,44 +307,48 @@ impl<'a> EvRows<'a> {
                 self.at
                     .extend((off..off + (b - a)).map(|r| (s as u32, r as u32)));
             }
-        } else if !self.merge(meta.min_time, tb, kmax) {
+        } else if kmax < (1 << tb) - 1 {
+            self.merge(meta.min_time, tb);
+        } else {
             self.merge_wide();
         }
         Ok(self.times.len())
     }
 
     /// Merges the user's runs (one per stream, each sorted by time and
-    /// rank) by sorting one `u64` per row that packs the time, the rank and
-    /// the run: `(time − min) << tb | rank << rb | run`. Returns `false`
-    /// (doing nothing) when ranks or runs do not fit.
-    fn merge(&mut self, min_time: i64, tb: u32, kmax: u64) -> bool {
-        let runs = self.runs.len();
-        let rb = usize::BITS - (runs - 1).leading_zeros();
-        if rb >= tb || kmax >= 1 << (tb - rb) {
-            return false;
-        }
-        self.keys.clear();
-        for (j, &(_, from, end, _)) in self.runs.iter().enumerate() {
-            let (t, k) = (&self.run_t[from..end], &self.run_k[from..end]);
-            self.keys.extend(t.iter().zip(k).map(|(&t, &k)| {
-                (t.wrapping_sub(min_time) as u64) << tb | k << rb | j as u64
-            }));
-        }
-        self.keys.sort_unstable();
-        self.heads.clear();
-        self.heads.extend(self.runs.iter().map(|r| r.3));
-        let mask = (1u64 << rb) - 1;
-        for &key in &self.keys {
-            let j = (key & mask) as usize;
-            let s = self.runs[j].0;
-            self.times.push(min_time.wrapping_add((key >> tb) as i64));
-            self.events.push(self.streams[s].event);
-            if self.with_props {
-                self.at.push((s as u32, self.heads[j] as u32));
-                self.heads[j] += 1;
+    /// rank, each closed by a sentinel) on keys packing both, which fit
+    /// when ranks stay below `2^tb − 1`.
+    fn merge(&mut self, min_time: i64, tb: u32) {
+        for (t, k) in self.run_t.iter().zip(self.run_k.iter_mut()) {
+            if *k != u64::MAX {
+                *k |= (t.wrapping_sub(min_time) as u64) << tb;
             }
         }
-        true
+        let keys = &self.run_k;
+        let total: usize = self.runs.iter().map(|r| r.2 - r.1).sum();
+        self.times.reserve(total);
+        self.events.reserve(total);
+        self.heads.clear();
+        self.heads.extend(self.runs.iter().map(|r| r.1));
+        let heads = &mut self.heads[..];
+        for _ in 0..total {
+            let mut j = 0;
+            let mut best = keys[heads[0]];
+            for (r, &h) in heads.iter().enumerate().skip(1) {
+                if keys[h] < best {
+                    best = keys[h];
+                    j = r;
+                }
+            }
+            let h = heads[j];
+            heads[j] += 1;
+            let (s, from, _, off) = self.runs[j];
+            self.times.push(self.run_t[h]);
+            self.events.push(self.streams[s].event);
+            if self.with_props {
+                self.at.push((s as u32, (off + h - from) as u32));
+            }
+        }
     }
 
     /// The merge for ranks too large to pack with the time: a sort on
