@@ -61,6 +61,8 @@ pub struct Ctx<'a> {
     events: Option<Vec<bool>>,
     /// The query never reads event times.
     skip_times: bool,
+    /// The query can take users as per-event runs.
+    runs: bool,
 }
 
 /// Resolves aliases (anonymous id → known id, possibly chained) into groups
@@ -116,6 +118,7 @@ impl<'a> Ctx<'a> {
             cohort: None,
             events: None,
             skip_times: false,
+            runs: false,
         }
         .with_aliases()
     }
@@ -324,6 +327,12 @@ impl<'a> Ctx<'a> {
         self.skip_times = true;
     }
 
+    /// Declares that the query can take a user's rows as per-event runs
+    /// ([`footprint_storage::UserRows::runs`]) instead of a merged list.
+    pub fn runs_ok(&mut self) {
+        self.runs = true;
+    }
+
     /// Warnings collected while planning.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
@@ -392,6 +401,7 @@ impl<'a> Ctx<'a> {
                     skip: (!self.grouped.is_empty()).then(|| self.grouped.clone()),
                     events: self.events.clone(),
                     skip_times: self.skip_times,
+                    runs: self.runs,
                 };
                 let mut acc = init();
                 let mut n = 0u32;
@@ -485,6 +495,7 @@ impl<'a> Ctx<'a> {
             skip: None,
             events: self.events.clone(),
             skip_times: false,
+            runs: false,
         };
         let mut rows: FxHashMap<u32, Vec<Row>> = FxHashMap::default();
         for shard in &self.snapshot.shards {

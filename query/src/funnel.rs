@@ -2,7 +2,7 @@
 //! semantics of ClickHouse `windowFunnel` (see the conformance folder's
 //! SEMANTICS.md §1), then per-step counts, conversion rates and times.
 
-use footprint_storage::UserRows;
+use footprint_storage::{Runs, UserRows};
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
@@ -476,7 +476,13 @@ struct Acc {
     truncated: u64,
     entries: Vec<Entry>,
     scratch: Scratch,
+    /// Per level, the chain updates of [`per_user_runs`].
+    levels: Vec<Vec<Update>>,
 }
+
+/// A chain reaching a level: (time of the step, time of its step 1, index
+/// of the update of the level below it came from).
+type Update = (i64, i64, u32);
 
 /// Runs a funnel query.
 pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
@@ -509,6 +515,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             truncated: 0,
             entries: Vec::new(),
             scratch: Scratch::default(),
+            levels: Vec::new(),
         },
         |acc, u| per_user(f, c, ctx, acc, u),
         |mut a, b| {
@@ -556,6 +563,10 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     let Some(profile) = ctx.admit(c, u.uid) else {
         return;
     };
+    if let Some(runs) = u.runs {
+        per_user_runs(f, acc, runs);
+        return;
+    }
     let n = f.steps.len();
     let entries = &mut acc.entries;
     crate::exec::reset(entries);
@@ -653,6 +664,102 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     }
 }
 
+impl Funnel {
+    /// Whether [`per_user_runs`] can compute this funnel from per-event
+    /// runs: no modes but `allow_reentry` (which only matters with
+    /// `strict_order`), each event filling at most one step and no
+    /// filters, exclusions or breakdown.
+    pub fn takes_runs(&self, c: &Common) -> bool {
+        let m = self.modes;
+        !(m.strict_order || m.strict_deduplication || m.strict_increase || m.strict_once)
+            && self.single.is_some()
+            && self.exclusions.is_empty()
+            && self.steps.len() <= MAX_STEPS
+            && c.filter.is_true()
+            && c.breakdown.is_empty()
+    }
+}
+
+/// The default-mode funnel over a user's per-event runs, without merging
+/// them: level by level, each step's events (in time order) look up the
+/// latest chain update of the level below at or before them (at equal
+/// times a lower step comes first, as in the merged order). This is what
+/// [`level_with`] computes: a level's updates depend only on the updates
+/// of the level below before them; the answer is the first completion of
+/// the last step, else the last update of the deepest level reached.
+fn per_user_runs(f: &Funnel, acc: &mut Acc, runs: Runs<'_>) {
+    let n = f.steps.len();
+    let Some(step_of) = &f.single else { return };
+    if n > MAX_STEPS {
+        return;
+    }
+    let mut by_step: [&[i64]; MAX_STEPS] = [&[]; MAX_STEPS];
+    for (ev, times, _) in runs.iter() {
+        if let Some(&k) = step_of.get(ev as usize) {
+            if k != 0 {
+                by_step[k as usize - 1] = times;
+            }
+        }
+    }
+    let mut chain = [0i64; MAX_STEPS];
+    let level = level_runs(&by_step[..n], f.window, &mut acc.levels, &mut chain);
+    if level > 0 {
+        acc.all.add(level, &chain[..level]);
+    }
+}
+
+/// The level [`per_user_runs`] computes from each step's times (ascending);
+/// writes the chain's step times to `chain`. `lv` is scratch.
+fn level_runs(
+    by_step: &[&[i64]],
+    window: i64,
+    lv: &mut Vec<Vec<Update>>,
+    chain: &mut [i64; MAX_STEPS],
+) -> usize {
+    let n = by_step.len().min(MAX_STEPS);
+    if n == 0 || by_step[0].is_empty() {
+        return 0;
+    }
+    lv.resize_with(n, Vec::new);
+    lv[0].clear();
+    lv[0].extend(by_step[0].iter().map(|&t| (t, t, 0)));
+    let mut level = 1;
+    for k in 1..n {
+        let (below, at) = lv.split_at_mut(k);
+        let (below, cur) = (&below[k - 1], &mut at[0]);
+        cur.clear();
+        let mut p = 0;
+        for &t in by_step[k] {
+            while p < below.len() && below[p].0 <= t {
+                p += 1;
+            }
+            let Some(&(_, first, _)) = p.checked_sub(1).and_then(|i| below.get(i)) else {
+                continue;
+            };
+            if t <= first.saturating_add(window) {
+                cur.push((t, first, (p - 1) as u32));
+                if k + 1 == n {
+                    break;
+                }
+            }
+        }
+        if cur.is_empty() {
+            break;
+        }
+        level = k + 1;
+    }
+    let top = &lv[level - 1];
+    let mut at = if level == n { 0 } else { top.len() - 1 };
+    for k in (0..level).rev() {
+        let Some(&(t, _, back)) = lv[k].get(at) else {
+            return 0;
+        };
+        chain[k] = t;
+        at = back as usize;
+    }
+    level
+}
+
 fn steps_json(f: &Funnel, mut agg: Agg) -> Json {
     let n = f.steps.len();
     // users[i] = users reaching step i+1 or deeper.
@@ -706,6 +813,40 @@ mod tests {
 
     fn lv(evs: &[(i64, &[u8])], n: usize, w: i64, m: Modes) -> usize {
         level(&entries(evs), n, w, m).level
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        /// The per-step computation over runs gives the state machine's
+        /// level and chain times in the default mode (each event one step),
+        /// with many equal times.
+        #[test]
+        fn runs_equal_the_state_machine(
+            steps in proptest::collection::vec(
+                proptest::collection::vec(0i64..30, 0..8), 1..6),
+            window in proptest::prop_oneof![proptest::strategy::Just(0i64), 0i64..15, proptest::strategy::Just(1_000i64)],
+        ) {
+            let n = steps.len();
+            let mut by_step: Vec<Vec<i64>> = steps.clone();
+            for s in &mut by_step {
+                s.sort_unstable();
+            }
+            let mut ents = Vec::new();
+            let mut row = 0u32;
+            for (k, times) in by_step.iter().enumerate() {
+                for &t in times {
+                    ents.push((t, (k + 1) as u8, row));
+                    row += 1;
+                }
+            }
+            ents.sort_unstable();
+            let want = level(&ents, n, window, Modes::default());
+            let slices: Vec<&[i64]> = by_step.iter().map(|v| v.as_slice()).collect();
+            let mut chain = [0i64; MAX_STEPS];
+            let got = level_runs(&slices, window, &mut Vec::new(), &mut chain);
+            proptest::prop_assert_eq!(got, want.level);
+            proptest::prop_assert_eq!(&chain[..got], &want.times[..]);
+        }
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
                 // Only `strict_order` looks at events that fill no step.
                 ctx.only_events(f.steps.iter().chain(f.exclusions.iter().map(|e| &e.event)));
             }
+            if f.takes_runs(&common) {
+                ctx.runs_ok();
+            }
             funnel::run(&f, &common, &ctx)?
         }
         "retention" => {

@@ -45,7 +45,7 @@ pub use error::{Error, Result};
 pub use event::{Alias, Event, ProfileOp, ProfileUpdate};
 pub use parse::{Format, Parsed, RowError};
 pub use profiles::Profiles;
-pub use scan::{ScanSpec, ShardSnapshot, UserRows};
+pub use scan::{Runs, ScanSpec, ShardSnapshot, UserRows};
 pub use segment::SegmentFormat;
 pub use store::{OpenReport, Snapshot, Store, StoreOptions, StoreStats};
 pub use value::{Family, Props, Value};

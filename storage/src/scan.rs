@@ -40,6 +40,42 @@ pub struct ScanSpec {
     /// columns are not decoded and `UserRows::times` is empty. A hint:
     /// times may still be there.
     pub skip_times: bool,
+    /// The query can take a user's rows as per-event runs
+    /// ([`UserRows::runs`]) instead of one time-ordered list. A shard whose
+    /// only source is a format 2 segment then hands over each event's
+    /// rows as stored, without merging them; other users come as usual.
+    /// Not with `props` (runs carry no properties).
+    pub runs: bool,
+}
+
+/// A user's rows as one run per event, each in (time, tie rank) order
+/// (tie rank: how many of the user's rows of the same time arrived
+/// before). Only the events the scan asked for; empty runs are left out.
+#[derive(Debug, Clone, Copy)]
+pub struct Runs<'a> {
+    list: &'a [(u32, usize, usize)],
+    times: &'a [i64],
+    ties: &'a [u64],
+}
+
+impl<'a> Runs<'a> {
+    /// Number of runs.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    /// Run `i`: its event id, times and tie ranks.
+    pub fn get(&self, i: usize) -> Option<(u32, &'a [i64], &'a [u64])> {
+        let &(ev, a, b) = self.list.get(i)?;
+        Some((ev, self.times.get(a..b)?, self.ties.get(a..b)?))
+    }
+    /// All runs, in event-id order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [i64], &'a [u64])> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
 }
 
 /// A consistent view of one shard: its segments and memtable batches at
@@ -462,6 +498,9 @@ pub struct UserRows<'a> {
     /// Rows decoded for this user, counting those the event filter left
     /// out (for scan statistics).
     pub decoded: usize,
+    /// When the scan was asked for runs ([`ScanSpec::runs`]) and could:
+    /// the rows as per-event runs, and `times`/`events` are empty.
+    pub runs: Option<Runs<'a>>,
     loc: Loc<'a>,
 }
 
@@ -503,6 +542,7 @@ impl<'a> UserRows<'a> {
             times,
             events,
             decoded: times.len(),
+            runs: None,
             loc: Loc::Owned { props },
         }
     }
@@ -672,13 +712,14 @@ impl ShardSnapshot {
         let lone =
             self.segments.iter().filter(live).count() == 1 && self.mem.iter().all(|r| r.is_empty());
         let no_times = spec.skip_times && spec.range.is_none() && lone;
+        let runs = spec.runs && lone && !no_times && spec.props.is_empty();
         for seg in self.segments.iter().filter(live) {
             sources.push(match seg.format() {
                 SegmentFormat::TimeOrder => {
                     Source::Seg(Box::new(SegRows::new(seg, spec, no_times)?))
                 }
                 SegmentFormat::EventMajor => {
-                    Source::Ev(Box::new(EvRows::new(seg, spec, no_times)?))
+                    Source::Ev(Box::new(EvRows::new(seg, spec, no_times, runs)?))
                 }
             });
         }
@@ -699,6 +740,21 @@ impl ShardSnapshot {
                 }
                 let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
                 let (a, b, decoded) = src.ensure(c, a, b)?;
+                if let Source::Ev(ev) = &*src {
+                    if let Some(runs) = ev.runs() {
+                        if runs.is_empty() {
+                            return Ok(true);
+                        }
+                        return Ok(f(&UserRows {
+                            uid,
+                            times: &[],
+                            events: &[],
+                            decoded,
+                            runs: Some(runs),
+                            loc: Loc::Owned { props: &[] },
+                        }));
+                    }
+                }
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a >= b {
                     return Ok(true);
@@ -709,6 +765,7 @@ impl ShardSnapshot {
                     times: src.times(a, b),
                     events: src.events(a, b),
                     decoded,
+                    runs: None,
                     loc: Loc::Single { src, base: a },
                 }))
             });
@@ -769,6 +826,7 @@ impl ShardSnapshot {
                     times: src.times(a, b),
                     events: src.events(a, b),
                     decoded,
+                    runs: None,
                     loc: Loc::Single { src, base: a },
                 });
                 if !go {
@@ -805,6 +863,7 @@ impl ShardSnapshot {
                 times: &times,
                 events: &events,
                 decoded,
+                runs: None,
                 loc: Loc::Multi {
                     srcs: &sources,
                     at: &at,

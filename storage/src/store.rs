@@ -828,6 +828,7 @@ impl Store {
             skip: None,
             events: None,
             skip_times: false,
+            runs: false,
         };
         if let Some(shard) = snap.shards.get(shard as usize) {
             shard.scan(&spec, |u| {
@@ -974,6 +975,7 @@ fn merge_segments(segs: &[(u64, Arc<Segment>)]) -> Result<SegmentData> {
         skip: None,
         events: None,
         skip_times: false,
+        runs: false,
     };
     let snap = ShardSnapshot {
         segments: segs.iter().map(|(_, s)| s.clone()).collect(),

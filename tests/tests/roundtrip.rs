@@ -143,6 +143,21 @@ fn scan_rows(
     let mut out = Vec::new();
     shard
         .scan(spec, |u| {
+            if let Some(runs) = u.runs {
+                // Per-event runs: their (time, tie rank) order must be the
+                // merged order.
+                let mut rows: Vec<(i64, u64, u32)> = Vec::new();
+                for (ev, times, ties) in runs.iter() {
+                    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+                    rows.extend(times.iter().zip(ties).map(|(&t, &k)| (t, k, ev)));
+                }
+                rows.sort_unstable();
+                out.extend(
+                    rows.into_iter()
+                        .map(|(t, _, ev)| (u.uid, Some(t), ev, None)),
+                );
+                return;
+            }
             for i in 0..u.len() {
                 let t = u.times.get(i).copied();
                 out.push((u.uid, t, u.events[i], u.prop(0, i).cloned()));
@@ -167,6 +182,7 @@ proptest! {
         range in prop_oneof![Just(None), (0i64..60, 1i64..60).prop_map(|(f, l)| Some((f, f + l)))],
         skip_times in any::<bool>(),
         with_users in any::<bool>(),
+        runs in any::<bool>(),
     ) {
         use footprint_engine::storage::ScanSpec;
         let dir = tempfile::tempdir().unwrap();
@@ -182,7 +198,8 @@ proptest! {
             }
         }
         let users: roaring::RoaringBitmap = (0..64u32).filter(|u| user_mask >> u & 1 == 1).collect();
-        let props: Vec<u32> = store.prop_id("plan").into_iter().collect();
+        // Runs carry no properties.
+        let props: Vec<u32> = store.prop_id("plan").into_iter().filter(|_| !runs).collect();
         let snap = store.snapshot();
         for shard in &snap.shards {
             let full = scan_rows(shard, &ScanSpec { props: props.clone(), ..ScanSpec::default() });
@@ -193,6 +210,7 @@ proptest! {
                 skip: None,
                 events: Some(want.clone()),
                 skip_times,
+                runs,
             };
             let got = scan_rows(shard, &spec);
             let visible: Vec<&Row> = full
@@ -379,6 +397,7 @@ fn pruned_and_ranged_scans_match_full_scans() {
         skip: None,
         events: None,
         skip_times: false,
+        runs: false,
     });
     let ids: Vec<u32> = ["a", "b", "c"]
         .iter()
@@ -417,6 +436,7 @@ fn pruned_and_ranged_scans_match_full_scans() {
             skip: None,
             events: events.clone(),
             skip_times: false,
+            runs: false,
         });
         let want: Vec<_> = full
             .iter()
@@ -578,6 +598,7 @@ fn property_chunks_across_skips() {
             skip: None,
             events: (step % 2 == 1).then(|| vec![true]),
             skip_times: false,
+            runs: false,
         };
         let mut seen = 0;
         snap.shards[0]

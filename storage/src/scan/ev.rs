@@ -2,7 +2,7 @@
 //! wants, each user's rows from those streams merged back into time order
 //! (ties by the stored rank, which restores arrival order).
 
-use super::{PropStream, ScanSpec, RELEASE_STEP};
+use super::{PropStream, Runs, ScanSpec, RELEASE_STEP};
 use crate::bitpack::BLOCK;
 use crate::error::{Error, Result};
 use crate::segment::{Segment, StreamReaders};
@@ -24,6 +24,11 @@ pub(super) struct EvRows<'a> {
     pub(super) decoded: usize,
     /// Property columns are read (`at` is kept).
     with_props: bool,
+    /// Users are handed over as per-event runs, not merged, restricted to
+    /// this range: see [`ScanSpec::runs`].
+    runs_mode: Option<Option<(i64, i64)>>,
+    /// The current user's runs: (event, start, end) in `run_t`/`run_k`.
+    run_list: Vec<(u32, usize, usize)>,
     /// Merge scratch: the current user's rows per stream, concatenated,
     /// times and tie ranks (later merge keys).
     run_t: Vec<i64>,
@@ -189,7 +194,12 @@ impl<'a> Stream<'a> {
 }
 
 impl<'a> EvRows<'a> {
-    pub(super) fn new(seg: &'a Segment, spec: &ScanSpec, no_times: bool) -> Result<Self> {
+    pub(super) fn new(
+        seg: &'a Segment,
+        spec: &ScanSpec,
+        no_times: bool,
+        runs: bool,
+    ) -> Result<Self> {
         let mut streams = Vec::new();
         for (i, m) in seg.streams().iter().enumerate() {
             let wanted = match &spec.events {
@@ -229,6 +239,8 @@ impl<'a> EvRows<'a> {
             at: Vec::new(),
             decoded: 0,
             with_props: !spec.props.is_empty(),
+            runs_mode: runs.then_some(spec.range),
+            run_list: Vec::new(),
             run_t: Vec::new(),
             run_k: Vec::new(),
             heads: Vec::new(),
@@ -299,6 +311,25 @@ impl<'a> EvRows<'a> {
         if self.no_times {
             return Ok(self.events.len());
         }
+        if let Some(range) = self.runs_mode {
+            self.run_list.clear();
+            let mut total = 0;
+            for &(s, a, b, _) in &self.runs {
+                let t = &self.run_t[a..b];
+                let (lo, hi) = match range {
+                    None => (0, t.len()),
+                    Some((from, to)) => (
+                        t.partition_point(|&x| x < from),
+                        t.partition_point(|&x| x < to),
+                    ),
+                };
+                if lo < hi {
+                    self.run_list.push((self.streams[s].event, a + lo, a + hi));
+                    total += hi - lo;
+                }
+            }
+            return Ok(total);
+        }
         if let [(s, a, b, off)] = self.runs[..] {
             let ev = self.streams[s].event;
             self.times.extend_from_slice(&self.run_t[a..b]);
@@ -366,6 +397,15 @@ impl<'a> EvRows<'a> {
                 self.at.push((s as u32, r as u32));
             }
         }
+    }
+
+    /// The current user's runs, when the scan hands over runs.
+    pub(super) fn runs(&self) -> Option<Runs<'_>> {
+        self.runs_mode.map(|_| Runs {
+            list: &self.run_list,
+            times: &self.run_t,
+            ties: &self.run_k,
+        })
     }
 
     /// Property `k` of the current user's row `h`.
