@@ -694,7 +694,7 @@ fn per_user_runs(f: &Funnel, acc: &mut Acc, runs: Runs<'_>) {
         return;
     }
     let mut by_step: [&[i64]; MAX_STEPS] = [&[]; MAX_STEPS];
-    for (ev, times, _) in runs.iter() {
+    for (ev, times) in runs.iter() {
         if let Some(&k) = step_of.get(ev as usize) {
             if k != 0 {
                 by_step[k as usize - 1] = times;

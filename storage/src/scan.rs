@@ -48,14 +48,15 @@ pub struct ScanSpec {
     pub runs: bool,
 }
 
-/// A user's rows as one run per event, each in (time, tie rank) order
-/// (tie rank: how many of the user's rows of the same time arrived
-/// before). Only the events the scan asked for; empty runs are left out.
+/// A user's rows as one run of times per event, each ascending (rows of
+/// one event at the same time in arrival order). Only the events the scan
+/// asked for; empty runs are left out. Runs do not say in which order rows
+/// of *different* events at the same millisecond arrived: a query that
+/// needs that takes merged rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Runs<'a> {
     list: &'a [(u32, usize, usize)],
     times: &'a [i64],
-    ties: &'a [u64],
 }
 
 impl<'a> Runs<'a> {
@@ -67,13 +68,13 @@ impl<'a> Runs<'a> {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
-    /// Run `i`: its event id, times and tie ranks.
-    pub fn get(&self, i: usize) -> Option<(u32, &'a [i64], &'a [u64])> {
+    /// Run `i`: its event id and times.
+    pub fn get(&self, i: usize) -> Option<(u32, &'a [i64])> {
         let &(ev, a, b) = self.list.get(i)?;
-        Some((ev, self.times.get(a..b)?, self.ties.get(a..b)?))
+        Some((ev, self.times.get(a..b)?))
     }
     /// All runs, in event-id order.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [i64], &'a [u64])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [i64])> + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
     }
 }

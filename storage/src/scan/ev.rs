@@ -134,7 +134,7 @@ impl<'a> Stream<'a> {
 
     /// Makes the time deltas and tie ranks of stream rows `[off, off + n)`
     /// available in `dt`/`dk` from index `off - base`.
-    fn decode(&mut self, seg: &Segment, off: usize, n: usize) -> Result<()> {
+    fn decode(&mut self, seg: &Segment, off: usize, n: usize, ties: bool) -> Result<()> {
         let end = self.base + self.dt.len();
         let mut skip = 0;
         if off >= end {
@@ -147,10 +147,12 @@ impl<'a> Stream<'a> {
                     .time
                     .seek_block(k)
                     .map_err(|e| seg.corrupt(&name("time"), e))?;
-                self.r
-                    .tie
-                    .seek_block(k)
-                    .map_err(|e| seg.corrupt(&name("tie"), e))?;
+                if ties {
+                    self.r
+                        .tie
+                        .seek_block(k)
+                        .map_err(|e| seg.corrupt(&name("tie"), e))?;
+                }
             }
             skip = off - k * BLOCK;
             self.dt.clear();
@@ -158,9 +160,12 @@ impl<'a> Stream<'a> {
             self.base = off;
         } else if off - self.base > 4 * BLOCK {
             self.dt.drain(..off - self.base);
-            self.dk.drain(..off - self.base);
+            if ties {
+                self.dk.drain(..off - self.base);
+            }
             self.base = off;
         }
+        let mut decoded = false;
         while self.base + self.dt.len() < off + n {
             let before = self.dt.len();
             let name = |p| format!("ev.{}.{p}", self.event);
@@ -169,24 +174,32 @@ impl<'a> Stream<'a> {
                 .time
                 .next_block_from(skip, &mut self.dt)
                 .map_err(|e| seg.corrupt(&name("time"), e))?;
-            let more_k = self
-                .r
-                .tie
-                .next_block_from(skip, &mut self.dk)
-                .map_err(|e| seg.corrupt(&name("tie"), e))?;
-            if !more || !more_k || self.dt.len() == before || self.dk.len() != self.dt.len() {
-                return Err(self.corrupt(seg, "time or tie column ends early"));
+            if !more || self.dt.len() == before {
+                return Err(self.corrupt(seg, "time column ends early"));
+            }
+            if ties {
+                let more = self
+                    .r
+                    .tie
+                    .next_block_from(skip, &mut self.dk)
+                    .map_err(|e| seg.corrupt(&name("tie"), e))?;
+                if !more || self.dk.len() != self.dt.len() {
+                    return Err(self.corrupt(seg, "tie column ends early"));
+                }
             }
             skip = 0;
+            decoded = true;
         }
-        for (r, done) in [&self.r.time, &self.r.tie]
-            .into_iter()
-            .zip(&mut self.released)
-        {
-            let seen = r.consumed();
-            if seen.len() >= *done + RELEASE_STEP {
-                seg.release_part(&seen[*done..]);
-                *done = seen.len();
+        if decoded {
+            for (r, done) in [&self.r.time, &self.r.tie]
+                .into_iter()
+                .zip(&mut self.released)
+            {
+                let seen = r.consumed();
+                if seen.len() >= *done + RELEASE_STEP {
+                    seg.release_part(&seen[*done..]);
+                    *done = seen.len();
+                }
             }
         }
         Ok(())
@@ -286,7 +299,9 @@ impl<'a> EvRows<'a> {
                 }
                 continue;
             }
-            st.decode(seg, off, n)?;
+            // Runs are handed over without tie ranks.
+            let ties = self.runs_mode.is_none();
+            st.decode(seg, off, n, ties)?;
             let i = off - st.base;
             let from = self.run_t.len();
             let mut t = meta.min_time;
@@ -299,10 +314,12 @@ impl<'a> EvRows<'a> {
             if dmax > span || t > meta.max_time || t < meta.min_time {
                 return Err(st.corrupt(seg, "a time outside the segment's range"));
             }
-            self.run_k.extend(st.dk[i..i + n].iter().map(|&k| {
-                kmax = kmax.max(k);
-                k
-            }));
+            if ties {
+                self.run_k.extend(st.dk[i..i + n].iter().map(|&k| {
+                    kmax = kmax.max(k);
+                    k
+                }));
+            }
             // A sentinel closes each run for the merge.
             self.run_t.push(0);
             self.run_k.push(u64::MAX);
@@ -404,7 +421,6 @@ impl<'a> EvRows<'a> {
         self.runs_mode.map(|_| Runs {
             list: &self.run_list,
             times: &self.run_t,
-            ties: &self.run_k,
         })
     }
 

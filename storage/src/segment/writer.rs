@@ -100,9 +100,8 @@ pub fn write_segment(
             let events: Vec<u32> = bitmaps.keys().copied().collect();
             let phys = write_event_major(data, min_time, &events, &mut sections);
             for (pid, col) in &data.props {
-                let col: Vec<(u32, &Value)> =
-                    col.iter().map(|(r, v)| (phys[*r as usize], v)).collect();
-                sections.push((format!("prop.{pid}"), encode_prop(n, &col)));
+                let prop = encode_prop(n, col, |r| phys.get(r as usize).copied());
+                sections.push((format!("prop.{pid}"), prop));
             }
             SEG_MAGIC_V2
         }
@@ -120,8 +119,7 @@ pub fn write_segment(
 
     if format == SegmentFormat::TimeOrder {
         for (pid, col) in &data.props {
-            let col: Vec<(u32, &Value)> = col.iter().map(|(r, v)| (*r, v)).collect();
-            sections.push((format!("prop.{pid}"), encode_prop(n, &col)));
+            sections.push((format!("prop.{pid}"), encode_prop(n, col, Some)));
         }
     }
 
@@ -283,12 +281,13 @@ fn write_event_major(
 /// A property column: a zstd frame of the distinct values, then the
 /// per-row value index (1-based, 0 = absent) bit-packed and zstd-compressed
 /// in chunks of [`super::PROP_CHUNK`] rows, so a scan decompresses only the
-/// chunk it is in.
-fn encode_prop(rows: usize, col: &[(u32, &Value)]) -> Vec<u8> {
+/// chunk it is in. `row_of` maps a row of `col` to its row in the segment.
+fn encode_prop(rows: usize, col: &[(u32, Value)], row_of: impl Fn(u32) -> Option<u32>) -> Vec<u8> {
     let mut distinct: Vec<&Value> = Vec::new();
     let mut lookup: rustc_hash::FxHashMap<&Value, u64> = Default::default();
     let mut idx = vec![0u64; rows];
-    for &(row, v) in col {
+    for (row, v) in col {
+        let Some(row) = row_of(*row) else { continue };
         let id = *lookup.entry(v).or_insert_with(|| {
             distinct.push(v);
             distinct.len() as u64
