@@ -378,11 +378,18 @@ impl<'a> Ctx<'a> {
                             bm &= c;
                         }
                         let both = &bm & &shard.event_users(then)?;
-                        bm -= &both;
-                        bm -= &self.grouped;
-                        self.only_first.fetch_add(bm.len(), Ordering::Relaxed);
+                        // `both` is within `bm`: without alias groups to
+                        // leave out, the count needs no third bitmap.
+                        let only = if self.grouped.is_empty() {
+                            bm.len() - both.len()
+                        } else {
+                            bm -= &both;
+                            bm -= &self.grouped;
+                            bm.len()
+                        };
+                        self.only_first.fetch_add(only, Ordering::Relaxed);
                         if let Some(st) = &self.opts.stats {
-                            st.users_from_bitmaps.fetch_add(bm.len(), Ordering::Relaxed);
+                            st.users_from_bitmaps.fetch_add(only, Ordering::Relaxed);
                         }
                         Some(both)
                     }

@@ -693,43 +693,49 @@ fn per_user_runs(f: &Funnel, acc: &mut Acc, runs: Runs<'_>) {
     if n > MAX_STEPS {
         return;
     }
-    let mut by_step: [&[i64]; MAX_STEPS] = [&[]; MAX_STEPS];
-    for (ev, times) in runs.iter() {
-        if let Some(&k) = step_of.get(ev as usize) {
-            if k != 0 {
-                by_step[k as usize - 1] = times;
+    // Step → index of its run (steps without one get an empty run).
+    let mut run_of = [u8::MAX; MAX_STEPS];
+    for i in 0..runs.len().min(usize::from(u8::MAX)) {
+        if let Some((ev, _)) = runs.get(i) {
+            if let Some(&k) = step_of.get(ev as usize) {
+                if k != 0 {
+                    run_of[k as usize - 1] = i as u8;
+                }
             }
         }
     }
+    let times = |k: usize| runs.get(usize::from(run_of[k])).map_or(&[][..], |r| r.1);
     let mut chain = [0i64; MAX_STEPS];
-    let level = level_runs(&by_step[..n], f.window, &mut acc.levels, &mut chain);
+    let level = level_runs(n, times, f.window, &mut acc.levels, &mut chain);
     if level > 0 {
         acc.all.add(level, &chain[..level]);
     }
 }
 
-/// The level [`per_user_runs`] computes from each step's times (ascending);
-/// writes the chain's step times to `chain`. `lv` is scratch.
-fn level_runs(
-    by_step: &[&[i64]],
+/// The level [`per_user_runs`] computes from the times of each of `n`
+/// steps (`by_step(k)`, ascending); writes the chain's step times to
+/// `chain`. `lv` is scratch.
+fn level_runs<'t>(
+    n: usize,
+    by_step: impl Fn(usize) -> &'t [i64],
     window: i64,
     lv: &mut Vec<Vec<Update>>,
     chain: &mut [i64; MAX_STEPS],
 ) -> usize {
-    let n = by_step.len().min(MAX_STEPS);
-    if n == 0 || by_step[0].is_empty() {
+    let n = n.min(MAX_STEPS);
+    if n == 0 || by_step(0).is_empty() {
         return 0;
     }
     lv.resize_with(n, Vec::new);
     lv[0].clear();
-    lv[0].extend(by_step[0].iter().map(|&t| (t, t, 0)));
+    lv[0].extend(by_step(0).iter().map(|&t| (t, t, 0)));
     let mut level = 1;
     for k in 1..n {
         let (below, at) = lv.split_at_mut(k);
         let (below, cur) = (&below[k - 1], &mut at[0]);
         cur.clear();
         let mut p = 0;
-        for &t in by_step[k] {
+        for &t in by_step(k) {
             while p < below.len() && below[p].0 <= t {
                 p += 1;
             }
@@ -843,7 +849,7 @@ mod tests {
             let want = level(&ents, n, window, Modes::default());
             let slices: Vec<&[i64]> = by_step.iter().map(|v| v.as_slice()).collect();
             let mut chain = [0i64; MAX_STEPS];
-            let got = level_runs(&slices, window, &mut Vec::new(), &mut chain);
+            let got = level_runs(n, |k| slices[k], window, &mut Vec::new(), &mut chain);
             proptest::prop_assert_eq!(got, want.level);
             proptest::prop_assert_eq!(&chain[..got], &want.times[..]);
         }

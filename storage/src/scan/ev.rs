@@ -44,14 +44,14 @@ struct Stream<'a> {
     /// Segment row of the stream's first row.
     start: usize,
     r: StreamReaders<'a>,
-    /// Decoded pair block: user index deltas and row counts.
+    /// Decoded pair block: user indexes, row counts and first stream rows;
+    /// `pi` is the next pair.
     pu: Vec<u64>,
     pc: Vec<u64>,
+    pr: Vec<u64>,
     pi: usize,
-    /// The pair at the cursor, not yet consumed: (user index, stream row, rows).
-    cur: Option<(usize, usize, usize)>,
-    last_user: Option<usize>,
-    /// Stream row of the next pair to load.
+    last_user: Option<u64>,
+    /// Stream row of the first pair of the next block.
     next_row: usize,
     /// Decoded time deltas and tie ranks of stream rows `[base, base + dt.len())`.
     dt: Vec<u64>,
@@ -66,68 +66,74 @@ impl<'a> Stream<'a> {
         Error::corrupt(seg.path(), format!("event {} stream: {why}", self.event))
     }
 
-    /// Loads the next (user, rows) pair; `None` at the end of the stream.
-    fn load_pair(&mut self, seg: &Segment) -> Result<Option<(usize, usize, usize)>> {
-        if self.pi == self.pu.len() {
-            self.pu.clear();
-            self.pc.clear();
-            self.pi = 0;
-            let name = |p| format!("ev.{}.{p}", self.event);
-            if !self
-                .r
-                .users
-                .next_block(&mut self.pu)
-                .map_err(|e| seg.corrupt(&name("users"), e))?
-            {
-                return Ok(None);
-            }
-            if !self
-                .r
-                .counts
-                .next_block(&mut self.pc)
-                .map_err(|e| seg.corrupt(&name("counts"), e))?
-                || self.pc.len() != self.pu.len()
-                || self.pu.is_empty()
-            {
-                return Err(self.corrupt(seg, "pair columns of different lengths"));
-            }
+    /// Decodes the next block of (user, rows) pairs into absolute user
+    /// indexes and row starts, checking them; `false` at the end of the
+    /// stream.
+    fn refill(&mut self, seg: &Segment) -> Result<bool> {
+        self.pu.clear();
+        self.pc.clear();
+        self.pr.clear();
+        self.pi = 0;
+        let name = |p| format!("ev.{}.{p}", self.event);
+        if !self
+            .r
+            .users
+            .next_block(&mut self.pu)
+            .map_err(|e| seg.corrupt(&name("users"), e))?
+        {
+            return Ok(false);
         }
-        let (d, n) = (self.pu[self.pi], self.pc[self.pi]);
-        self.pi += 1;
-        let user = match self.last_user {
-            None => d,
-            Some(_) if d == 0 => return Err(self.corrupt(seg, "users not ascending")),
-            Some(u) => (u as u64).saturating_add(d),
-        };
-        let rows = self.r.time.len();
-        let end = (self.next_row as u64).saturating_add(n);
-        if user >= seg.meta().users || n == 0 || end > rows as u64 {
+        if !self
+            .r
+            .counts
+            .next_block(&mut self.pc)
+            .map_err(|e| seg.corrupt(&name("counts"), e))?
+            || self.pc.len() != self.pu.len()
+            || self.pu.is_empty()
+        {
+            return Err(self.corrupt(seg, "pair columns of different lengths"));
+        }
+        let (users, rows) = (seg.meta().users, self.r.time.len() as u64);
+        let mut ok = true;
+        let mut row = self.next_row as u64;
+        for (u, &n) in self.pu.iter_mut().zip(&self.pc) {
+            // The first pair's user is absolute, later ones deltas (> 0).
+            let abs = match self.last_user {
+                None => *u,
+                Some(prev) => {
+                    ok &= *u > 0;
+                    prev.saturating_add(*u)
+                }
+            };
+            ok &= abs < users && n > 0;
+            *u = abs;
+            self.last_user = Some(abs);
+            self.pr.push(row);
+            row = row.saturating_add(n);
+        }
+        if !ok || row > rows {
             return Err(self.corrupt(seg, "a pair outside the users table or the stream"));
         }
-        let pair = (user as usize, self.next_row, n as usize);
-        self.last_user = Some(pair.0);
-        self.next_row = end as usize;
-        self.cur = Some(pair);
-        Ok(Some(pair))
+        self.next_row = row as usize;
+        Ok(true)
     }
 
     /// The stream rows of user `c` (user indexes never decrease between
     /// calls): `(first stream row, count)`, or `None` if the user has none.
     fn pair_for(&mut self, seg: &Segment, c: usize) -> Result<Option<(usize, usize)>> {
+        let c = c as u64;
         loop {
-            let (u, off, n) = match self.cur {
-                Some(p) => p,
-                None => match self.load_pair(seg)? {
-                    Some(p) => p,
-                    None => return Ok(None),
-                },
-            };
+            if self.pi == self.pu.len() && !self.refill(seg)? {
+                return Ok(None);
+            }
+            let u = self.pu[self.pi];
             if u > c {
                 return Ok(None);
             }
-            self.cur = None;
+            self.pi += 1;
             if u == c {
-                return Ok(Some((off, n)));
+                let i = self.pi - 1;
+                return Ok(Some((self.pr[i] as usize, self.pc[i] as usize)));
             }
         }
     }
@@ -232,8 +238,8 @@ impl<'a> EvRows<'a> {
                 r: seg.stream_readers(i)?,
                 pu: Vec::with_capacity(BLOCK),
                 pc: Vec::with_capacity(BLOCK),
+                pr: Vec::with_capacity(BLOCK),
                 pi: 0,
-                cur: None,
                 last_user: None,
                 next_row: 0,
                 dt: Vec::new(),
