@@ -10,6 +10,8 @@ use std::sync::Arc;
 use roaring::RoaringBitmap;
 
 mod ev;
+#[cfg(test)]
+mod ev_tests;
 use ev::EvRows;
 
 use crate::bitpack::{BlockReader, BLOCK};
