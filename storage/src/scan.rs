@@ -43,10 +43,10 @@ pub struct ScanSpec {
     /// times may still be there.
     pub skip_times: bool,
     /// The query can take a user's rows as per-event runs
-    /// ([`UserRows::runs`]) instead of one time-ordered list. A shard whose
-    /// only source is a format 2 segment then hands over each event's
+    /// ([`UserRows::runs`]) instead of one time-ordered list. A user whose
+    /// rows all lie in one format 2 segment then comes as each event's
     /// rows as stored, without merging them; other users come as usual.
-    /// Not with `props` (runs carry no properties).
+    /// Not with `props` (runs carry no properties) or skipped times.
     pub runs: bool,
 }
 
@@ -456,10 +456,18 @@ impl<'a> Source<'a> {
     }
     /// Makes the rows of user `c` (rows `[a, b)` of the source) available;
     /// returns their handles and how many rows were decoded for them.
-    fn ensure(&mut self, c: usize, a: usize, b: usize) -> Result<(usize, usize, usize)> {
+    /// `as_runs`: the user's rows are all in this source, so a format 2
+    /// segment may hand them over as runs.
+    fn ensure(
+        &mut self,
+        c: usize,
+        a: usize,
+        b: usize,
+        as_runs: bool,
+    ) -> Result<(usize, usize, usize)> {
         match self {
             Source::Seg(s) => s.ensure(a, b).map(|(x, y)| (x, y, b - a)),
-            Source::Ev(s) => s.load_user(c).map(|n| (0, n, s.decoded)),
+            Source::Ev(s) => s.load_user(c, as_runs).map(|n| (0, n, s.decoded)),
             Source::Run(..) => Ok((a, b, b - a)),
         }
     }
@@ -715,14 +723,14 @@ impl ShardSnapshot {
         let lone =
             self.segments.iter().filter(live).count() == 1 && self.mem.iter().all(|r| r.is_empty());
         let no_times = spec.skip_times && spec.range.is_none() && lone;
-        let runs = spec.runs && lone && !no_times && spec.props.is_empty();
+        let runs = spec.runs && !no_times && spec.props.is_empty();
         for seg in self.segments.iter().filter(live) {
             sources.push(match seg.format() {
                 SegmentFormat::TimeOrder => {
                     Source::Seg(Box::new(SegRows::new(seg, spec, no_times)?))
                 }
                 SegmentFormat::EventMajor => {
-                    Source::Ev(Box::new(EvRows::new(seg, spec, no_times, runs)?))
+                    Source::Ev(Box::new(EvRows::new(seg, spec, no_times, runs, lone)?))
                 }
             });
         }
@@ -742,7 +750,7 @@ impl ShardSnapshot {
                     return Ok(true);
                 }
                 let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
-                let (a, b, decoded) = src.ensure(c, a, b)?;
+                let (a, b, decoded) = src.ensure(c, a, b, true)?;
                 if let Source::Ev(ev) = &*src {
                     if let Some(runs) = ev.runs() {
                         if runs.is_empty() {
@@ -799,6 +807,13 @@ impl ShardSnapshot {
                 && skip.as_mut().is_none_or(|skip| !skip.contains(uid));
             present.clear();
             let mut decoded = 0;
+            // A user whose rows are all in one source may come as runs.
+            let holders = sources
+                .iter()
+                .enumerate()
+                .filter(|(s, src)| src.user_ids().get(cursor[*s]) == Some(&uid))
+                .count();
+            let mut as_runs: Option<usize> = None;
             for (s, src) in sources.iter_mut().enumerate() {
                 let c = cursor[s];
                 if src.user_ids().get(c) != Some(&uid) {
@@ -812,12 +827,34 @@ impl ShardSnapshot {
                 if !wanted {
                     continue;
                 }
-                let (a, b, n) = src.ensure(c, a, b)?;
+                let (a, b, n) = src.ensure(c, a, b, holders == 1)?;
                 decoded += n;
+                if matches!(src, Source::Ev(ev) if ev.runs().is_some()) {
+                    as_runs = Some(s);
+                    continue;
+                }
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a < b {
                     present.push((s, a, b));
                 }
+            }
+            if let Some(s) = as_runs {
+                if let Source::Ev(ev) = &sources[s] {
+                    if let Some(runs) = ev.runs().filter(|r| !r.is_empty()) {
+                        let go = f(&UserRows {
+                            uid,
+                            times: &[],
+                            events: &[],
+                            decoded,
+                            runs: Some(runs),
+                            loc: Loc::Owned { props: &[] },
+                        });
+                        if !go {
+                            return Ok(false);
+                        }
+                    }
+                }
+                continue;
             }
             if present.is_empty() {
                 continue;

@@ -24,9 +24,14 @@ pub(super) struct EvRows<'a> {
     pub(super) decoded: usize,
     /// Property columns are read (`at` is kept).
     with_props: bool,
-    /// Users are handed over as per-event runs, not merged, restricted to
-    /// this range: see [`ScanSpec::runs`].
+    /// Users may be handed over as per-event runs, not merged, restricted
+    /// to this range: see [`ScanSpec::runs`].
     runs_mode: Option<Option<(i64, i64)>>,
+    /// The current user was loaded as runs.
+    as_runs: bool,
+    /// Tie ranks are decoded (always, unless every user is handed over as
+    /// runs: a stream's decoded blocks must serve every later user).
+    ties: bool,
     /// The current user's runs: (event, start, end) in `run_t`/`run_k`.
     run_list: Vec<(u32, usize, usize)>,
     /// Merge scratch: the current user's rows per stream, concatenated,
@@ -213,11 +218,14 @@ impl<'a> Stream<'a> {
 }
 
 impl<'a> EvRows<'a> {
+    /// `runs`: users may be handed over as runs; `only_runs`: every user
+    /// will be (the segment is the shard's only source).
     pub(super) fn new(
         seg: &'a Segment,
         spec: &ScanSpec,
         no_times: bool,
         runs: bool,
+        only_runs: bool,
     ) -> Result<Self> {
         let mut streams = Vec::new();
         for (i, m) in seg.streams().iter().enumerate() {
@@ -259,6 +267,8 @@ impl<'a> EvRows<'a> {
             decoded: 0,
             with_props: !spec.props.is_empty(),
             runs_mode: runs.then_some(spec.range),
+            as_runs: false,
+            ties: !(runs && only_runs),
             run_list: Vec::new(),
             run_t: Vec::new(),
             run_k: Vec::new(),
@@ -273,9 +283,11 @@ impl<'a> EvRows<'a> {
     }
 
     /// Loads the rows of user `c` (index into the users table; never
-    /// decreasing between calls) from the wanted streams, in time order.
-    /// Returns how many.
-    pub(super) fn load_user(&mut self, c: usize) -> Result<usize> {
+    /// decreasing between calls) from the wanted streams, in time order,
+    /// or as per-event runs if `as_runs` and the scan allows it (see
+    /// [`EvRows::runs`]). Returns how many.
+    pub(super) fn load_user(&mut self, c: usize, as_runs: bool) -> Result<usize> {
+        self.as_runs = as_runs && self.runs_mode.is_some();
         let seg = self.seg;
         let meta = seg.meta();
         let span = meta.max_time.wrapping_sub(meta.min_time) as u64;
@@ -306,7 +318,7 @@ impl<'a> EvRows<'a> {
                 continue;
             }
             // Runs are handed over without tie ranks.
-            let ties = self.runs_mode.is_none();
+            let ties = self.ties;
             st.decode(seg, off, n, ties)?;
             let i = off - st.base;
             let from = self.run_t.len();
@@ -321,10 +333,15 @@ impl<'a> EvRows<'a> {
                 return Err(st.corrupt(seg, "a time outside the segment's range"));
             }
             if ties {
-                self.run_k.extend(st.dk[i..i + n].iter().map(|&k| {
+                let Some(dk) = st.dk.get(i..i + n) else {
+                    return Err(st.corrupt(seg, "tie column ends early"));
+                };
+                self.run_k.extend(dk.iter().map(|&k| {
                     kmax = kmax.max(k);
                     k
                 }));
+            } else if !self.as_runs {
+                return Err(st.corrupt(seg, "rows to merge without tie ranks"));
             }
             // A sentinel closes each run for the merge.
             self.run_t.push(0);
@@ -334,7 +351,7 @@ impl<'a> EvRows<'a> {
         if self.no_times {
             return Ok(self.events.len());
         }
-        if let Some(range) = self.runs_mode {
+        if let (true, Some(range)) = (self.as_runs, self.runs_mode) {
             self.run_list.clear();
             let mut total = 0;
             for &(s, a, b, _) in &self.runs {
@@ -424,7 +441,7 @@ impl<'a> EvRows<'a> {
 
     /// The current user's runs, when the scan hands over runs.
     pub(super) fn runs(&self) -> Option<Runs<'_>> {
-        self.runs_mode.map(|_| Runs {
+        self.as_runs.then_some(Runs {
             list: &self.run_list,
             times: &self.run_t,
         })
