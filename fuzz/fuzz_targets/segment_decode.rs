@@ -66,9 +66,20 @@ fuzz_target!(|data: &[u8]| {
             range: (pick & 0x80 != 0).then_some((1_500, 5_000)),
             ..ScanSpec::default()
         },
+        // Per-event runs (format 2), with the same choices.
+        ScanSpec {
+            events: Some((0..5).map(|e| pick >> e & 1 == 1).collect()),
+            users: (pick & 0x40 != 0).then(|| (0..64u32).filter(|u| u % 3 != 0).collect()),
+            range: (pick & 0x80 != 0).then_some((1_500, 5_000)),
+            runs: true,
+            ..ScanSpec::default()
+        },
     ];
     for spec in &specs {
         let _ = snap.scan(spec, |u| {
+            for (_, times) in u.runs.iter().flat_map(|r| r.iter()) {
+                let _ = times.last();
+            }
             for i in 0..u.len() {
                 let _ = u.prop(0, i);
                 let _ = u.times.get(i);
