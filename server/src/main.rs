@@ -573,7 +573,7 @@ fn print_stats(s: &footprint_engine::StoreStats) {
     println!("segments      {:>14}", s.segments);
     println!("profiles      {:>14} ({} aliases)", s.profiles, s.aliases);
     println!("column bytes (segments):");
-    let core: u64 = ["users", "time", "event"]
+    let core: u64 = ["users", "time", "event", "tie", "event pairs"]
         .iter()
         .filter_map(|k| s.column_bytes.get(*k))
         .sum();

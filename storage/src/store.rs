@@ -699,12 +699,21 @@ impl Store {
                 s.segments += 1;
                 s.events_in_segments += seg.meta().rows;
                 for (name, bytes) in seg.section_sizes() {
-                    let key = match name
-                        .strip_prefix("prop.")
-                        .and_then(|p| p.parse::<u32>().ok())
-                    {
-                        Some(pid) => format!("prop:{}", st.props.name(pid)),
-                        None => name,
+                    // Format 2 streams add up by part across events:
+                    // `time`, `tie`, and the (user, rows) pairs.
+                    let stream_part = name
+                        .strip_prefix("ev.")
+                        .and_then(|r| r.split_once('.'))
+                        .map(|(_, part)| part);
+                    let key = match (
+                        name.strip_prefix("prop.")
+                            .and_then(|p| p.parse::<u32>().ok()),
+                        stream_part,
+                    ) {
+                        (Some(pid), _) => format!("prop:{}", st.props.name(pid)),
+                        (None, Some("users" | "counts")) => "event pairs".to_owned(),
+                        (None, Some(part)) => part.to_owned(),
+                        (None, None) => name,
                     };
                     *s.column_bytes.entry(key).or_default() += bytes;
                 }
