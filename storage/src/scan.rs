@@ -130,6 +130,18 @@ struct SegRows<'a> {
 /// behind it.
 const RELEASE_STEP: usize = 1 << 20;
 
+/// Drops from the resident set the pages `readers` have moved past since
+/// `done` (bytes already released per reader), once a step's worth.
+fn release_behind(seg: &Segment, readers: [&BlockReader<'_>; 2], done: &mut [usize; 2]) {
+    for (r, done) in readers.into_iter().zip(done) {
+        let seen = r.consumed();
+        if seen.len() >= *done + RELEASE_STEP {
+            seg.release_part(&seen[*done..]);
+            *done = seen.len();
+        }
+    }
+}
+
 /// A property column decoded a chunk at a time, alongside the rows.
 struct PropStream<'a> {
     reader: PropReader<'a>,
@@ -290,16 +302,7 @@ impl<'a> SegRows<'a> {
         for p in self.props.iter_mut().flatten() {
             p.ensure(a, b)?;
         }
-        for (r, done) in [&self.time_r, &self.event_r]
-            .into_iter()
-            .zip(&mut self.released)
-        {
-            let seen = r.consumed();
-            if seen.len() >= *done + RELEASE_STEP {
-                self.seg.release_part(&seen[*done..]);
-                *done = seen.len();
-            }
-        }
+        release_behind(self.seg, [&self.time_r, &self.event_r], &mut self.released);
         Ok((self.base + lo, self.base + self.before(b)))
     }
 
@@ -487,6 +490,14 @@ impl<'a> Source<'a> {
             Source::Run(m, _) => &m.events[a..b],
         }
     }
+    /// The current user's rows as runs, when the last `ensure` handed
+    /// them over so.
+    fn runs(&self) -> Option<Runs<'_>> {
+        match self {
+            Source::Ev(s) => s.runs(),
+            _ => None,
+        }
+    }
     fn prop(&self, k: usize, h: usize) -> Option<&Value> {
         match self {
             Source::Seg(s) => s.props.get(k)?.as_ref()?.get(s.row_of(h)?),
@@ -555,6 +566,18 @@ impl<'a> UserRows<'a> {
             decoded: times.len(),
             runs: None,
             loc: Loc::Owned { props },
+        }
+    }
+
+    /// A user handed over as per-event runs.
+    fn from_runs(uid: u32, decoded: usize, runs: Runs<'a>) -> Self {
+        UserRows {
+            uid,
+            times: &[],
+            events: &[],
+            decoded,
+            runs: Some(runs),
+            loc: Loc::Owned { props: &[] },
         }
     }
 
@@ -751,20 +774,8 @@ impl ShardSnapshot {
                 }
                 let (a, b) = (starts[c] as usize, starts[c + 1] as usize);
                 let (a, b, decoded) = src.ensure(c, a, b, true)?;
-                if let Source::Ev(ev) = &*src {
-                    if let Some(runs) = ev.runs() {
-                        if runs.is_empty() {
-                            return Ok(true);
-                        }
-                        return Ok(f(&UserRows {
-                            uid,
-                            times: &[],
-                            events: &[],
-                            decoded,
-                            runs: Some(runs),
-                            loc: Loc::Owned { props: &[] },
-                        }));
-                    }
+                if let Some(runs) = src.runs() {
+                    return Ok(runs.is_empty() || f(&UserRows::from_runs(uid, decoded, runs)));
                 }
                 let (a, b) = src.in_range(a, b, spec.range);
                 if a >= b {
@@ -829,7 +840,7 @@ impl ShardSnapshot {
                 }
                 let (a, b, n) = src.ensure(c, a, b, holders == 1)?;
                 decoded += n;
-                if matches!(src, Source::Ev(ev) if ev.runs().is_some()) {
+                if src.runs().is_some() {
                     as_runs = Some(s);
                     continue;
                 }
@@ -838,21 +849,9 @@ impl ShardSnapshot {
                     present.push((s, a, b));
                 }
             }
-            if let Some(s) = as_runs {
-                if let Source::Ev(ev) = &sources[s] {
-                    if let Some(runs) = ev.runs().filter(|r| !r.is_empty()) {
-                        let go = f(&UserRows {
-                            uid,
-                            times: &[],
-                            events: &[],
-                            decoded,
-                            runs: Some(runs),
-                            loc: Loc::Owned { props: &[] },
-                        });
-                        if !go {
-                            return Ok(false);
-                        }
-                    }
+            if let Some(runs) = as_runs.and_then(|s| sources[s].runs()) {
+                if !runs.is_empty() && !f(&UserRows::from_runs(uid, decoded, runs)) {
+                    return Ok(false);
                 }
                 continue;
             }

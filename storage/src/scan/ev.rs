@@ -2,7 +2,7 @@
 //! wants, each user's rows from those streams merged back into time order
 //! (ties by the stored rank, which restores arrival order).
 
-use super::{PropStream, Runs, ScanSpec, RELEASE_STEP};
+use super::{release_behind, PropStream, Runs, ScanSpec};
 use crate::bitpack::BLOCK;
 use crate::error::{Error, Result};
 use crate::segment::{Segment, StreamReaders};
@@ -202,16 +202,7 @@ impl<'a> Stream<'a> {
             decoded = true;
         }
         if decoded {
-            for (r, done) in [&self.r.time, &self.r.tie]
-                .into_iter()
-                .zip(&mut self.released)
-            {
-                let seen = r.consumed();
-                if seen.len() >= *done + RELEASE_STEP {
-                    seg.release_part(&seen[*done..]);
-                    *done = seen.len();
-                }
-            }
+            release_behind(seg, [&self.r.time, &self.r.tie], &mut self.released);
         }
         Ok(())
     }
