@@ -1,5 +1,6 @@
-//! Runs every case of `../shared/conformance/cases` (answers computed by
-//! ClickHouse) against Footprint, in four storage layouts: all events in
+//! Runs every case of `tests/conformance/cases` (answers computed by
+//! ClickHouse; a copy of the shared conformance set, so a fresh clone tests
+//! them; `FOOTPRINT_CONFORMANCE` points elsewhere) against Footprint, in four storage layouts: all events in
 //! the memtable, all flushed to segments of format 2, or of format 1, and
 //! split over segments of both formats plus the memtable.
 
@@ -13,7 +14,7 @@ fn cases_dir() -> PathBuf {
     if let Ok(d) = std::env::var("FOOTPRINT_CONFORMANCE") {
         return PathBuf::from(d).join("cases");
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/cases")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance/cases")
 }
 
 #[derive(Clone, Copy, Debug)]
