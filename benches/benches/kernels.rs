@@ -190,7 +190,7 @@ fn wal(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let dir = tempfile::tempdir().unwrap();
-                let wal = Wal::create(dir.path(), 1).unwrap();
+                let wal = Wal::new(dir.path(), 1);
                 (dir, wal)
             },
             |(_dir, wal)| {

@@ -260,21 +260,24 @@ fn write_profiles(store: &Store, out: &Path, props: Arc<WriterProperties>) -> Re
     let path = out.join("profiles.parquet");
     let file = File::create(&path).map_err(|e| ioerr(&path, e))?;
     let mut w = SerializedFileWriter::new(file, schema, props).map_err(perr)?;
-    let (users, jsons): (Vec<ByteArray>, Vec<ByteArray>) = store.with_profiles(|p| {
-        p.users
-            .iter()
-            .map(|(u, props)| {
-                let m: serde_json::Map<String, serde_json::Value> = props
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect();
-                (
-                    ByteArray::from(u.as_str()),
-                    ByteArray::from(serde_json::Value::Object(m).to_string().into_bytes()),
-                )
-            })
-            .unzip()
-    });
+    let snap = store.snapshot();
+    let ids: Vec<u32> = snap.profiles.iter().map(|(uid, _)| uid).collect();
+    let names = store.user_names(&ids);
+    let (users, jsons): (Vec<ByteArray>, Vec<ByteArray>) = snap
+        .profiles
+        .iter()
+        .zip(&names)
+        .map(|((_, props), u)| {
+            let m: serde_json::Map<String, serde_json::Value> = props
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
+            (
+                ByteArray::from(u.as_str()),
+                ByteArray::from(serde_json::Value::Object(m).to_string().into_bytes()),
+            )
+        })
+        .unzip();
     let n = users.len() as u64;
     let mut g = w.next_row_group().map_err(perr)?;
     let mut col = 0;

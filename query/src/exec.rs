@@ -47,12 +47,12 @@ pub struct Ctx<'a> {
     warnings: Vec<String>,
     opts: QueryOptions,
     started: Instant,
-    profiles: Option<FxHashMap<u32, BTreeMap<String, Value>>>,
+    /// The query reads user properties.
+    profiles: bool,
     /// Identity: known user → the user ids that are that person (the
     /// known id first), for people with aliases.
-    groups: Vec<(u32, Vec<u32>)>,
-    /// Every user id in `groups`.
-    grouped: RoaringBitmap,
+    /// (every id of them in `groups.members`).
+    groups: Arc<footprint_storage::AliasGroups>,
     /// Users [`Prune::Pair`] counted without reading.
     only_first: std::sync::atomic::AtomicU64,
     /// Only these users (a saved cohort in `users`), when set.
@@ -65,42 +65,6 @@ pub struct Ctx<'a> {
     runs: bool,
 }
 
-/// Resolves aliases (anonymous id → known id, possibly chained) into groups
-/// of user ids that are one person, keyed by the final known id.
-fn alias_groups(store: &Store) -> Vec<(u32, Vec<u32>)> {
-    let pairs: Vec<(u32, u32)> = store.with_profiles(|p| {
-        p.aliases
-            .iter()
-            .filter_map(|(a, k)| Some((store.user_id(a)?, store.user_id(k)?)))
-            .filter(|(a, k)| a != k)
-            .collect()
-    });
-    if pairs.is_empty() {
-        return Vec::new();
-    }
-    let next: FxHashMap<u32, u32> = pairs.iter().copied().collect();
-    let canonical = |mut u: u32| {
-        let mut seen = 0;
-        while let Some(&n) = next.get(&u) {
-            u = n;
-            seen += 1;
-            if seen > 64 {
-                break; // a cycle: stop anywhere, deterministically
-            }
-        }
-        u
-    };
-    let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &(a, _) in &pairs {
-        let c = canonical(a);
-        let g = groups.entry(c).or_insert_with(|| vec![c]);
-        if !g.contains(&a) {
-            g.push(a);
-        }
-    }
-    groups.into_iter().filter(|(_, m)| m.len() > 1).collect()
-}
-
 impl<'a> Ctx<'a> {
     /// A context over a fresh snapshot of `store`.
     pub fn new(store: &'a Store, opts: QueryOptions) -> Self {
@@ -111,9 +75,8 @@ impl<'a> Ctx<'a> {
             warnings: Vec::new(),
             opts,
             started: Instant::now(),
-            profiles: None,
-            groups: Vec::new(),
-            grouped: RoaringBitmap::new(),
+            profiles: false,
+            groups: Arc::default(),
             only_first: std::sync::atomic::AtomicU64::new(0),
             cohort: None,
             events: None,
@@ -124,12 +87,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn with_aliases(mut self) -> Self {
-        self.groups = alias_groups(self.store);
-        for (_, members) in &self.groups {
-            for &m in members {
-                self.grouped.insert(m);
-            }
-        }
+        self.groups = self.snapshot.aliases.groups();
         self
     }
 
@@ -199,25 +157,16 @@ impl<'a> Ctx<'a> {
         Ok(resolve(f, &resolved))
     }
 
-    /// Loads user profiles for queries that read user properties.
+    /// Marks that the query reads user properties. Profiles come with the
+    /// query's snapshot (copy-on-write, nothing is copied here); this only
+    /// records the need.
     pub fn need_profiles(&mut self) {
-        if self.profiles.is_none() {
-            let store = self.store;
-            let mut map = FxHashMap::default();
-            store.with_profiles(|p| {
-                for (user, props) in &p.users {
-                    if let Some(uid) = store.user_id(user) {
-                        map.insert(uid, props.clone());
-                    }
-                }
-            });
-            self.profiles = Some(map);
-        }
+        self.profiles = true;
     }
 
     /// The profile of `uid`.
     pub fn profile(&self, uid: u32) -> Option<&BTreeMap<String, Value>> {
-        self.profiles.as_ref()?.get(&uid)
+        self.snapshot.profiles.get(uid)
     }
 
     /// The profile of `uid` (`Some(None)` without one) when the query's
@@ -380,11 +329,11 @@ impl<'a> Ctx<'a> {
                         let both = &bm & &shard.event_users(then)?;
                         // `both` is within `bm`: without alias groups to
                         // leave out, the count needs no third bitmap.
-                        let only = if self.grouped.is_empty() {
+                        let only = if self.groups.members.is_empty() {
                             bm.len() - both.len()
                         } else {
                             bm -= &both;
-                            bm -= &self.grouped;
+                            bm -= &self.groups.members;
                             bm.len()
                         };
                         self.only_first.fetch_add(only, Ordering::Relaxed);
@@ -405,7 +354,7 @@ impl<'a> Ctx<'a> {
                     range,
                     props: self.props.clone(),
                     users,
-                    skip: (!self.grouped.is_empty()).then(|| self.grouped.clone()),
+                    skip: (!self.groups.members.is_empty()).then(|| self.groups.members.clone()),
                     events: self.events.clone(),
                     skip_times: self.skip_times,
                     runs: self.runs,
@@ -472,7 +421,7 @@ impl<'a> Ctx<'a> {
             return Err(e);
         }
         let mut out = out.unwrap_or_else(&init);
-        if !self.groups.is_empty() {
+        if !self.groups.groups.is_empty() {
             let mut acc = init();
             self.for_each_person(range, |u| {
                 if let Some(st) = &self.opts.stats {
@@ -498,7 +447,7 @@ impl<'a> Ctx<'a> {
         let spec = ScanSpec {
             range,
             props: self.props.clone(),
-            users: Some(self.grouped.clone()),
+            users: Some(self.groups.members.clone()),
             skip: None,
             events: self.events.clone(),
             skip_times: false,
@@ -517,7 +466,7 @@ impl<'a> Ctx<'a> {
             })?;
         }
         let (mut times, mut events, mut props) = (Vec::new(), Vec::new(), Vec::new());
-        for (known, members) in &self.groups {
+        for (known, members) in &self.groups.groups {
             if self.cohort.as_ref().is_some_and(|c| !c.contains(*known)) {
                 continue;
             }

@@ -8,7 +8,6 @@
 
 use std::fs::OpenOptions;
 use std::hash::BuildHasher;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -35,6 +34,13 @@ pub struct Dict {
     ends: Vec<u64>,
     index: OnceLock<HashTable<u32>>,
     persisted: usize,
+}
+
+/// Names of a dictionary not yet on disk, taken by [`Dict::tail`].
+#[derive(Debug)]
+pub struct DictTail {
+    batch: Option<Vec<u8>>,
+    len: usize,
 }
 
 /// The name → id index of an arena (the first id of a repeated name wins).
@@ -148,11 +154,38 @@ impl Dict {
     /// Appends names not yet persisted to `path` and fsyncs it. Returns the
     /// durable count.
     pub fn persist(&mut self, path: &Path) -> Result<usize> {
-        if self.persisted == self.len() && path.exists() {
-            return Ok(self.persisted);
+        let n = Dict::write_tail(path, &self.tail())?;
+        self.mark_persisted(n);
+        Ok(n)
+    }
+
+    /// The names not yet persisted, encoded as the batch
+    /// [`Dict::write_tail`] appends. Taking it needs only a shared borrow,
+    /// so the store copies it under its lock and writes it outside.
+    pub fn tail(&self) -> DictTail {
+        let mut batch = None;
+        if self.persisted < self.len() {
+            let mut e = Enc::new();
+            e.var((self.len() - self.persisted) as u64);
+            for id in self.persisted..self.len() {
+                e.str(self.name(id as u32));
+            }
+            batch = Some(crate::wal::frame(&e.buf));
         }
+        DictTail {
+            batch,
+            len: self.len(),
+        }
+    }
+
+    /// Appends `tail` to the dictionary file at `path` (creating it) and
+    /// fsyncs it; returns the durable count.
+    pub fn write_tail(path: &Path, tail: &DictTail) -> Result<usize> {
         let new_file = !path.exists();
-        let mut f = OpenOptions::new()
+        if tail.batch.is_none() && !new_file {
+            return Ok(tail.len);
+        }
+        let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
@@ -161,23 +194,22 @@ impl Dict {
         if new_file {
             out.extend_from_slice(DICT_MAGIC);
         }
-        if self.persisted < self.len() {
-            let mut e = Enc::new();
-            e.var((self.len() - self.persisted) as u64);
-            for id in self.persisted..self.len() {
-                e.str(self.name(id as u32));
-            }
-            out.extend_from_slice(&crate::wal::frame(&e.buf));
+        if let Some(b) = &tail.batch {
+            out.extend_from_slice(b);
         }
-        f.write_all(&out).at(path)?;
-        f.sync_data().at(path)?;
+        crate::fsutil::write_all(&f, path, &out)?;
+        crate::fsutil::sync_data(&f, path)?;
         if new_file {
             if let Some(dir) = path.parent() {
                 crate::fsutil::sync_dir(dir)?;
             }
         }
-        self.persisted = self.len();
-        Ok(self.persisted)
+        Ok(tail.len)
+    }
+
+    /// Records that the first `n` names are durable.
+    pub fn mark_persisted(&mut self, n: usize) {
+        self.persisted = self.persisted.max(n.min(self.len()));
     }
 
     /// Loads a dictionary file. `expected` is the count the manifest

@@ -23,12 +23,12 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod bitpack;
-pub mod bulk;
 pub mod codec;
 pub mod cohorts;
 pub mod dict;
 pub mod error;
 pub mod event;
+pub mod failpoint;
 mod fsutil;
 pub mod manifest;
 pub mod memtable;
@@ -41,10 +41,12 @@ pub mod store;
 pub mod value;
 pub mod wal;
 
+pub use store::bulk;
+
 pub use error::{Error, Result};
 pub use event::{Alias, Event, ProfileOp, ProfileUpdate};
 pub use parse::{Format, Parsed, RowError};
-pub use profiles::Profiles;
+pub use profiles::{AliasGroups, Aliases, ProfileTable, Profiles, PropMap};
 pub use scan::{Runs, ScanSpec, ShardSnapshot, UserRows};
 pub use segment::SegmentFormat;
 pub use store::{OpenReport, Snapshot, Store, StoreOptions, StoreStats};

@@ -5,8 +5,7 @@
 //! for a sync that covers their frame: whichever writer reaches the sync lock
 //! first fsyncs for everyone queued behind it (group commit).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -204,6 +203,12 @@ pub fn replay_file(path: &Path) -> Result<Replay> {
 }
 
 /// [`replay_file`] over bytes already read.
+///
+/// A crash can leave the tail of the log in three shapes, all of them
+/// unacknowledged writes that are cut: a frame cut short, a frame whose
+/// bytes after some point are zeros (the file grew but its last blocks
+/// were never written: common on ext4 and xfs), and zeros after the last
+/// frame. A damaged frame followed by anything but zeros is corruption.
 pub fn replay_bytes(path: &Path, data: &[u8]) -> Result<Replay> {
     if data.len() < WAL_MAGIC.len() {
         // A crash right after creating the file: nothing in it was acknowledged.
@@ -216,24 +221,23 @@ pub fn replay_bytes(path: &Path, data: &[u8]) -> Result<Replay> {
     if &data[..8] != WAL_MAGIC {
         return Err(Error::corrupt(path, "not a Footprint WAL file (bad magic)"));
     }
+    // Everything from `zeros_from` on is zero bytes.
+    let zeros_from = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let mut pos = 8usize;
     let mut records = Vec::new();
     while pos < data.len() {
-        let rest = &data[pos..];
         let torn = |records: Vec<WalRecord>| Replay {
             records,
             torn_tail: Some((data.len() - pos) as u64),
             valid_len: pos as u64,
         };
-        if rest.len() < 8 {
+        let rest = &data[pos..];
+        if pos >= zeros_from || rest.len() < 8 {
             return Ok(torn(records));
         }
         let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len > MAX_FRAME {
-            if rest.iter().all(|&b| b == 0) {
-                return Ok(torn(records));
-            }
             return Err(Error::corrupt(
                 path,
                 format!("frame at offset {pos} claims {len} bytes"),
@@ -246,7 +250,9 @@ pub fn replay_bytes(path: &Path, data: &[u8]) -> Result<Replay> {
         let got = crc32fast::hash(payload);
         let end = pos + 8 + len;
         if got != crc {
-            if end == data.len() || data[pos..].iter().all(|&b| b == 0) {
+            // The frame's own bytes may be partly zeros; only what follows
+            // it decides whether it was the last write.
+            if end >= zeros_from {
                 return Ok(torn(records));
             }
             return Err(Error::ChecksumMismatch {
@@ -269,46 +275,66 @@ pub fn replay_bytes(path: &Path, data: &[u8]) -> Result<Replay> {
 }
 
 struct Active {
-    file: Arc<File>,
+    /// Created on the first append, so that opening a store (for `stats`,
+    /// say, on a full disk) writes nothing.
+    file: Option<Arc<File>>,
     number: u64,
     /// Bytes appended over the log's life (across files): the commit ticket.
     appended: u64,
 }
 
 /// The WAL writer of one store.
+///
+/// Locks, in the order they are taken: `synced`, then `active`, then
+/// `failed`. None is held while calling out of this type.
 pub struct Wal {
     dir: PathBuf,
     active: Mutex<Active>,
     /// Highest ticket known durable.
     synced: Mutex<u64>,
+    /// Set by the first failed write or fsync: from then on nothing is
+    /// appended and no sync succeeds, so no write is acknowledged after a
+    /// failure (a later fsync may "succeed" without the lost pages).
+    failed: Mutex<Option<String>>,
 }
 
 impl Wal {
-    /// Creates WAL file `number` in `dir` and opens it for appending.
-    pub fn create(dir: &Path, number: u64) -> Result<Wal> {
-        let file = Self::create_file(dir, number)?;
-        Ok(Wal {
+    /// A writer that appends to WAL file `number` in `dir`, creating it on
+    /// the first append.
+    pub fn new(dir: &Path, number: u64) -> Wal {
+        Wal {
             dir: dir.to_owned(),
             active: Mutex::new(Active {
-                file: Arc::new(file),
+                file: None,
                 number,
                 appended: 0,
             }),
             synced: Mutex::new(0),
-        })
+            failed: Mutex::new(None),
+        }
     }
 
     fn create_file(dir: &Path, number: u64) -> Result<File> {
         let path = wal_path(dir, number);
-        let mut file = OpenOptions::new()
-            .create_new(true)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
-        file.write_all(WAL_MAGIC).at(&path)?;
-        file.sync_all().at(&path)?;
+        let file = fsutil::create_new(&path)?;
+        fsutil::write_all(&file, &path, WAL_MAGIC)?;
+        fsutil::sync_all(&file, &path)?;
         fsutil::sync_dir(dir)?;
         Ok(file)
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &*self.failed.lock() {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.failed.lock().get_or_insert_with(|| e.to_string());
+        }
+        r
     }
 
     /// The number of the file being appended to.
@@ -320,16 +346,28 @@ impl Wal {
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         let framed = frame(payload);
         let mut a = self.active.lock();
+        self.check_failed()?;
         let path = wal_path(&self.dir, a.number);
-        (&*a.file).write_all(&framed).at(&path)?;
+        let file = match &a.file {
+            Some(f) => f.clone(),
+            None => {
+                let f = Arc::new(self.fail(Self::create_file(&self.dir, a.number))?);
+                a.file = Some(f.clone());
+                f
+            }
+        };
+        self.fail(fsutil::write_all(&file, &path, &framed))?;
         a.appended += framed.len() as u64;
         Ok(a.appended)
     }
 
     /// Returns once everything up to `ticket` is on stable storage. One
-    /// fsync covers every writer that appended before it started.
+    /// fsync covers every writer that appended before it started. After
+    /// any failed write or fsync it fails, for every ticket, until the
+    /// store is reopened.
     pub fn sync(&self, ticket: u64) -> Result<()> {
         let mut synced = self.synced.lock();
+        self.check_failed()?;
         if *synced >= ticket {
             return Ok(());
         }
@@ -337,21 +375,22 @@ impl Wal {
             let a = self.active.lock();
             (a.file.clone(), a.number, a.appended)
         };
-        file.sync_data().at(&wal_path(&self.dir, number))?;
+        if let Some(file) = file {
+            self.fail(fsutil::sync_data(&file, &wal_path(&self.dir, number)))?;
+        }
         *synced = upto;
         Ok(())
     }
 
-    /// Starts a new file; later appends go there. The caller must ensure no
-    /// append is in flight (the store's write gate) and that everything
-    /// appended so far was synced.
-    pub fn rotate(&self) -> Result<u64> {
+    /// Starts a new file (created by the next append) and returns its
+    /// number. The caller must ensure no append is in flight (the store's
+    /// write gate) and that everything appended so far was synced. Does no
+    /// I/O, so it can run under the store's locks.
+    pub fn rotate(&self) -> u64 {
         let mut a = self.active.lock();
-        let next = a.number + 1;
-        let file = Self::create_file(&self.dir, next)?;
-        a.file = Arc::new(file);
-        a.number = next;
-        Ok(next)
+        a.number += 1;
+        a.file = None;
+        a.number
     }
 }
 
@@ -395,7 +434,7 @@ mod tests {
     #[test]
     fn torn_tail_is_cut_and_middle_damage_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::create(dir.path(), 1).unwrap();
+        let wal = Wal::new(dir.path(), 1);
         for _ in 0..3 {
             let t = wal.append(&sample().encode()).unwrap();
             wal.sync(t).unwrap();
@@ -414,5 +453,103 @@ mod tests {
         bad[20] ^= 0x40;
         let err = replay_bytes(&path, &bad).unwrap_err().to_string();
         assert!(err.contains("000001.log"), "{err}");
+    }
+
+    fn three_frames(dir: &Path) -> Vec<u8> {
+        let wal = Wal::new(dir, 1);
+        for _ in 0..3 {
+            let t = wal.append(&sample().encode()).unwrap();
+            wal.sync(t).unwrap();
+        }
+        std::fs::read(wal_path(dir, 1)).unwrap()
+    }
+
+    #[test]
+    fn a_frame_cut_and_followed_by_zeroed_blocks_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = three_frames(dir.path());
+        let path = wal_path(dir.path(), 1);
+        // The last frame's header and part of its payload made it; the
+        // rest of the file, well past the frame's end, is zeros.
+        let frame_len = (full.len() - 8) / 3;
+        let last = full.len() - frame_len;
+        for keep in [last + 1, last + 8, last + 11, full.len() - 1] {
+            let mut bytes = full[..keep].to_vec();
+            bytes.resize(full.len() + 8192, 0);
+            let r = replay_bytes(&path, &bytes).unwrap();
+            assert_eq!(r.records.len(), 2, "cut at {keep}");
+            assert_eq!(r.valid_len, last as u64);
+            assert_eq!(r.torn_tail, Some((bytes.len() - last) as u64));
+        }
+        // Zeros after the last whole frame.
+        let mut bytes = full.clone();
+        bytes.resize(full.len() + 4096, 0);
+        let r = replay_bytes(&path, &bytes).unwrap();
+        assert_eq!(r.records.len(), 3);
+        assert_eq!(r.valid_len, full.len() as u64);
+        // A damaged frame followed by a whole one is still corruption.
+        let mut bad = full.clone();
+        bad[last - 3] ^= 0x10;
+        assert!(replay_bytes(&path, &bad).is_err());
+    }
+
+    #[test]
+    fn after_a_failed_fsync_no_write_is_acknowledged() {
+        use crate::failpoint::{arm, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::new(dir.path(), 1);
+        let t = wal.append(&sample().encode()).unwrap();
+        wal.sync(t).unwrap();
+        let t1 = wal.append(&sample().encode()).unwrap();
+        let t2 = wal.append(&sample().encode()).unwrap();
+        let g = arm(Fault {
+            under: dir.path().to_owned(),
+            op: Op::Fsync,
+            path_contains: String::new(),
+            errno: libc::EIO,
+            skip: 0,
+            times: 1,
+        });
+        assert!(wal.sync(t1).is_err());
+        assert_eq!(g.failures(), 1);
+        // The fault fired once; the disk "works" again, but a writer whose
+        // frame the failed fsync covered, or any later one, is refused.
+        assert!(matches!(wal.sync(t2), Err(Error::Poisoned(_))));
+        assert!(matches!(wal.sync(t), Err(Error::Poisoned(_))));
+        assert!(wal.append(&sample().encode()).is_err());
+    }
+
+    #[test]
+    fn a_failed_append_refuses_later_appends() {
+        use crate::failpoint::{arm, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::new(dir.path(), 1);
+        let _g = arm(Fault {
+            under: dir.path().to_owned(),
+            op: Op::Write,
+            path_contains: "000001.log".into(),
+            errno: libc::ENOSPC,
+            // The file's magic, then the first frame.
+            skip: 2,
+            times: 1,
+        });
+        let t = wal.append(&sample().encode()).unwrap();
+        wal.sync(t).unwrap();
+        let e = wal.append(&sample().encode()).unwrap_err().to_string();
+        assert!(e.contains("No space left"), "{e}");
+        assert!(wal.append(&sample().encode()).is_err());
+        let r = replay_file(&wal_path(dir.path(), 1)).unwrap();
+        assert_eq!(r.records.len(), 1);
+    }
+
+    #[test]
+    fn opening_a_writer_creates_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::new(dir.path(), 7);
+        assert!(list_wal_files(dir.path()).unwrap().is_empty());
+        wal.sync(0).unwrap();
+        assert_eq!(wal.rotate(), 8);
+        wal.append(&sample().encode()).unwrap();
+        assert_eq!(list_wal_files(dir.path()).unwrap(), vec![8]);
     }
 }

@@ -1,7 +1,6 @@
 //! Building a segment file from sorted rows.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use roaring::RoaringBitmap;
@@ -147,13 +146,17 @@ pub fn write_segment(
     file_bytes.extend_from_slice(&fcrc.to_le_bytes());
     file_bytes.extend_from_slice(SEG_END);
 
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp).at(&tmp)?;
-        f.write_all(&file_bytes).at(&tmp)?;
-        f.sync_all().at(&tmp)?;
+    let tmp = crate::fsutil::temp_path(path);
+    let r = (|| {
+        let f = crate::fsutil::create(&tmp)?;
+        crate::fsutil::write_all(&f, &tmp, &file_bytes)?;
+        crate::fsutil::sync_all(&f, &tmp)?;
+        crate::fsutil::rename(&tmp, path)
+    })();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path).at(path)?;
+    r?;
     Ok(file_bytes.len() as u64)
 }
 

@@ -1,24 +1,55 @@
 //! The store: one data directory, its WAL, memtable, segments, dictionaries
 //! and profiles; ingest, flush, compaction, recovery and snapshots.
+//!
+//! # Parts and locks
+//! Each lock has one owner, and the layout gives the order in which they
+//! are taken (outermost first):
+//!
+//! 1. [`catalog`]: the manifest mutex, the maintenance lock. Flush,
+//!    compaction and bulk publication hold it across their file I/O; only
+//!    they take it.
+//! 2. [`write`]: the write gate. Ingests hold it shared from WAL append to
+//!    memtable insert; a flush holds it exclusively, without I/O, to swap
+//!    the memtable and the WAL file at one instant.
+//! 3. The WAL's own mutexes (`synced`, then `active`, then `failed`),
+//!    inside [`Wal`].
+//! 4. [`tables`]: the state lock over dictionaries, memtable, segment
+//!    lists, profiles and aliases. Never held across I/O or across a call
+//!    out: readers copy a [`Snapshot`] (profiles and aliases included)
+//!    and let go, so no code ever takes it twice on one thread.
+//! 5. The poison flag, a leaf.
+//!
+//! No lock is held while calling code that may take another, and no method
+//! of [`Store`] takes a callback that runs under a lock.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use parking_lot::{Mutex, RwLock};
+use std::time::Duration;
 
 use crate::dict::Dict;
 use crate::error::{Error, IoContext, Result};
 use crate::event::{Alias, Event, ProfileUpdate};
 use crate::fsutil;
-use crate::manifest::{DictCounts, Manifest, SegmentEntry};
-use crate::memtable::{push_run, MemBatch, MemRun, Memtable};
-use crate::profiles::Profiles;
+use crate::manifest::{Manifest, SegmentEntry};
+use crate::memtable::{MemBatch, Memtable};
+use crate::profiles::{Aliases, ProfileTable, Profiles};
 use crate::scan::{ScanSpec, ShardSnapshot};
-use crate::segment::{write_segment, Segment, SegmentData, SegmentFormat};
+use crate::segment::{Segment, SegmentData, SegmentFormat};
 use crate::value::Value;
 use crate::wal::{self, Wal, WalRecord};
+
+pub mod bulk;
+mod catalog;
+mod merge;
+mod tables;
+mod write;
+
+use catalog::{prof_path, seg_path, Catalog, MANIFEST};
+pub(crate) use merge::sort_batches;
+use tables::{State, Tables};
+use write::WritePath;
 
 /// Tunables of a store.
 #[derive(Debug, Clone)]
@@ -90,23 +121,15 @@ pub struct StoreStats {
     pub aliases: u64,
 }
 
-struct State {
-    users: Dict,
-    events: Dict,
-    props: Dict,
-    mem: Memtable,
-    frozen: Option<Arc<Memtable>>,
-    segments: Vec<Vec<(u64, Arc<Segment>)>>,
-    manifest: Manifest,
-    profiles: Profiles,
-    profiles_dirty: bool,
-}
-
 /// A read-only view of the whole store at one instant.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     /// One view per shard.
     pub shards: Vec<ShardSnapshot>,
+    /// User profiles as of the snapshot.
+    pub profiles: ProfileTable,
+    /// Identity links as of the snapshot.
+    pub aliases: Arc<Aliases>,
 }
 
 impl Snapshot {
@@ -140,23 +163,9 @@ pub struct Store {
     _lock: File,
     opts: StoreOptions,
     shards: u32,
-    /// Ingests hold it shared from WAL append to memtable insert; flush holds
-    /// it exclusively to swap the WAL file and the memtable together.
-    gate: RwLock<()>,
-    wal: Wal,
-    state: RwLock<State>,
-    maintenance: Mutex<()>,
-    poison: Mutex<Option<String>>,
-}
-
-const MANIFEST: &str = "MANIFEST";
-
-fn seg_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join("segments").join(format!("{id:08}.seg"))
-}
-
-fn prof_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join("profiles").join(format!("{id:08}.prof"))
+    catalog: Catalog,
+    write: WritePath,
+    tables: Tables,
 }
 
 impl Store {
@@ -241,9 +250,26 @@ impl Store {
                 }
             }
         }
-        let profiles = match manifest.profiles {
-            Some(id) => Profiles::load(&prof_path(dir, id))?,
-            None => Profiles::default(),
+        for sub in ["", "cohorts"] {
+            let d = dir.join(sub);
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries {
+                let p = entry.at(&d)?.path();
+                if p.is_file() && p.extension().is_some_and(|e| e == "tmp") {
+                    std::fs::remove_file(&p).at(&p)?;
+                    report.removed_leftovers.push(p);
+                }
+            }
+        }
+        let mut users = users;
+        let (profiles, aliases) = match manifest.profiles {
+            Some(id) => {
+                let n = users.len();
+                crate::profiles::load_snapshot(&prof_path(dir, id), n, |name| users.intern(name))?
+            }
+            None => (ProfileTable::default(), Aliases::default()),
         };
 
         let mut state = State {
@@ -253,18 +279,18 @@ impl Store {
             mem: Memtable::new(shards as usize),
             frozen: None,
             segments,
-            manifest,
             profiles,
+            aliases: Arc::new(aliases),
             profiles_dirty: false,
         };
 
         // Replay the WAL files the manifest does not cover.
         let wdir = dir.join("wal");
         let files = wal::list_wal_files(&wdir)?;
-        let mut last = state.manifest.wal_start.saturating_sub(1);
+        let mut last = manifest.wal_start.saturating_sub(1);
         for &n in &files {
             let path = wal::wal_path(&wdir, n);
-            if n < state.manifest.wal_start {
+            if n < manifest.wal_start {
                 std::fs::remove_file(&path).at(&path)?;
                 continue;
             }
@@ -275,41 +301,38 @@ impl Store {
                     "{}: cut {cut} bytes of an unfinished write at the tail (never acknowledged)",
                     path.display()
                 );
-                let f = File::options().write(true).open(&path).at(&path)?;
-                f.set_len(r.valid_len.max(wal::WAL_MAGIC.len() as u64))
-                    .at(&path)?;
-                if r.valid_len < wal::WAL_MAGIC.len() as u64 {
-                    // Rewrite the header of a file cut before it was complete.
-                    std::fs::write(&path, wal::WAL_MAGIC).at(&path)?;
-                }
-                f.sync_all().at(&path)?;
                 report.torn_tails.push((path.clone(), cut));
             }
             if r.records.is_empty() {
-                // Nothing to replay (e.g. the fresh log of an open that
-                // wrote nothing): drop it rather than let them pile up.
+                // Nothing to replay (e.g. a log cut before its first
+                // whole frame): drop it rather than let them pile up.
                 std::fs::remove_file(&path).at(&path)?;
                 continue;
+            }
+            if r.torn_tail.is_some() {
+                let f = File::options().write(true).open(&path).at(&path)?;
+                f.set_len(r.valid_len).at(&path)?;
+                f.sync_all().at(&path)?;
             }
             for rec in r.records {
                 report.replayed_records += 1;
                 if let WalRecord::Events(evs) = &rec {
                     report.replayed_events += evs.len();
                 }
-                apply(&mut state, shards, &rec);
+                tables::apply(&mut state, shards, &rec);
             }
         }
-        let wal = Wal::create(&wdir, last + 1)?;
+        // The next WAL file is created by the first write, so opening a
+        // store to read it (on a full disk, say) writes nothing.
+        let wal = Wal::new(&wdir, last + 1);
         let store = Store {
             dir: dir.to_owned(),
             _lock: lock,
-            opts,
             shards,
-            gate: RwLock::new(()),
-            wal,
-            state: RwLock::new(state),
-            maintenance: Mutex::new(()),
-            poison: Mutex::new(None),
+            catalog: Catalog::new(dir, manifest, opts.segment_format),
+            opts,
+            write: WritePath::new(wal),
+            tables: Tables::new(state, shards),
         };
         Ok((store, report))
     }
@@ -329,34 +352,16 @@ impl Store {
         &self.opts
     }
 
-    fn check_poison(&self) -> Result<()> {
-        match &*self.poison.lock() {
-            Some(why) => Err(Error::Poisoned(why.clone())),
-            None => Ok(()),
-        }
+    /// Why the store refuses writes, after an I/O error on its write path
+    /// (it stays so until reopened); `None` when it accepts them.
+    pub fn poisoned(&self) -> Option<String> {
+        self.write.poison_reason()
     }
 
-    fn poisoned<T>(&self, r: Result<T>) -> Result<T> {
-        if let Err(e) = &r {
-            let mut p = self.poison.lock();
-            if p.is_none() {
-                *p = Some(e.to_string());
-            }
-        }
-        r
-    }
-
-    /// Durably logs `rec`, then applies it. Returns once it is on stable
-    /// storage and visible to reads.
-    fn write(&self, rec: &WalRecord) -> Result<()> {
-        self.check_poison()?;
-        let payload = rec.encode();
-        let _g = self.gate.read();
-        let ticket = self.poisoned(self.wal.append(&payload))?;
-        self.poisoned(self.wal.sync(ticket))?;
-        let mut st = self.state.write();
-        apply(&mut st, self.shards, rec);
-        Ok(())
+    /// Whether the store's locks can be taken within `timeout`: `false`
+    /// means writes or reads are stuck behind one (for health checks).
+    pub fn responsive(&self, timeout: Duration) -> bool {
+        self.write.responsive(timeout) && self.tables.responsive(timeout)
     }
 
     /// Ingests already-validated events: durable and visible when this returns.
@@ -364,7 +369,7 @@ impl Store {
         if events.is_empty() {
             return Ok(());
         }
-        self.write(&WalRecord::Events(events))
+        self.write.write(&self.tables, &WalRecord::Events(events))
     }
 
     /// Applies profile updates durably.
@@ -372,7 +377,8 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        self.write(&WalRecord::Profiles(updates))
+        self.write
+            .write(&self.tables, &WalRecord::Profiles(updates))
     }
 
     /// Records identity links durably.
@@ -380,12 +386,12 @@ impl Store {
         if aliases.is_empty() {
             return Ok(());
         }
-        self.write(&WalRecord::Aliases(aliases))
+        self.write.write(&self.tables, &WalRecord::Aliases(aliases))
     }
 
     /// Rows waiting in the memtable.
     pub fn memtable_rows(&self) -> usize {
-        self.state.read().mem.rows
+        self.tables.read(|st| st.mem.rows)
     }
 
     /// True once the memtable is over its flush threshold.
@@ -396,78 +402,9 @@ impl Store {
     /// Writes the memtable (and changed profiles) to segments, publishes them
     /// in a new manifest, and drops the WAL files they cover.
     pub fn flush(&self) -> Result<()> {
-        self.check_poison()?;
-        let _m = self.maintenance.lock();
-        let r = self.flush_inner();
-        self.poisoned(r)
-    }
-
-    fn flush_inner(&self) -> Result<()> {
-        let (frozen, wal_start, profiles) = {
-            let _g = self.gate.write();
-            let mut st = self.state.write();
-            if st.mem.rows == 0 && !st.profiles_dirty {
-                return Ok(());
-            }
-            let wal_start = self.wal.rotate()?;
-            let frozen = Arc::new(std::mem::replace(
-                &mut st.mem,
-                Memtable::new(self.shards as usize),
-            ));
-            st.frozen = Some(frozen.clone());
-            let profiles = st.profiles_dirty.then(|| st.profiles.clone());
-            st.profiles_dirty = false;
-            (frozen, wal_start, profiles)
-        };
-        let mut new_segs = Vec::new();
-        for (shard, runs) in frozen.shards.iter().enumerate() {
-            if runs.iter().all(|r| r.is_empty()) {
-                continue;
-            }
-            let data = runs_to_data(runs);
-            new_segs.push(self.write_new_segment(shard as u32, &data)?);
-        }
-        fsutil::sync_dir(&self.dir.join("segments"))?;
-        let profile_id = match &profiles {
-            Some(p) => {
-                let id = self.reserve_id();
-                p.save(&prof_path(&self.dir, id))?;
-                Some(id)
-            }
-            None => None,
-        };
-        let old_profile;
-        {
-            let mut st = self.state.write();
-            let counts = persist_dicts(&mut st, &self.dir.join("dict"))?;
-            let mut m = st.manifest.clone();
-            m.wal_start = wal_start;
-            m.dicts = counts;
-            m.segments.extend(new_segs.iter().map(|(e, _)| e.clone()));
-            old_profile = m.profiles;
-            if profile_id.is_some() {
-                m.profiles = profile_id;
-            }
-            m.store(&self.dir.join(MANIFEST))?;
-            st.manifest = m;
-            for (e, seg) in new_segs {
-                st.segments[e.shard as usize].push((e.id, seg));
-            }
-            st.frozen = None;
-        }
-        // Only now is nothing referencing these.
-        let wdir = self.dir.join("wal");
-        for n in wal::list_wal_files(&wdir)? {
-            if n < wal_start {
-                let p = wal::wal_path(&wdir, n);
-                std::fs::remove_file(&p).at(&p)?;
-            }
-        }
-        if let (Some(old), Some(_)) = (old_profile, profile_id) {
-            let p = prof_path(&self.dir, old);
-            std::fs::remove_file(&p).at(&p)?;
-        }
-        Ok(())
+        self.write.check()?;
+        let r = self.catalog.flush(&self.write, &self.tables);
+        self.write.poisoned(r)
     }
 
     /// Merges small segments of shards that have too many. Returns the
@@ -482,82 +419,20 @@ impl Store {
     }
 
     fn compact_with(&self, max: usize) -> Result<usize> {
-        self.check_poison()?;
-        let _m = self.maintenance.lock();
-        let mut merges = 0;
-        for shard in 0..self.shards as usize {
-            let r = self.compact_shard(shard, max.max(1));
-            if self.poisoned(r)? {
-                merges += 1;
-            }
-        }
-        Ok(merges)
-    }
-
-    fn compact_shard(&self, shard: usize, max: usize) -> Result<bool> {
-        let mut segs: Vec<(u64, Arc<Segment>)> = self.state.read().segments[shard].clone();
-        if segs.len() <= max {
-            return Ok(false);
-        }
-        // Size-tiered: merge the smallest segments, leaving about max/2.
-        segs.sort_by_key(|(id, s)| (s.meta().rows, *id));
-        let take = if max == 1 {
-            segs.len()
-        } else {
-            segs.len() - max / 2
-        };
-        let mut chosen: Vec<(u64, Arc<Segment>)> = segs.into_iter().take(take).collect();
-        chosen.sort_by_key(|(id, _)| *id);
-        let data = merge_segments(&chosen)?;
-        let id = self.reserve_id();
-        let path = seg_path(&self.dir, id);
-        let bytes = write_segment(&path, shard as u32, &data, self.opts.segment_format)?;
-        fsutil::sync_dir(&self.dir.join("segments"))?;
-        let seg = Arc::new(Segment::open(&path)?);
-        let m = seg.meta();
-        let gone: Vec<u64> = chosen.iter().map(|(id, _)| *id).collect();
-        {
-            let mut st = self.state.write();
-            let mut man = st.manifest.clone();
-            man.segments.retain(|e| !gone.contains(&e.id));
-            man.segments.push(SegmentEntry {
-                id,
-                shard: shard as u32,
-                rows: m.rows,
-                min_time: m.min_time,
-                max_time: m.max_time,
-                bytes,
-            });
-            man.store(&self.dir.join(MANIFEST))?;
-            st.manifest = man;
-            st.segments[shard].retain(|(i, _)| !gone.contains(i));
-            st.segments[shard].push((id, seg));
-            st.segments[shard].sort_by_key(|(i, _)| *i);
-        }
-        for g in gone {
-            let p = seg_path(&self.dir, g);
-            std::fs::remove_file(&p).at(&p)?;
-        }
-        Ok(true)
+        self.write.check()?;
+        let r = self.catalog.compact(&self.write, &self.tables, max);
+        self.write.poisoned(r)
     }
 
     /// Starts an all-or-nothing bulk load that bypasses the WAL; it writes
     /// a segment set every `flush_rows` rows and publishes them all on commit.
-    pub fn bulk_load(&self, flush_rows: usize) -> Result<crate::bulk::BulkLoad<'_>> {
-        self.check_poison()?;
-        Ok(crate::bulk::BulkLoad::new(self, flush_rows))
+    pub fn bulk_load(&self, flush_rows: usize) -> Result<bulk::BulkLoad<'_>> {
+        self.write.check()?;
+        Ok(bulk::BulkLoad::new(self, flush_rows))
     }
 
     pub(crate) fn intern_into(&self, events: Vec<Event>, per_shard: &mut [MemBatch]) {
-        let mut st = self.state.write();
-        intern_events(&mut st, self.shards, events.into_iter(), per_shard);
-    }
-
-    pub(crate) fn reserve_id(&self) -> u64 {
-        let mut st = self.state.write();
-        let id = st.manifest.next_id;
-        st.manifest.next_id += 1;
-        id
+        self.tables.intern_into(events, per_shard);
     }
 
     /// Writes `data` as a new segment file (not yet in any manifest) and
@@ -567,79 +442,36 @@ impl Store {
         shard: u32,
         data: &SegmentData,
     ) -> Result<(SegmentEntry, Arc<Segment>)> {
-        let id = self.reserve_id();
-        let path = seg_path(&self.dir, id);
-        let bytes = write_segment(&path, shard, data, self.opts.segment_format)?;
-        let seg = Segment::open(&path)?;
-        let m = seg.meta();
-        let entry = SegmentEntry {
-            id,
-            shard,
-            rows: m.rows,
-            min_time: m.min_time,
-            max_time: m.max_time,
-            bytes,
-        };
-        Ok((entry, Arc::new(seg)))
+        let r = self.catalog.write_new_segment(shard, data);
+        self.write.poisoned(r)
     }
 
     /// Publishes segments written outside a flush (bulk load) in one
     /// manifest update, after persisting the dictionaries they use.
     pub(crate) fn publish(&self, segs: Vec<(SegmentEntry, Arc<Segment>)>) -> Result<()> {
-        self.check_poison()?;
-        let _m = self.maintenance.lock();
-        let r = (|| {
-            fsutil::sync_dir(&self.dir.join("segments"))?;
-            let mut st = self.state.write();
-            let counts = persist_dicts(&mut st, &self.dir.join("dict"))?;
-            let mut m = st.manifest.clone();
-            m.dicts = counts;
-            m.segments.extend(segs.iter().map(|(e, _)| e.clone()));
-            m.store(&self.dir.join(MANIFEST))?;
-            st.manifest = m;
-            for (e, seg) in segs {
-                st.segments[e.shard as usize].push((e.id, seg));
-            }
-            for s in st.segments.iter_mut() {
-                s.sort_by_key(|(i, _)| *i);
-            }
-            Ok(())
-        })();
-        self.poisoned(r)
+        self.write.check()?;
+        let r = self.catalog.publish(&self.tables, segs);
+        self.write.poisoned(r)
     }
 
-    /// A consistent read view of every shard.
+    /// A consistent read view of every shard, with profiles and aliases.
     pub fn snapshot(&self) -> Snapshot {
-        let st = self.state.read();
-        let shards = (0..self.shards as usize)
-            .map(|s| {
-                let mut mem = Vec::new();
-                if let Some(f) = &st.frozen {
-                    mem.extend(f.shards[s].iter().cloned());
-                }
-                mem.extend(st.mem.shards[s].iter().cloned());
-                ShardSnapshot {
-                    segments: st.segments[s].iter().map(|(_, seg)| seg.clone()).collect(),
-                    mem,
-                }
-            })
-            .collect();
-        Snapshot { shards }
+        self.tables.snapshot()
     }
 
     /// The id of an event name.
     pub fn event_id(&self, name: &str) -> Option<u32> {
-        self.state.read().events.get(name)
+        self.tables.read(|st| st.events.get(name))
     }
 
     /// The id of a property name.
     pub fn prop_id(&self, name: &str) -> Option<u32> {
-        self.state.read().props.get(name)
+        self.tables.read(|st| st.props.get(name))
     }
 
     /// The id of a user.
     pub fn user_id(&self, name: &str) -> Option<u32> {
-        self.state.read().users.get(name)
+        self.tables.read(|st| st.users.get(name))
     }
 
     /// Saves (replaces) the cohort `name`: a set of user ids.
@@ -659,43 +491,56 @@ impl Store {
 
     /// All event names, by id.
     pub fn event_names(&self) -> Vec<String> {
-        self.state.read().events.iter().map(str::to_owned).collect()
+        self.tables
+            .read(|st| st.events.iter().map(str::to_owned).collect())
     }
 
     /// All property names, by id.
     pub fn prop_names(&self) -> Vec<String> {
-        self.state.read().props.iter().map(str::to_owned).collect()
+        self.tables
+            .read(|st| st.props.iter().map(str::to_owned).collect())
     }
 
     /// Resolves user ids to their names.
     pub fn user_names(&self, ids: &[u32]) -> Vec<String> {
-        let st = self.state.read();
-        ids.iter().map(|&u| st.users.name(u).to_owned()).collect()
+        self.tables
+            .read(|st| ids.iter().map(|&u| st.users.name(u).to_owned()).collect())
     }
 
-    /// A copy of all profiles and aliases.
+    /// All profiles and aliases by user name (a copy, for export and
+    /// tests; queries read them from a [`Snapshot`]).
     pub fn profiles(&self) -> Profiles {
-        self.state.read().profiles.clone()
-    }
-
-    /// Runs `f` with the profiles, without copying them.
-    pub fn with_profiles<R>(&self, f: impl FnOnce(&Profiles) -> R) -> R {
-        f(&self.state.read().profiles)
+        let snap = self.snapshot();
+        self.tables.read(|st| {
+            let mut p = Profiles::default();
+            for (uid, props) in snap.profiles.iter() {
+                p.users.insert(st.users.name(uid).to_owned(), props.clone());
+            }
+            for (a, k) in snap.aliases.iter() {
+                p.aliases
+                    .insert(st.users.name(a).to_owned(), st.users.name(k).to_owned());
+            }
+            p
+        })
     }
 
     /// Counts and sizes.
     pub fn stats(&self) -> Result<StoreStats> {
-        let st = self.state.read();
-        let mut s = StoreStats {
-            shards: self.shards,
-            users: st.users.len() as u64,
-            event_names: st.events.len() as u64,
-            profiles: st.profiles.users.len() as u64,
-            aliases: st.profiles.aliases.len() as u64,
-            ..Default::default()
-        };
-        for segs in &st.segments {
-            for (_, seg) in segs {
+        let snap = self.snapshot();
+        let (mut s, props) = self.tables.read(|st| {
+            let s = StoreStats {
+                shards: self.shards,
+                users: st.users.len() as u64,
+                event_names: st.events.len() as u64,
+                profiles: snap.profiles.len() as u64,
+                aliases: snap.aliases.len() as u64,
+                events_in_memtable: (st.mem.rows + st.frozen.as_ref().map_or(0, |f| f.rows)) as u64,
+                ..Default::default()
+            };
+            (s, st.props.clone())
+        });
+        for shard in &snap.shards {
+            for seg in &shard.segments {
                 s.segments += 1;
                 s.events_in_segments += seg.meta().rows;
                 for (name, bytes) in seg.section_sizes() {
@@ -710,7 +555,7 @@ impl Store {
                             .and_then(|p| p.parse::<u32>().ok()),
                         stream_part,
                     ) {
-                        (Some(pid), _) => format!("prop:{}", st.props.name(pid)),
+                        (Some(pid), _) => format!("prop:{}", props.name(pid)),
                         (None, Some("users" | "counts")) => "event pairs".to_owned(),
                         (None, Some(part)) => part.to_owned(),
                         (None, None) => name,
@@ -719,7 +564,6 @@ impl Store {
                 }
             }
         }
-        s.events_in_memtable = (st.mem.rows + st.frozen.as_ref().map_or(0, |f| f.rows)) as u64;
         s.events = s.events_in_segments + s.events_in_memtable;
         let size_of = |dir: PathBuf| -> Result<u64> {
             let mut total = 0;
@@ -822,14 +666,13 @@ impl Store {
     /// [`Store::for_each_event`] for one shard.
     pub fn for_each_event_in_shard(&self, shard: u32, mut f: impl FnMut(Event)) -> Result<()> {
         let snap = self.snapshot();
-        let (users, events, prop_names) = {
-            let st = self.state.read();
+        let (users, events, prop_names): (Dict, Dict, Vec<String>) = self.tables.read(|st| {
             (
                 st.users.clone(),
                 st.events.clone(),
-                st.props.iter().map(str::to_owned).collect::<Vec<_>>(),
+                st.props.iter().map(str::to_owned).collect(),
             )
-        };
+        });
         let spec = ScanSpec {
             range: None,
             props: (0..prop_names.len() as u32).collect(),
@@ -860,149 +703,4 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// Makes every dictionary entry durable; returns the counts a manifest may promise.
-fn persist_dicts(st: &mut State, ddir: &Path) -> Result<DictCounts> {
-    Ok(DictCounts {
-        users: st.users.persist(&ddir.join("users.dict"))?,
-        events: st.events.persist(&ddir.join("events.dict"))?,
-        props: st.props.persist(&ddir.join("props.dict"))?,
-    })
-}
-
-/// Applies a logged record to the in-memory state (ingest and replay).
-fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
-    match rec {
-        WalRecord::Events(evs) => {
-            let mut per_shard: Vec<MemBatch> = vec![MemBatch::default(); shards as usize];
-            let bytes = intern_events(st, shards, evs.iter().cloned(), &mut per_shard);
-            for (s, b) in per_shard.into_iter().enumerate() {
-                if !b.is_empty() {
-                    st.mem.rows += b.len();
-                    push_run(&mut st.mem.shards[s], b);
-                }
-            }
-            st.mem.bytes += bytes;
-        }
-        WalRecord::Profiles(ups) => {
-            for u in ups {
-                st.users.intern(&u.user);
-                st.profiles.apply(u);
-            }
-            st.profiles_dirty = true;
-        }
-        WalRecord::Aliases(al) => {
-            for a in al {
-                st.users.intern(&a.anonymous);
-                st.users.intern(&a.known);
-                st.profiles.alias(a);
-            }
-            st.profiles_dirty = true;
-        }
-    }
-}
-
-/// Interns names and appends rows to per-shard batches; returns approximate bytes.
-fn intern_events(
-    st: &mut State,
-    shards: u32,
-    evs: impl Iterator<Item = Event>,
-    per_shard: &mut [MemBatch],
-) -> usize {
-    let mut bytes = 0usize;
-    for e in evs {
-        let uid = st.users.intern(&e.user);
-        let ev = st.events.intern(&e.event);
-        let props: Vec<(u32, Value)> = e
-            .props
-            .into_iter()
-            .map(|(k, v)| (st.props.intern(&k), v))
-            .collect();
-        bytes += 32 + props.len() * 40;
-        let b = &mut per_shard[(uid % shards) as usize];
-        b.uids.push(uid);
-        b.events.push(ev);
-        b.times.push(e.time);
-        b.props.push(props);
-    }
-    bytes
-}
-
-/// Sorts memtable batches of one shard by (user, time), keeping arrival
-/// order among ties.
-pub(crate) fn sort_batches(batches: &[Arc<MemBatch>]) -> SegmentData {
-    let mut run = MemRun::default();
-    for b in batches {
-        run = MemRun::merge(&run, &MemRun::from_batch(b.clone()));
-    }
-    run_to_data(&run)
-}
-
-/// Merges a shard's memtable runs (oldest first) into segment columns.
-fn runs_to_data(runs: &[Arc<MemRun>]) -> SegmentData {
-    let mut all = MemRun::default();
-    for r in runs {
-        all = MemRun::merge(&all, r);
-    }
-    run_to_data(&all)
-}
-
-fn run_to_data(run: &MemRun) -> SegmentData {
-    let mut d = SegmentData {
-        uids: run.uids.clone(),
-        times: run.times.clone(),
-        events: run.events.clone(),
-        ..Default::default()
-    };
-    for (row, &(b, r)) in run.loc.iter().enumerate() {
-        if let Some(props) = run
-            .batches
-            .get(b as usize)
-            .and_then(|b| b.props.get(r as usize))
-        {
-            for (pid, v) in props {
-                d.props
-                    .entry(*pid)
-                    .or_default()
-                    .push((row as u32, v.clone()));
-            }
-        }
-    }
-    d
-}
-
-/// Reads whole segments (oldest first) and merges them by (user, time).
-fn merge_segments(segs: &[(u64, Arc<Segment>)]) -> Result<SegmentData> {
-    let mut all_props: Vec<u32> = segs.iter().flat_map(|(_, s)| s.prop_ids()).collect();
-    all_props.sort_unstable();
-    all_props.dedup();
-    let spec = ScanSpec {
-        range: None,
-        props: all_props.clone(),
-        users: None,
-        skip: None,
-        events: None,
-        skip_times: false,
-        runs: false,
-    };
-    let snap = ShardSnapshot {
-        segments: segs.iter().map(|(_, s)| s.clone()).collect(),
-        mem: Vec::new(),
-    };
-    let mut d = SegmentData::default();
-    snap.scan(&spec, |u| {
-        for i in 0..u.len() {
-            let row = d.uids.len() as u32;
-            d.uids.push(u.uid);
-            d.times.push(u.times[i]);
-            d.events.push(u.events[i]);
-            for (k, pid) in all_props.iter().enumerate() {
-                if let Some(v) = u.prop(k, i) {
-                    d.props.entry(*pid).or_default().push((row, v.clone()));
-                }
-            }
-        }
-    })?;
-    Ok(d)
 }

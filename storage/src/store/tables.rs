@@ -1,0 +1,224 @@
+//! The in-memory tables of a store: dictionaries, the memtable, the live
+//! segments of every shard, profiles and aliases, behind one lock.
+//!
+//! The lock (`state`) is the innermost of the store's locks but the WAL's
+//! and the poison flag's (see `store/mod.rs`). It is never held across I/O
+//! or a call out of this file: readers copy what they need (a
+//! [`Snapshot`] is a list of `Arc`s) and let go.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+use crate::dict::{Dict, DictTail};
+use crate::event::Event;
+use crate::manifest::DictCounts;
+use crate::memtable::{push_run, MemBatch, Memtable};
+use crate::profiles::{Aliases, ProfileTable};
+use crate::scan::ShardSnapshot;
+use crate::segment::Segment;
+use crate::value::Value;
+use crate::wal::WalRecord;
+
+use super::Snapshot;
+
+pub(crate) struct State {
+    pub users: Dict,
+    pub events: Dict,
+    pub props: Dict,
+    pub mem: Memtable,
+    /// The memtable a running flush is writing out (still visible to reads).
+    pub frozen: Option<Arc<Memtable>>,
+    pub segments: Vec<Vec<(u64, Arc<Segment>)>>,
+    pub profiles: ProfileTable,
+    pub aliases: Arc<Aliases>,
+    /// Profiles or aliases changed since the last snapshot file.
+    pub profiles_dirty: bool,
+}
+
+/// What a flush takes out of the tables at once.
+pub(crate) struct Frozen {
+    pub mem: Arc<Memtable>,
+    /// Profiles and aliases to write, when they changed.
+    pub profiles: Option<(ProfileTable, Arc<Aliases>)>,
+}
+
+/// The dictionary names not yet durable, copied out for a manifest update.
+pub(crate) struct DictTails {
+    users: DictTail,
+    events: DictTail,
+    props: DictTail,
+}
+
+pub(crate) struct Tables {
+    state: RwLock<State>,
+    shards: u32,
+}
+
+impl Tables {
+    pub fn new(state: State, shards: u32) -> Self {
+        Tables {
+            state: RwLock::new(state),
+            shards,
+        }
+    }
+
+    /// Runs `f` over the state, shared. `f` must not call back into the store.
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.state.read())
+    }
+
+    /// Runs `f` over the state, exclusive. `f` must not do I/O or call back
+    /// into the store.
+    pub fn write<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.state.write())
+    }
+
+    /// Whether the lock can be taken within `timeout` (health checks).
+    pub fn responsive(&self, timeout: Duration) -> bool {
+        self.state.try_read_for(timeout).is_some()
+    }
+
+    /// Applies a logged record (ingest and replay).
+    pub fn apply(&self, rec: &WalRecord) {
+        apply(&mut self.state.write(), self.shards, rec);
+    }
+
+    /// Interns the names of `events` and appends their rows to per-shard
+    /// batches (bulk load).
+    pub fn intern_into(&self, events: Vec<Event>, per_shard: &mut [MemBatch]) {
+        let mut st = self.state.write();
+        intern_events(&mut st, self.shards, events.into_iter(), per_shard);
+    }
+
+    /// Swaps out the memtable (and changed profiles) for a flush; `None`
+    /// when there is nothing to write.
+    pub fn freeze(&self) -> Option<Frozen> {
+        let mut st = self.state.write();
+        if st.mem.rows == 0 && !st.profiles_dirty {
+            return None;
+        }
+        let mem = Arc::new(std::mem::replace(
+            &mut st.mem,
+            Memtable::new(self.shards as usize),
+        ));
+        st.frozen = Some(mem.clone());
+        let profiles = st
+            .profiles_dirty
+            .then(|| (st.profiles.clone(), st.aliases.clone()));
+        st.profiles_dirty = false;
+        Some(Frozen { mem, profiles })
+    }
+
+    /// The dictionary names a manifest update must make durable first.
+    pub fn dict_tails(&self) -> DictTails {
+        let st = self.state.read();
+        DictTails {
+            users: st.users.tail(),
+            events: st.events.tail(),
+            props: st.props.tail(),
+        }
+    }
+
+    /// A consistent read view of every shard, with profiles and aliases.
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.state.read();
+        let shards = (0..self.shards as usize)
+            .map(|s| {
+                let mut mem = Vec::new();
+                if let Some(f) = &st.frozen {
+                    mem.extend(f.shards[s].iter().cloned());
+                }
+                mem.extend(st.mem.shards[s].iter().cloned());
+                ShardSnapshot {
+                    segments: st.segments[s].iter().map(|(_, seg)| seg.clone()).collect(),
+                    mem,
+                }
+            })
+            .collect();
+        Snapshot {
+            shards,
+            profiles: st.profiles.clone(),
+            aliases: st.aliases.clone(),
+        }
+    }
+}
+
+impl DictTails {
+    /// Appends and fsyncs the names; returns the counts a manifest may promise.
+    pub fn write(&self, ddir: &std::path::Path) -> crate::error::Result<DictCounts> {
+        Ok(DictCounts {
+            users: Dict::write_tail(&ddir.join("users.dict"), &self.users)?,
+            events: Dict::write_tail(&ddir.join("events.dict"), &self.events)?,
+            props: Dict::write_tail(&ddir.join("props.dict"), &self.props)?,
+        })
+    }
+}
+
+impl State {
+    /// Records that the dictionaries are durable up to `c`.
+    pub fn mark_persisted(&mut self, c: &DictCounts) {
+        self.users.mark_persisted(c.users);
+        self.events.mark_persisted(c.events);
+        self.props.mark_persisted(c.props);
+    }
+}
+
+/// Applies a logged record to the in-memory state.
+pub(crate) fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
+    match rec {
+        WalRecord::Events(evs) => {
+            let mut per_shard: Vec<MemBatch> = vec![MemBatch::default(); shards as usize];
+            let bytes = intern_events(st, shards, evs.iter().cloned(), &mut per_shard);
+            for (s, b) in per_shard.into_iter().enumerate() {
+                if !b.is_empty() {
+                    st.mem.rows += b.len();
+                    push_run(&mut st.mem.shards[s], b);
+                }
+            }
+            st.mem.bytes += bytes;
+        }
+        WalRecord::Profiles(ups) => {
+            for u in ups {
+                let uid = st.users.intern(&u.user);
+                st.profiles.apply(uid, u);
+            }
+            st.profiles_dirty = true;
+        }
+        WalRecord::Aliases(al) => {
+            for a in al {
+                let anonymous = st.users.intern(&a.anonymous);
+                let known = st.users.intern(&a.known);
+                Arc::make_mut(&mut st.aliases).link(anonymous, known);
+            }
+            st.profiles_dirty = true;
+        }
+    }
+}
+
+/// Interns names and appends rows to per-shard batches; returns approximate bytes.
+fn intern_events(
+    st: &mut State,
+    shards: u32,
+    evs: impl Iterator<Item = Event>,
+    per_shard: &mut [MemBatch],
+) -> usize {
+    let mut bytes = 0usize;
+    for e in evs {
+        let uid = st.users.intern(&e.user);
+        let ev = st.events.intern(&e.event);
+        let props: Vec<(u32, Value)> = e
+            .props
+            .into_iter()
+            .map(|(k, v)| (st.props.intern(&k), v))
+            .collect();
+        bytes += 32 + props.len() * 40;
+        let b = &mut per_shard[(uid % shards) as usize];
+        b.uids.push(uid);
+        b.events.push(ev);
+        b.times.push(e.time);
+        b.props.push(props);
+    }
+    bytes
+}
