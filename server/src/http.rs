@@ -304,8 +304,36 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-async fn health() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
+/// How long `/health` waits for the store's locks before it calls the
+/// engine stuck.
+const HEALTH_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 when the engine takes its locks within [`HEALTH_LOCK_TIMEOUT`] and
+/// accepts writes; 503 naming the reason otherwise (a store poisoned by a
+/// write-path I/O error, or locks that cannot be taken).
+async fn health(State(app): State<Arc<App>>) -> Response {
+    let a = app.clone();
+    let probe = tokio::task::spawn_blocking(move || {
+        let store = a.engine.store();
+        (store.poisoned(), store.responsive(HEALTH_LOCK_TIMEOUT))
+    })
+    .await;
+    let (status, body) = match probe {
+        Ok((None, true)) => (StatusCode::OK, json!({"status": "ok"})),
+        Ok((Some(why), _)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "read_only", "reason": format!("writes are refused until the store is reopened: {why}")}),
+        ),
+        Ok((None, false)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "stuck", "reason": format!("the store's locks could not be taken within {} s", HEALTH_LOCK_TIMEOUT.as_secs())}),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "stuck", "reason": format!("the health probe failed: {e}")}),
+        ),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn events(
