@@ -447,6 +447,8 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut clock = Clock::new(c.tz);
     // The x axis: every bucket of the time range, or of the data.
     let extent = match c.range {
+        // An empty range has no buckets.
+        Some((from, to)) if from >= to => None,
         Some((from, to)) => Some((from, to - 1)),
         None => ctx.time_extent(),
     };

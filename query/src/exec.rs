@@ -354,6 +354,10 @@ impl<'a> Ctx<'a> {
         per_user: impl Fn(&mut A, &UserRows<'_>) + Sync,
         merge: impl Fn(A, A) -> A + Sync,
     ) -> Result<A> {
+        if range.is_some_and(|(from, to)| from >= to) {
+            // An empty range (`from == to`, or a zero window) shows no event.
+            return Ok(init());
+        }
         let (prune, then) = match prune {
             // Nobody ever did the event every counted user needs.
             Prune::Nobody => return Ok(init()),

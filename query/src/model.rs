@@ -118,10 +118,18 @@ impl Common {
                 let from = parse_instant(r.req("from")?, &r.at("from"))?;
                 let to = parse_instant(r.req("to")?, &r.at("to"))?;
                 r.finish("from, to")?;
-                if from >= to {
+                if from > to {
                     return Err(QueryError::invalid(
                         p,
-                        format!("from ({from}) must be before to ({to}); the range is half-open [from, to)"),
+                        format!(
+                            "from ({from}) is after to ({to}); the range is half-open [from, to)"
+                        ),
+                    ));
+                }
+                if from == to {
+                    // Valid and empty, as in SQL's `t >= from AND t < to`.
+                    ctx.warn(format!(
+                        "{p}: from equals to, so the half-open range [from, to) is empty and nothing is counted"
                     ));
                 }
                 Some((from, to))

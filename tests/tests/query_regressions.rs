@@ -1,0 +1,224 @@
+//! Regression tests of the query layer's defects from issue 11 (empty
+//! ranges, group order, the cell-cap panic, memory limits, the `users`
+//! breakdown, time-free scans), each in the storage layouts where the
+//! answer could differ.
+
+use footprint_engine::storage::SegmentFormat;
+use footprint_engine::{
+    Engine, EngineOptions, ErrorKind, Event, QueryError, QueryOptions, StoreOptions, Value,
+};
+use serde_json::{json, Value as Json};
+
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600_000;
+
+fn ev(user: &str, event: &str, time: i64, props: &[(&str, Value)]) -> Event {
+    Event {
+        user: user.into(),
+        event: event.into(),
+        time,
+        props: props
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+    }
+}
+
+fn s(x: &str) -> Value {
+    Value::Str(x.into())
+}
+
+/// Where the events of a test live when it queries them.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// Never flushed.
+    Memtable,
+    /// One flush: one segment per shard.
+    Flushed(SegmentFormat),
+    /// Two flushes: two segments per shard.
+    Split(SegmentFormat),
+    /// Two flushes compacted into one segment per shard.
+    Compacted(SegmentFormat),
+    /// The first half in segments, the second in the memtable.
+    Mixed,
+}
+
+fn layouts() -> Vec<Layout> {
+    let mut out = vec![Layout::Memtable, Layout::Mixed];
+    for f in [SegmentFormat::TimeOrder, SegmentFormat::EventMajor] {
+        out.extend([Layout::Flushed(f), Layout::Split(f), Layout::Compacted(f)]);
+    }
+    out
+}
+
+fn open(format: SegmentFormat, shards: u32) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Engine::open(
+        dir.path(),
+        EngineOptions {
+            store: StoreOptions {
+                shards,
+                memtable_rows: 1 << 30,
+                max_segments_per_shard: 64,
+                segment_format: format,
+            },
+            background: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    (dir, e)
+}
+
+/// An engine with `events` stored in `layout`.
+fn engine_in(layout: Layout, events: &[Event], shards: u32) -> (tempfile::TempDir, Engine) {
+    let format = match layout {
+        Layout::Flushed(f) | Layout::Split(f) | Layout::Compacted(f) => f,
+        Layout::Memtable | Layout::Mixed => SegmentFormat::default(),
+    };
+    let (dir, e) = open(format, shards);
+    let (a, b) = events.split_at(events.len() / 2);
+    match layout {
+        Layout::Memtable => e.ingest(events.to_vec()).unwrap(),
+        Layout::Flushed(_) => {
+            e.ingest(events.to_vec()).unwrap();
+            e.flush().unwrap();
+        }
+        Layout::Split(_) | Layout::Compacted(_) => {
+            e.ingest(a.to_vec()).unwrap();
+            e.flush().unwrap();
+            e.ingest(b.to_vec()).unwrap();
+            e.flush().unwrap();
+            if let Layout::Compacted(_) = layout {
+                e.store().compact_all().unwrap();
+            }
+        }
+        Layout::Mixed => {
+            e.ingest(a.to_vec()).unwrap();
+            e.flush().unwrap();
+            e.ingest(b.to_vec()).unwrap();
+        }
+    }
+    (dir, e)
+}
+
+fn run(e: &Engine, q: &Json) -> Json {
+    e.query_json(q, QueryOptions::default())
+        .unwrap_or_else(|err| panic!("{q}: {err}"))
+}
+
+fn fail(e: &Engine, q: &Json) -> QueryError {
+    match e.query_json(q, QueryOptions::default()) {
+        Ok(r) => panic!("{q} succeeded: {r}"),
+        Err(footprint_engine::Error::Query(qe)) => qe,
+        Err(other) => panic!("{q}: unexpected error {other}"),
+    }
+}
+
+/// A small data set every kind has something to say about.
+fn sample_events() -> Vec<Event> {
+    let mut out = Vec::new();
+    for u in 0..12 {
+        let user = format!("u{u}");
+        let t = T0 + u * 3_600_000;
+        let page = ["home", "docs", "blog"][(u % 3) as usize];
+        out.push(ev(&user, "visit", t, &[("page", s(page))]));
+        out.push(ev(&user, "signup", t + 60_000, &[]));
+        out.push(ev(
+            &user,
+            "pay",
+            t + 86_400_000,
+            &[("amount", Value::Float(u as f64 + 0.5))],
+        ));
+    }
+    out
+}
+
+/// One query of every implemented kind, each with a breakdown.
+fn every_kind() -> Vec<Json> {
+    vec![
+        json!({"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}], "window": 86_400_000,
+               "breakdown": [{"event_prop": "page"}]}),
+        json!({"kind": "retention", "start": {"event": "visit"}, "return": {"event": "pay"},
+               "breakdown": [{"event_prop": "page"}]}),
+        json!({"kind": "interval", "from": {"event": "visit"}, "to": {"event": "pay"},
+               "breakdown": [{"event_prop": "page"}]}),
+        json!({"kind": "events", "interval": "day", "metrics": [{"event": "visit"}, {"event": "pay", "agg": "p50", "prop": "amount"}],
+               "breakdown": [{"event_prop": "page"}]}),
+        json!({"kind": "events", "interval": "total", "metrics": [{"event": "visit"}],
+               "breakdown": [{"event_prop": "page"}]}),
+        json!({"kind": "distribution", "event": "visit", "breakdown": [{"event_prop": "page"}]}),
+        json!({"kind": "users", "did_not": [{"event": "churn"}]}),
+    ]
+}
+
+/// Defect 4: under the half-open `[from, to)`, `from == to` is a valid,
+/// empty range: every kind answers nothing, with a warning, in every
+/// layout; `from > to` stays an error.
+#[test]
+fn empty_time_range_is_valid_and_empty_for_every_kind() {
+    let events = sample_events();
+    for layout in layouts() {
+        let (_d, e) = engine_in(layout, &events, 4);
+        // Inside the data: a non-empty range there would count something.
+        let at = T0 + 3_600_000;
+        for mut q in every_kind() {
+            let whole = run(&e, &q);
+            q["time_range"] = json!({"from": at, "to": at});
+            let r = run(&e, &q);
+            let warned = r["warnings"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|w| w.as_str().unwrap().contains("time_range: from equals to"))
+            });
+            assert!(warned, "{layout:?} {q}: {r}");
+            let kind = q["kind"].as_str().unwrap();
+            match kind {
+                "funnel" => {
+                    for step in r["steps"].as_array().unwrap() {
+                        assert_eq!(step["users"], json!(0), "{layout:?} {q}: {r}");
+                    }
+                }
+                "retention" => {
+                    assert_eq!(r["cohorts"], json!([]), "{layout:?} {q}: {r}");
+                    assert_eq!(r["total"]["users"], json!(0));
+                }
+                "interval" => {
+                    assert_eq!(r["count"], json!(0), "{layout:?} {q}: {r}");
+                    assert!(r["median"].is_null());
+                }
+                "events" if q["interval"] == "total" => {
+                    assert_eq!(r["series"][0]["values"], json!([0]), "{layout:?} {q}: {r}");
+                }
+                "events" => {
+                    assert_eq!(r["buckets"], json!([]), "{layout:?} {q}: {r}");
+                    assert_eq!(r["series"][0]["total"], json!(0));
+                    assert!(r["series"][1]["total"].is_null());
+                }
+                "distribution" => {
+                    assert_eq!(r["users"], json!(0), "{layout:?} {q}: {r}");
+                    assert_eq!(r["below"], json!(0));
+                }
+                "users" => {
+                    assert_eq!(r["users"], json!(0), "{layout:?} {q}: {r}");
+                    assert_eq!(r["ids"], json!([]));
+                }
+                other => panic!("{other}"),
+            }
+            if q.get("breakdown").is_some() {
+                assert_eq!(r["groups"], json!([]), "{layout:?} {q}: {r}");
+                assert!(
+                    whole["groups"].as_array().is_some_and(|g| !g.is_empty()),
+                    "{layout:?} {q}: the whole range has groups: {whole}"
+                );
+            }
+            // Backwards stays an error naming the field.
+            q["time_range"] = json!({"from": at + 1, "to": at});
+            let err = fail(&e, &q);
+            assert_eq!(
+                (err.path.as_str(), err.kind),
+                ("time_range", ErrorKind::Invalid)
+            );
+            assert!(err.message.contains("is after to"), "{}", err.message);
+        }
+    }
+}
