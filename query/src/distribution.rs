@@ -7,6 +7,7 @@ use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
 use crate::exec::{num, number, quantile_f64, Ctx, Prune};
+use crate::groups::Size;
 use crate::json::{array, Obj};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
@@ -162,17 +163,14 @@ pub fn run(q: &Distribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut out = render(q, acc.all);
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Vec<f64>)> = acc.keys.list.into_iter().zip(acc.groups).collect();
-        let (arr, total) = crate::model::render_groups(
+        crate::groups::render(
+            &mut out,
             &c.breakdown,
             c.limit,
             groups,
-            |v| v.len() as u64,
+            |v| Size::Count(v.len() as u64),
             |v| render(q, v),
         );
-        out["groups"] = arr;
-        if let Some(total) = total {
-            out["groups_truncated"] = json!(total);
-        }
     }
     Ok(out)
 }

@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::error::{QueryError, Result};
 use crate::exec::{number, Ctx, Prune};
+use crate::groups::Size;
 use crate::json::{array, check_keys, Obj};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
@@ -353,38 +354,39 @@ impl Series {
 
     /// The value over all buckets (distinct users over the whole range).
     fn total(&self, agg: Agg) -> Json {
-        let count: u64 = self.count.iter().sum();
-        let n: u64 = self.n.iter().sum();
-        let sum: f64 = self.sum.iter().sum();
-        match agg {
-            Agg::Count => json!(count),
-            Agg::Users => json!(self.total_users),
-            Agg::PerUser => ratio(count, self.total_users),
-            Agg::Sum => number(sum),
-            Agg::Avg => {
-                if n == 0 {
-                    Json::Null
-                } else {
-                    number(sum / n as f64)
-                }
-            }
-            Agg::Min => present(n, self.min.iter().copied().fold(f64::INFINITY, f64::min)),
-            Agg::Max => present(
-                n,
-                self.max.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            ),
-            Agg::Quantile(p) => {
-                let mut all: Vec<f64> = self.vals.iter().flatten().copied().collect();
-                percentile(&mut all, p)
-            }
+        match self.total_size(agg) {
+            Size::Count(n) => json!(n),
+            Size::Value(x) => number(x),
+            Size::Missing => Json::Null,
         }
     }
 
-    /// How big the total is, for ordering breakdown groups.
-    fn size(&self, agg: Agg) -> u64 {
-        match self.total(agg) {
-            Json::Number(x) => x.as_f64().map_or(0, |f| f.max(0.0) as u64),
-            _ => 0,
+    /// The exact total, which also orders breakdown groups.
+    fn total_size(&self, agg: Agg) -> Size {
+        let count: u64 = self.count.iter().sum();
+        let n: u64 = self.n.iter().sum();
+        let sum: f64 = self.sum.iter().sum();
+        let some = |x: f64| {
+            if n == 0 {
+                Size::Missing
+            } else {
+                Size::Value(x)
+            }
+        };
+        match agg {
+            Agg::Count => Size::Count(count),
+            Agg::Users => Size::Count(self.total_users),
+            Agg::PerUser if self.total_users == 0 => Size::Missing,
+            Agg::PerUser => Size::Value(count as f64 / self.total_users as f64),
+            Agg::Sum => Size::Value(sum),
+            Agg::Avg => some(sum / n as f64),
+            Agg::Min => some(self.min.iter().copied().fold(f64::INFINITY, f64::min)),
+            Agg::Max => some(self.max.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            Agg::Quantile(p) => {
+                let mut all: Vec<f64> = self.vals.iter().flatten().copied().collect();
+                all.sort_unstable_by(f64::total_cmp);
+                crate::exec::quantile_f64(&all, f64::from(p) / 100.0).into()
+            }
         }
     }
 }
@@ -555,17 +557,14 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             .map(|k| (k, it.by_ref().take(nm).collect()))
             .collect();
         let agg0 = q.metrics[0].agg;
-        let (arr, total) = crate::model::render_groups(
+        crate::groups::render(
+            &mut out,
             &c.breakdown,
             c.limit,
             groups,
-            |s| s.first().map_or(0, |s| s.size(agg0)),
+            |s| s.first().map_or(Size::Missing, |s| s.total_size(agg0)),
             |s| json!({ "series": render(s) }),
         );
-        out["groups"] = arr;
-        if let Some(total) = total {
-            out["groups_truncated"] = json!(total);
-        }
     }
     Ok(out)
 }

@@ -538,17 +538,14 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut out = json!({ "steps": steps_json(f, acc.all) });
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
-        let (arr, total) = crate::model::render_groups(
+        crate::groups::render(
+            &mut out,
             &c.breakdown,
             c.limit,
             groups,
-            |g| g.levels[1..].iter().sum(),
+            |g| crate::groups::Size::Count(g.levels[1..].iter().sum()),
             |g| json!({"steps": steps_json(f, g)}),
         );
-        out["groups"] = arr;
-        if let Some(total) = total {
-            out["groups_truncated"] = json!(total);
-        }
     }
     if acc.truncated > 0 {
         out["warnings"] = json!([format!(

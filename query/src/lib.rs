@@ -17,6 +17,7 @@ pub mod events;
 pub mod exec;
 pub mod filter;
 pub mod funnel;
+pub mod groups;
 pub mod interval;
 pub mod json;
 pub mod model;

@@ -133,17 +133,14 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     }
     let mut out = render(overall.into_iter().collect());
     let groups: Vec<(Key, Vec<(i64, Row)>)> = by_key.into_iter().collect();
-    let (arr, total) = crate::model::render_groups(
+    crate::groups::render(
+        &mut out,
         &c.breakdown,
         c.limit,
         groups,
-        |rows| rows.iter().map(|(_, r)| r[0]).sum(),
+        |rows| crate::groups::Size::Count(rows.iter().map(|(_, r)| r[0]).sum()),
         &mut render,
     );
-    out["groups"] = arr;
-    if let Some(total) = total {
-        out["groups_truncated"] = json!(total);
-    }
     Ok(out)
 }
 

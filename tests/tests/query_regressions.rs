@@ -222,3 +222,86 @@ fn empty_time_range_is_valid_and_empty_for_every_kind() {
         }
     }
 }
+
+/// Defect 5: breakdown groups are ordered by the first metric's exact
+/// total, largest first, ties by key, groups without a value last — not
+/// by the total truncated to an unsigned integer, which kept the wrong
+/// groups under `limit` for fractional and negative totals.
+#[test]
+fn groups_order_by_exact_value_ties_by_key() {
+    // One pay per page; `f` has no amount, `g` ties with `a`.
+    let amounts: [(&str, Option<f64>); 7] = [
+        ("a", Some(2.25)),
+        ("b", Some(-1.0)),
+        ("c", Some(2.75)),
+        ("d", Some(-3.0)),
+        ("e", Some(0.5)),
+        ("f", None),
+        ("g", Some(2.25)),
+    ];
+    let mut events = Vec::new();
+    for (i, (page, amount)) in amounts.iter().enumerate() {
+        let mut props = vec![("page", s(page))];
+        if let Some(x) = amount {
+            props.push(("amount", Value::Float(*x)));
+        }
+        events.push(ev(&format!("u{i}"), "pay", T0 + i as i64, &props));
+    }
+    for layout in [
+        Layout::Memtable,
+        Layout::Compacted(SegmentFormat::EventMajor),
+    ] {
+        let (_d, e) = engine_in(layout, &events, 3);
+        for agg in ["sum", "avg", "min", "max", "p50", "p90", "p99"] {
+            for limit in [4, 100] {
+                let q = json!({"kind": "events", "interval": "total", "limit": limit,
+                               "metrics": [{"event": "pay", "agg": agg, "prop": "amount"}, {"event": "pay"}],
+                               "breakdown": [{"event_prop": "page"}]});
+                let r = run(&e, &q);
+                let got: String = r["groups"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|g| g["key"]["page"].as_str().unwrap())
+                    .collect();
+                // A sum of nothing is 0; an average of nothing is null.
+                let want = if agg == "sum" { "cagefbd" } else { "cagebdf" };
+                assert_eq!(got, want[..limit.min(7)], "{layout:?} {q}: {r}");
+                if limit == 4 {
+                    assert_eq!(r["groups_truncated"], json!(7));
+                }
+            }
+        }
+        // The case: totals 2.75, 2.25, 0.5, -1, -3, limit 4.
+        let r = run(
+            &e,
+            &json!({"kind": "events", "interval": "day", "limit": 4,
+                    "where": {"prop": "page", "op": "not_in", "value": ["f", "g"]},
+                    "metrics": [{"event": "pay", "agg": "sum", "prop": "amount"}],
+                    "breakdown": [{"event_prop": "page"}]}),
+        );
+        let got: Vec<(&str, f64)> = r["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let total = g["series"][0]["total"].as_f64().unwrap();
+                (g["key"]["page"].as_str().unwrap(), total)
+            })
+            .collect();
+        assert_eq!(got, [("c", 2.75), ("a", 2.25), ("e", 0.5), ("b", -1.0)]);
+        // Counts order the same way, ties by key (every page has one pay).
+        let r = run(
+            &e,
+            &json!({"kind": "distribution", "event": "pay", "limit": 3,
+                    "breakdown": [{"event_prop": "page"}]}),
+        );
+        let keys: Vec<&str> = r["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["key"]["page"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+    }
+}
