@@ -9,7 +9,7 @@ use crate::error::{QueryError, Result};
 use crate::exec::{num, number, quantile_f64, Ctx, Prune};
 use crate::groups::Size;
 use crate::json::{array, Obj};
-use crate::model::{Common, EventRef, Key, Keys, Matcher};
+use crate::model::{Breakdown, Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
 
 /// Most bucket bounds.
@@ -131,6 +131,21 @@ impl Distribution {
             bounds,
             matcher,
         })
+    }
+}
+
+impl Distribution {
+    /// Whether the query reads no times and no row order (see
+    /// [`Ctx::order_free`]): over all time, not counting days, and without
+    /// an `event_prop` breakdown, which takes the user's first matching
+    /// event and so needs rows in time order.
+    pub fn order_free(&self, c: &Common) -> bool {
+        c.range.is_none()
+            && self.measure != Measure::Days
+            && !c
+                .breakdown
+                .iter()
+                .any(|b| matches!(b, Breakdown::Event { .. }))
     }
 }
 

@@ -196,6 +196,14 @@ impl Events {
         })
     }
 
+    /// Whether the query reads no times and no row order (see
+    /// [`Ctx::order_free`]): one `total` bucket over all time. Each row
+    /// adds to the cells of its own breakdown value, and distinct users
+    /// are marked per user, so the order of a user's rows does not matter.
+    pub fn order_free(&self, c: &Common) -> bool {
+        self.unit.is_none() && c.range.is_none()
+    }
+
     /// Users who can count: those who did the one named event every
     /// metric reads, when there is one.
     fn prune(&self) -> Prune {

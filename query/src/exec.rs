@@ -321,9 +321,13 @@ impl<'a> Ctx<'a> {
         self.events = Some(want);
     }
 
-    /// Declares that the query never reads event times (scans over all
-    /// time may then skip decoding them).
-    pub fn times_unused(&mut self) {
+    /// Declares that the query neither reads event times nor depends on
+    /// the order of a user's rows, so a scan over all time may skip
+    /// decoding times. A lone format 2 segment then hands over each user's
+    /// rows grouped by event, not in time order: a query that takes "the
+    /// first row" of anything (a breakdown value, a cohort, a pair) must
+    /// not call this.
+    pub fn order_free(&mut self) {
         self.skip_times = true;
     }
 

@@ -115,8 +115,8 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             o.finish(&format!("{COMMON}, interval, metrics"))?;
             prepare(&mut ctx, &common, q.metrics.iter().map(|m| &m.event.filter));
             ctx.only_events(q.metrics.iter().map(|m| &m.event));
-            if q.unit.is_none() && common.range.is_none() {
-                ctx.times_unused();
+            if q.order_free(&common) {
+                ctx.order_free();
             }
             events::run(&q, &common, &ctx)?
         }
@@ -125,8 +125,8 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             o.finish(&format!("{COMMON}, event, measure, buckets"))?;
             prepare(&mut ctx, &common, [&q.event.filter]);
             ctx.only_events([&q.event]);
-            if !matches!(q.measure, distribution::Measure::Days) && common.range.is_none() {
-                ctx.times_unused();
+            if q.order_free(&common) {
+                ctx.order_free();
             }
             distribution::run(&q, &common, &ctx)?
         }
@@ -150,8 +150,8 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             if q.some_event_needed() {
                 ctx.only_events(q.conditions.iter().map(|c| &c.event));
             }
-            if q.conditions.iter().all(|c| c.since.is_none()) && common.range.is_none() {
-                ctx.times_unused();
+            if q.order_free(&common) {
+                ctx.order_free();
             }
             users::run(&q, &common, &ctx)?
         }

@@ -165,6 +165,13 @@ impl Users {
         }
     }
 
+    /// Whether the query reads no times and no row order (see
+    /// [`Ctx::order_free`]): over all time, without `within` windows.
+    /// Conditions count rows, so their order does not matter.
+    pub fn order_free(&self, c: &Common) -> bool {
+        c.range.is_none() && self.conditions.iter().all(|c| c.since.is_none())
+    }
+
     /// Whether a member needs at least one event of some condition.
     pub fn some_event_needed(&self) -> bool {
         self.conditions.iter().any(|c| !c.op.holds(0, c.value))

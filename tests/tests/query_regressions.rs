@@ -305,3 +305,91 @@ fn groups_order_by_exact_value_ties_by_key() {
         assert_eq!(keys, ["a", "b", "c"]);
     }
 }
+
+/// Defect 13: a kind that takes "the first row" needs rows in time order,
+/// so it must not use the time-free scan, in which a lone format 2 segment
+/// hands over a user's rows grouped by event (`a` before `b`, whatever
+/// their times). The distribution's `event_prop` breakdown takes the
+/// user's earliest matching event.
+#[test]
+fn first_row_breakdowns_see_rows_in_time_order_in_every_layout() {
+    let events = vec![
+        ev("u0", "a", T0, &[("plan", s("pro"))]),
+        ev("u1", "b", T0 + 1, &[("plan", s("free"))]),
+        ev("u1", "a", T0 + 2, &[("plan", s("pro"))]),
+    ];
+    for shards in [1, 3] {
+        for layout in layouts() {
+            let (_d, e) = engine_in(layout, &events, shards);
+            let ctx = format!("{shards} shards, {layout:?}");
+            let mut q = json!({"kind": "distribution", "event": "$any", "buckets": [1, 2, 3],
+                               "breakdown": [{"event_prop": "plan"}]});
+            let r = run(&e, &q);
+            let want = vec![("free".to_owned(), 1), ("pro".to_owned(), 1)];
+            assert_eq!(tally(&r, "plan", "/users"), want, "{ctx}: {r}");
+            assert_eq!(r["groups"][0]["key"]["plan"], json!("free"), "{ctx}: {r}");
+            assert_eq!(
+                r["groups"][0]["buckets"][1]["users"],
+                json!(1),
+                "{ctx}: {r}"
+            );
+            // The same with a time range, which always reads times.
+            q["time_range"] = json!({"from": T0, "to": T0 + 10});
+            assert_eq!(
+                tally(&run(&e, &q), "plan", "/users"),
+                want,
+                "{ctx} with a range"
+            );
+            // Order-free kinds may still skip times: each row counts for
+            // its own value.
+            let r = run(
+                &e,
+                &json!({"kind": "events", "interval": "total", "metrics": [{"event": "$any"}],
+                        "breakdown": [{"event_prop": "plan"}]}),
+            );
+            let totals: Vec<(&str, &Json)> = r["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| (g["key"]["plan"].as_str().unwrap(), &g["series"][0]["total"]))
+                .collect();
+            assert_eq!(
+                totals,
+                [("pro", &json!(2)), ("free", &json!(1))],
+                "{ctx}: {r}"
+            );
+            // Interval pairs and retention cohorts read times: u1's `b`
+            // comes before its `a`.
+            let r = run(
+                &e,
+                &json!({"kind": "interval", "from": {"event": "b"}, "to": {"event": "a"}}),
+            );
+            assert_eq!(
+                (&r["count"], &r["min"]),
+                (&json!(1), &json!(1)),
+                "{ctx}: {r}"
+            );
+            let r = run(
+                &e,
+                &json!({"kind": "retention", "start": {"event": "$any"}, "return": {"event": "a"},
+                        "breakdown": [{"event_prop": "plan"}], "periods": 1}),
+            );
+            assert_eq!(tally(&r, "plan", "/total/users"), want, "{ctx}: {r}");
+        }
+    }
+}
+
+/// Each group's `prop` value and the count at JSON pointer `count`, by value.
+fn tally(r: &Json, prop: &str, count: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let key = g["key"][prop].as_str().unwrap().to_owned();
+            (key, g.pointer(count).and_then(Json::as_u64).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
