@@ -339,6 +339,11 @@ impl Series {
 
     /// The value of bucket `b`.
     fn value(&self, agg: Agg, b: usize) -> Json {
+        if b >= self.len() {
+            // A placeholder no merge filled (never rendered: only an
+            // overflowed query leaves one, and it fails).
+            return Json::Null;
+        }
         match agg {
             Agg::Count => json!(self.count[b]),
             Agg::Users => json!(self.users[b]),
@@ -648,30 +653,37 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
 }
 
 fn merge(mut a: Acc, b: Acc, q: &Events) -> Acc {
+    if a.overflow || b.overflow {
+        // The query fails with the cap's error. An accumulator that
+        // overflowed holds a key without series, so its groups are not
+        // merged (nor indexed) at all.
+        a.overflow = true;
+        a.keys = Keys::default();
+        a.groups = Vec::new();
+        return a;
+    }
     let nm = q.metrics.len();
-    a.overflow |= b.overflow;
     for (x, y) in a.all.iter_mut().zip(b.all) {
         x.merge(y);
     }
     let mut it = b.groups.into_iter();
     for key in b.keys.list {
         let id = a.keys.of(key) as usize;
-        if id * nm >= a.groups.len() {
+        let end = (id + 1) * nm;
+        if end > a.groups.len() {
             a.cells += nm * a.all.first().map_or(0, |s| s.len());
             if a.cells > MAX_CELLS {
                 a.overflow = true;
             }
-            a.groups
-                .extend(q.metrics.iter().map(|m| Series::new(m.agg, 0)));
+            // Placeholders, replaced below by `b`'s series.
+            a.groups.resize_with(end, Series::default);
         }
-        for m in 0..nm {
-            if let Some(s) = it.next() {
-                let dst = &mut a.groups[id * nm + m];
-                if dst.is_empty() {
-                    *dst = s;
-                } else {
-                    dst.merge(s);
-                }
+        for dst in &mut a.groups[id * nm..end] {
+            let Some(s) = it.next() else { break };
+            if dst.is_empty() {
+                *dst = s;
+            } else {
+                dst.merge(s);
             }
         }
     }
@@ -690,5 +702,93 @@ impl Series {
 
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Filter;
+
+    fn query(nm: usize) -> Events {
+        let metrics: Vec<Metric> = (0..nm)
+            .map(|_| Metric {
+                event: EventRef {
+                    name: "e".into(),
+                    id: Some(Some(0)),
+                    filter: Filter::True,
+                },
+                agg: Agg::Count,
+                prop: None,
+                slot: None,
+            })
+            .collect();
+        let matcher = Matcher::new(metrics.iter().map(|m| &m.event));
+        Events {
+            metrics,
+            unit: None,
+            matcher,
+        }
+    }
+
+    /// An accumulator with groups for keys `keys`, and — when it
+    /// overflowed — one more key interned without series, as `per_user`
+    /// leaves it when a new group would exceed the cap.
+    fn acc(q: &Events, keys: &[&str], overflowed: Option<&str>) -> Acc {
+        let nm = q.metrics.len();
+        let mut a = Acc {
+            clock: Clock::new(chrono_tz::Tz::UTC),
+            all: q.metrics.iter().map(|m| Series::new(m.agg, 1)).collect(),
+            keys: Keys::default(),
+            groups: Vec::new(),
+            cells: nm,
+            overflow: false,
+        };
+        for k in keys {
+            a.keys.of(vec![Some(Value::Str((*k).into()))]);
+            a.groups
+                .extend(q.metrics.iter().map(|m| Series::new(m.agg, 1)));
+            a.cells += nm;
+        }
+        if let Some(k) = overflowed {
+            a.keys.of(vec![Some(Value::Str(k.into()))]);
+            a.overflow = true;
+        }
+        a
+    }
+
+    /// Issue 11, defect 6: two shards that overflowed the cell cap used
+    /// to panic ("index out of bounds") when merged; any merge order of
+    /// overflowed and healthy accumulators now gives an overflowed one.
+    #[test]
+    fn merging_overflowed_accumulators_does_not_panic() {
+        let q = query(3);
+        let make = || {
+            vec![
+                acc(&q, &["a", "b"], Some("x")),
+                acc(&q, &["c"], Some("y")),
+                acc(&q, &["a", "d"], None),
+                acc(&q, &["y", "x", "b"], None),
+            ]
+        };
+        for first in 0..4 {
+            let mut list = make();
+            let mut out = list.remove(first);
+            for b in list {
+                out = merge(out, b, &q);
+            }
+            assert!(out.overflow, "starting from {first}");
+            assert_eq!(out.groups.len(), out.keys.list.len() * 3);
+        }
+        // Healthy accumulators merge every group, new keys included.
+        let out = merge(
+            acc(&q, &["a", "d"], None),
+            acc(&q, &["y", "x", "a"], None),
+            &q,
+        );
+        assert!(!out.overflow);
+        assert_eq!(out.keys.list.len(), 4);
+        assert_eq!(out.groups.len(), 12);
+        assert!(out.groups.iter().all(|s| s.len() == 1));
     }
 }
