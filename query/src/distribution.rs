@@ -9,6 +9,7 @@ use crate::error::{QueryError, Result};
 use crate::exec::{num, number, quantile_f64, Ctx, Prune};
 use crate::groups::Size;
 use crate::json::{array, Obj};
+use crate::limits::{Metered, Usage, GROUP_CELLS};
 use crate::model::{Breakdown, Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
 
@@ -155,6 +156,17 @@ struct Acc {
     all: Vec<f64>,
     keys: Keys,
     groups: Vec<Vec<f64>>,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        // With a breakdown, every value is kept twice: overall and in its group.
+        let copies = if self.keys.list.is_empty() { 1 } else { 2 };
+        Usage {
+            cells: self.keys.list.len() as u64 * (1 + GROUP_CELLS),
+            samples: self.all.len() as u64 * copies,
+        }
+    }
 }
 
 /// Runs a distribution query.

@@ -14,6 +14,7 @@ use crate::error::{QueryError, Result};
 use crate::exec::{number, Ctx, Prune};
 use crate::groups::Size;
 use crate::json::{array, check_keys, Obj};
+use crate::limits::{Limits, Metered, Usage, GROUP_CELLS};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
 
@@ -21,8 +22,6 @@ use crate::time::{Clock, Unit};
 pub const MAX_METRICS: usize = 32;
 /// Most buckets one query may return.
 pub const MAX_BUCKETS: usize = 100_000;
-/// Most (breakdown group × metric × bucket) cells a query may hold.
-pub const MAX_CELLS: usize = 20_000_000;
 
 /// How a metric aggregates the events it matches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -445,8 +444,23 @@ struct Acc {
     keys: Keys,
     /// Per breakdown key id `k`: series `k * metrics .. (k + 1) * metrics`.
     groups: Vec<Series>,
-    cells: usize,
+    /// Cells and percentile samples held, checked against `limits` as they
+    /// grow: one user's rows can add many groups of a whole grid each.
+    cells: u64,
+    samples: u64,
+    limits: Limits,
+    /// A limit was reached: this accumulator stopped growing and the
+    /// query fails (the executor sees `usage` over the limit).
     overflow: bool,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        Usage {
+            cells: self.cells,
+            samples: self.samples,
+        }
+    }
 }
 
 /// The bucket grid: first bucket and how many.
@@ -499,6 +513,13 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         }
     };
     let nm = q.metrics.len();
+    // Every shard holds the whole grid of every metric.
+    let grid_cells = (nm * grid.n) as u64;
+    ctx.budget().check(Usage {
+        cells: grid_cells.saturating_mul(ctx.shards().max(1) as u64),
+        samples: 0,
+    })?;
+    let limits = ctx.budget().limits();
     let init = || Acc {
         clock: Clock::new(c.tz),
         all: q
@@ -508,7 +529,9 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             .collect(),
         keys: Keys::default(),
         groups: Vec::new(),
-        cells: nm * grid.n,
+        cells: grid_cells,
+        samples: 0,
+        limits,
         overflow: false,
     };
     let acc = if grid.n == 0 {
@@ -522,12 +545,13 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             |a, b| merge(a, b, q),
         )?
     };
+    // The executor stops an overflowing scan; a merged result is checked
+    // too, so no partial answer ever passes for a whole one.
+    ctx.budget().check(acc.usage())?;
     if acc.overflow {
         return Err(QueryError::invalid(
-            "breakdown",
-            format!(
-                "too many groups: breakdown values × metrics × buckets exceeds {MAX_CELLS} cells; use a coarser interval, fewer metrics or a where filter"
-            ),
+            "",
+            "the query is too large for its memory limits",
         ));
     }
     let labels: Vec<String> = match grid.unit {
@@ -608,8 +632,11 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
         keys,
         groups,
         cells,
+        samples,
+        limits,
         overflow,
     } = acc;
+    let group_cells = (nm * grid.n) as u64 + GROUP_CELLS;
     crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, mask| {
         if *overflow {
             return;
@@ -627,8 +654,8 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
         let base = if breakdown {
             let key = keys.id(&c.breakdown, u, i, profile) as usize * nm;
             if key >= groups.len() {
-                *cells += nm * grid.n;
-                if *cells > MAX_CELLS {
+                *cells += group_cells;
+                if *cells > limits.cells {
                     *overflow = true;
                     return;
                 }
@@ -644,6 +671,14 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
             bits &= bits - 1;
             let metric = &q.metrics[m];
             let v = metric.slot.and_then(|k| u.prop(k, i)).and_then(numeric);
+            if v.is_some() && matches!(metric.agg, Agg::Quantile(_)) {
+                // Kept in the overall series and the group's.
+                *samples += 1 + u64::from(base.is_some());
+                if *samples > limits.samples {
+                    *overflow = true;
+                    return;
+                }
+            }
             all[m].add(metric.agg, b, uid, v);
             if let Some(base) = base {
                 groups[base + m].add(metric.agg, b, uid, v);
@@ -654,14 +689,17 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
 
 fn merge(mut a: Acc, b: Acc, q: &Events) -> Acc {
     if a.overflow || b.overflow {
-        // The query fails with the cap's error. An accumulator that
+        // The query fails with the limit's error. An accumulator that
         // overflowed holds a key without series, so its groups are not
-        // merged (nor indexed) at all.
+        // merged (nor indexed) at all; its usage, over the limit, stays.
         a.overflow = true;
+        a.cells = a.cells.max(b.cells);
+        a.samples = a.samples.max(b.samples);
         a.keys = Keys::default();
         a.groups = Vec::new();
         return a;
     }
+    a.samples += b.samples;
     let nm = q.metrics.len();
     for (x, y) in a.all.iter_mut().zip(b.all) {
         x.merge(y);
@@ -671,8 +709,8 @@ fn merge(mut a: Acc, b: Acc, q: &Events) -> Acc {
         let id = a.keys.of(key) as usize;
         let end = (id + 1) * nm;
         if end > a.groups.len() {
-            a.cells += nm * a.all.first().map_or(0, |s| s.len());
-            if a.cells > MAX_CELLS {
+            a.cells += (nm * a.all.first().map_or(0, |s| s.len())) as u64 + GROUP_CELLS;
+            if a.cells > a.limits.cells {
                 a.overflow = true;
             }
             // Placeholders, replaced below by `b`'s series.
@@ -741,14 +779,16 @@ mod tests {
             all: q.metrics.iter().map(|m| Series::new(m.agg, 1)).collect(),
             keys: Keys::default(),
             groups: Vec::new(),
-            cells: nm,
+            cells: nm as u64,
+            samples: 0,
+            limits: Limits::default(),
             overflow: false,
         };
         for k in keys {
             a.keys.of(vec![Some(Value::Str((*k).into()))]);
             a.groups
                 .extend(q.metrics.iter().map(|m| Series::new(m.agg, 1)));
-            a.cells += nm;
+            a.cells += nm as u64 + GROUP_CELLS;
         }
         if let Some(k) = overflowed {
             a.keys.of(vec![Some(Value::Str(k.into()))]);

@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 
 use crate::error::{ErrorKind, QueryError, Result};
 use crate::filter::{Filter, Props};
+use crate::limits::{Budget, Limits, Metered};
 
 /// How a query runs.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +64,8 @@ pub struct Ctx<'a> {
     skip_times: bool,
     /// The query can take users as per-event runs.
     runs: bool,
+    /// What the query may hold, and holds so far.
+    budget: Budget,
 }
 
 /// Resolves aliases (anonymous id → known id, possibly chained) into groups
@@ -102,8 +105,9 @@ fn alias_groups(store: &Store) -> Vec<(u32, Vec<u32>)> {
 }
 
 impl<'a> Ctx<'a> {
-    /// A context over a fresh snapshot of `store`.
-    pub fn new(store: &'a Store, opts: QueryOptions) -> Self {
+    /// A context over a fresh snapshot of `store`, its query holding at
+    /// most `limits`.
+    pub fn new(store: &'a Store, opts: QueryOptions, limits: Limits) -> Self {
         Ctx {
             store,
             snapshot: store.snapshot(),
@@ -119,6 +123,7 @@ impl<'a> Ctx<'a> {
             events: None,
             skip_times: false,
             runs: false,
+            budget: Budget::new(limits),
         }
         .with_aliases()
     }
@@ -337,6 +342,22 @@ impl<'a> Ctx<'a> {
         self.runs = true;
     }
 
+    /// The query's memory limits and what its shards hold.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Says how a query of this kind can be narrowed when it exceeds a
+    /// limit.
+    pub fn limit_hint(&mut self, hint: &'static str) {
+        self.budget.set_hint(hint);
+    }
+
+    /// The number of shards (each builds its own partial result).
+    pub fn shards(&self) -> usize {
+        self.snapshot.shards.len()
+    }
+
     /// Warnings collected while planning.
     pub fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
@@ -350,7 +371,9 @@ impl<'a> Ctx<'a> {
     /// Runs `per_user` over every user (with events in `range`) of every
     /// shard in parallel, one accumulator per shard, merged with `merge`.
     /// When `prune` names an event, only users who ever did it are read.
-    pub fn run<A: Send>(
+    /// The accumulators are metered against the query's limits after every
+    /// user (see [`crate::limits`]).
+    pub fn run<A: Send + Metered>(
         &self,
         range: Option<(i64, i64)>,
         prune: Prune,
@@ -419,6 +442,8 @@ impl<'a> Ctx<'a> {
                     runs: self.runs,
                 };
                 let mut acc = init();
+                let mut meter = self.budget.meter();
+                let mut over: Option<QueryError> = None;
                 let mut n = 0u32;
                 let (mut users_read, mut events_read) = (0u64, 0u64);
                 let mut why: Option<ErrorKind> = None;
@@ -442,6 +467,11 @@ impl<'a> Ctx<'a> {
                         }
                     }
                     per_user(&mut acc, u);
+                    if let Err(e) = meter.update(acc.usage()) {
+                        over = Some(e);
+                        stop.store(true, Ordering::Relaxed);
+                        return false;
+                    }
                     true
                 })?;
                 // Keep the resident set to the shards being scanned.
@@ -450,8 +480,15 @@ impl<'a> Ctx<'a> {
                     st.users_read.fetch_add(users_read, Ordering::Relaxed);
                     st.events_read.fetch_add(events_read, Ordering::Relaxed);
                 }
+                if let Some(e) = over {
+                    return Err(e);
+                }
                 if !finished {
                     return Err(self.stopped(why));
+                }
+                if let Err(e) = meter.finish(acc.usage()) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
                 }
                 Ok(acc)
             })
@@ -482,14 +519,24 @@ impl<'a> Ctx<'a> {
         let mut out = out.unwrap_or_else(&init);
         if !self.groups.is_empty() {
             let mut acc = init();
+            let mut meter = self.budget.meter();
+            let mut over: Option<QueryError> = None;
             self.for_each_person(range, |u| {
+                if over.is_some() {
+                    return;
+                }
                 if let Some(st) = &self.opts.stats {
                     st.users_read.fetch_add(1, Ordering::Relaxed);
                     st.events_read
                         .fetch_add(u.decoded as u64, Ordering::Relaxed);
                 }
-                per_user(&mut acc, u)
+                per_user(&mut acc, u);
+                over = meter.update(acc.usage()).err();
             })?;
+            if let Some(e) = over {
+                return Err(e);
+            }
+            meter.finish(acc.usage())?;
             out = merge(out, acc);
         }
         Ok(out)

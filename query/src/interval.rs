@@ -8,6 +8,7 @@ use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile, Ctx};
 use crate::groups::Size;
 use crate::json::Obj;
+use crate::limits::{Metered, Usage, GROUP_CELLS};
 use crate::model::{req_ref, Common, EventRef, Key};
 use crate::time::parse_window;
 
@@ -74,6 +75,17 @@ struct Acc {
     froms: Vec<usize>,
     tos: Vec<usize>,
     pairs: Vec<(i64, usize)>,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        // With a breakdown, every pair is kept twice: overall and in its group.
+        let copies = if self.keys.list.is_empty() { 1 } else { 2 };
+        Usage {
+            cells: self.keys.list.len() as u64 * (1 + GROUP_CELLS),
+            samples: self.all.len() as u64 * copies,
+        }
+    }
 }
 
 /// Runs an interval query.

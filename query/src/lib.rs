@@ -20,6 +20,7 @@ pub mod funnel;
 pub mod groups;
 pub mod interval;
 pub mod json;
+pub mod limits;
 pub mod model;
 pub mod retention;
 pub mod suggest;
@@ -31,6 +32,7 @@ use serde_json::Value as Json;
 
 pub use error::{ErrorKind, QueryError, Result};
 pub use exec::{QueryOptions, ScanStats};
+pub use limits::Limits;
 
 const KINDS: [&str; 11] = [
     "funnel",
@@ -47,8 +49,19 @@ const KINDS: [&str; 11] = [
 ];
 const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
 
-/// Parses, validates and runs a query against a snapshot of `store`.
+/// Parses, validates and runs a query against a snapshot of `store`, within
+/// the default [`Limits`].
 pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> {
+    execute_with_limits(store, query, opts, Limits::default())
+}
+
+/// [`execute`] within `limits` (see [`limits`]).
+pub fn execute_with_limits(
+    store: &Store,
+    query: &Json,
+    opts: QueryOptions,
+    limits: Limits,
+) -> Result<Json> {
     let mut o = json::Obj::new(query, "")?;
     let kind_path = o.at("kind");
     let kind = o.req_str("kind")?;
@@ -78,7 +91,7 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         allowed.extend_from_slice(own);
         json::check_keys(query, "", &allowed)?;
     }
-    let mut ctx = exec::Ctx::new(store, opts);
+    let mut ctx = exec::Ctx::new(store, opts, limits);
     let common = model::Common::parse(&mut o, &mut ctx)?;
     let mut result = match kind {
         "funnel" => {
@@ -96,6 +109,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         }
         "retention" => {
             let r = retention::Retention::parse(&mut o, &mut ctx)?;
+            ctx.limit_hint(
+                "fewer periods, a coarser unit, a shorter time_range, a users filter or a breakdown with fewer values",
+            );
             o.finish(&format!(
                 "{COMMON}, start, return, unit, periods, first_time"
             ))?;
@@ -105,6 +121,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         }
         "interval" => {
             let q = interval::Interval::parse(&mut o, &mut ctx)?;
+            ctx.limit_hint(
+                "a shorter time_range, a window, a where or users filter, or a breakdown with fewer values",
+            );
             o.finish(&format!("{COMMON}, from, to, pairs, window, approximate"))?;
             prepare(&mut ctx, &common, [&q.from.filter, &q.to.filter]);
             ctx.only_events([&q.from, &q.to]);
@@ -112,6 +131,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         }
         "events" => {
             let q = events::Events::parse(&mut o, &mut ctx)?;
+            ctx.limit_hint(
+                "a shorter time_range, a coarser interval, fewer metrics (a percentile keeps every value), a where filter or a breakdown with fewer values",
+            );
             o.finish(&format!("{COMMON}, interval, metrics"))?;
             prepare(&mut ctx, &common, q.metrics.iter().map(|m| &m.event.filter));
             ctx.only_events(q.metrics.iter().map(|m| &m.event));

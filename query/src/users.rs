@@ -12,6 +12,7 @@ use crate::error::{QueryError, Result};
 use crate::exec::{Ctx, Prune, UserProps};
 use crate::filter::Filter;
 use crate::json::{array, check_keys, Obj};
+use crate::limits::{Metered, Usage};
 use crate::model::{Common, EventRef, Matcher};
 use crate::time::parse_window;
 
@@ -214,6 +215,13 @@ fn parse_count(v: &Json, path: &str) -> Result<(CountOp, u64)> {
 struct Acc {
     members: RoaringBitmap,
     counts: Vec<u64>,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        // Members are a bitmap: at most a bit or two per user.
+        Usage::default()
+    }
 }
 
 /// Runs a users query; saves the cohort when asked.

@@ -393,3 +393,232 @@ fn tally(r: &Json, prop: &str, count: &str) -> Vec<(String, u64)> {
     out.sort();
     out
 }
+
+/// Minutes in 60 days.
+const TWO_MONTHS: i64 = 60 * 86_400_000;
+
+/// Events over two months: 64 users on 16 pages, so every shard sees many
+/// pages.
+fn two_months_of_pages() -> Vec<Event> {
+    let mut out = Vec::new();
+    for u in 0..64i64 {
+        for k in 0..8i64 {
+            let page = format!("/p{}", (u + k) % 16);
+            let t = T0 + (u * 8 + k) * (TWO_MONTHS / 512);
+            out.push(ev(
+                &format!("u{u}"),
+                "view",
+                t,
+                &[("page", s(&page)), ("ms", Value::Int(k))],
+            ));
+        }
+    }
+    out
+}
+
+/// Defect 6: an `events` query per minute with 32 metrics and a `page`
+/// breakdown over two months panicked ("index out of bounds") when two
+/// shards overflowed the cell cap. It is an invalid-query error naming the
+/// limit, both when the grid alone is too large (before the scan) and when
+/// the groups overflow in several shards during the scan.
+#[test]
+fn events_over_the_cell_cap_is_an_invalid_query_not_a_panic() {
+    let events = two_months_of_pages();
+    let metrics = |n: usize| -> Json {
+        (0..n)
+            .map(|i| {
+                if i % 2 == 0 {
+                    json!({"event": "view"})
+                } else {
+                    json!({"event": "view", "agg": "users"})
+                }
+            })
+            .collect()
+    };
+    let range = json!({"from": T0, "to": T0 + TWO_MONTHS});
+    for layout in [
+        Layout::Memtable,
+        Layout::Split(SegmentFormat::EventMajor),
+        Layout::Compacted(SegmentFormat::TimeOrder),
+    ] {
+        let (_d, e) = engine_in(layout, &events, 16);
+        for n in [32, 8] {
+            let q = json!({"kind": "events", "interval": "minute", "time_range": range,
+                           "metrics": metrics(n), "breakdown": [{"event_prop": "page"}]});
+            let err = fail(&e, &q);
+            assert_eq!(err.kind, ErrorKind::Invalid, "{layout:?}, {n} metrics");
+            assert!(
+                err.message.contains("more than 20000000 cells")
+                    && err.message.contains("coarser interval"),
+                "{layout:?}, {n} metrics: {}",
+                err.message
+            );
+        }
+        // The trend of 32 p99 metrics per minute took 2.4 GB, mostly the
+        // per-shard grids of sample lists.
+        let p99: Vec<Json> = (0..32)
+            .map(|_| json!({"event": "view", "agg": "p99", "prop": "ms"}))
+            .collect();
+        let q =
+            json!({"kind": "events", "interval": "minute", "time_range": range, "metrics": p99});
+        let err = fail(&e, &q);
+        assert_eq!(err.kind, ErrorKind::Invalid, "{layout:?}");
+        assert!(err.message.contains("cells"), "{layout:?}: {}", err.message);
+        // A day of it fits.
+        let q = json!({"kind": "events", "interval": "minute", "time_range": {"from": T0, "to": T0 + 86_400_000},
+                       "metrics": metrics(32), "breakdown": [{"event_prop": "page"}]});
+        let r = run(&e, &q);
+        assert_eq!(r["buckets"].as_array().unwrap().len(), 1440);
+    }
+}
+
+/// Defect 7c: retention had no cell cap (hourly retention over 1,000
+/// periods with a `page` breakdown took 801 MB); now it stops at the
+/// default cell limit with an error that says how to narrow it.
+#[test]
+fn hourly_retention_with_a_wide_breakdown_stops_at_the_cell_limit() {
+    // 21,000 (page, hour) cohorts of 1,001 periods: 21 M cells.
+    let mut events = Vec::new();
+    for u in 0..21_000i64 {
+        let page = format!("/p{}", u % 50);
+        let hour = u / 50;
+        events.push(ev(
+            &format!("u{u}"),
+            "view",
+            T0 + hour * 3_600_000,
+            &[("page", s(&page))],
+        ));
+    }
+    let (_d, e) = engine_in(Layout::Flushed(SegmentFormat::EventMajor), &events, 4);
+    let mut q = json!({"kind": "retention", "start": {"event": "view"}, "return": {"event": "view"},
+                       "unit": "hour", "periods": 1000, "breakdown": [{"event_prop": "page"}]});
+    let err = fail(&e, &q);
+    assert_eq!((err.kind, err.path.as_str()), (ErrorKind::Invalid, ""));
+    assert!(
+        err.message.contains("more than 20000000 cells") && err.message.contains("fewer periods"),
+        "{}",
+        err.message
+    );
+    q["periods"] = json!(100);
+    let r = run(&e, &q);
+    assert_eq!(r["total"]["users"], json!(21_000));
+}
+
+/// Defect 7c: every kind meters its cells and kept samples against one
+/// shared limit (summed over the shards, the alias path included) and
+/// fails with an error naming the limit it exceeded.
+#[test]
+fn every_kind_stops_at_its_cell_and_sample_limits() {
+    let mut events = Vec::new();
+    for u in 0..300i64 {
+        let user = format!("u{u}");
+        let t = T0 + u * 600_000;
+        let page = format!("/p{}", u % 30);
+        events.push(ev(&user, "visit", t, &[("page", s(&page))]));
+        events.push(ev(&user, "signup", t + 60_000, &[]));
+        events.push(ev(
+            &user,
+            "pay",
+            t + 120_000,
+            &[("amount", Value::Int(u)), ("page", s(&page))],
+        ));
+    }
+    let breakdown = json!([{"event_prop": "page"}]);
+    // (query, holds over 60 cells, keeps over 100 samples)
+    let queries = [
+        (
+            json!({"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}], "window": 86_400_000,
+                "breakdown": breakdown}),
+            true,
+            true,
+        ),
+        (
+            json!({"kind": "retention", "start": {"event": "visit"}, "return": {"event": "pay"},
+                "unit": "hour", "breakdown": breakdown}),
+            true,
+            false,
+        ),
+        (
+            json!({"kind": "interval", "from": {"event": "visit"}, "to": {"event": "pay"},
+                "breakdown": breakdown}),
+            true,
+            true,
+        ),
+        (
+            json!({"kind": "distribution", "event": "pay", "measure": {"sum": "amount"},
+                "breakdown": breakdown}),
+            true,
+            true,
+        ),
+        (
+            json!({"kind": "events", "interval": "hour",
+                "metrics": [{"event": "pay", "agg": "p99", "prop": "amount"}], "breakdown": breakdown}),
+            true,
+            true,
+        ),
+        (
+            json!({"kind": "events", "interval": "total",
+                "metrics": [{"event": "pay", "agg": "p50", "prop": "amount"}]}),
+            false,
+            true,
+        ),
+    ];
+    for layout in [
+        Layout::Memtable,
+        Layout::Compacted(SegmentFormat::EventMajor),
+    ] {
+        let (_d, e) = engine_in(layout, &events, 4);
+        // One person under two ids: read apart, through the alias path.
+        e.alias(vec![footprint_engine::Alias {
+            anonymous: "u1".into(),
+            known: "u2".into(),
+        }])
+        .unwrap();
+        let with = |q: &Json, cells: u64, samples: u64| {
+            e.query_json_with_limits(
+                q,
+                QueryOptions::default(),
+                footprint_engine::Limits { cells, samples },
+            )
+        };
+        for (q, holds_cells, keeps_samples) in &queries {
+            let ctx = format!("{layout:?} {q}");
+            run(&e, q);
+            let few_cells = with(q, 60, u64::MAX);
+            if *holds_cells {
+                match few_cells {
+                    Err(footprint_engine::Error::Query(err)) => {
+                        assert_eq!(err.kind, ErrorKind::Invalid, "{ctx}");
+                        assert!(
+                            err.message.contains("more than 60 cells"),
+                            "{ctx}: {}",
+                            err.message
+                        );
+                    }
+                    other => panic!("{ctx}: {other:?}"),
+                }
+            } else {
+                few_cells.unwrap();
+            }
+            let few_samples = with(q, u64::MAX, 100);
+            if *keeps_samples {
+                match few_samples {
+                    Err(footprint_engine::Error::Query(err)) => {
+                        assert_eq!(err.kind, ErrorKind::Invalid, "{ctx}");
+                        assert!(
+                            err.message
+                                .contains("more than 100 values for exact percentiles"),
+                            "{ctx}: {}",
+                            err.message
+                        );
+                    }
+                    other => panic!("{ctx}: {other:?}"),
+                }
+            } else {
+                few_samples.unwrap();
+            }
+            // Just enough is enough: the limits count what is kept.
+            with(q, 100_000, 1_200).unwrap();
+        }
+    }
+}
