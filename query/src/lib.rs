@@ -93,6 +93,19 @@ pub fn execute_with_limits(
     }
     let mut ctx = exec::Ctx::new(store, opts, limits);
     let common = model::Common::parse(&mut o, &mut ctx)?;
+    if !own.is_empty() && common.breakdown.is_empty() && o.opt("limit").is_some() {
+        // Accepted fields are never ignored: without groups there is
+        // nothing for `limit` to cut.
+        let ids = if kind == "users" {
+            "; return_users caps the ids returned"
+        } else {
+            ""
+        };
+        return Err(QueryError::invalid(
+            "limit",
+            format!("limit caps breakdown groups, and this query has no breakdown{ids}"),
+        ));
+    }
     let mut result = match kind {
         "funnel" => {
             let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
@@ -155,7 +168,8 @@ pub fn execute_with_limits(
         "users" => {
             // `within` windows end at the end of the range, or now.
             let end = common.range.map_or_else(now_ms, |r| r.1);
-            let q = users::Users::parse(&mut o, &mut ctx, end)?;
+            let q = users::Users::parse(&mut o, &mut ctx, &common, end)?;
+            ctx.limit_hint("a breakdown with fewer values");
             o.finish(&format!(
                 "{COMMON}, profile, did, did_not, save_as, return_users"
             ))?;
@@ -168,7 +182,8 @@ pub fn execute_with_limits(
                 ctx.need_profiles();
             }
             // Users with none of the conditions' events are members when
-            // every condition holds at zero, so only then are all rows needed.
+            // every condition holds at zero, so only then are all rows needed
+            // (to find a visible event, one that passes `where`).
             if q.some_event_needed() {
                 ctx.only_events(q.conditions.iter().map(|c| &c.event));
             }

@@ -5,7 +5,8 @@
 
 use footprint_engine::storage::SegmentFormat;
 use footprint_engine::{
-    Engine, EngineOptions, ErrorKind, Event, QueryError, QueryOptions, StoreOptions, Value,
+    Engine, EngineOptions, ErrorKind, Event, ProfileOp, ProfileUpdate, QueryError, QueryOptions,
+    StoreOptions, Value,
 };
 use serde_json::{json, Value as Json};
 
@@ -148,6 +149,7 @@ fn every_kind() -> Vec<Json> {
         json!({"kind": "events", "interval": "total", "metrics": [{"event": "visit"}],
                "breakdown": [{"event_prop": "page"}]}),
         json!({"kind": "distribution", "event": "visit", "breakdown": [{"event_prop": "page"}]}),
+        json!({"kind": "users", "did": [{"event": "visit"}], "breakdown": [{"user_prop": "plan"}]}),
         json!({"kind": "users", "did_not": [{"event": "churn"}]}),
     ]
 }
@@ -568,6 +570,10 @@ fn every_kind_stops_at_its_cell_and_sample_limits() {
         Layout::Compacted(SegmentFormat::EventMajor),
     ] {
         let (_d, e) = engine_in(layout, &events, 4);
+        set_profiles(
+            &e,
+            (0..300).map(|u| (format!("u{u}"), "tier", s(&format!("t{}", u % 40)))),
+        );
         // One person under two ids: read apart, through the alias path.
         e.alias(vec![footprint_engine::Alias {
             anonymous: "u1".into(),
@@ -620,5 +626,142 @@ fn every_kind_stops_at_its_cell_and_sample_limits() {
             // Just enough is enough: the limits count what is kept.
             with(q, 100_000, 1_200).unwrap();
         }
+    }
+}
+
+fn set_profiles(e: &Engine, props: impl IntoIterator<Item = (String, &'static str, Value)>) {
+    let updates = props
+        .into_iter()
+        .map(|(user, k, v)| ProfileUpdate {
+            user,
+            op: ProfileOp::Set,
+            props: vec![(k.to_owned(), v)],
+        })
+        .collect();
+    e.upsert_profiles(updates).unwrap();
+}
+
+/// Defect 12: a `users` query with a breakdown used to answer the total
+/// alone. It groups the members by profile values (property analysis):
+/// users and share per value, ordered and cut like every kind's groups.
+#[test]
+fn users_breakdown_groups_members_by_profile_values() {
+    let mut events = Vec::new();
+    for u in 0..20i64 {
+        let user = format!("u{u}");
+        events.push(ev(&user, "visit", T0 + u, &[("page", s("home"))]));
+        if u % 2 == 0 {
+            events.push(ev(&user, "pay", T0 + 1000 + u, &[]));
+        }
+    }
+    // plan: 8 pro, 6 free, 2 team, 4 without one; region: two values.
+    let plan = |u: i64| match u % 5 {
+        0 | 1 => Some("pro"),
+        2 | 3 if u < 15 => Some("free"),
+        2 | 3 => Some("team"),
+        _ => None,
+    };
+    for layout in layouts() {
+        let (_d, e) = engine_in(layout, &events, 3);
+        set_profiles(
+            &e,
+            (0..20i64).flat_map(|u| {
+                let region = ("region", s(if u < 10 { "eu" } else { "us" }));
+                let plan = plan(u).map(|p| ("plan", s(p)));
+                plan.into_iter()
+                    .chain([region])
+                    .map(move |(k, v)| (format!("u{u}"), k, v))
+            }),
+        );
+        let q = json!({"kind": "users", "did": [{"event": "visit"}], "breakdown": [{"user_prop": "plan"}]});
+        let r = run(&e, &q);
+        assert_eq!(r["users"], json!(20), "{layout:?}: {r}");
+        let rows: Vec<(Json, u64, f64)> = r["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let users = g["users"].as_u64().unwrap();
+                (
+                    g["key"]["plan"].clone(),
+                    users,
+                    g["share"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let want = [
+            (json!("pro"), 8, 0.4),
+            (json!("free"), 6, 0.3),
+            (Json::Null, 4, 0.2),
+            (json!("team"), 2, 0.1),
+        ];
+        assert_eq!(rows.len(), want.len(), "{layout:?}: {r}");
+        for (got, want) in rows.iter().zip(&want) {
+            assert_eq!((&got.0, got.1), (&want.0, want.1), "{layout:?}: {r}");
+            assert!((got.2 - want.2).abs() < 1e-12, "{layout:?}: {r}");
+        }
+        // Members only, several dimensions, cut at limit.
+        let q = json!({"kind": "users", "did": [{"event": "pay"}], "limit": 2,
+                       "breakdown": [{"user_prop": "region"}, {"user_prop": "plan"}]});
+        let r = run(&e, &q);
+        assert_eq!(r["users"], json!(10), "{layout:?}: {r}");
+        // eu/pro, eu/free and us/pro have 2 members each; ties by key.
+        assert_eq!(r["groups_truncated"], json!(7), "{layout:?}: {r}");
+        assert_eq!(
+            r["groups"][0]["key"],
+            json!({"region": "eu", "plan": "free"})
+        );
+        assert_eq!(r["groups"][0]["users"], json!(2));
+        assert_eq!(r["groups"][0]["share"], json!(0.2));
+        assert_eq!(
+            r["groups"][1]["key"],
+            json!({"region": "eu", "plan": "pro"})
+        );
+        // An event property does not describe a member: refused, by path.
+        let err = fail(
+            &e,
+            &json!({"kind": "users", "did": [{"event": "visit"}],
+                    "breakdown": [{"user_prop": "plan"}, {"event_prop": "page"}]}),
+        );
+        assert_eq!(
+            (err.path.as_str(), err.kind),
+            ("breakdown[1].event_prop", ErrorKind::Invalid)
+        );
+        assert!(err.message.contains("user_prop"), "{}", err.message);
+    }
+}
+
+/// Defect 12's audit: accepted fields are never ignored. `limit` without a
+/// breakdown has nothing to cut and is refused; `where` in a `users` query
+/// without conditions hides events as it does everywhere.
+#[test]
+fn accepted_fields_are_honoured_or_refused() {
+    let events = sample_events();
+    let (_d, e) = engine_in(Layout::Compacted(SegmentFormat::EventMajor), &events, 3);
+    for mut q in every_kind() {
+        if let Some(m) = q.as_object_mut() {
+            m.remove("breakdown");
+        }
+        q["limit"] = json!(5);
+        let err = fail(&e, &q);
+        assert_eq!(
+            (err.path.as_str(), err.kind),
+            ("limit", ErrorKind::Invalid),
+            "{q}"
+        );
+        assert!(err.message.contains("no breakdown"), "{q}: {}", err.message);
+        if q["kind"] == "users" {
+            assert!(err.message.contains("return_users"), "{}", err.message);
+        }
+    }
+    let home = json!({"prop": "page", "op": "eq", "value": "home"});
+    for q in [
+        json!({"kind": "users", "where": home}),
+        json!({"kind": "users", "where": home, "did_not": [{"event": "churn"}]}),
+        json!({"kind": "users", "where": home, "did": [{"event": "visit"}]}),
+    ] {
+        // u0, u3, u6, u9 visited home.
+        let r = run(&e, &q);
+        assert_eq!(r["users"], json!(4), "{q}: {r}");
     }
 }
