@@ -33,7 +33,7 @@ use parking_lot::{Condvar, Mutex};
 pub mod export;
 
 pub use footprint_query as query;
-pub use footprint_query::{ErrorKind, QueryError, QueryOptions, ScanStats};
+pub use footprint_query::{ErrorKind, Limits, QueryError, QueryOptions, ScanStats};
 pub use footprint_storage as storage;
 pub use footprint_storage::{
     Alias, Event, Format, OpenReport, ProfileOp, ProfileUpdate, RowError, Store, StoreOptions,
@@ -225,10 +225,21 @@ impl Engine {
         query: &serde_json::Value,
         opts: QueryOptions,
     ) -> Result<serde_json::Value> {
+        self.query_json_with_limits(query, opts, Limits::default())
+    }
+
+    /// [`Engine::query_json`] within memory limits other than the default
+    /// ones (see [`footprint_query::limits`]).
+    pub fn query_json_with_limits(
+        &self,
+        query: &serde_json::Value,
+        opts: QueryOptions,
+        limits: Limits,
+    ) -> Result<serde_json::Value> {
         let store = &self.inner.store;
         Ok(self
             .pool
-            .install(|| footprint_query::execute(store, query, opts))?)
+            .install(|| footprint_query::execute_with_limits(store, query, opts, limits))?)
     }
 
     /// Flushes the memtable to segments now.

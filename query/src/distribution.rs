@@ -7,8 +7,10 @@ use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
 use crate::exec::{num, number, quantile_f64, Ctx, Prune};
+use crate::groups::Size;
 use crate::json::{array, Obj};
-use crate::model::{Common, EventRef, Key, Keys, Matcher};
+use crate::limits::{Metered, Usage, GROUP_CELLS};
+use crate::model::{Breakdown, Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
 
 /// Most bucket bounds.
@@ -133,12 +135,38 @@ impl Distribution {
     }
 }
 
+impl Distribution {
+    /// Whether the query reads no times and no row order (see
+    /// [`Ctx::order_free`]): over all time, not counting days, and without
+    /// an `event_prop` breakdown, which takes the user's first matching
+    /// event and so needs rows in time order.
+    pub fn order_free(&self, c: &Common) -> bool {
+        c.range.is_none()
+            && self.measure != Measure::Days
+            && !c
+                .breakdown
+                .iter()
+                .any(|b| matches!(b, Breakdown::Event { .. }))
+    }
+}
+
 struct Acc {
     clock: Clock,
     /// Per-user values, overall.
     all: Vec<f64>,
     keys: Keys,
     groups: Vec<Vec<f64>>,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        // With a breakdown, every value is kept twice: overall and in its group.
+        let copies = if self.keys.list.is_empty() { 1 } else { 2 };
+        Usage {
+            cells: self.keys.list.len() as u64 * (1 + GROUP_CELLS),
+            samples: self.all.len() as u64 * copies,
+        }
+    }
 }
 
 /// Runs a distribution query.
@@ -162,17 +190,14 @@ pub fn run(q: &Distribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut out = render(q, acc.all);
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Vec<f64>)> = acc.keys.list.into_iter().zip(acc.groups).collect();
-        let (arr, total) = crate::model::render_groups(
+        crate::groups::render(
+            &mut out,
             &c.breakdown,
             c.limit,
             groups,
-            |v| v.len() as u64,
+            |v| Size::Count(v.len() as u64),
             |v| render(q, v),
         );
-        out["groups"] = arr;
-        if let Some(total) = total {
-            out["groups_truncated"] = json!(total);
-        }
     }
     Ok(out)
 }

@@ -12,7 +12,9 @@ use serde_json::{json, Map, Value as Json};
 
 use crate::error::{QueryError, Result};
 use crate::exec::{number, Ctx, Prune};
+use crate::groups::Size;
 use crate::json::{array, check_keys, Obj};
+use crate::limits::{Limits, Metered, Usage, GROUP_CELLS};
 use crate::model::{Common, EventRef, Key, Keys, Matcher};
 use crate::time::{Clock, Unit};
 
@@ -20,8 +22,6 @@ use crate::time::{Clock, Unit};
 pub const MAX_METRICS: usize = 32;
 /// Most buckets one query may return.
 pub const MAX_BUCKETS: usize = 100_000;
-/// Most (breakdown group × metric × bucket) cells a query may hold.
-pub const MAX_CELLS: usize = 20_000_000;
 
 /// How a metric aggregates the events it matches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -195,6 +195,14 @@ impl Events {
         })
     }
 
+    /// Whether the query reads no times and no row order (see
+    /// [`Ctx::order_free`]): one `total` bucket over all time. Each row
+    /// adds to the cells of its own breakdown value, and distinct users
+    /// are marked per user, so the order of a user's rows does not matter.
+    pub fn order_free(&self, c: &Common) -> bool {
+        self.unit.is_none() && c.range.is_none()
+    }
+
     /// Users who can count: those who did the one named event every
     /// metric reads, when there is one.
     fn prune(&self) -> Prune {
@@ -330,6 +338,11 @@ impl Series {
 
     /// The value of bucket `b`.
     fn value(&self, agg: Agg, b: usize) -> Json {
+        if b >= self.len() {
+            // A placeholder no merge filled (never rendered: only an
+            // overflowed query leaves one, and it fails).
+            return Json::Null;
+        }
         match agg {
             Agg::Count => json!(self.count[b]),
             Agg::Users => json!(self.users[b]),
@@ -353,38 +366,39 @@ impl Series {
 
     /// The value over all buckets (distinct users over the whole range).
     fn total(&self, agg: Agg) -> Json {
-        let count: u64 = self.count.iter().sum();
-        let n: u64 = self.n.iter().sum();
-        let sum: f64 = self.sum.iter().sum();
-        match agg {
-            Agg::Count => json!(count),
-            Agg::Users => json!(self.total_users),
-            Agg::PerUser => ratio(count, self.total_users),
-            Agg::Sum => number(sum),
-            Agg::Avg => {
-                if n == 0 {
-                    Json::Null
-                } else {
-                    number(sum / n as f64)
-                }
-            }
-            Agg::Min => present(n, self.min.iter().copied().fold(f64::INFINITY, f64::min)),
-            Agg::Max => present(
-                n,
-                self.max.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            ),
-            Agg::Quantile(p) => {
-                let mut all: Vec<f64> = self.vals.iter().flatten().copied().collect();
-                percentile(&mut all, p)
-            }
+        match self.total_size(agg) {
+            Size::Count(n) => json!(n),
+            Size::Value(x) => number(x),
+            Size::Missing => Json::Null,
         }
     }
 
-    /// How big the total is, for ordering breakdown groups.
-    fn size(&self, agg: Agg) -> u64 {
-        match self.total(agg) {
-            Json::Number(x) => x.as_f64().map_or(0, |f| f.max(0.0) as u64),
-            _ => 0,
+    /// The exact total, which also orders breakdown groups.
+    fn total_size(&self, agg: Agg) -> Size {
+        let count: u64 = self.count.iter().sum();
+        let n: u64 = self.n.iter().sum();
+        let sum: f64 = self.sum.iter().sum();
+        let some = |x: f64| {
+            if n == 0 {
+                Size::Missing
+            } else {
+                Size::Value(x)
+            }
+        };
+        match agg {
+            Agg::Count => Size::Count(count),
+            Agg::Users => Size::Count(self.total_users),
+            Agg::PerUser if self.total_users == 0 => Size::Missing,
+            Agg::PerUser => Size::Value(count as f64 / self.total_users as f64),
+            Agg::Sum => Size::Value(sum),
+            Agg::Avg => some(sum / n as f64),
+            Agg::Min => some(self.min.iter().copied().fold(f64::INFINITY, f64::min)),
+            Agg::Max => some(self.max.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            Agg::Quantile(p) => {
+                let mut all: Vec<f64> = self.vals.iter().flatten().copied().collect();
+                all.sort_unstable_by(f64::total_cmp);
+                crate::exec::quantile_f64(&all, f64::from(p) / 100.0).into()
+            }
         }
     }
 }
@@ -430,8 +444,23 @@ struct Acc {
     keys: Keys,
     /// Per breakdown key id `k`: series `k * metrics .. (k + 1) * metrics`.
     groups: Vec<Series>,
-    cells: usize,
+    /// Cells and percentile samples held, checked against `limits` as they
+    /// grow: one user's rows can add many groups of a whole grid each.
+    cells: u64,
+    samples: u64,
+    limits: Limits,
+    /// A limit was reached: this accumulator stopped growing and the
+    /// query fails (the executor sees `usage` over the limit).
     overflow: bool,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        Usage {
+            cells: self.cells,
+            samples: self.samples,
+        }
+    }
 }
 
 /// The bucket grid: first bucket and how many.
@@ -447,6 +476,8 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut clock = Clock::new(c.tz);
     // The x axis: every bucket of the time range, or of the data.
     let extent = match c.range {
+        // An empty range has no buckets.
+        Some((from, to)) if from >= to => None,
         Some((from, to)) => Some((from, to - 1)),
         None => ctx.time_extent(),
     };
@@ -482,6 +513,13 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         }
     };
     let nm = q.metrics.len();
+    // Every shard holds the whole grid of every metric.
+    let grid_cells = (nm * grid.n) as u64;
+    ctx.budget().check(Usage {
+        cells: grid_cells.saturating_mul(ctx.shards().max(1) as u64),
+        samples: 0,
+    })?;
+    let limits = ctx.budget().limits();
     let init = || Acc {
         clock: Clock::new(c.tz),
         all: q
@@ -491,7 +529,9 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             .collect(),
         keys: Keys::default(),
         groups: Vec::new(),
-        cells: nm * grid.n,
+        cells: grid_cells,
+        samples: 0,
+        limits,
         overflow: false,
     };
     let acc = if grid.n == 0 {
@@ -505,12 +545,13 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             |a, b| merge(a, b, q),
         )?
     };
+    // The executor stops an overflowing scan; a merged result is checked
+    // too, so no partial answer ever passes for a whole one.
+    ctx.budget().check(acc.usage())?;
     if acc.overflow {
         return Err(QueryError::invalid(
-            "breakdown",
-            format!(
-                "too many groups: breakdown values × metrics × buckets exceeds {MAX_CELLS} cells; use a coarser interval, fewer metrics or a where filter"
-            ),
+            "",
+            "the query is too large for its memory limits",
         ));
     }
     let labels: Vec<String> = match grid.unit {
@@ -553,17 +594,14 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             .map(|k| (k, it.by_ref().take(nm).collect()))
             .collect();
         let agg0 = q.metrics[0].agg;
-        let (arr, total) = crate::model::render_groups(
+        crate::groups::render(
+            &mut out,
             &c.breakdown,
             c.limit,
             groups,
-            |s| s.first().map_or(0, |s| s.size(agg0)),
+            |s| s.first().map_or(Size::Missing, |s| s.total_size(agg0)),
             |s| json!({ "series": render(s) }),
         );
-        out["groups"] = arr;
-        if let Some(total) = total {
-            out["groups_truncated"] = json!(total);
-        }
     }
     Ok(out)
 }
@@ -594,8 +632,11 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
         keys,
         groups,
         cells,
+        samples,
+        limits,
         overflow,
     } = acc;
+    let group_cells = (nm * grid.n) as u64 + GROUP_CELLS;
     crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, mask| {
         if *overflow {
             return;
@@ -613,8 +654,8 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
         let base = if breakdown {
             let key = keys.id(&c.breakdown, u, i, profile) as usize * nm;
             if key >= groups.len() {
-                *cells += nm * grid.n;
-                if *cells > MAX_CELLS {
+                *cells += group_cells;
+                if *cells > limits.cells {
                     *overflow = true;
                     return;
                 }
@@ -630,6 +671,14 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
             bits &= bits - 1;
             let metric = &q.metrics[m];
             let v = metric.slot.and_then(|k| u.prop(k, i)).and_then(numeric);
+            if v.is_some() && matches!(metric.agg, Agg::Quantile(_)) {
+                // Kept in the overall series and the group's.
+                *samples += 1 + u64::from(base.is_some());
+                if *samples > limits.samples {
+                    *overflow = true;
+                    return;
+                }
+            }
             all[m].add(metric.agg, b, uid, v);
             if let Some(base) = base {
                 groups[base + m].add(metric.agg, b, uid, v);
@@ -639,30 +688,40 @@ fn per_user(q: &Events, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc, u:
 }
 
 fn merge(mut a: Acc, b: Acc, q: &Events) -> Acc {
+    if a.overflow || b.overflow {
+        // The query fails with the limit's error. An accumulator that
+        // overflowed holds a key without series, so its groups are not
+        // merged (nor indexed) at all; its usage, over the limit, stays.
+        a.overflow = true;
+        a.cells = a.cells.max(b.cells);
+        a.samples = a.samples.max(b.samples);
+        a.keys = Keys::default();
+        a.groups = Vec::new();
+        return a;
+    }
+    a.samples += b.samples;
     let nm = q.metrics.len();
-    a.overflow |= b.overflow;
     for (x, y) in a.all.iter_mut().zip(b.all) {
         x.merge(y);
     }
     let mut it = b.groups.into_iter();
     for key in b.keys.list {
         let id = a.keys.of(key) as usize;
-        if id * nm >= a.groups.len() {
-            a.cells += nm * a.all.first().map_or(0, |s| s.len());
-            if a.cells > MAX_CELLS {
+        let end = (id + 1) * nm;
+        if end > a.groups.len() {
+            a.cells += (nm * a.all.first().map_or(0, |s| s.len())) as u64 + GROUP_CELLS;
+            if a.cells > a.limits.cells {
                 a.overflow = true;
             }
-            a.groups
-                .extend(q.metrics.iter().map(|m| Series::new(m.agg, 0)));
+            // Placeholders, replaced below by `b`'s series.
+            a.groups.resize_with(end, Series::default);
         }
-        for m in 0..nm {
-            if let Some(s) = it.next() {
-                let dst = &mut a.groups[id * nm + m];
-                if dst.is_empty() {
-                    *dst = s;
-                } else {
-                    dst.merge(s);
-                }
+        for dst in &mut a.groups[id * nm..end] {
+            let Some(s) = it.next() else { break };
+            if dst.is_empty() {
+                *dst = s;
+            } else {
+                dst.merge(s);
             }
         }
     }
@@ -681,5 +740,95 @@ impl Series {
 
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::Filter;
+
+    fn query(nm: usize) -> Events {
+        let metrics: Vec<Metric> = (0..nm)
+            .map(|_| Metric {
+                event: EventRef {
+                    name: "e".into(),
+                    id: Some(Some(0)),
+                    filter: Filter::True,
+                },
+                agg: Agg::Count,
+                prop: None,
+                slot: None,
+            })
+            .collect();
+        let matcher = Matcher::new(metrics.iter().map(|m| &m.event));
+        Events {
+            metrics,
+            unit: None,
+            matcher,
+        }
+    }
+
+    /// An accumulator with groups for keys `keys`, and — when it
+    /// overflowed — one more key interned without series, as `per_user`
+    /// leaves it when a new group would exceed the cap.
+    fn acc(q: &Events, keys: &[&str], overflowed: Option<&str>) -> Acc {
+        let nm = q.metrics.len();
+        let mut a = Acc {
+            clock: Clock::new(chrono_tz::Tz::UTC),
+            all: q.metrics.iter().map(|m| Series::new(m.agg, 1)).collect(),
+            keys: Keys::default(),
+            groups: Vec::new(),
+            cells: nm as u64,
+            samples: 0,
+            limits: Limits::default(),
+            overflow: false,
+        };
+        for k in keys {
+            a.keys.of(vec![Some(Value::Str((*k).into()))]);
+            a.groups
+                .extend(q.metrics.iter().map(|m| Series::new(m.agg, 1)));
+            a.cells += nm as u64 + GROUP_CELLS;
+        }
+        if let Some(k) = overflowed {
+            a.keys.of(vec![Some(Value::Str(k.into()))]);
+            a.overflow = true;
+        }
+        a
+    }
+
+    /// Issue 11, defect 6: two shards that overflowed the cell cap used
+    /// to panic ("index out of bounds") when merged; any merge order of
+    /// overflowed and healthy accumulators now gives an overflowed one.
+    #[test]
+    fn merging_overflowed_accumulators_does_not_panic() {
+        let q = query(3);
+        let make = || {
+            vec![
+                acc(&q, &["a", "b"], Some("x")),
+                acc(&q, &["c"], Some("y")),
+                acc(&q, &["a", "d"], None),
+                acc(&q, &["y", "x", "b"], None),
+            ]
+        };
+        for first in 0..4 {
+            let mut list = make();
+            let mut out = list.remove(first);
+            for b in list {
+                out = merge(out, b, &q);
+            }
+            assert!(out.overflow, "starting from {first}");
+            assert_eq!(out.groups.len(), out.keys.list.len() * 3);
+        }
+        // Healthy accumulators merge every group, new keys included.
+        let out = merge(
+            acc(&q, &["a", "d"], None),
+            acc(&q, &["y", "x", "a"], None),
+            &q,
+        );
+        assert!(!out.overflow);
+        assert_eq!(out.keys.list.len(), 4);
+        assert_eq!(out.groups.len(), 12);
+        assert!(out.groups.iter().all(|s| s.len() == 1));
     }
 }

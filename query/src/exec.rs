@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 
 use crate::error::{ErrorKind, QueryError, Result};
 use crate::filter::{Filter, Props};
+use crate::limits::{Budget, Limits, Metered};
 
 /// How a query runs.
 #[derive(Debug, Clone, Default)]
@@ -63,11 +64,14 @@ pub struct Ctx<'a> {
     skip_times: bool,
     /// The query can take users as per-event runs.
     runs: bool,
+    /// What the query may hold, and holds so far.
+    budget: Budget,
 }
 
 impl<'a> Ctx<'a> {
-    /// A context over a fresh snapshot of `store`.
-    pub fn new(store: &'a Store, opts: QueryOptions) -> Self {
+    /// A context over a fresh snapshot of `store`, its query holding at
+    /// most `limits`.
+    pub fn new(store: &'a Store, opts: QueryOptions, limits: Limits) -> Self {
         Ctx {
             store,
             snapshot: store.snapshot(),
@@ -82,6 +86,7 @@ impl<'a> Ctx<'a> {
             events: None,
             skip_times: false,
             runs: false,
+            budget: Budget::new(limits),
         }
         .with_aliases()
     }
@@ -270,9 +275,13 @@ impl<'a> Ctx<'a> {
         self.events = Some(want);
     }
 
-    /// Declares that the query never reads event times (scans over all
-    /// time may then skip decoding them).
-    pub fn times_unused(&mut self) {
+    /// Declares that the query neither reads event times nor depends on
+    /// the order of a user's rows, so a scan over all time may skip
+    /// decoding times. A lone format 2 segment then hands over each user's
+    /// rows grouped by event, not in time order: a query that takes "the
+    /// first row" of anything (a breakdown value, a cohort, a pair) must
+    /// not call this.
+    pub fn order_free(&mut self) {
         self.skip_times = true;
     }
 
@@ -280,6 +289,22 @@ impl<'a> Ctx<'a> {
     /// ([`footprint_storage::UserRows::runs`]) instead of a merged list.
     pub fn runs_ok(&mut self) {
         self.runs = true;
+    }
+
+    /// The query's memory limits and what its shards hold.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Says how a query of this kind can be narrowed when it exceeds a
+    /// limit.
+    pub fn limit_hint(&mut self, hint: &'static str) {
+        self.budget.set_hint(hint);
+    }
+
+    /// The number of shards (each builds its own partial result).
+    pub fn shards(&self) -> usize {
+        self.snapshot.shards.len()
     }
 
     /// Warnings collected while planning.
@@ -295,7 +320,9 @@ impl<'a> Ctx<'a> {
     /// Runs `per_user` over every user (with events in `range`) of every
     /// shard in parallel, one accumulator per shard, merged with `merge`.
     /// When `prune` names an event, only users who ever did it are read.
-    pub fn run<A: Send>(
+    /// The accumulators are metered against the query's limits after every
+    /// user (see [`crate::limits`]).
+    pub fn run<A: Send + Metered>(
         &self,
         range: Option<(i64, i64)>,
         prune: Prune,
@@ -303,6 +330,10 @@ impl<'a> Ctx<'a> {
         per_user: impl Fn(&mut A, &UserRows<'_>) + Sync,
         merge: impl Fn(A, A) -> A + Sync,
     ) -> Result<A> {
+        if range.is_some_and(|(from, to)| from >= to) {
+            // An empty range (`from == to`, or a zero window) shows no event.
+            return Ok(init());
+        }
         let (prune, then) = match prune {
             // Nobody ever did the event every counted user needs.
             Prune::Nobody => return Ok(init()),
@@ -360,6 +391,8 @@ impl<'a> Ctx<'a> {
                     runs: self.runs,
                 };
                 let mut acc = init();
+                let mut meter = self.budget.meter();
+                let mut over: Option<QueryError> = None;
                 let mut n = 0u32;
                 let (mut users_read, mut events_read) = (0u64, 0u64);
                 let mut why: Option<ErrorKind> = None;
@@ -383,6 +416,11 @@ impl<'a> Ctx<'a> {
                         }
                     }
                     per_user(&mut acc, u);
+                    if let Err(e) = meter.update(acc.usage()) {
+                        over = Some(e);
+                        stop.store(true, Ordering::Relaxed);
+                        return false;
+                    }
                     true
                 })?;
                 // Keep the resident set to the shards being scanned.
@@ -391,8 +429,15 @@ impl<'a> Ctx<'a> {
                     st.users_read.fetch_add(users_read, Ordering::Relaxed);
                     st.events_read.fetch_add(events_read, Ordering::Relaxed);
                 }
+                if let Some(e) = over {
+                    return Err(e);
+                }
                 if !finished {
                     return Err(self.stopped(why));
+                }
+                if let Err(e) = meter.finish(acc.usage()) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
                 }
                 Ok(acc)
             })
@@ -423,14 +468,24 @@ impl<'a> Ctx<'a> {
         let mut out = out.unwrap_or_else(&init);
         if !self.groups.groups.is_empty() {
             let mut acc = init();
+            let mut meter = self.budget.meter();
+            let mut over: Option<QueryError> = None;
             self.for_each_person(range, |u| {
+                if over.is_some() {
+                    return;
+                }
                 if let Some(st) = &self.opts.stats {
                     st.users_read.fetch_add(1, Ordering::Relaxed);
                     st.events_read
                         .fetch_add(u.decoded as u64, Ordering::Relaxed);
                 }
-                per_user(&mut acc, u)
+                per_user(&mut acc, u);
+                over = meter.update(acc.usage()).err();
             })?;
+            if let Some(e) = over {
+                return Err(e);
+            }
+            meter.finish(acc.usage())?;
             out = merge(out, acc);
         }
         Ok(out)

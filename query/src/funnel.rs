@@ -8,6 +8,7 @@ use serde_json::{json, Value as Json};
 use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile_unsorted, Ctx, RowProps};
 use crate::json::{array, Obj};
+use crate::limits::{Metered, Usage, GROUP_CELLS};
 use crate::model::{Common, EventRef, Key};
 use crate::time::parse_window;
 
@@ -478,6 +479,20 @@ struct Acc {
     scratch: Scratch,
     /// Per level, the chain updates of [`per_user_runs`].
     levels: Vec<Vec<Update>>,
+    /// Step times kept, overall and in groups.
+    samples: u64,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        // Per result: a count per level and a time list per step.
+        let per = 2 * self.all.levels.len() as u64;
+        let groups = self.groups.len() as u64;
+        Usage {
+            cells: (1 + groups) * per + groups * GROUP_CELLS,
+            samples: self.samples,
+        }
+    }
 }
 
 /// A chain reaching a level: (time of the step, time of its step 1, index
@@ -513,6 +528,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             keys: crate::model::Keys::default(),
             groups: Vec::new(),
             truncated: 0,
+            samples: 0,
             entries: Vec::new(),
             scratch: Scratch::default(),
             levels: Vec::new(),
@@ -529,6 +545,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
                 }
             }
             a.truncated += b.truncated;
+            a.samples += b.samples;
             a
         },
     )?;
@@ -538,17 +555,14 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut out = json!({ "steps": steps_json(f, acc.all) });
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
-        let (arr, total) = crate::model::render_groups(
+        crate::groups::render(
+            &mut out,
             &c.breakdown,
             c.limit,
             groups,
-            |g| g.levels[1..].iter().sum(),
+            |g| crate::groups::Size::Count(g.levels[1..].iter().sum()),
             |g| json!({"steps": steps_json(f, g)}),
         );
-        out["groups"] = arr;
-        if let Some(total) = total {
-            out["groups_truncated"] = json!(total);
-        }
     }
     if acc.truncated > 0 {
         out["warnings"] = json!([format!(
@@ -655,12 +669,14 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
         }
     }
     acc.all.add(level, times);
+    acc.samples += level as u64 - 1;
     if !c.breakdown.is_empty() {
         let id = acc.keys.id(&c.breakdown, u, first_row as usize, profile) as usize;
         if id == acc.groups.len() {
             acc.groups.push(Agg::new(n));
         }
         acc.groups[id].add(level, times);
+        acc.samples += level as u64 - 1;
     }
 }
 
@@ -709,6 +725,7 @@ fn per_user_runs(f: &Funnel, acc: &mut Acc, runs: Runs<'_>) {
     let level = level_runs(n, times, f.window, &mut acc.levels, &mut chain);
     if level > 0 {
         acc.all.add(level, &chain[..level]);
+        acc.samples += level as u64 - 1;
     }
 }
 

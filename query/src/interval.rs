@@ -6,7 +6,9 @@ use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile, Ctx};
+use crate::groups::Size;
 use crate::json::Obj;
+use crate::limits::{Metered, Usage, GROUP_CELLS};
 use crate::model::{req_ref, Common, EventRef, Key};
 use crate::time::parse_window;
 
@@ -75,6 +77,17 @@ struct Acc {
     pairs: Vec<(i64, usize)>,
 }
 
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        // With a breakdown, every pair is kept twice: overall and in its group.
+        let copies = if self.keys.list.is_empty() { 1 } else { 2 };
+        Usage {
+            cells: self.keys.list.len() as u64 * (1 + GROUP_CELLS),
+            samples: self.all.len() as u64 * copies,
+        }
+    }
+}
+
 /// Runs an interval query.
 pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let acc = ctx.run(
@@ -98,12 +111,14 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let mut out = stats(acc.all);
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Vec<i64>)> = acc.keys.list.into_iter().zip(acc.groups).collect();
-        let (arr, total) =
-            crate::model::render_groups(&c.breakdown, c.limit, groups, |v| v.len() as u64, stats);
-        out["groups"] = arr;
-        if let Some(total) = total {
-            out["groups_truncated"] = json!(total);
-        }
+        crate::groups::render(
+            &mut out,
+            &c.breakdown,
+            c.limit,
+            groups,
+            |v| Size::Count(v.len() as u64),
+            stats,
+        );
     }
     Ok(out)
 }

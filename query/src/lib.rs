@@ -17,8 +17,10 @@ pub mod events;
 pub mod exec;
 pub mod filter;
 pub mod funnel;
+pub mod groups;
 pub mod interval;
 pub mod json;
+pub mod limits;
 pub mod model;
 pub mod retention;
 pub mod suggest;
@@ -30,6 +32,7 @@ use serde_json::Value as Json;
 
 pub use error::{ErrorKind, QueryError, Result};
 pub use exec::{QueryOptions, ScanStats};
+pub use limits::Limits;
 
 const KINDS: [&str; 11] = [
     "funnel",
@@ -46,8 +49,19 @@ const KINDS: [&str; 11] = [
 ];
 const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
 
-/// Parses, validates and runs a query against a snapshot of `store`.
+/// Parses, validates and runs a query against a snapshot of `store`, within
+/// the default [`Limits`].
 pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> {
+    execute_with_limits(store, query, opts, Limits::default())
+}
+
+/// [`execute`] within `limits` (see [`limits`]).
+pub fn execute_with_limits(
+    store: &Store,
+    query: &Json,
+    opts: QueryOptions,
+    limits: Limits,
+) -> Result<Json> {
     let mut o = json::Obj::new(query, "")?;
     let kind_path = o.at("kind");
     let kind = o.req_str("kind")?;
@@ -77,8 +91,21 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         allowed.extend_from_slice(own);
         json::check_keys(query, "", &allowed)?;
     }
-    let mut ctx = exec::Ctx::new(store, opts);
+    let mut ctx = exec::Ctx::new(store, opts, limits);
     let common = model::Common::parse(&mut o, &mut ctx)?;
+    if !own.is_empty() && common.breakdown.is_empty() && o.opt("limit").is_some() {
+        // Accepted fields are never ignored: without groups there is
+        // nothing for `limit` to cut.
+        let ids = if kind == "users" {
+            "; return_users caps the ids returned"
+        } else {
+            ""
+        };
+        return Err(QueryError::invalid(
+            "limit",
+            format!("limit caps breakdown groups, and this query has no breakdown{ids}"),
+        ));
+    }
     let mut result = match kind {
         "funnel" => {
             let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
@@ -95,6 +122,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         }
         "retention" => {
             let r = retention::Retention::parse(&mut o, &mut ctx)?;
+            ctx.limit_hint(
+                "fewer periods, a coarser unit, a shorter time_range, a users filter or a breakdown with fewer values",
+            );
             o.finish(&format!(
                 "{COMMON}, start, return, unit, periods, first_time"
             ))?;
@@ -104,6 +134,9 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         }
         "interval" => {
             let q = interval::Interval::parse(&mut o, &mut ctx)?;
+            ctx.limit_hint(
+                "a shorter time_range, a window, a where or users filter, or a breakdown with fewer values",
+            );
             o.finish(&format!("{COMMON}, from, to, pairs, window, approximate"))?;
             prepare(&mut ctx, &common, [&q.from.filter, &q.to.filter]);
             ctx.only_events([&q.from, &q.to]);
@@ -111,11 +144,14 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
         }
         "events" => {
             let q = events::Events::parse(&mut o, &mut ctx)?;
+            ctx.limit_hint(
+                "a shorter time_range, a coarser interval, fewer metrics (a percentile keeps every value), a where filter or a breakdown with fewer values",
+            );
             o.finish(&format!("{COMMON}, interval, metrics"))?;
             prepare(&mut ctx, &common, q.metrics.iter().map(|m| &m.event.filter));
             ctx.only_events(q.metrics.iter().map(|m| &m.event));
-            if q.unit.is_none() && common.range.is_none() {
-                ctx.times_unused();
+            if q.order_free(&common) {
+                ctx.order_free();
             }
             events::run(&q, &common, &ctx)?
         }
@@ -124,15 +160,16 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
             o.finish(&format!("{COMMON}, event, measure, buckets"))?;
             prepare(&mut ctx, &common, [&q.event.filter]);
             ctx.only_events([&q.event]);
-            if !matches!(q.measure, distribution::Measure::Days) && common.range.is_none() {
-                ctx.times_unused();
+            if q.order_free(&common) {
+                ctx.order_free();
             }
             distribution::run(&q, &common, &ctx)?
         }
         "users" => {
             // `within` windows end at the end of the range, or now.
             let end = common.range.map_or_else(now_ms, |r| r.1);
-            let q = users::Users::parse(&mut o, &mut ctx, end)?;
+            let q = users::Users::parse(&mut o, &mut ctx, &common, end)?;
+            ctx.limit_hint("a breakdown with fewer values");
             o.finish(&format!(
                 "{COMMON}, profile, did, did_not, save_as, return_users"
             ))?;
@@ -145,12 +182,13 @@ pub fn execute(store: &Store, query: &Json, opts: QueryOptions) -> Result<Json> 
                 ctx.need_profiles();
             }
             // Users with none of the conditions' events are members when
-            // every condition holds at zero, so only then are all rows needed.
+            // every condition holds at zero, so only then are all rows needed
+            // (to find a visible event, one that passes `where`).
             if q.some_event_needed() {
                 ctx.only_events(q.conditions.iter().map(|c| &c.event));
             }
-            if q.conditions.iter().all(|c| c.since.is_none()) && common.range.is_none() {
-                ctx.times_unused();
+            if q.order_free(&common) {
+                ctx.order_free();
             }
             users::run(&q, &common, &ctx)?
         }

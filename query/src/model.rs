@@ -118,10 +118,18 @@ impl Common {
                 let from = parse_instant(r.req("from")?, &r.at("from"))?;
                 let to = parse_instant(r.req("to")?, &r.at("to"))?;
                 r.finish("from, to")?;
-                if from >= to {
+                if from > to {
                     return Err(QueryError::invalid(
                         p,
-                        format!("from ({from}) must be before to ({to}); the range is half-open [from, to)"),
+                        format!(
+                            "from ({from}) is after to ({to}); the range is half-open [from, to)"
+                        ),
+                    ));
+                }
+                if from == to {
+                    // Valid and empty, as in SQL's `t >= from AND t < to`.
+                    ctx.warn(format!(
+                        "{p}: from equals to, so the half-open range [from, to) is empty and nothing is counted"
                     ));
                 }
                 Some((from, to))
@@ -271,18 +279,6 @@ fn find_cohort(v: &Json, path: &str) -> Option<String> {
 
 /// A breakdown key: one optional value per dimension.
 pub type Key = Vec<Option<Value>>;
-
-/// Renders a key as a JSON object `{dimension: value}`.
-pub fn key_json(dims: &[Breakdown], key: &Key) -> Json {
-    let mut m = serde_json::Map::new();
-    for (d, v) in dims.iter().zip(key) {
-        m.insert(
-            d.name().to_owned(),
-            v.as_ref().map_or(Json::Null, |v| v.to_json()),
-        );
-    }
-    Json::Object(m)
-}
 
 /// Parses a required event reference field.
 pub fn req_ref(o: &mut Obj<'_>, key: &'static str, ctx: &mut Ctx<'_>) -> Result<EventRef> {
@@ -497,43 +493,6 @@ pub fn for_each_match(
             f(i, mask);
         }
     }
-}
-
-/// Orders breakdown groups largest first (ties by key), keeps `limit` of
-/// them and renders each as `render(group)` plus its `key`. Returns the
-/// array and, when groups were cut, how many there were.
-pub fn render_groups<T>(
-    dims: &[Breakdown],
-    limit: usize,
-    groups: Vec<(Key, T)>,
-    size: impl Fn(&T) -> u64,
-    mut render: impl FnMut(T) -> serde_json::Value,
-) -> (serde_json::Value, Option<usize>) {
-    // Render each key once, not once per comparison.
-    let mut groups: Vec<(u64, String, serde_json::Value, T)> = groups
-        .into_iter()
-        .map(|(k, g)| {
-            let key = key_json(dims, &k);
-            (size(&g), key.to_string(), key, g)
-        })
-        .collect();
-    groups.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let total = groups.len();
-    groups.truncate(limit);
-    let out = groups
-        .into_iter()
-        .map(|(_, _, key, g)| {
-            let mut v = render(g);
-            if let Some(m) = v.as_object_mut() {
-                m.insert("key".into(), key);
-            }
-            v
-        })
-        .collect();
-    (
-        serde_json::Value::Array(out),
-        (total > limit).then_some(total),
-    )
 }
 
 /// Merges per-key sample lists (`b_keys[i]` owns `b[i]`) into `a`,

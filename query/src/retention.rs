@@ -9,6 +9,7 @@ use serde_json::{json, Value as Json};
 use crate::error::Result;
 use crate::exec::Ctx;
 use crate::json::Obj;
+use crate::limits::{Metered, Usage, GROUP_CELLS};
 use crate::model::{req_ref, Common, EventRef, Key};
 use crate::time::{Clock, Unit};
 
@@ -60,9 +61,20 @@ type Row = Vec<u64>;
 struct Acc {
     keys: crate::model::Keys,
     cells: FxHashMap<(u32, i64), Row>,
+    /// Entries of a row: periods + 1.
+    width: u64,
     clock: Clock,
     starts: Vec<(i64, usize)>,
     returns: Vec<i64>,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        Usage {
+            cells: self.cells.len() as u64 * self.width + self.keys.list.len() as u64 * GROUP_CELLS,
+            samples: 0,
+        }
+    }
 }
 
 /// Runs a retention query.
@@ -74,6 +86,7 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         || Acc {
             keys: crate::model::Keys::default(),
             cells: FxHashMap::default(),
+            width: width as u64,
             clock: Clock::new(c.tz),
             starts: Vec::new(),
             returns: Vec::new(),
@@ -133,17 +146,14 @@ pub fn run(r: &Retention, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     }
     let mut out = render(overall.into_iter().collect());
     let groups: Vec<(Key, Vec<(i64, Row)>)> = by_key.into_iter().collect();
-    let (arr, total) = crate::model::render_groups(
+    crate::groups::render(
+        &mut out,
         &c.breakdown,
         c.limit,
         groups,
-        |rows| rows.iter().map(|(_, r)| r[0]).sum(),
+        |rows| crate::groups::Size::Count(rows.iter().map(|(_, r)| r[0]).sum()),
         &mut render,
     );
-    out["groups"] = arr;
-    if let Some(total) = total {
-        out["groups_truncated"] = json!(total);
-    }
     Ok(out)
 }
 

@@ -9,10 +9,12 @@ use roaring::RoaringBitmap;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{Ctx, Prune, UserProps};
+use crate::exec::{num, Ctx, Prune, UserProps};
 use crate::filter::Filter;
+use crate::groups::Size;
 use crate::json::{array, check_keys, Obj};
-use crate::model::{Common, EventRef, Matcher};
+use crate::limits::{Metered, Usage, GROUP_CELLS};
+use crate::model::{Breakdown, Common, EventRef, Key, Keys, Matcher};
 use crate::time::parse_window;
 
 /// Most conditions in `did` and `did_not` together (one matcher bit each).
@@ -78,7 +80,16 @@ pub struct Users {
 
 impl Users {
     /// Reads the users fields. `end` is where `within` windows end.
-    pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>, end: i64) -> Result<Users> {
+    pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>, c: &Common, end: i64) -> Result<Users> {
+        for (i, d) in c.breakdown.iter().enumerate() {
+            if let Breakdown::Event { .. } = d {
+                // A member has many events, and no condition picks one.
+                return Err(QueryError::invalid(
+                    format!("breakdown[{i}].event_prop"),
+                    "users groups members by profile properties: use {\"user_prop\": NAME}",
+                ));
+            }
+        }
         let profile = match o.opt("profile") {
             None => Filter::True,
             Some(v) => crate::model::parse_profile_filter(v, &o.at("profile"))?,
@@ -165,6 +176,13 @@ impl Users {
         }
     }
 
+    /// Whether the query reads no times and no row order (see
+    /// [`Ctx::order_free`]): over all time, without `within` windows.
+    /// Conditions count rows, so their order does not matter.
+    pub fn order_free(&self, c: &Common) -> bool {
+        c.range.is_none() && self.conditions.iter().all(|c| c.since.is_none())
+    }
+
     /// Whether a member needs at least one event of some condition.
     pub fn some_event_needed(&self) -> bool {
         self.conditions.iter().any(|c| !c.op.holds(0, c.value))
@@ -207,6 +225,19 @@ fn parse_count(v: &Json, path: &str) -> Result<(CountOp, u64)> {
 struct Acc {
     members: RoaringBitmap,
     counts: Vec<u64>,
+    /// Breakdown groups: members per key id.
+    keys: Keys,
+    sizes: Vec<u64>,
+}
+
+impl Metered for Acc {
+    fn usage(&self) -> Usage {
+        // Members are a bitmap: at most a bit or two per user.
+        Usage {
+            cells: self.keys.list.len() as u64 * (1 + GROUP_CELLS),
+            samples: 0,
+        }
+    }
 }
 
 /// Runs a users query; saves the cohort when asked.
@@ -218,14 +249,35 @@ pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         |acc, u| per_user(q, c, ctx, acc, u),
         |mut a, b| {
             a.members |= b.members;
+            for (key, n) in b.keys.list.into_iter().zip(b.sizes) {
+                let id = a.keys.of(key) as usize;
+                if id == a.sizes.len() {
+                    a.sizes.push(n);
+                } else {
+                    a.sizes[id] += n;
+                }
+            }
             a
         },
     )?;
     let ids: Vec<u32> = acc.members.iter().take(q.return_users).collect();
+    let total = acc.members.len();
     let mut out = json!({
-        "users": acc.members.len(),
+        "users": total,
         "ids": ctx.user_names(&ids),
     });
+    if !c.breakdown.is_empty() {
+        // Property analysis: members per profile value, with their share.
+        let groups: Vec<(Key, u64)> = acc.keys.list.into_iter().zip(acc.sizes).collect();
+        crate::groups::render(
+            &mut out,
+            &c.breakdown,
+            c.limit,
+            groups,
+            |&n| Size::Count(n),
+            |n| json!({"users": n, "share": num(Some(n as f64 / total.max(1) as f64))}),
+        );
+    }
     if let Some(name) = &q.save_as {
         ctx.save_cohort(name, &acc.members)?;
         out["saved_as"] = json!(name);
@@ -239,6 +291,21 @@ fn per_user(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_
     };
     if !q.profile.is_true() && !q.profile.eval(&UserProps(profile)) {
         return;
+    }
+    if !c.filter.is_true() && !q.some_event_needed() {
+        // `where` hides events as `time_range` does: a user is considered
+        // only with a visible event. (When a condition needs an event, a
+        // member has one that passed `where`.)
+        let visible = (0..u.len()).any(|i| {
+            c.filter.eval(&crate::exec::RowProps {
+                rows: u,
+                i,
+                profile,
+            })
+        });
+        if !visible {
+            return;
+        }
     }
     acc.counts.clear();
     acc.counts.resize(q.conditions.len(), 0);
@@ -260,5 +327,12 @@ fn per_user(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_
         .all(|(cond, &n)| cond.op.holds(n, cond.value));
     if all {
         acc.members.insert(u.uid);
+        if !c.breakdown.is_empty() {
+            let id = acc.keys.id(&c.breakdown, u, 0, profile) as usize;
+            if id == acc.sizes.len() {
+                acc.sizes.push(0);
+            }
+            acc.sizes[id] += 1;
+        }
     }
 }

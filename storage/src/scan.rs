@@ -40,7 +40,9 @@ pub struct ScanSpec {
     /// The query never reads times (e.g. counts over all time): when the
     /// range is `None` and the shard has a single source, segment time
     /// columns are not decoded and `UserRows::times` is empty. A hint:
-    /// times may still be there.
+    /// times may still be there. Without times a format 2 segment hands
+    /// over a user's rows grouped by event, not in time order, so only a
+    /// query that does not depend on row order may ask.
     pub skip_times: bool,
     /// The query can take a user's rows as per-event runs
     /// ([`UserRows::runs`]) instead of one time-ordered list. A user whose

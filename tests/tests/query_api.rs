@@ -165,9 +165,9 @@ fn errors_name_the_path() {
             "unknown mode",
         ),
         (
-            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "time_range": {"from": 10, "to": 10}}),
+            json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "time_range": {"from": 11, "to": 10}}),
             "time_range",
-            "must be before",
+            "is after to",
         ),
         (
             json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "time_range": {"from": "yesterday", "to": 10}}),
