@@ -89,7 +89,8 @@ pub struct IngestReport {
     pub accepted: usize,
     /// Rows rejected.
     pub rejected: usize,
-    /// Why each rejected row was rejected (line numbers are 1-based).
+    /// Why the first rejected rows were rejected (at most
+    /// `storage::parse::MAX_ROW_ERRORS`; line numbers are 1-based).
     pub errors: Vec<RowError>,
 }
 
@@ -185,7 +186,7 @@ impl Engine {
         let parsed = footprint_storage::parse::parse_batch(text, format, 1);
         let report = IngestReport {
             accepted: parsed.events.len(),
-            rejected: parsed.errors.len(),
+            rejected: parsed.rejected,
             errors: parsed.errors,
         };
         self.ingest(parsed.events)?;
