@@ -464,6 +464,14 @@ async fn fallback() -> ApiError {
     )
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see server/API.md",
+    )
+}
+
 /// Counts every request, and every error response by its code.
 async fn count(
     State(app): State<Arc<App>>,
@@ -499,6 +507,7 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         .route("/v1/schema", get(schema))
         .route("/v1/stats", get(stats))
         .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), count))
         // Handlers read bodies themselves (within the same limit); this
         // bounds any extractor that would buffer one.

@@ -110,6 +110,13 @@ fn endpoints_and_error_codes() {
         "{b}"
     );
     assert_eq!(s.json("GET", "/v2/nothing", &[], "").0, 404);
+    // Found by fuzz/http_request: a wrong method was a bare 405, no JSON.
+    let (st, r) = s.json("GET", "/v1/events", &[], "");
+    assert_eq!(
+        (st, r["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{r}"
+    );
     let big = vec![b' '; 2 << 20];
     let (st, _, b) = s.req("POST", "/v1/events", &[], &big);
     assert_eq!(st, 413, "{b}");
