@@ -70,12 +70,23 @@ enum Layout {
     Csv,
 }
 
-/// A run of whole rows to parse on its own: the bytes, their format, and
-/// the number of their first line (for an array, of their first element).
+/// A run of whole rows to parse on its own: the bytes, their format, the
+/// number of their first line (for an array, of their first element), and
+/// for a piece of a JSON array, where it lies in the array.
 struct Unit {
     bytes: Vec<u8>,
     format: Format,
     first: usize,
+    part: Option<parse::ArrayPart>,
+}
+
+impl Unit {
+    fn parse(&self) -> parse::Parsed {
+        match self.part {
+            Some(part) => parse::parse_json_array_part(&self.bytes, self.first, part),
+            None => parse::parse_batch(&self.bytes, self.format, self.first),
+        }
+    }
 }
 
 /// Cuts a source into units of whole rows, byte-wise: nothing here needs
@@ -213,6 +224,7 @@ impl<'a> Chunker<'a> {
                                 bytes,
                                 format: Format::Csv,
                                 first,
+                                part: None,
                             }
                         }
                         (Some(h), Layout::Csv) => {
@@ -224,35 +236,33 @@ impl<'a> Chunker<'a> {
                                 bytes: with_header,
                                 format: Format::Csv,
                                 first: first - 1,
+                                part: None,
                             }
                         }
                         _ => Unit {
                             bytes,
                             format: Format::Json,
                             first,
+                            part: None,
                         },
                     }
                 }
                 Layout::Array => {
-                    // Each unit is a whole array of its own: `[` before the
-                    // elements of a later unit, `]` after those of an
-                    // earlier one; the cut's comma is dropped.
-                    if !self.carry.is_empty() {
+                    // The cut's comma lies between this piece and the next.
+                    let cut = !self.carry.is_empty();
+                    if cut {
                         self.carry.remove(0);
                     }
-                    let mut whole = Vec::with_capacity(bytes.len() + 2);
-                    if self.opened {
-                        whole.push(b'[');
-                    }
-                    whole.extend_from_slice(&bytes);
-                    if !self.eof {
-                        whole.push(b']');
-                    }
+                    let part = parse::ArrayPart {
+                        continued: self.opened,
+                        cut,
+                    };
                     self.opened = true;
                     Unit {
-                        bytes: whole,
+                        bytes,
                         format: Format::Json,
                         first,
+                        part: Some(part),
                     }
                 }
             };
@@ -304,10 +314,7 @@ pub fn load(
             }
             summary.rejected += rejected.len() as u64;
             record_errors(&mut summary, &name, rejected, max_errors_shown);
-            let parsed: Vec<parse::Parsed> = units
-                .par_iter()
-                .map(|u| parse::parse_batch(&u.bytes, u.format, u.first))
-                .collect();
+            let parsed: Vec<parse::Parsed> = units.par_iter().map(Unit::parse).collect();
             drop(units);
             for p in parsed {
                 summary.accepted += p.events.len() as u64;

@@ -12,7 +12,7 @@ use crate::value::{Props, Value};
 
 mod array;
 
-pub use array::array_cut;
+pub use array::{array_cut, ArrayPart};
 
 /// How many rejected rows a batch describes, with line and reason; rows
 /// rejected beyond these are only counted. Hostile input (millions of bad
@@ -150,21 +150,10 @@ pub fn parse_json_rows<T>(
     mut f: impl FnMut(Json) -> Result<T, String>,
 ) -> Rows<T> {
     let input = input.as_ref();
-    let mut out = Rows::default();
     if is_json_array(input) {
-        array::split(input, |index, element| {
-            let n = first_line + index;
-            let row = element
-                .and_then(|bytes| std::str::from_utf8(bytes).map_err(|e| not_utf8(&e)))
-                .and_then(|text| {
-                    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
-                })
-                .and_then(&mut f)
-                .map_err(|m| format!("array element {}: {m}", n - 1));
-            out.take(n, row);
-        });
-        return out;
+        return array_rows(input, first_line, ArrayPart::default(), f);
     }
+    let mut out = Rows::default();
     for (i, line) in input.split(|&b| b == b'\n').enumerate() {
         let n = first_line + i;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -177,6 +166,32 @@ pub fn parse_json_rows<T>(
         };
         out.take(n, row);
     }
+    out
+}
+
+/// Parses the events of a piece of a JSON array that [`array_cut`] cut out
+/// of a larger one; `first` is the number of its first element. The pieces
+/// of an array parse to the same rows and errors as the whole.
+pub fn parse_json_array_part(input: impl AsRef<[u8]>, first: usize, part: ArrayPart) -> Parsed {
+    array_rows(input.as_ref(), first, part, event_from_json).into()
+}
+
+fn array_rows<T>(
+    input: &[u8],
+    first: usize,
+    part: ArrayPart,
+    mut f: impl FnMut(Json) -> Result<T, String>,
+) -> Rows<T> {
+    let mut out = Rows::default();
+    array::split(input, part, |index, element| {
+        let n = first + index;
+        let row = element
+            .and_then(|bytes| std::str::from_utf8(bytes).map_err(|e| not_utf8(&e)))
+            .and_then(|text| serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}")))
+            .and_then(&mut f)
+            .map_err(|m| format!("array element {}: {m}", n - 1));
+        out.take(n, row);
+    });
     out
 }
 

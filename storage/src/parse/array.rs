@@ -64,16 +64,36 @@ fn non_empty(element: &[u8]) -> Result<&[u8], String> {
     }
 }
 
-/// Calls `each` with every element of the array that `input` holds (its
-/// first non-blank byte must be `[`), numbered from 0, in order. Damage
-/// around the elements comes as errors in the same sequence: an empty
-/// element, text after the closing `]`, or an array that is not closed
-/// (its last element is then rejected, as it may be cut short).
-pub(super) fn split(input: &[u8], mut each: impl FnMut(usize, Result<&[u8], String>)) {
-    let Some(open) = input.iter().position(|&b| !is_ws(b)) else {
-        return;
-    };
-    let mut pos = open + 1;
+/// Where a piece of a JSON array lies in the whole, when a bulk loader has
+/// cut the array at top-level commas ([`array_cut`]) and parses the pieces
+/// on their own. The whole array is the default: neither.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArrayPart {
+    /// The piece starts right after a cut comma, inside the array (no `[`).
+    pub continued: bool,
+    /// The piece ends right before a cut comma (no `]`): its last element
+    /// is whole.
+    pub cut: bool,
+}
+
+/// Calls `each` with every element of the array (or piece of one, see
+/// [`ArrayPart`]) that `input` holds, numbered from 0, in order; unless
+/// `part.continued`, the first non-blank byte must be `[`. Damage around
+/// the elements comes as errors in the same sequence: an empty element,
+/// text after the closing `]`, or an array that is not closed (its last
+/// element is then rejected, as it may be cut short).
+pub(super) fn split(
+    input: &[u8],
+    part: ArrayPart,
+    mut each: impl FnMut(usize, Result<&[u8], String>),
+) {
+    let mut pos = 0;
+    if !part.continued {
+        let Some(open) = input.iter().position(|&b| !is_ws(b)) else {
+            return;
+        };
+        pos = open + 1;
+    }
     let mut index = 0;
     loop {
         let (end, delim) = element_end(input, pos);
@@ -85,13 +105,18 @@ pub(super) fn split(input: &[u8], mut each: impl FnMut(usize, Result<&[u8], Stri
                 pos = end + 1;
             }
             Some(_) => {
-                if index > 0 || !element.is_empty() {
+                // `[]` is empty; `,]` (here or before the cut) an empty element.
+                if index > 0 || part.continued || !element.is_empty() {
                     each(index, non_empty(element));
                     index += 1;
                 }
                 if !trim(&input[end + 1..]).is_empty() {
                     each(index, Err("text after the closing ] of the array".into()));
                 }
+                return;
+            }
+            None if part.cut => {
+                each(index, non_empty(element));
                 return;
             }
             None => {
@@ -140,8 +165,12 @@ mod tests {
     use super::*;
 
     fn pieces(input: &str) -> Vec<Result<String, String>> {
+        pieces_of(input, ArrayPart::default())
+    }
+
+    fn pieces_of(input: &str, part: ArrayPart) -> Vec<Result<String, String>> {
         let mut out = Vec::new();
-        split(input.as_bytes(), |i, e| {
+        split(input.as_bytes(), part, |i, e| {
             assert_eq!(i, out.len());
             out.push(e.map(|b| String::from_utf8_lossy(b).into_owned()));
         });
@@ -176,6 +205,42 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got[1].as_ref().unwrap_err().contains("cut short"));
         assert_eq!(pieces("[").len(), 1);
+    }
+
+    #[test]
+    fn pieces_cut_at_commas_hold_what_the_whole_holds() {
+        for whole in [
+            "[,1]",
+            "[1,]",
+            "[;,]",
+            "[1,,2]",
+            "[1,2",
+            "[1,2] x",
+            "[ {\"a\":[1,2]} , \"s,\" ]",
+        ] {
+            let want = pieces(whole);
+            let mut cut = array_cut(whole.as_bytes(), false);
+            while let Some((at, n)) = cut {
+                let head = pieces_of(
+                    &whole[..at],
+                    ArrayPart {
+                        continued: false,
+                        cut: true,
+                    },
+                );
+                let tail = pieces_of(
+                    &whole[at + 1..],
+                    ArrayPart {
+                        continued: true,
+                        cut: false,
+                    },
+                );
+                assert_eq!(head.len(), n, "{whole} at {at}");
+                let got: Vec<_> = head.into_iter().chain(tail).collect();
+                assert_eq!(got, want, "{whole} cut at {at}");
+                cut = array_cut(&whole.as_bytes()[..at], false);
+            }
+        }
     }
 
     #[test]
