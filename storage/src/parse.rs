@@ -19,6 +19,13 @@ pub use array::{array_cut, ArrayPart};
 /// rows) then costs a count, not a message per row.
 pub const MAX_ROW_ERRORS: usize = 100;
 
+/// Longest JSON row (an NDJSON line or an array element) that is parsed;
+/// longer ones are rejected unread. A row's JSON tree takes up to ten times
+/// its text, so this bounds what one row can hold while it is parsed; any
+/// row within the per-row limits (1000 properties, ids and names of 1 KiB)
+/// of a real tracker is far smaller.
+pub const MAX_ROW_LEN: usize = 4 << 20;
+
 /// A rejected input row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RowError {
@@ -158,6 +165,7 @@ pub fn parse_json_rows<T>(
         let n = first_line + i;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let row = match std::str::from_utf8(line) {
+            _ if line.len() > MAX_ROW_LEN => Err(too_long(line.len())),
             Err(e) => Err(not_utf8(&e)),
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => serde_json::from_str(line)
@@ -186,6 +194,10 @@ fn array_rows<T>(
     array::split(input, part, |index, element| {
         let n = first + index;
         let row = element
+            .and_then(|bytes| match bytes.len() {
+                n if n > MAX_ROW_LEN => Err(too_long(n)),
+                _ => Ok(bytes),
+            })
             .and_then(|bytes| std::str::from_utf8(bytes).map_err(|e| not_utf8(&e)))
             .and_then(|text| serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}")))
             .and_then(&mut f)
@@ -193,6 +205,13 @@ fn array_rows<T>(
         out.take(n, row);
     });
     out
+}
+
+fn too_long(len: usize) -> String {
+    format!(
+        "the row is {len} bytes long; at most {} MiB are read",
+        MAX_ROW_LEN >> 20
+    )
 }
 
 fn not_utf8(e: &std::str::Utf8Error) -> String {
@@ -897,6 +916,30 @@ mod tests {
         let input = format!("user,event,time\n{}", "u,a\n".repeat(10_000));
         let p = parse_batch(&input, Format::Csv, 1);
         assert_eq!((p.rejected, p.errors.len()), (10_000, MAX_ROW_ERRORS));
+    }
+
+    #[test]
+    fn rows_over_the_length_limit_are_rejected_unread() {
+        let long = format!(
+            "{{\"user\":\"u\",\"event\":\"a\",\"time\":1,\"props\":{{\"a\":[{}1]}}}}",
+            "1,".repeat(MAX_ROW_LEN / 2)
+        );
+        let good = std::str::from_utf8(GOOD).unwrap();
+        let p = parse_batch(format!("{good}\n{long}\n{good}\n"), Format::Json, 1);
+        assert_eq!((p.events.len(), p.rejected), (2, 1));
+        assert_eq!(p.errors[0].line, 2);
+        assert!(
+            p.errors[0].message.contains("at most 4 MiB are read"),
+            "{:?}",
+            p.errors
+        );
+        let p = parse_batch(format!("[{good},{long},{good}]"), Format::Json, 1);
+        assert_eq!((p.events.len(), p.rejected), (2, 1));
+        assert!(
+            p.errors[0].message.contains("array element 1: the row is"),
+            "{:?}",
+            p.errors
+        );
     }
 
     #[test]
