@@ -72,12 +72,20 @@ fn server() -> Server {
         true => tempfile::tempdir_in("/dev/shm").unwrap(),
         false => tempfile::tempdir().unwrap(),
     };
-    let opts = EngineOptions { background: false, query_threads: 1, ..Default::default() };
+    let opts = EngineOptions {
+        background: false,
+        query_threads: 1,
+        ..Default::default()
+    };
     let engine = Arc::new(Engine::open(dir.path(), opts).unwrap());
     let keys = [Role::Ingest, Role::Query, Role::Admin]
         .into_iter()
         .zip(KEYS)
-        .map(|(role, key)| ApiKey { key: key.into(), role, name: String::new() })
+        .map(|(role, key)| ApiKey {
+            key: key.into(),
+            role,
+            name: String::new(),
+        })
         .collect();
     Server {
         _dir: dir,
@@ -127,7 +135,9 @@ fn gzip(members: &[&[u8]]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [route, flags, frame, rest @ ..] = data else { return };
+    let [route, flags, frame, rest @ ..] = data else {
+        return;
+    };
     let (method, path) = ROUTES[usize::from(*route) % ROUTES.len()];
     let (head, payload) = match rest.iter().position(|&b| b == 0) {
         Some(p) => (&rest[..p], &rest[p + 1..]),
@@ -159,7 +169,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut plain_headers = true;
     for line in head.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(&line[..colon]),
             HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
@@ -174,20 +186,30 @@ fuzz_target!(|data: &[u8]| {
     }
     let body = match *frame {
         0 => Body::from(sent),
-        n => Body::new(Frames { data: Bytes::from(sent), size: usize::from(n) }),
+        n => Body::new(Frames {
+            data: Bytes::from(sent),
+            size: usize::from(n),
+        }),
     };
     let Ok(req) = req.body(body) else { return };
 
     let response = SERVER.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|s| s.requests >= REQUESTS_PER_ENGINE) {
+        if cell
+            .as_ref()
+            .is_none_or(|s| s.requests >= REQUESTS_PER_ENGINE)
+        {
             // Drop the old engine (and its directory) before opening anew.
             *cell = None;
             *cell = Some(server());
         }
         let s = cell.as_mut().unwrap();
         s.requests += 1;
-        let router = if keyed { s.keyed.clone() } else { s.open.clone() };
+        let router = if keyed {
+            s.keyed.clone()
+        } else {
+            s.open.clone()
+        };
         RT.with(|rt| {
             rt.block_on(async move {
                 let r = router.oneshot(req).await.unwrap();
@@ -219,7 +241,11 @@ fuzz_target!(|data: &[u8]| {
         let rejected = reply["rejected"].as_u64().unwrap();
         let errors = reply["errors"].as_array().unwrap();
         assert!(errors.len() <= MAX_ROW_ERRORS, "{text}");
-        assert_eq!(errors.len() as u64, rejected.min(MAX_ROW_ERRORS as u64), "{text}");
+        assert_eq!(
+            errors.len() as u64,
+            rejected.min(MAX_ROW_ERRORS as u64),
+            "{text}"
+        );
         assert_eq!(status == 400, accepted == 0 && rejected > 0, "{text}");
         for e in errors {
             assert!(e["line"].as_u64().is_some_and(|l| l >= 1), "{text}");
@@ -227,7 +253,11 @@ fuzz_target!(|data: &[u8]| {
         // The HTTP path parses an events body exactly as the row parser does.
         if path == "/v1/events" && !gzipped && !claims_gzip && plain_headers {
             let p = parse::parse_batch(payload, Format::Json, 1);
-            assert_eq!((accepted, rejected), (p.events.len() as u64, p.rejected as u64), "{text}");
+            assert_eq!(
+                (accepted, rejected),
+                (p.events.len() as u64, p.rejected as u64),
+                "{text}"
+            );
         }
     }
 });

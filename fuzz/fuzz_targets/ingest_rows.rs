@@ -24,15 +24,34 @@ fuzz_target!(|data: &[u8]| {
     }
     // Bytes that are text parse as that text does.
     if let Ok(text) = std::str::from_utf8(data) {
-        let (a, b) = (parse_batch(data, Format::Auto, 1), parse_batch(text, Format::Auto, 1));
-        assert_eq!((a.events, a.errors, a.rejected), (b.events, b.errors, b.rejected));
+        let (a, b) = (
+            parse_batch(data, Format::Auto, 1),
+            parse_batch(text, Format::Auto, 1),
+        );
+        assert_eq!(
+            (a.events, a.errors, a.rejected),
+            (b.events, b.errors, b.rejected)
+        );
     }
     if is_json_array(data) {
         if let Some((cut, n)) = array_cut(data, false) {
             let whole = parse_batch(data, Format::Json, 1);
-            let head = parse_json_array_part(&data[..cut], 1, ArrayPart { continued: false, cut: true });
-            let tail =
-                parse_json_array_part(&data[cut + 1..], n + 1, ArrayPart { continued: true, cut: false });
+            let head = parse_json_array_part(
+                &data[..cut],
+                1,
+                ArrayPart {
+                    continued: false,
+                    cut: true,
+                },
+            );
+            let tail = parse_json_array_part(
+                &data[cut + 1..],
+                n + 1,
+                ArrayPart {
+                    continued: true,
+                    cut: false,
+                },
+            );
             assert_eq!(head.rejected + tail.rejected, whole.rejected);
             let mut errors: Vec<_> = head.errors.into_iter().chain(tail.errors).collect();
             errors.truncate(MAX_ROW_ERRORS);
