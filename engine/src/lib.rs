@@ -89,7 +89,8 @@ pub struct IngestReport {
     pub accepted: usize,
     /// Rows rejected.
     pub rejected: usize,
-    /// Why each rejected row was rejected (line numbers are 1-based).
+    /// Why the first rejected rows were rejected (at most
+    /// `storage::parse::MAX_ROW_ERRORS`; line numbers are 1-based).
     pub errors: Vec<RowError>,
 }
 
@@ -185,7 +186,7 @@ impl Engine {
         let parsed = footprint_storage::parse::parse_batch(text, format, 1);
         let report = IngestReport {
             accepted: parsed.events.len(),
-            rejected: parsed.errors.len(),
+            rejected: parsed.rejected,
             errors: parsed.errors,
         };
         self.ingest(parsed.events)?;
@@ -198,8 +199,14 @@ impl Engine {
         self.after_write()
     }
 
-    /// Links anonymous ids to known ids durably.
+    /// Links anonymous ids to known ids durably. Both ids must be valid
+    /// user ids (1 to 1024 bytes); otherwise nothing is written.
     pub fn alias(&self, aliases: Vec<Alias>) -> Result<()> {
+        for (i, a) in aliases.iter().enumerate() {
+            footprint_storage::parse::check_name(&a.anonymous, "anonymous")
+                .and_then(|()| footprint_storage::parse::check_name(&a.known, "known"))
+                .map_err(|m| Error::Invalid(format!("alias {i}: {m}")))?;
+        }
         self.inner.store.alias(aliases)?;
         self.after_write()
     }
@@ -317,5 +324,37 @@ fn background_loop(inner: &Inner) {
             tracing::error!("background compaction failed; writes are refused until reopen: {e}");
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: alias ids were not length-checked (a 10 MB id was stored).
+    #[test]
+    fn alias_ids_are_checked_like_user_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = EngineOptions {
+            background: false,
+            ..Default::default()
+        };
+        let e = Engine::open(dir.path(), opts).unwrap();
+        let link = |a: &str, k: &str| Alias {
+            anonymous: a.into(),
+            known: k.into(),
+        };
+        let long = "x".repeat(1025);
+        for (bad, want) in [
+            (link(&long, "u1"), "alias 1: anonymous is 1025 bytes long"),
+            (link("c2", &long), "alias 1: known is 1025 bytes long"),
+            (link("c2", ""), "alias 1: known is empty"),
+        ] {
+            let err = e.alias(vec![link("c1", "u1"), bad]).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+        assert_eq!(e.stats().unwrap().aliases, 0);
+        e.alias(vec![link(&"x".repeat(1024), "u1")]).unwrap();
+        assert_eq!(e.stats().unwrap().aliases, 1);
     }
 }

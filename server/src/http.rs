@@ -1,26 +1,30 @@
 //! The HTTP API: ingest, query, profiles, aliases, schema, stats, health
-//! and metrics over JSON, with API keys, body limits, a query time budget
-//! and a bound on concurrent queries. See `server/API.md`.
+//! and metrics over JSON, with API keys, body limits, a query time budget,
+//! and bounds on concurrent queries, concurrent ingests and the memory
+//! request bodies hold. See `server/API.md`.
+
+mod body;
+mod metrics;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use footprint_engine::storage::parse;
-use footprint_engine::{Alias, Engine, ErrorKind, QueryOptions};
+use footprint_engine::{Engine, ErrorKind, QueryOptions};
 use serde_json::{json, Value as Json};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use body::{Budget, Encoding, HeapSize};
+use metrics::Metrics;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -85,47 +89,58 @@ pub struct Config {
     pub query_timeout: Duration,
     /// Queries running at once; more get 503.
     pub max_queries: usize,
+    /// Ingest requests (events, profiles, aliases) in flight at once; more
+    /// get 503.
+    pub max_ingests: usize,
+    /// Bytes that request bodies in flight may hold in all: as sent, as
+    /// decoded, and as the rows parsed from them. Beyond it, 503.
+    pub max_inflight: usize,
+    /// Time a client has to send its whole body; slower ones get 408.
+    pub body_timeout: Duration,
 }
 
-#[derive(Default)]
-struct Metrics {
-    ingested: AtomicU64,
-    rejected_rows: AtomicU64,
-    requests: AtomicU64,
-    errors: parking_lot_free::Map,
-    queries: parking_lot_free::Map,
-    query_ms: parking_lot_free::Map,
-}
-
-/// A tiny mutex-protected counter map (no extra dependency needed).
-mod parking_lot_free {
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    #[derive(Default)]
-    pub struct Map(Mutex<BTreeMap<String, f64>>);
-
-    impl Map {
-        pub fn add(&self, key: &str, v: f64) {
-            if let Ok(mut m) = self.0.lock() {
-                *m.entry(key.to_owned()).or_default() += v;
-            }
+impl Config {
+    /// Settings for `addr` with the defaults of `footprint serve`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Config {
+            addr,
+            keys: None,
+            max_body: 64 << 20,
+            query_timeout: Duration::from_secs(30),
+            max_queries: 8,
+            max_ingests: 8,
+            max_inflight: 1 << 30,
+            body_timeout: Duration::from_secs(60),
         }
-        pub fn snapshot(&self) -> BTreeMap<String, f64> {
-            self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// Refuses settings under which a largest request could never be served.
+    pub fn check(&self) -> Result<()> {
+        if self.max_inflight < 2 * self.max_body {
+            bail!(
+                "--max-inflight-mb ({} MiB) must be at least twice --max-body-mb ({} MiB): a largest body sent gzipped is held both as sent and as decoded",
+                self.max_inflight >> 20,
+                self.max_body >> 20
+            );
         }
+        Ok(())
     }
 }
 
 struct App {
     engine: Arc<Engine>,
     cfg: Config,
-    slots: Semaphore,
+    /// Query slots.
+    slots: Arc<Semaphore>,
+    /// Ingest slots.
+    ingests: Arc<Semaphore>,
+    /// Memory held by request bodies.
+    budget: Budget,
     metrics: Metrics,
-    started: Instant,
 }
 
 /// An error response: `{"error": {"code", "message", "path"}}`.
+#[derive(Debug)]
 struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -142,7 +157,17 @@ impl ApiError {
             path: String::new(),
         }
     }
+
+    /// `503 busy`, answered with `Retry-After`.
+    fn busy(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message)
+    }
 }
+
+/// The code of an error response, for `/metrics` (set on the response by
+/// [`ApiError`], read by the counting middleware).
+#[derive(Clone, Copy)]
+struct ErrorCode(&'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -153,6 +178,7 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        r.extensions_mut().insert(ErrorCode(self.code));
         r
     }
 }
@@ -229,67 +255,15 @@ impl App {
         }
     }
 
-    /// The request body, gunzipped if `Content-Encoding: gzip`, within the size limit.
-    fn body(
-        &self,
-        headers: &HeaderMap,
-        body: std::result::Result<Bytes, BytesRejection>,
-    ) -> std::result::Result<Vec<u8>, ApiError> {
-        let body = body.map_err(|e| {
-            let status = e.status();
-            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "too_large"
-            } else {
-                "bad_body"
-            };
-            ApiError::new(
-                status,
-                code,
-                format!("{e} (limit {} bytes)", self.cfg.max_body),
-            )
-        })?;
-        match headers
-            .get(header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok())
-        {
-            None | Some("identity") => Ok(body.to_vec()),
-            Some("gzip") => {
-                let mut out = Vec::new();
-                let mut d =
-                    flate2::read::GzDecoder::new(&body[..]).take(self.cfg.max_body as u64 + 1);
-                d.read_to_end(&mut out).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "bad_body",
-                        format!("gzip body cannot be decoded: {e}"),
-                    )
-                })?;
-                if out.len() > self.cfg.max_body {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_large",
-                        format!("the decompressed body exceeds {} bytes", self.cfg.max_body),
-                    ));
-                }
-                Ok(out)
-            }
-            Some(other) => Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "bad_encoding",
-                format!("Content-Encoding {other} is not supported; use gzip or none"),
-            )),
-        }
+    /// An ingest slot, held until the reply; `503` when all are taken.
+    fn ingest_slot(&self) -> std::result::Result<OwnedSemaphorePermit, ApiError> {
+        self.ingests.clone().try_acquire_owned().map_err(|_| {
+            ApiError::busy(format!(
+                "{} ingest requests are in flight, the most this server takes at once (--max-ingests); retry shortly",
+                self.cfg.max_ingests
+            ))
+        })
     }
-}
-
-fn text(bytes: Vec<u8>) -> std::result::Result<String, ApiError> {
-    String::from_utf8(bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            format!("body is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
-        )
-    })
 }
 
 async fn blocking<T: Send + 'static>(
@@ -336,217 +310,147 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn events(
-    State(app): State<Arc<App>>,
+/// A batch write (events, profiles, aliases): within an ingest slot and the
+/// memory budget, read and decode the body, parse its rows one at a time,
+/// apply the good ones in one durable write, and reply with the count of
+/// rejected rows and the first [`parse::MAX_ROW_ERRORS`] of them.
+async fn write_rows<T: HeapSize + Send + 'static>(
+    app: Arc<App>,
     headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
+    body: Body,
+    parse: fn(Json) -> std::result::Result<T, String>,
+    apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<()>,
+    events: bool,
 ) -> ApiResult {
     app.authorize(&headers, Role::Ingest)?;
-    let text = text(app.body(&headers, body)?)?;
+    let encoding = Encoding::of(&headers)?;
+    let slot = app.ingest_slot()?;
+    let (raw, mut charge) = body::read(
+        &app.budget,
+        &headers,
+        body,
+        app.cfg.max_body,
+        app.cfg.body_timeout,
+    )
+    .await?;
     let a = app.clone();
-    let (accepted, errors) = blocking(move || -> std::result::Result<_, ApiError> {
-        let parsed = parse::parse_batch(&text, parse::Format::Json, 1);
-        let n = parsed.events.len();
-        a.engine.ingest(parsed.events)?;
-        Ok((n, parsed.errors))
+    // The slot and the charge go with the work: a client that hangs up
+    // does not free them while its rows are still being parsed or written.
+    let rows = blocking(move || -> std::result::Result<_, ApiError> {
+        let _slot = slot;
+        let text = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
+        let rows = body::parse_rows(text, &mut charge, parse)?;
+        let accepted = rows.rows.len();
+        apply(&a.engine, rows.rows)?;
+        Ok((accepted, rows.rejected, rows.errors))
     })
     .await??;
+    let (accepted, rejected, errors) = rows;
     app.metrics
-        .ingested
-        .fetch_add(accepted as u64, Ordering::Relaxed);
-    app.metrics
-        .rejected_rows
-        .fetch_add(errors.len() as u64, Ordering::Relaxed);
-    Ok(batch_reply(accepted, &errors))
-}
-
-/// Rows of an NDJSON or JSON-array body, each with its line (1-based).
-fn rows(text: &str) -> std::result::Result<Vec<(usize, Json)>, Vec<parse::RowError>> {
-    if text.trim_start().starts_with('[') {
-        let v: Vec<Json> = serde_json::from_str(text).map_err(|e| {
-            vec![parse::RowError {
-                line: e.line(),
-                message: format!("not a JSON array: {e}"),
-            }]
-        })?;
-        return Ok(v.into_iter().enumerate().map(|(i, r)| (i + 1, r)).collect());
-    }
-    let mut out = Vec::new();
-    let mut errs = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(v) => out.push((i + 1, v)),
-            Err(e) => errs.push(parse::RowError {
-                line: i + 1,
-                message: format!("not valid JSON: {e}"),
-            }),
-        }
-    }
-    if errs.is_empty() {
-        Ok(out)
-    } else {
-        Err(errs)
-    }
-}
-
-/// Parses every row of an NDJSON or JSON-array body with `f`, keeping the
-/// good rows and a line-numbered error for each bad one.
-fn parse_rows<T>(
-    text: &str,
-    f: impl Fn(Json) -> std::result::Result<T, String>,
-) -> (Vec<T>, Vec<parse::RowError>) {
-    let mut good = Vec::new();
-    let mut errors = Vec::new();
-    match rows(text) {
-        Err(e) => errors = e,
-        Ok(rows) => {
-            for (line, v) in rows {
-                match f(v) {
-                    Ok(x) => good.push(x),
-                    Err(message) => errors.push(parse::RowError { line, message }),
-                }
-            }
-        }
-    }
-    (good, errors)
-}
-
-/// The reply to a batch write: 200 unless every row was rejected.
-fn batch_reply(accepted: usize, errors: &[parse::RowError]) -> Response {
-    let status = if accepted == 0 && !errors.is_empty() {
+        .rows(if events { accepted } else { 0 }, rejected);
+    let status = if accepted == 0 && rejected > 0 {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    let shown: Vec<_> = errors.iter().take(1000).collect();
-    (
+    Ok((
         status,
-        axum::Json(json!({"accepted": accepted, "rejected": errors.len(), "errors": shown})),
+        axum::Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})),
     )
-        .into_response()
+        .into_response())
 }
 
-/// A row-per-line write (profiles, aliases): parse every row, apply the
-/// good ones (durable before the reply), reply with the per-row errors.
-async fn write_rows<T: Send + 'static>(
-    app: Arc<App>,
-    headers: &HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-    parse: impl Fn(Json) -> std::result::Result<T, String>,
-    apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<()>,
-) -> ApiResult {
-    app.authorize(headers, Role::Ingest)?;
-    let text = text(app.body(headers, body)?)?;
-    let (rows, errors) = parse_rows(&text, parse);
-    let n = rows.len();
-    blocking(move || apply(&app.engine, rows)).await??;
-    Ok(batch_reply(n, &errors))
-}
-
-async fn profiles(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> ApiResult {
+async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     write_rows(
         app,
-        &headers,
+        headers,
         body,
-        parse::parse_profile_update,
-        |e, ups| e.upsert_profiles(ups),
+        parse::event_from_json,
+        |e, evs| e.ingest(evs),
+        true,
     )
     .await
 }
 
-async fn alias(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> ApiResult {
-    write_rows(app, &headers, body, parse_alias, |e, links| e.alias(links)).await
+async fn profiles(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
+    write_rows(
+        app,
+        headers,
+        body,
+        parse::parse_profile_update,
+        |e, ups| e.upsert_profiles(ups),
+        false,
+    )
+    .await
 }
 
-/// One alias row: `{"anonymous": ID, "known": ID}`, nothing else.
-fn parse_alias(v: Json) -> std::result::Result<Alias, String> {
-    let a = v.get("anonymous").and_then(Json::as_str);
-    let k = v.get("known").and_then(Json::as_str);
-    let extra = v.as_object().map_or(0, |o| {
-        o.keys()
-            .filter(|k| *k != "anonymous" && *k != "known")
-            .count()
-    });
-    match (a, k) {
-        (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() && extra == 0 => Ok(Alias {
-            anonymous: a.to_owned(),
-            known: k.to_owned(),
-        }),
-        _ => Err("expected {\"anonymous\": ID, \"known\": ID} with non-empty string ids".into()),
-    }
+async fn alias(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
+    write_rows(
+        app,
+        headers,
+        body,
+        parse::parse_alias,
+        |e, links| e.alias(links),
+        false,
+    )
+    .await
 }
 
-async fn query(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: std::result::Result<Bytes, BytesRejection>,
-) -> ApiResult {
+async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     app.authorize(&headers, Role::Query)?;
-    let bytes = app.body(&headers, body)?;
-    let q: Json = serde_json::from_slice(&bytes).map_err(|e| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "bad_json",
-        message: format!(
-            "not valid JSON at line {} column {}: {e}",
-            e.line(),
-            e.column()
-        ),
-        path: String::new(),
-    })?;
-    let kind = q
-        .get("kind")
-        .and_then(Json::as_str)
-        .unwrap_or("?")
-        .chars()
-        .take(32)
-        .collect::<String>();
-    let Ok(permit) = app.slots.try_acquire() else {
-        app.metrics.errors.add("busy", 1.0);
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            format!(
-                "{} queries are running, the most this server runs at once; retry shortly",
-                app.cfg.max_queries
-            ),
-        ));
+    let encoding = Encoding::of(&headers)?;
+    let (raw, mut charge) = body::read(
+        &app.budget,
+        &headers,
+        body,
+        app.cfg.max_body,
+        app.cfg.body_timeout,
+    )
+    .await?;
+    // The slot is taken before the body becomes a JSON tree, so at most
+    // --max-queries trees are built at once.
+    let Ok(permit) = app.slots.clone().try_acquire_owned() else {
+        return Err(ApiError::busy(format!(
+            "{} queries are running, the most this server runs at once; retry shortly",
+            app.cfg.max_queries
+        )));
     };
     let t = Instant::now();
     let a = app.clone();
     let timeout = app.cfg.query_timeout;
-    let r = blocking(move || {
-        a.engine.query_json(
+    let (kind, r) = blocking(move || -> std::result::Result<_, ApiError> {
+        let _permit = permit;
+        let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
+        let q: Json = serde_json::from_slice(&bytes).map_err(|e| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_json",
+            message: format!(
+                "not valid JSON at line {} column {}: {e}",
+                e.line(),
+                e.column()
+            ),
+            path: String::new(),
+        })?;
+        drop(bytes);
+        let kind = q
+            .get("kind")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let r = a.engine.query_json(
             &q,
             QueryOptions {
                 timeout: Some(timeout),
                 ..Default::default()
             },
-        )
+        );
+        Ok((kind, r))
     })
-    .await?;
-    drop(permit);
-    app.metrics.queries.add(&kind, 1.0);
-    app.metrics
-        .query_ms
-        .add(&kind, t.elapsed().as_secs_f64() * 1e3);
+    .await??;
+    app.metrics.query(&kind, t.elapsed().as_secs_f64() * 1e3);
     match r {
         Ok(v) => Ok(axum::Json(v).into_response()),
-        Err(e) => {
-            let e = ApiError::from(e);
-            app.metrics.errors.add(e.code, 1.0);
-            Err(e)
-        }
+        Err(e) => Err(ApiError::from(e)),
     }
 }
 
@@ -573,50 +477,11 @@ async fn schema(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    use std::fmt::Write;
-    let m = &app.metrics;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# TYPE footprint_ingested_events_total counter\nfootprint_ingested_events_total {}",
-        m.ingested.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE footprint_rejected_rows_total counter\nfootprint_rejected_rows_total {}",
-        m.rejected_rows.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE footprint_requests_total counter\nfootprint_requests_total {}",
-        m.requests.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(out, "# TYPE footprint_queries_total counter");
-    for (k, v) in m.queries.snapshot() {
-        let _ = writeln!(
-            out,
-            "footprint_queries_total{{kind=\"{}\"}} {v}",
-            k.escape_default()
-        );
-    }
-    let _ = writeln!(out, "# TYPE footprint_query_milliseconds_total counter");
-    for (k, v) in m.query_ms.snapshot() {
-        let _ = writeln!(
-            out,
-            "footprint_query_milliseconds_total{{kind=\"{}\"}} {v:.3}",
-            k.escape_default()
-        );
-    }
-    let _ = writeln!(out, "# TYPE footprint_errors_total counter");
-    for (k, v) in m.errors.snapshot() {
-        let _ = writeln!(out, "footprint_errors_total{{code=\"{k}\"}} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# TYPE footprint_uptime_seconds gauge\nfootprint_uptime_seconds {:.0}",
-        app.started.elapsed().as_secs_f64()
-    );
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn fallback() -> ApiError {
@@ -627,13 +492,55 @@ async fn fallback() -> ApiError {
     )
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method; see server/API.md",
+    )
+}
+
+/// Counts every request, and every error response by its code.
 async fn count(
     State(app): State<Arc<App>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    app.metrics.requests.fetch_add(1, Ordering::Relaxed);
-    next.run(req).await
+    app.metrics.request();
+    let r = next.run(req).await;
+    if let Some(ErrorCode(code)) = r.extensions().get::<ErrorCode>() {
+        app.metrics.error(code);
+    }
+    r
+}
+
+/// The API's routes over `engine`, as `serve` runs them; tests and fuzz
+/// targets drive it in-process.
+pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
+    let app = Arc::new(App {
+        engine,
+        slots: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
+        ingests: Arc::new(Semaphore::new(cfg.max_ingests.max(1))),
+        budget: Budget::new(cfg.max_inflight),
+        metrics: Metrics::new(),
+        cfg: cfg.clone(),
+    });
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/v1/events", post(events))
+        .route("/v1/profiles", post(profiles))
+        .route("/v1/alias", post(alias))
+        .route("/v1/query", post(query))
+        .route("/v1/schema", get(schema))
+        .route("/v1/stats", get(stats))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), count))
+        // Handlers read bodies themselves (within the same limit); this
+        // bounds any extractor that would buffer one.
+        .layer(DefaultBodyLimit::max(cfg.max_body))
+        .with_state(app)
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests and
@@ -645,31 +552,13 @@ pub fn serve(engine: Engine, cfg: Config) -> Result<()> {
             cfg.addr
         );
     }
+    cfg.check()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let engine = Arc::new(engine);
-    let app = Arc::new(App {
-        engine: engine.clone(),
-        slots: Semaphore::new(cfg.max_queries.max(1)),
-        cfg: cfg.clone(),
-        metrics: Metrics::default(),
-        started: Instant::now(),
-    });
-    let router = Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/events", post(events))
-        .route("/v1/profiles", post(profiles))
-        .route("/v1/alias", post(alias))
-        .route("/v1/query", post(query))
-        .route("/v1/schema", get(schema))
-        .route("/v1/stats", get(stats))
-        .fallback(fallback)
-        .layer(axum::middleware::from_fn_with_state(app.clone(), count))
-        .layer(DefaultBodyLimit::max(cfg.max_body))
-        .with_state(app);
+    let router = router(engine.clone(), cfg.clone());
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.addr)
             .await

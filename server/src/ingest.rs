@@ -61,6 +61,216 @@ fn split_point(buf: &[u8], csv: bool) -> Option<usize> {
     last
 }
 
+/// How a source's rows are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Ndjson,
+    /// One JSON array, cut between elements.
+    Array,
+    Csv,
+}
+
+/// A run of whole rows to parse on its own: the bytes, their format, the
+/// number of their first line (for an array, of their first element), and
+/// for a piece of a JSON array, where it lies in the array.
+struct Unit {
+    bytes: Vec<u8>,
+    format: Format,
+    first: usize,
+    part: Option<parse::ArrayPart>,
+}
+
+impl Unit {
+    fn parse(&self) -> parse::Parsed {
+        match self.part {
+            Some(part) => parse::parse_json_array_part(&self.bytes, self.first, part),
+            None => parse::parse_batch(&self.bytes, self.format, self.first),
+        }
+    }
+}
+
+/// Cuts a source into units of whole rows, byte-wise: nothing here needs
+/// the input to be UTF-8 (a row that is not is rejected by the parser, with
+/// its line, like any other bad row).
+struct Chunker<'a> {
+    name: String,
+    reader: Box<dyn Read + 'a>,
+    format: Format,
+    layout: Option<Layout>,
+    carry: Vec<u8>,
+    /// Line of `carry`'s first byte (NDJSON, CSV) or number of its first
+    /// element (array).
+    next: usize,
+    /// The array's `[` lies in an earlier unit.
+    opened: bool,
+    csv_header: Option<Vec<u8>>,
+    /// Dropping the rest of an overlong NDJSON row.
+    skipping: bool,
+    eof: bool,
+}
+
+impl<'a> Chunker<'a> {
+    fn new(name: String, reader: Box<dyn Read + 'a>, format: Format) -> Self {
+        Chunker {
+            name,
+            reader,
+            format,
+            layout: None,
+            carry: Vec::new(),
+            next: 1,
+            opened: false,
+            csv_header: None,
+            skipping: false,
+            eof: false,
+        }
+    }
+
+    /// The next unit; `Ok(None)` at the end of the source. Rows it cannot
+    /// pass on whole (an NDJSON row over the chunk size) go to `rejected`.
+    fn next_unit(
+        &mut self,
+        summary: &mut LoadSummary,
+        progress: &indicatif::ProgressBar,
+        rejected: &mut Vec<RowError>,
+    ) -> Result<Option<Unit>> {
+        loop {
+            if self.eof && self.carry.is_empty() {
+                return Ok(None);
+            }
+            let mut buf = std::mem::take(&mut self.carry);
+            let have = buf.len();
+            buf.resize(have + CHUNK, 0);
+            let mut filled = have;
+            while filled < buf.len() && !self.eof {
+                let n = self
+                    .reader
+                    .read(&mut buf[filled..])
+                    .with_context(|| format!("cannot read {}", self.name))?;
+                if n == 0 {
+                    self.eof = true;
+                }
+                filled += n;
+            }
+            buf.truncate(filled);
+            progress.inc((filled - have) as u64);
+            summary.bytes += (filled - have) as u64;
+            if self.skipping {
+                // The rest of an overlong row: drop it through its newline.
+                if let Some(p) = buf.iter().position(|&b| b == b'\n') {
+                    self.skipping = false;
+                    self.next += 1;
+                    self.carry = buf.split_off(p + 1);
+                }
+                continue;
+            }
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let layout = *self.layout.get_or_insert_with(|| {
+                let head = &buf[..buf.len().min(4096)];
+                match self.format {
+                    Format::Csv => Layout::Csv,
+                    Format::Auto if parse::detect(head) == Format::Csv => Layout::Csv,
+                    _ if parse::is_json_array(head) => Layout::Array,
+                    _ => Layout::Ndjson,
+                }
+            });
+            let first = self.next;
+            let cut = if self.eof {
+                Some(buf.len())
+            } else {
+                match layout {
+                    Layout::Ndjson => split_point(&buf, false),
+                    Layout::Csv => split_point(&buf, true),
+                    Layout::Array => parse::array_cut(&buf, self.opened).map(|(cut, n)| {
+                        self.next += n;
+                        cut
+                    }),
+                }
+            };
+            let Some(cut) = cut else {
+                if layout != Layout::Ndjson {
+                    bail!(
+                        "{}: a row near {} {first} is longer than {} MiB",
+                        self.name,
+                        if layout == Layout::Array {
+                            "array element"
+                        } else {
+                            "line"
+                        },
+                        CHUNK >> 20
+                    );
+                }
+                rejected.push(RowError {
+                    line: first,
+                    message: format!("longer than {} MiB; skipped", CHUNK >> 20),
+                });
+                self.skipping = true;
+                continue;
+            };
+            let mut bytes = buf;
+            self.carry = bytes.split_off(cut);
+            let unit = match layout {
+                Layout::Ndjson | Layout::Csv => {
+                    self.next += bytes.iter().filter(|&&b| b == b'\n').count();
+                    match (&self.csv_header, layout) {
+                        (None, Layout::Csv) => {
+                            let end = bytes
+                                .iter()
+                                .position(|&b| b == b'\n')
+                                .unwrap_or(bytes.len());
+                            self.csv_header = Some(bytes[..end].to_vec());
+                            Unit {
+                                bytes,
+                                format: Format::Csv,
+                                first,
+                                part: None,
+                            }
+                        }
+                        (Some(h), Layout::Csv) => {
+                            let mut with_header = Vec::with_capacity(h.len() + 1 + bytes.len());
+                            with_header.extend_from_slice(h);
+                            with_header.push(b'\n');
+                            with_header.extend_from_slice(&bytes);
+                            Unit {
+                                bytes: with_header,
+                                format: Format::Csv,
+                                first: first - 1,
+                                part: None,
+                            }
+                        }
+                        _ => Unit {
+                            bytes,
+                            format: Format::Json,
+                            first,
+                            part: None,
+                        },
+                    }
+                }
+                Layout::Array => {
+                    // The cut's comma lies between this piece and the next.
+                    let cut = !self.carry.is_empty();
+                    if cut {
+                        self.carry.remove(0);
+                    }
+                    let part = parse::ArrayPart {
+                        continued: self.opened,
+                        cut,
+                    };
+                    self.opened = true;
+                    Unit {
+                        bytes,
+                        format: Format::Json,
+                        first,
+                        part: Some(part),
+                    }
+                }
+            };
+            return Ok(Some(unit));
+        }
+    }
+}
+
 /// Loads every source into `engine` as one all-or-nothing bulk load, or
 /// through the WAL batch by batch when `logged`.
 pub fn load(
@@ -81,100 +291,34 @@ pub fn load(
     };
     for src in sources {
         let name = src.name();
-        let mut reader: Box<dyn Read> = match src {
+        let reader: Box<dyn Read> = match src {
             Source::File(p) => Box::new(
                 std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
             ),
             Source::Stdin => Box::new(std::io::stdin().lock()),
         };
-        let mut carry: Vec<u8> = Vec::new();
-        let mut line_no = 1usize;
-        let mut fmt: Option<Format> = match format {
-            Format::Auto => None,
-            f => Some(f),
-        };
-        let mut csv_header: Option<String> = None;
-        let mut eof = false;
-        while !eof {
-            // Read a group of chunks, one per core, and parse them in parallel.
-            let mut texts: Vec<(usize, String)> = Vec::new();
+        let mut chunker = Chunker::new(name.clone(), reader, format);
+        let mut done = false;
+        while !done {
+            // Read a group of units, one per core, and parse them in parallel.
+            let mut units = Vec::new();
+            let mut rejected = Vec::new();
             for _ in 0..rayon::current_num_threads().max(2) {
-                let mut buf = std::mem::take(&mut carry);
-                let have = buf.len();
-                buf.resize(have + CHUNK, 0);
-                let mut filled = have;
-                while filled < buf.len() {
-                    let n = reader
-                        .read(&mut buf[filled..])
-                        .with_context(|| format!("cannot read {name}"))?;
-                    if n == 0 {
-                        eof = true;
+                match chunker.next_unit(&mut summary, progress, &mut rejected)? {
+                    Some(u) => units.push(u),
+                    None => {
+                        done = true;
                         break;
                     }
-                    filled += n;
-                }
-                buf.truncate(filled);
-                progress.inc((filled - have) as u64);
-                summary.bytes += (filled - have) as u64;
-                if buf.is_empty() {
-                    break;
-                }
-                let f = *fmt.get_or_insert_with(|| {
-                    parse::detect(&String::from_utf8_lossy(&buf[..buf.len().min(4096)]))
-                });
-                let cut = if eof {
-                    buf.len()
-                } else {
-                    match split_point(&buf, f == Format::Csv) {
-                        Some(p) => p,
-                        None => bail!(
-                            "{name}: a row near line {line_no} is longer than {} MiB",
-                            CHUNK >> 20
-                        ),
-                    }
-                };
-                carry = buf.split_off(cut);
-                let text = match String::from_utf8(buf) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        // Report the bad line and keep the rest of the chunk.
-                        let good = e.utf8_error().valid_up_to();
-                        let bytes = e.into_bytes();
-                        let bad_line =
-                            line_no + bytes[..good].iter().filter(|&&b| b == b'\n').count();
-                        bail!("{name}:{bad_line}: input is not valid UTF-8")
-                    }
-                };
-                let mut first = line_no;
-                let lines = text.bytes().filter(|&b| b == b'\n').count();
-                line_no += lines;
-                let text = if f == Format::Csv {
-                    match &csv_header {
-                        None => {
-                            let header = text.lines().next().unwrap_or("").to_owned();
-                            csv_header = Some(header);
-                            text
-                        }
-                        Some(h) => {
-                            first -= 1;
-                            format!("{h}\n{text}")
-                        }
-                    }
-                } else {
-                    text
-                };
-                texts.push((first, text));
-                if eof {
-                    break;
                 }
             }
-            let f = fmt.unwrap_or(Format::Json);
-            let parsed: Vec<parse::Parsed> = texts
-                .par_iter()
-                .map(|(first, text)| parse::parse_batch(text, f, *first))
-                .collect();
+            summary.rejected += rejected.len() as u64;
+            record_errors(&mut summary, &name, rejected, max_errors_shown);
+            let parsed: Vec<parse::Parsed> = units.par_iter().map(Unit::parse).collect();
+            drop(units);
             for p in parsed {
                 summary.accepted += p.events.len() as u64;
+                summary.rejected += p.rejected as u64;
                 record_errors(&mut summary, &name, p.errors, max_errors_shown);
                 match bulk.as_mut() {
                     Some(b) => b.add(p.events)?,
@@ -199,8 +343,8 @@ pub fn load(
     Ok(summary)
 }
 
+/// Keeps the first `max` errors of a load (the counts are kept apart).
 fn record_errors(summary: &mut LoadSummary, name: &str, errors: Vec<RowError>, max: usize) {
-    summary.rejected += errors.len() as u64;
     for e in errors {
         if summary.errors.len() < max {
             summary

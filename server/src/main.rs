@@ -9,8 +9,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod gen;
-mod http;
-mod ingest;
 mod rng;
 
 use std::io::Write;
@@ -20,6 +18,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use footprint_engine::{Engine, EngineOptions, Format, StoreOptions};
+use footprint_server::{http, ingest};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
@@ -162,6 +161,18 @@ enum Cmd {
         /// Queries running at once; more are answered 503 + Retry-After.
         #[arg(long, default_value_t = 8)]
         max_queries: usize,
+        /// Ingest requests (events, profiles, aliases) in flight at once;
+        /// more are answered 503 + Retry-After.
+        #[arg(long, default_value_t = 8)]
+        max_ingests: usize,
+        /// MiB that request bodies in flight may hold in all (as sent, as
+        /// decoded and as parsed rows); beyond it, 503 + Retry-After.
+        /// At least twice --max-body-mb.
+        #[arg(long, default_value_t = 1024)]
+        max_inflight_mb: usize,
+        /// Milliseconds a client has to send a whole body (else 408).
+        #[arg(long, default_value_t = 60_000)]
+        body_timeout_ms: u64,
         /// Shards of a new data directory.
         #[arg(long, default_value_t = 16)]
         shards: u32,
@@ -419,6 +430,9 @@ fn run(cli: Cli) -> Result<i32> {
             max_body_mb,
             query_timeout_ms,
             max_queries,
+            max_ingests,
+            max_inflight_mb,
+            body_timeout_ms,
             shards,
         } => {
             let keys = match keys {
@@ -426,15 +440,19 @@ fn run(cli: Cli) -> Result<i32> {
                 None => None,
             };
             let cfg = http::Config {
-                addr,
                 keys,
                 max_body: max_body_mb.saturating_mul(1 << 20),
                 query_timeout: std::time::Duration::from_millis(query_timeout_ms),
                 max_queries,
+                max_ingests,
+                max_inflight: max_inflight_mb.saturating_mul(1 << 20),
+                body_timeout: std::time::Duration::from_millis(body_timeout_ms),
+                ..http::Config::new(addr)
             };
             if cfg.keys.is_none() && !addr.ip().is_loopback() {
                 bail!("refusing to listen on {addr} without API keys: pass --keys FILE or bind to 127.0.0.1");
             }
+            cfg.check()?;
             let engine = open(&data, shards, true)?;
             http::serve(engine, cfg)?;
             Ok(0)

@@ -1,108 +1,12 @@
 //! The HTTP API end to end: a real `footprint serve` process on an
 //! ephemeral loopback port, every endpoint, every error code, and auth.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
+use std::io::Write;
+use std::process::Command;
 
-impl Server {
-    fn start(data: &std::path::Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_footprint"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("{line}"))
-            .to_owned();
-        Server { child, addr }
-    }
-
-    /// One request; returns (status, headers, body).
-    fn req(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, String, String) {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        let _ = s.write_all(body);
-        let mut raw = Vec::new();
-        let _ = s.read_to_end(&mut raw);
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let (h, b) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = h
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        // Bodies here are small; axum sends them with Content-Length.
-        (status, h.to_lowercase(), b.to_owned())
-    }
-
-    fn json(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &str,
-    ) -> (u16, serde_json::Value) {
-        let (st, _, b) = self.req(method, path, headers, body.as_bytes());
-        (
-            st,
-            serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)),
-        )
-    }
-
-    fn stop(mut self) -> (i32, String) {
-        sigterm(self.child.id());
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        let code = self.child.wait().unwrap().code().unwrap_or(-1);
-        (code, err)
-    }
-}
-
-/// SIGTERM through the `kill` command (no libc needed).
-fn sigterm(pid: u32) {
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
+use common::Server;
 
 #[test]
 fn endpoints_and_error_codes() {
@@ -206,6 +110,13 @@ fn endpoints_and_error_codes() {
         "{b}"
     );
     assert_eq!(s.json("GET", "/v2/nothing", &[], "").0, 404);
+    // Found by fuzz/http_request: a wrong method was a bare 405, no JSON.
+    let (st, r) = s.json("GET", "/v1/events", &[], "");
+    assert_eq!(
+        (st, r["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{r}"
+    );
     let big = vec![b' '; 2 << 20];
     let (st, _, b) = s.req("POST", "/v1/events", &[], &big);
     assert_eq!(st, 413, "{b}");
@@ -365,4 +276,31 @@ fn saturated_server_answers_503_with_retry_after() {
     let busy: Vec<_> = results.iter().filter(|(st, _)| *st == 503).collect();
     assert!(!busy.is_empty(), "no request was turned away");
     assert!(busy.iter().all(|(_, h)| h.contains("retry-after: 1")));
+}
+
+/// A gzip body of several members (as `cat a.gz b.gz` makes, and as
+/// streaming compressors emit) is decoded whole; only the first member
+/// used to be read, and the rest dropped without a word.
+#[test]
+fn a_gzip_body_of_several_members_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("d"), &[]);
+    let member = |row: &str| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(row.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    };
+    let body = [
+        member("{\"user\":\"u1\",\"event\":\"visit\",\"time\":1}\n"),
+        member("{\"user\":\"u2\",\"event\":\"visit\",\"time\":2}\n"),
+    ]
+    .concat();
+    let (st, _, b) = s.req("POST", "/v1/events", &[("Content-Encoding", "gzip")], &body);
+    assert_eq!(st, 200, "{b}");
+    assert!(b.contains("\"accepted\":2"), "{b}");
+    let mut bad = body.clone();
+    bad.extend_from_slice(b"not gzip");
+    let (st, _, b) = s.req("POST", "/v1/events", &[("Content-Encoding", "gzip")], &bad);
+    assert_eq!(st, 400, "{b}");
+    assert!(b.contains("gzip body cannot be decoded"), "{b}");
 }

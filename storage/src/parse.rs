@@ -5,9 +5,26 @@
 use serde_json::{Map, Value as Json};
 
 use crate::event::{
-    Event, ProfileOp, ProfileUpdate, MAX_NAME_LEN, MAX_PROPS, MAX_TIME, MAX_VALUE_LEN, MIN_TIME,
+    Alias, Event, ProfileOp, ProfileUpdate, MAX_NAME_LEN, MAX_PROPS, MAX_TIME, MAX_VALUE_LEN,
+    MIN_TIME,
 };
 use crate::value::{Props, Value};
+
+mod array;
+
+pub use array::{array_cut, ArrayPart};
+
+/// How many rejected rows a batch describes, with line and reason; rows
+/// rejected beyond these are only counted. Hostile input (millions of bad
+/// rows) then costs a count, not a message per row.
+pub const MAX_ROW_ERRORS: usize = 100;
+
+/// Longest JSON row (an NDJSON line or an array element) that is parsed;
+/// longer ones are rejected unread. A row's JSON tree takes up to ten times
+/// its text, so this bounds what one row can hold while it is parsed; any
+/// row within the per-row limits (1000 properties, ids and names of 1 KiB)
+/// of a real tracker is far smaller.
+pub const MAX_ROW_LEN: usize = 4 << 20;
 
 /// A rejected input row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -24,13 +41,68 @@ impl std::fmt::Display for RowError {
     }
 }
 
-/// The outcome of parsing a batch.
+/// The rows of a batch: the accepted ones, and the rejected ones described
+/// up to [`MAX_ROW_ERRORS`] and counted in full.
+#[derive(Debug)]
+pub struct Rows<T> {
+    /// Accepted rows, in input order.
+    pub rows: Vec<T>,
+    /// The first [`MAX_ROW_ERRORS`] rejected rows, in input order.
+    pub errors: Vec<RowError>,
+    /// How many rows were rejected in all.
+    pub rejected: usize,
+}
+
+impl<T> Default for Rows<T> {
+    fn default() -> Self {
+        Rows {
+            rows: Vec::new(),
+            errors: Vec::new(),
+            rejected: 0,
+        }
+    }
+}
+
+impl<T> Rows<T> {
+    /// Counts a rejected row; describes it while fewer than
+    /// [`MAX_ROW_ERRORS`] are described.
+    pub fn reject(&mut self, line: usize, message: impl Into<String>) {
+        self.rejected += 1;
+        if self.errors.len() < MAX_ROW_ERRORS {
+            self.errors.push(RowError {
+                line,
+                message: message.into(),
+            });
+        }
+    }
+
+    fn take(&mut self, line: usize, row: Result<T, String>) {
+        match row {
+            Ok(r) => self.rows.push(r),
+            Err(message) => self.reject(line, message),
+        }
+    }
+}
+
+/// The outcome of parsing a batch of events.
 #[derive(Debug, Default)]
 pub struct Parsed {
     /// Accepted events, in input order.
     pub events: Vec<Event>,
-    /// Rejected rows, in input order.
+    /// The first [`MAX_ROW_ERRORS`] rejected rows, in input order.
     pub errors: Vec<RowError>,
+    /// How many rows were rejected in all.
+    pub rejected: usize,
+}
+
+impl From<Rows<Event>> for Parsed {
+    fn from(r: Rows<Event>) -> Self {
+        Parsed {
+            events: r.rows,
+            errors: r.errors,
+            rejected: r.rejected,
+        }
+    }
 }
 
 /// Input format of a batch.
@@ -44,71 +116,114 @@ pub enum Format {
     Csv,
 }
 
-/// Parses a whole batch. `first_line` is the line number of the batch's first line.
-pub fn parse_batch(input: &str, format: Format, first_line: usize) -> Parsed {
+/// Parses a whole batch. `first_line` is the line number of the batch's
+/// first line (for a JSON array, the number of its first element).
+///
+/// The input is bytes, not text: a row that is not valid UTF-8 is rejected
+/// with its line like any other bad row, and the rows around it are kept.
+pub fn parse_batch(input: impl AsRef<[u8]>, format: Format, first_line: usize) -> Parsed {
+    let input = input.as_ref();
     let format = match format {
         Format::Auto => detect(input),
         f => f,
     };
     match format {
         Format::Csv => parse_csv(input, first_line),
-        _ => {
-            if input.trim_start().starts_with('[') {
-                parse_json_array(input)
-            } else {
-                parse_ndjson(input, first_line)
-            }
-        }
+        _ => parse_json_rows(input, first_line, event_from_json).into(),
     }
 }
 
-/// Guesses the format of an input from its first non-blank character.
-pub fn detect(input: &str) -> Format {
-    match input.trim_start().chars().next() {
-        Some('{') | Some('[') => Format::Json,
-        None => Format::Json,
+/// Guesses the format of an input from its first non-blank byte.
+pub fn detect(input: impl AsRef<[u8]>) -> Format {
+    match input.as_ref().iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | Some(b'[') | None => Format::Json,
         _ => Format::Csv,
     }
 }
 
-/// Parses NDJSON lines; blank lines are skipped.
-pub fn parse_ndjson(input: &str, first_line: usize) -> Parsed {
-    let mut out = Parsed::default();
-    for (i, line) in input.lines().enumerate() {
+/// True when `input` is a JSON array (its first non-blank byte is `[`),
+/// false for NDJSON.
+pub fn is_json_array(input: &[u8]) -> bool {
+    input.iter().find(|b| !array::is_ws(**b)) == Some(&b'[')
+}
+
+/// Parses the rows of an NDJSON or JSON-array body with `f`, one row at a
+/// time: a row's JSON tree is dropped before the next is parsed, so memory
+/// follows the accepted rows, never the whole body as JSON. Line numbers
+/// start at `first_line` (for an array, the number of its first element).
+pub fn parse_json_rows<T>(
+    input: impl AsRef<[u8]>,
+    first_line: usize,
+    mut f: impl FnMut(Json) -> Result<T, String>,
+) -> Rows<T> {
+    let input = input.as_ref();
+    if is_json_array(input) {
+        return array_rows(input, first_line, ArrayPart::default(), f);
+    }
+    let mut out = Rows::default();
+    for (i, line) in input.split(|&b| b == b'\n').enumerate() {
         let n = first_line + i;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_json_line(line) {
-            Ok(e) => out.events.push(e),
-            Err(message) => out.errors.push(RowError { line: n, message }),
-        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let row = match std::str::from_utf8(line) {
+            _ if line.len() > MAX_ROW_LEN => Err(too_long(line.len())),
+            Err(e) => Err(not_utf8(&e)),
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => serde_json::from_str(line)
+                .map_err(|e| format!("not valid JSON: {e}"))
+                .and_then(&mut f),
+        };
+        out.take(n, row);
     }
     out
 }
 
-fn parse_json_array(input: &str) -> Parsed {
-    let mut out = Parsed::default();
-    let rows: Vec<Json> = match serde_json::from_str(input) {
-        Ok(r) => r,
-        Err(e) => {
-            out.errors.push(RowError {
-                line: e.line(),
-                message: format!("not a JSON array of events: {e}"),
-            });
-            return out;
-        }
-    };
-    for (i, row) in rows.into_iter().enumerate() {
-        match event_from_json(row) {
-            Ok(e) => out.events.push(e),
-            Err(message) => out.errors.push(RowError {
-                line: i + 1,
-                message: format!("array element {i}: {message}"),
-            }),
-        }
-    }
+/// Parses the events of a piece of a JSON array that [`array_cut`] cut out
+/// of a larger one; `first` is the number of its first element. The pieces
+/// of an array parse to the same rows and errors as the whole.
+pub fn parse_json_array_part(input: impl AsRef<[u8]>, first: usize, part: ArrayPart) -> Parsed {
+    array_rows(input.as_ref(), first, part, event_from_json).into()
+}
+
+fn array_rows<T>(
+    input: &[u8],
+    first: usize,
+    part: ArrayPart,
+    mut f: impl FnMut(Json) -> Result<T, String>,
+) -> Rows<T> {
+    let mut out = Rows::default();
+    array::split(input, part, |index, element| {
+        let n = first + index;
+        let row = element
+            .and_then(|bytes| match bytes.len() {
+                n if n > MAX_ROW_LEN => Err(too_long(n)),
+                _ => Ok(bytes),
+            })
+            .and_then(|bytes| std::str::from_utf8(bytes).map_err(|e| not_utf8(&e)))
+            .and_then(|text| serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}")))
+            .and_then(&mut f)
+            .map_err(|m| format!("array element {}: {m}", n - 1));
+        out.take(n, row);
+    });
     out
+}
+
+fn too_long(len: usize) -> String {
+    format!(
+        "the row is {len} bytes long; at most {} MiB are read",
+        MAX_ROW_LEN >> 20
+    )
+}
+
+fn not_utf8(e: &std::str::Utf8Error) -> String {
+    format!(
+        "not valid UTF-8 (byte {} of the row); send text as UTF-8",
+        e.valid_up_to() + 1
+    )
+}
+
+/// Parses NDJSON lines (or a JSON array); blank lines are skipped.
+pub fn parse_ndjson(input: impl AsRef<[u8]>, first_line: usize) -> Parsed {
+    parse_json_rows(input, first_line, event_from_json).into()
 }
 
 /// Parses one NDJSON line into an event.
@@ -421,49 +536,43 @@ pub fn csv_cell_value(cell: &str) -> Option<Value> {
 }
 
 /// Parses CSV with a header line `user,event,time,<prop>...`.
-pub fn parse_csv(input: &str, first_line: usize) -> Parsed {
-    let mut out = Parsed::default();
+pub fn parse_csv(input: impl AsRef<[u8]>, first_line: usize) -> Parsed {
+    let mut out = Rows::default();
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
-        .from_reader(input.as_bytes());
+        .from_reader(input.as_ref());
     let mut records = rdr.records();
     let header = match records.next() {
-        None => return out,
+        None => return out.into(),
         Some(Err(e)) => {
-            out.errors.push(RowError {
-                line: first_line,
-                message: format!("unreadable CSV header: {e}"),
-            });
-            return out;
+            out.reject(
+                first_line,
+                format!("unreadable CSV header: {}", csv_error(&e)),
+            );
+            return out.into();
         }
         Some(Ok(h)) => h,
     };
     let cols: Vec<String> = header.iter().map(|s| s.trim().to_owned()).collect();
     if cols.len() < 3 || cols[0] != "user" || cols[1] != "event" || cols[2] != "time" {
-        out.errors.push(RowError {
-            line: first_line,
-            message: format!(
+        out.reject(
+            first_line,
+            format!(
                 "CSV header must start with user,event,time; got {}",
                 cols.join(",")
             ),
-        });
-        return out;
+        );
+        return out.into();
     }
     for (i, c) in cols.iter().enumerate().skip(3) {
         if let Err(m) = check_name(c, "property name") {
-            out.errors.push(RowError {
-                line: first_line,
-                message: format!("CSV header column {}: {m}", i + 1),
-            });
-            return out;
+            out.reject(first_line, format!("CSV header column {}: {m}", i + 1));
+            return out.into();
         }
         if cols[..i].contains(c) {
-            out.errors.push(RowError {
-                line: first_line,
-                message: format!("CSV header names column \"{c}\" twice"),
-            });
-            return out;
+            out.reject(first_line, format!("CSV header names column \"{c}\" twice"));
+            return out.into();
         }
     }
     for rec in records {
@@ -479,10 +588,7 @@ pub fn parse_csv(input: &str, first_line: usize) -> Parsed {
                     .position()
                     .map(|p| p.line() as usize + first_line - 1)
                     .unwrap_or(0);
-                out.errors.push(RowError {
-                    line,
-                    message: format!("unreadable CSV row: {e}"),
-                });
+                out.reject(line, format!("unreadable CSV row: {}", csv_error(&e)));
                 continue;
             }
         };
@@ -490,22 +596,31 @@ pub fn parse_csv(input: &str, first_line: usize) -> Parsed {
             continue;
         }
         if rec.len() != cols.len() {
-            out.errors.push(RowError {
+            out.reject(
                 line,
-                message: format!(
+                format!(
                     "expected {} CSV columns (as in the header), got {}",
                     cols.len(),
                     rec.len()
                 ),
-            });
+            );
             continue;
         }
-        match csv_row(&cols, &rec) {
-            Ok(e) => out.events.push(e),
-            Err(message) => out.errors.push(RowError { line, message }),
-        }
+        out.take(line, csv_row(&cols, &rec));
     }
-    out
+    out.into()
+}
+
+/// A CSV reader's error in the words the other rows use.
+fn csv_error(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "field {} is not valid UTF-8 (byte {} of the field); send text as UTF-8",
+            err.field() + 1,
+            err.valid_up_to() + 1
+        ),
+        _ => e.to_string(),
+    }
 }
 
 fn csv_row(cols: &[String], rec: &csv::StringRecord) -> Result<Event, String> {
@@ -597,6 +712,30 @@ pub fn parse_profile_update(v: Json) -> Result<ProfileUpdate, String> {
         }
     }
     Ok(ProfileUpdate { user, op, props })
+}
+
+/// Parses one identity link: `{"anonymous": ID, "known": ID}`, nothing
+/// else. Both ids are checked like a user id (non-empty, at most
+/// `MAX_NAME_LEN` bytes): they name users.
+pub fn parse_alias(v: Json) -> Result<Alias, String> {
+    const SHAPE: &str = "expected {\"anonymous\": ID, \"known\": ID}";
+    let Json::Object(mut obj) = v else {
+        return Err(format!("{SHAPE}, got {}", json_kind(&v)));
+    };
+    if let Some(k) = obj.keys().find(|k| *k != "anonymous" && *k != "known") {
+        return Err(format!("unknown field \"{k}\" (allowed: anonymous, known)"));
+    }
+    let mut id = |what: &str| match obj.remove(what) {
+        Some(Json::String(s)) => check_name(&s, what).map(|()| s),
+        None | Some(Json::Null) => Err(format!("missing {what}; {SHAPE}")),
+        Some(other) => Err(format!(
+            "{what} must be a string id, got {}",
+            json_kind(&other)
+        )),
+    };
+    let anonymous = id("anonymous")?;
+    let known = id("known")?;
+    Ok(Alias { anonymous, known })
 }
 
 #[cfg(test)]
@@ -726,5 +865,127 @@ mod tests {
         assert!(
             parse_profile_update(serde_json::json!({"user":"u","op":"merge","props":{}})).is_err()
         );
+    }
+
+    const GOOD: &[u8] = br#"{"user":"u","event":"a","time":1}"#;
+
+    #[test]
+    fn a_row_that_is_not_utf8_rejects_only_itself() {
+        // NDJSON: line 2 has a lone 0xff inside a string.
+        let mut input = GOOD.to_vec();
+        input.extend_from_slice(b"\n{\"user\":\"u\xff\",\"event\":\"a\",\"time\":1}\r\n");
+        input.extend_from_slice(GOOD);
+        let p = parse_batch(&input, Format::Auto, 1);
+        assert_eq!((p.events.len(), p.rejected), (2, 1), "{:?}", p.errors);
+        assert_eq!(p.errors[0].line, 2);
+        assert!(
+            p.errors[0].message.contains("not valid UTF-8"),
+            "{:?}",
+            p.errors
+        );
+        // JSON array: element 1.
+        let mut input = b"[".to_vec();
+        input.extend_from_slice(GOOD);
+        input.extend_from_slice(b",\n{\"user\":\"\xc3\",\"event\":\"a\",\"time\":1},");
+        input.extend_from_slice(GOOD);
+        input.push(b']');
+        let p = parse_batch(&input, Format::Json, 1);
+        assert_eq!((p.events.len(), p.rejected), (2, 1), "{:?}", p.errors);
+        assert_eq!(p.errors[0].line, 2);
+        assert!(p.errors[0]
+            .message
+            .contains("array element 1: not valid UTF-8"));
+        // CSV: row on line 3.
+        let input = b"user,event,time,plan\nu,a,1,pro\nu,a,2,\xe9t\xe9\nu,a,3,free\n";
+        let p = parse_batch(input, Format::Auto, 1);
+        assert_eq!((p.events.len(), p.rejected), (2, 1), "{:?}", p.errors);
+        assert_eq!(p.errors[0].line, 3);
+        assert!(p.errors[0].message.contains("field 4 is not valid UTF-8"));
+    }
+
+    #[test]
+    fn errors_are_capped_and_counted() {
+        let input = "1\n".repeat(10_000);
+        let p = parse_batch(&input, Format::Json, 1);
+        assert_eq!((p.events.len(), p.rejected), (0, 10_000));
+        assert_eq!(p.errors.len(), MAX_ROW_ERRORS);
+        assert_eq!(p.errors[MAX_ROW_ERRORS - 1].line, MAX_ROW_ERRORS);
+        let input = format!("[{}1]", "1,".repeat(9_999));
+        let p = parse_batch(&input, Format::Json, 1);
+        assert_eq!((p.rejected, p.errors.len()), (10_000, MAX_ROW_ERRORS));
+        let input = format!("user,event,time\n{}", "u,a\n".repeat(10_000));
+        let p = parse_batch(&input, Format::Csv, 1);
+        assert_eq!((p.rejected, p.errors.len()), (10_000, MAX_ROW_ERRORS));
+    }
+
+    #[test]
+    fn rows_over_the_length_limit_are_rejected_unread() {
+        let long = format!(
+            "{{\"user\":\"u\",\"event\":\"a\",\"time\":1,\"props\":{{\"a\":[{}1]}}}}",
+            "1,".repeat(MAX_ROW_LEN / 2)
+        );
+        let good = std::str::from_utf8(GOOD).unwrap();
+        let p = parse_batch(format!("{good}\n{long}\n{good}\n"), Format::Json, 1);
+        assert_eq!((p.events.len(), p.rejected), (2, 1));
+        assert_eq!(p.errors[0].line, 2);
+        assert!(
+            p.errors[0].message.contains("at most 4 MiB are read"),
+            "{:?}",
+            p.errors
+        );
+        let p = parse_batch(format!("[{good},{long},{good}]"), Format::Json, 1);
+        assert_eq!((p.events.len(), p.rejected), (2, 1));
+        assert!(
+            p.errors[0].message.contains("array element 1: the row is"),
+            "{:?}",
+            p.errors
+        );
+    }
+
+    #[test]
+    fn array_elements_number_from_first_line() {
+        let input = format!("[{},1]", std::str::from_utf8(GOOD).unwrap());
+        let p = parse_batch(&input, Format::Json, 41);
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.errors[0].line, 42);
+        assert!(p.errors[0].message.starts_with("array element 41:"));
+    }
+
+    #[test]
+    fn alias_ids_are_checked_like_user_ids() {
+        let ok = parse_alias(serde_json::json!({"anonymous": "c1", "known": "u1"})).unwrap();
+        assert_eq!((ok.anonymous.as_str(), ok.known.as_str()), ("c1", "u1"));
+        let long = "x".repeat(MAX_NAME_LEN + 1);
+        for (v, want) in [
+            (
+                serde_json::json!({"anonymous": long, "known": "u1"}),
+                "anonymous is 1025 bytes long",
+            ),
+            (
+                serde_json::json!({"anonymous": "c1", "known": long}),
+                "known is 1025 bytes long",
+            ),
+            (
+                serde_json::json!({"anonymous": "", "known": "u1"}),
+                "anonymous is empty",
+            ),
+            (serde_json::json!({"anonymous": "c1"}), "missing known"),
+            (
+                serde_json::json!({"anonymous": 3, "known": "u1"}),
+                "must be a string",
+            ),
+            (
+                serde_json::json!({"anonymous": "c1", "known": "u1", "x": 1}),
+                "unknown field \"x\"",
+            ),
+            (serde_json::json!([1]), "got an array"),
+        ] {
+            let err = parse_alias(v).unwrap_err();
+            assert!(err.contains(want), "{err}");
+        }
+        assert!(parse_alias(
+            serde_json::json!({"anonymous": "x".repeat(MAX_NAME_LEN), "known": "u"})
+        )
+        .is_ok());
     }
 }
