@@ -43,6 +43,9 @@ pub struct Fault {
     /// Failures to inject before the fault disarms itself (`u32::MAX`:
     /// until the guard is dropped).
     pub times: u32,
+    /// Wait this long before failing; with `errno` 0, wait and then let
+    /// the operation run (a stalled disk).
+    pub stall: std::time::Duration,
 }
 
 struct Armed {
@@ -100,22 +103,35 @@ pub(crate) fn check(op: Op, path: &Path) -> std::io::Result<()> {
     if !ANY.load(Ordering::Relaxed) {
         return Ok(());
     }
-    let mut faults = FAULTS.lock();
-    for a in faults.iter_mut() {
-        let f = &a.fault;
-        if f.op != op
-            || !path.starts_with(&f.under)
-            || !path.to_string_lossy().contains(f.path_contains.as_str())
-        {
-            continue;
+    let hit = {
+        let mut faults = FAULTS.lock();
+        faults.iter_mut().find_map(|a| {
+            let f = &a.fault;
+            if f.op != op
+                || !path.starts_with(&f.under)
+                || !path.to_string_lossy().contains(f.path_contains.as_str())
+            {
+                return None;
+            }
+            a.seen += 1;
+            if a.seen > f.skip && a.failed < f.times {
+                a.failed += 1;
+                return Some((f.errno, f.stall));
+            }
+            None
+        })
+    };
+    match hit {
+        Some((errno, stall)) => {
+            // Sleep with the registry unlocked: other threads' checks go on.
+            std::thread::sleep(stall);
+            match errno {
+                0 => Ok(()),
+                e => Err(std::io::Error::from_raw_os_error(e)),
+            }
         }
-        a.seen += 1;
-        if a.seen > f.skip && a.failed < f.times {
-            a.failed += 1;
-            return Err(std::io::Error::from_raw_os_error(f.errno));
-        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -133,6 +149,7 @@ mod tests {
             errno: libc::EIO,
             skip: 1,
             times: 1,
+            stall: Default::default(),
         });
         let wal = dir.path().join("wal/000001.log");
         assert!(check(Op::Fsync, &wal).is_ok(), "the first is skipped");

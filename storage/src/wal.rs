@@ -509,6 +509,7 @@ mod tests {
             errno: libc::EIO,
             skip: 0,
             times: 1,
+            stall: Default::default(),
         });
         assert!(wal.sync(t1).is_err());
         assert_eq!(g.failures(), 1);
@@ -532,6 +533,7 @@ mod tests {
             // The file's magic, then the first frame.
             skip: 2,
             times: 1,
+            stall: Default::default(),
         });
         let t = wal.append(&sample().encode()).unwrap();
         wal.sync(t).unwrap();

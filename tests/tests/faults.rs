@@ -32,10 +32,7 @@ fn batch(writer: usize, seq: u64, n: u64) -> Vec<Event> {
             user: format!("w{writer}-{}", (seq * n + i) % 97),
             event: "tick".into(),
             time: 1_767_225_600_000 + (seq * n + i) as i64,
-            props: vec![(
-                "key".into(),
-                Value::Str(format!("{writer}/{seq}/{i}")),
-            )],
+            props: vec![("key".into(), Value::Str(format!("{writer}/{seq}/{i}")))],
         })
         .collect()
 }
@@ -113,7 +110,10 @@ fn check_after_fault(
     tried: &BTreeSet<String>,
     why: &str,
 ) {
-    let reason = engine.store().poisoned().expect("the store says it is poisoned");
+    let reason = engine
+        .store()
+        .poisoned()
+        .expect("the store says it is poisoned");
     assert!(reason.contains(why), "reason {reason:?} should say {why:?}");
     let e = engine.ingest(batch(99, 0, 1)).unwrap_err().to_string();
     assert!(e.contains(why), "a refused write names the cause: {e}");
@@ -127,7 +127,12 @@ fn check_after_fault(
     let engine = Engine::open(dir, opts()).unwrap();
     let stored = stored_keys(&engine);
     let lost: Vec<_> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     let stray: Vec<_> = stored.difference(tried).collect();
     assert!(stray.is_empty(), "events never sent: {stray:?}");
     // The reopened store works again.
@@ -143,6 +148,7 @@ fn fault(dir: &std::path::Path, op: Op, path_contains: &str, errno: i32, skip: u
         errno,
         skip,
         times: 1,
+        stall: Default::default(),
     }
 }
 
@@ -169,7 +175,13 @@ fn a_full_disk_during_wal_append_acknowledges_nothing_after_it() {
     let (acked, tried) = write_until_failure(&engine);
     assert_eq!(g.failures(), 1);
     drop(g);
-    check_after_fault(dir.path(), engine, &acked, &tried, "No space left on device");
+    check_after_fault(
+        dir.path(),
+        engine,
+        &acked,
+        &tried,
+        "No space left on device",
+    );
 }
 
 /// Writes acknowledged batches, then runs `step` with `fault` armed, which
@@ -292,5 +304,61 @@ fn a_full_disk_during_a_bulk_load() {
     assert_eq!(g.failures(), 1);
     drop(g);
     // Nothing of the load is visible; what was acknowledged before stays.
-    check_after_fault(dir.path(), engine, &acked, &acked, "No space left on device");
+    check_after_fault(
+        dir.path(),
+        engine,
+        &acked,
+        &acked,
+        "No space left on device",
+    );
+}
+
+/// A flush, compaction or bulk publication does its fsyncs before it takes
+/// the state lock: a disk that stalls them stalls neither ingest nor
+/// queries.
+#[test]
+fn a_stalled_fsync_in_maintenance_stalls_neither_ingest_nor_queries() {
+    for (target, step) in [
+        ("segments", "flush"),
+        ("MANIFEST", "flush"),
+        ("dict", "flush"),
+        ("segments", "compact"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path(), opts()).unwrap();
+        for round in 0..4 {
+            engine.ingest(batch(1, round, 20)).unwrap();
+            engine.flush().unwrap();
+        }
+        engine.ingest(batch(2, 0, 20)).unwrap();
+        let g = arm(Fault {
+            stall: std::time::Duration::from_secs(3),
+            errno: 0,
+            ..fault(dir.path(), Op::Fsync, target, 0, 0)
+        });
+        std::thread::scope(|s| {
+            let maintenance = s.spawn(|| match step {
+                "flush" => engine.flush(),
+                _ => engine.compact().map(|_| ()),
+            });
+            // Wait until the maintenance task is inside the stalled fsync.
+            while g.failures() == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            for seq in 1..5 {
+                engine.ingest(batch(3, seq, 10)).unwrap();
+                let r = engine
+                    .query(r#"{"kind": "events", "metrics": [{"event": "tick"}], "interval": "total"}"#)
+                    .unwrap();
+                assert!(r.is_object());
+                engine.store().snapshot();
+            }
+            assert!(
+                !maintenance.is_finished(),
+                "{step} with a stalled {target} fsync: ingest and queries ran while it was stalled"
+            );
+            maintenance.join().unwrap().unwrap();
+        });
+        assert_eq!(engine.stats().unwrap().events, 4 * 20 + 20 + 4 * 10);
+    }
 }

@@ -262,6 +262,9 @@ fn concurrent_writes_queries_and_maintenance_never_lock_up() {
     let engine = Arc::try_unwrap(engine).ok().unwrap();
     engine.close().unwrap();
     let reopened = Engine::open(dir.path(), EngineOptions::default()).unwrap();
-    assert_eq!(reopened.stats().unwrap().events, acked.load(Ordering::Relaxed));
+    assert_eq!(
+        reopened.stats().unwrap().events,
+        acked.load(Ordering::Relaxed)
+    );
     assert!(reopened.store().profiles().aliases.len() > 0);
 }

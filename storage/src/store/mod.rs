@@ -704,3 +704,72 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responsive_is_false_while_the_state_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(store.responsive(Duration::from_millis(50)));
+        store.tables.write(|_| {
+            std::thread::scope(|s| {
+                let probe = s.spawn(|| store.responsive(Duration::from_millis(100)));
+                assert!(!probe.join().unwrap());
+            });
+        });
+        assert!(store.responsive(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_store_opens_and_answers_on_a_full_disk() {
+        use crate::failpoint::{arm, Fault, Op};
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            store
+                .ingest(vec![Event {
+                    user: "u".into(),
+                    event: "e".into(),
+                    time: 1,
+                    props: vec![],
+                }])
+                .unwrap();
+            store.flush().unwrap();
+            store
+                .alias(vec![Alias {
+                    anonymous: "a".into(),
+                    known: "u".into(),
+                }])
+                .unwrap();
+        }
+        let _guards: Vec<_> = [Op::Create, Op::Write, Op::Fsync, Op::Rename]
+            .into_iter()
+            .map(|op| {
+                arm(Fault {
+                    under: dir.path().to_owned(),
+                    op,
+                    path_contains: String::new(),
+                    errno: libc::ENOSPC,
+                    skip: 0,
+                    times: u32::MAX,
+                    stall: Default::default(),
+                })
+            })
+            .collect();
+        let (store, report) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(report.replayed_records, 1);
+        let s = store.stats().unwrap();
+        assert_eq!((s.events, s.aliases), (1, 1));
+        assert!(store
+            .ingest(vec![Event {
+                user: "v".into(),
+                event: "e".into(),
+                time: 2,
+                props: vec![],
+            }])
+            .is_err());
+    }
+}
