@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use footprint_engine::storage::failpoint::{arm, Fault, Op};
 use footprint_engine::storage::StoreOptions;
