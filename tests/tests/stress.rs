@@ -147,7 +147,7 @@ fn concurrent_writes_queries_and_maintenance_never_lock_up() {
                         }])
                         .map_err(|e| e.to_string()),
                     "funnel-1" | "funnel-2" => {
-                        let q = if round % 2 == 0 {
+                        let q = if round.is_multiple_of(2) {
                             json!({"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}, {"event": "pay"}],
                                    "window": 86_400_000, "breakdown": [{"user_prop": "plan"}]})
                         } else {
@@ -266,5 +266,5 @@ fn concurrent_writes_queries_and_maintenance_never_lock_up() {
         reopened.stats().unwrap().events,
         acked.load(Ordering::Relaxed)
     );
-    assert!(reopened.store().profiles().aliases.len() > 0);
+    assert!(!reopened.store().profiles().aliases.is_empty());
 }
