@@ -36,8 +36,8 @@ pub use footprint_query as query;
 pub use footprint_query::{ErrorKind, Limits, QueryError, QueryOptions, ScanStats};
 pub use footprint_storage as storage;
 pub use footprint_storage::{
-    Alias, Event, Format, OpenReport, ProfileOp, ProfileUpdate, RowError, Store, StoreOptions,
-    StoreStats, Value,
+    Alias, Event, Format, Ingested, OpenReport, ProfileOp, ProfileUpdate, RowError, Store,
+    StoreOptions, StoreStats, Value,
 };
 
 /// Errors of the engine API.
@@ -92,6 +92,8 @@ pub struct IngestReport {
     /// Why the first rejected rows were rejected (at most
     /// `storage::parse::MAX_ROW_ERRORS`; line numbers are 1-based).
     pub errors: Vec<RowError>,
+    /// What was left out of stored rows (property names past the limit).
+    pub warnings: Vec<String>,
 }
 
 struct Inner {
@@ -175,21 +177,28 @@ impl Engine {
     }
 
     /// Ingests validated events; durable and visible when this returns.
-    pub fn ingest(&self, events: Vec<Event>) -> Result<()> {
-        self.inner.store.ingest(events)?;
-        self.after_write()
+    /// The result says what was left out (property names past
+    /// [`StoreOptions::max_props`]).
+    pub fn ingest(&self, events: Vec<Event>) -> Result<Ingested> {
+        let outcome = self.inner.store.ingest(events)?;
+        self.after_write()?;
+        Ok(outcome)
     }
 
     /// Parses and ingests a batch of rows (NDJSON, JSON array or CSV). Good
     /// rows are stored even when others are rejected.
     pub fn ingest_text(&self, text: &str, format: Format) -> Result<IngestReport> {
         let parsed = footprint_storage::parse::parse_batch(text, format, 1);
-        let report = IngestReport {
+        let mut report = IngestReport {
             accepted: parsed.events.len(),
             rejected: parsed.rejected,
             errors: parsed.errors,
+            warnings: Vec::new(),
         };
-        self.ingest(parsed.events)?;
+        let outcome = self.ingest(parsed.events)?;
+        report
+            .warnings
+            .extend(outcome.warning(self.inner.store.options().max_props));
         Ok(report)
     }
 

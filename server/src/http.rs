@@ -204,6 +204,9 @@ impl From<footprint_engine::Error> for ApiError {
             footprint_engine::Error::Invalid(m) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid", m)
             }
+            footprint_engine::Error::Storage(footprint_engine::storage::Error::TimedOut(m)) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", m)
+            }
             other => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage",
@@ -319,7 +322,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     headers: HeaderMap,
     body: Body,
     parse: fn(Json) -> std::result::Result<T, String>,
-    apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<()>,
+    apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<Option<String>>,
     events: bool,
 ) -> ApiResult {
     app.authorize(&headers, Role::Ingest)?;
@@ -341,11 +344,11 @@ async fn write_rows<T: HeapSize + Send + 'static>(
         let text = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
         let rows = body::parse_rows(text, &mut charge, parse)?;
         let accepted = rows.rows.len();
-        apply(&a.engine, rows.rows)?;
-        Ok((accepted, rows.rejected, rows.errors))
+        let warning = apply(&a.engine, rows.rows)?;
+        Ok((accepted, rows.rejected, rows.errors, warning))
     })
     .await??;
-    let (accepted, rejected, errors) = rows;
+    let (accepted, rejected, errors, warning) = rows;
     app.metrics
         .rows(if events { accepted } else { 0 }, rejected);
     let status = if accepted == 0 && rejected > 0 {
@@ -353,11 +356,11 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        axum::Json(json!({"accepted": accepted, "rejected": rejected, "errors": errors})),
-    )
-        .into_response())
+    let mut reply = json!({"accepted": accepted, "rejected": rejected, "errors": errors});
+    if let Some(w) = warning {
+        reply["warnings"] = json!([w]);
+    }
+    Ok((status, axum::Json(reply)).into_response())
 }
 
 async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
@@ -366,7 +369,10 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         headers,
         body,
         parse::event_from_json,
-        |e, evs| e.ingest(evs),
+        |e, evs| {
+            let max = e.store().options().max_props;
+            Ok(e.ingest(evs)?.warning(max))
+        },
         true,
     )
     .await
@@ -378,7 +384,7 @@ async fn profiles(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         headers,
         body,
         parse::parse_profile_update,
-        |e, ups| e.upsert_profiles(ups),
+        |e, ups| e.upsert_profiles(ups).map(|()| None),
         false,
     )
     .await
@@ -390,7 +396,7 @@ async fn alias(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
         headers,
         body,
         parse::parse_alias,
-        |e, links| e.alias(links),
+        |e, links| e.alias(links).map(|()| None),
         false,
     )
     .await
@@ -464,11 +470,15 @@ async fn stats(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
 async fn schema(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     app.authorize(&headers, Role::Query)?;
     let a = app.clone();
+    // The schema has the query time budget: a data set with a great many
+    // property names answers 504, not after minutes.
+    let deadline = Instant::now() + app.cfg.query_timeout;
     let (events, props) = blocking(move || -> std::result::Result<_, ApiError> {
         let st = a.engine.store();
         Ok((
             st.event_counts().map_err(footprint_engine::Error::from)?,
-            st.prop_types().map_err(footprint_engine::Error::from)?,
+            st.prop_types_within(Some(deadline))
+                .map_err(footprint_engine::Error::from)?,
         ))
     })
     .await??;

@@ -25,6 +25,8 @@ pub struct LoadSummary {
     pub bytes: u64,
     /// Seconds taken, including the final fsyncs.
     pub seconds: f64,
+    /// What was left out of accepted rows (property names past the limit).
+    pub warnings: Vec<String>,
 }
 
 /// Where a source's rows come from.
@@ -283,6 +285,7 @@ pub fn load(
 ) -> Result<LoadSummary> {
     let start = Instant::now();
     let mut summary = LoadSummary::default();
+    let mut dropped = footprint_engine::storage::Ingested::default();
     let store = engine.store();
     let mut bulk = if logged {
         None
@@ -320,10 +323,11 @@ pub fn load(
                 summary.accepted += p.events.len() as u64;
                 summary.rejected += p.rejected as u64;
                 record_errors(&mut summary, &name, p.errors, max_errors_shown);
-                match bulk.as_mut() {
+                let outcome = match bulk.as_mut() {
                     Some(b) => b.add(p.events)?,
                     None => engine.ingest(p.events)?,
-                }
+                };
+                dropped.merge(outcome);
             }
             progress.set_message(format!(
                 "{} events, {:.0}/s",
@@ -332,6 +336,9 @@ pub fn load(
             ));
         }
     }
+    summary
+        .warnings
+        .extend(dropped.warning(engine.store().options().max_props));
     progress.set_message("publishing");
     match bulk {
         Some(b) => {

@@ -29,9 +29,16 @@ use rayon::prelude::*;
     about = "Footprint: an embedded engine for user-behavior analytics"
 )]
 struct Cli {
+    /// Most distinct event property names a data set may have; values of
+    /// new names beyond it are not stored, with a warning.
+    #[arg(long, global = true, default_value_t = footprint_engine::storage::DEFAULT_MAX_PROPS)]
+    max_props: usize,
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+/// `--max-props`, for every store this process opens.
+static MAX_PROPS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -210,6 +217,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let _ = MAX_PROPS.set(cli.max_props);
     match run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -223,6 +231,10 @@ fn open(data: &std::path::Path, shards: u32, background: bool) -> Result<Engine>
     let opts = EngineOptions {
         store: StoreOptions {
             shards,
+            max_props: MAX_PROPS
+                .get()
+                .copied()
+                .unwrap_or(footprint_engine::storage::DEFAULT_MAX_PROPS),
             ..StoreOptions::default()
         },
         background,
@@ -316,6 +328,9 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 for e in &summary.errors {
                     eprintln!("rejected {e}");
+                }
+                for w in &summary.warnings {
+                    eprintln!("warning: {w}");
                 }
                 if summary.rejected as usize > summary.errors.len() {
                     eprintln!(

@@ -386,3 +386,31 @@ fn an_overlong_row_is_rejected_and_the_rest_loaded() {
     );
     assert!(out.contains("accepted 3 events, rejected 1 rows"), "{out}");
 }
+
+#[test]
+fn property_names_past_max_props_are_left_out_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wide.ndjson");
+    let data = dir.path().join("data");
+    let rows: String = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"user\": \"u{i}\", \"event\": \"e\", \"time\": 1767225600000, \"props\": {{\"plan\": \"pro\", \"p{i}\": 1}}}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&file, rows).unwrap();
+    let out = ok(footprint()
+        .args(["--max-props", "10", "ingest", "--data"])
+        .arg(&data)
+        .arg(&file));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: 41 property values were not stored") && err.contains("limit of 10"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted 50 events"));
+    let out = ok(footprint().args(["stats", "--json", "--data"]).arg(&data));
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["events"], 50);
+}

@@ -47,6 +47,9 @@ pub enum Error {
     /// The store has been closed.
     #[error("the store is closed")]
     Closed,
+    /// A read ran past the time it was given.
+    #[error("gave up after {0}: the time budget was spent")]
+    TimedOut(String),
     /// A caller passed an invalid argument.
     #[error("invalid argument: {0}")]
     Invalid(String),

@@ -49,5 +49,7 @@ pub use parse::{Format, Parsed, RowError};
 pub use profiles::{AliasGroups, Aliases, ProfileTable, Profiles, PropMap};
 pub use scan::{Runs, ScanSpec, ShardSnapshot, UserRows};
 pub use segment::SegmentFormat;
-pub use store::{OpenReport, Snapshot, Store, StoreOptions, StoreStats};
+pub use store::{
+    Ingested, OpenReport, Snapshot, Store, StoreOptions, StoreStats, DEFAULT_MAX_PROPS,
+};
 pub use value::{Family, Props, Value};

@@ -75,7 +75,7 @@ fn write_until_failure(engine: &Engine) -> (BTreeSet<String>, BTreeSet<String>) 
                     tried.lock().unwrap().extend(keys_of(&evs));
                     let seen_failure = failed.load(Ordering::SeqCst);
                     match engine.ingest(evs.clone()) {
-                        Ok(()) => {
+                        Ok(_) => {
                             assert!(
                                 !seen_failure,
                                 "writer {w} was acknowledged after another saw the failure"
@@ -297,7 +297,7 @@ fn a_full_disk_during_a_bulk_load() {
     let mut load = engine.store().bulk_load(100).unwrap();
     let mut r = Ok(());
     for seq in 1..20 {
-        r = r.and_then(|()| load.add(batch(2, seq, 50)));
+        r = r.and_then(|()| load.add(batch(2, seq, 50)).map(|_| ()));
     }
     let r = r.and_then(|()| load.commit().map(|_| ()));
     assert!(r.is_err());

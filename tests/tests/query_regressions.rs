@@ -62,6 +62,7 @@ fn open(format: SegmentFormat, shards: u32) -> (tempfile::TempDir, Engine) {
                 memtable_rows: 1 << 30,
                 max_segments_per_shard: 64,
                 segment_format: format,
+                ..Default::default()
             },
             background: false,
             ..Default::default()
@@ -80,7 +81,9 @@ fn engine_in(layout: Layout, events: &[Event], shards: u32) -> (tempfile::TempDi
     let (dir, e) = open(format, shards);
     let (a, b) = events.split_at(events.len() / 2);
     match layout {
-        Layout::Memtable => e.ingest(events.to_vec()).unwrap(),
+        Layout::Memtable => {
+            e.ingest(events.to_vec()).unwrap();
+        }
         Layout::Flushed(_) => {
             e.ingest(events.to_vec()).unwrap();
             e.flush().unwrap();

@@ -69,6 +69,7 @@ fn opts_in(segment_format: SegmentFormat) -> EngineOptions {
             memtable_rows: 50,
             max_segments_per_shard: 2,
             segment_format,
+            ..Default::default()
         },
         background: false,
         ..Default::default()

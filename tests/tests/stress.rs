@@ -125,7 +125,7 @@ fn concurrent_writes_queries_and_maintenance_never_lock_up() {
                         let n = 50;
                         engine
                             .ingest(events(round * 10 + i as u64, n))
-                            .map(|()| {
+                            .map(|_| {
                                 acked.fetch_add(n, Ordering::Relaxed);
                             })
                             .map_err(|e| e.to_string())

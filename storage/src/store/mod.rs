@@ -62,6 +62,47 @@ pub struct StoreOptions {
     pub max_segments_per_shard: usize,
     /// The layout of new segments (existing ones are read in their own).
     pub segment_format: SegmentFormat,
+    /// Most distinct event property names a data set may have. A row that
+    /// brings a new name beyond it is stored without that property, and
+    /// the ingest says so ([`Ingested::dropped`]). Names already known are
+    /// always kept; a store holding more (from a larger limit) keeps them.
+    pub max_props: usize,
+}
+
+/// Default of [`StoreOptions::max_props`].
+pub const DEFAULT_MAX_PROPS: usize = 2_000;
+
+/// What an ingest stored, beyond "all of it".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Property values left out because their names would have passed
+    /// [`StoreOptions::max_props`].
+    pub dropped_values: usize,
+    /// The first few distinct names left out (at most 10).
+    pub dropped: Vec<String>,
+}
+
+impl Ingested {
+    /// A warning for the user, when something was left out.
+    pub fn warning(&self, max_props: usize) -> Option<String> {
+        (self.dropped_values > 0).then(|| {
+            format!(
+                "{} property values were not stored: the data set has reached its limit of {max_props} distinct property names (--max-props); new names left out: {}",
+                self.dropped_values,
+                self.dropped.join(", ")
+            )
+        })
+    }
+
+    /// Adds up two outcomes.
+    pub fn merge(&mut self, other: Ingested) {
+        self.dropped_values += other.dropped_values;
+        for n in other.dropped {
+            if self.dropped.len() < 10 && !self.dropped.contains(&n) {
+                self.dropped.push(n);
+            }
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -71,6 +112,7 @@ impl Default for StoreOptions {
             memtable_rows: 2_000_000,
             max_segments_per_shard: 8,
             segment_format: SegmentFormat::default(),
+            max_props: DEFAULT_MAX_PROPS,
         }
     }
 }
@@ -364,12 +406,22 @@ impl Store {
         self.write.responsive(timeout) && self.tables.responsive(timeout)
     }
 
-    /// Ingests already-validated events: durable and visible when this returns.
-    pub fn ingest(&self, events: Vec<Event>) -> Result<()> {
+    /// Ingests already-validated events: durable and visible when this
+    /// returns. Property names beyond [`StoreOptions::max_props`] are left
+    /// out (before logging), as the result says.
+    pub fn ingest(&self, mut events: Vec<Event>) -> Result<Ingested> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Ingested::default());
         }
-        self.write.write(&self.tables, &WalRecord::Events(events))
+        let outcome = self.tables.admit_props(&mut events, self.opts.max_props);
+        self.write.write(&self.tables, &WalRecord::Events(events))?;
+        Ok(outcome)
+    }
+
+    /// Leaves out of `events` the properties whose names would pass
+    /// [`StoreOptions::max_props`] (bulk loads, which bypass [`Store::ingest`]).
+    pub(crate) fn admit_props(&self, events: &mut [Event]) -> Ingested {
+        self.tables.admit_props(events, self.opts.max_props)
     }
 
     /// Applies profile updates durably.
@@ -616,6 +668,24 @@ impl Store {
     /// `"float"`, `"bool"`) with how many events carry each, over segments
     /// and the memtable.
     pub fn prop_types(&self) -> Result<BTreeMap<String, BTreeMap<&'static str, u64>>> {
+        self.prop_types_within(None)
+    }
+
+    /// [`Store::prop_types`], giving up with [`Error::TimedOut`] once
+    /// `deadline` has passed (checked per segment column, so a data set with
+    /// a great many property names cannot hold a caller for long).
+    pub fn prop_types_within(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<BTreeMap<String, BTreeMap<&'static str, u64>>> {
+        let started = std::time::Instant::now();
+        let check = || match deadline {
+            Some(d) if std::time::Instant::now() >= d => Err(Error::TimedOut(format!(
+                "{:.1} s reading property types",
+                started.elapsed().as_secs_f64()
+            ))),
+            _ => Ok(()),
+        };
         fn kind(v: &Value) -> &'static str {
             match v {
                 Value::Str(_) => "string",
@@ -630,6 +700,7 @@ impl Store {
         for shard in &snap.shards {
             for seg in &shard.segments {
                 for pid in seg.prop_ids() {
+                    check()?;
                     let Some(col) = seg.prop(pid)? else { continue };
                     let mut counts = vec![0u64; col.values.len() + 1];
                     for &i in &col.idx {
@@ -643,6 +714,7 @@ impl Store {
                 }
             }
             for run in &shard.mem {
+                check()?;
                 for props in run.batches.iter().flat_map(|b| b.props.iter()) {
                     for (pid, v) in props {
                         let name = names.get(*pid as usize).cloned().unwrap_or_default();
@@ -771,5 +843,78 @@ mod tests {
                 props: vec![],
             }])
             .is_err());
+    }
+
+    fn ev(user: &str, props: &[&str]) -> Event {
+        Event {
+            user: user.into(),
+            event: "e".into(),
+            time: 1,
+            props: props
+                .iter()
+                .map(|p| (p.to_string(), Value::Int(1)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn property_names_past_the_limit_are_left_out_and_said_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = StoreOptions {
+            max_props: 3,
+            ..Default::default()
+        };
+        let (store, _) = Store::open(dir.path(), opts.clone()).unwrap();
+        let r = store.ingest(vec![ev("u1", &["a", "b"])]).unwrap();
+        assert_eq!(r, Ingested::default());
+        let r = store
+            .ingest(vec![ev("u1", &["a", "c", "d"]), ev("u2", &["d", "b", "e"])])
+            .unwrap();
+        assert_eq!(r.dropped_values, 3);
+        assert_eq!(r.dropped, vec!["d".to_owned(), "e".to_owned()]);
+        assert!(r
+            .warning(3)
+            .unwrap()
+            .contains("limit of 3 distinct property names"));
+        assert_eq!(store.prop_names(), vec!["a", "b", "c"]);
+        // The rows themselves are stored, with their known properties.
+        let mut rows = Vec::new();
+        store.for_each_event(|e| rows.push(e.props.len())).unwrap();
+        rows.sort();
+        assert_eq!(rows, vec![1, 2, 2]);
+        // A bulk load keeps to the same limit.
+        let mut load = store.bulk_load(10).unwrap();
+        let r = load.add(vec![ev("u3", &["a", "zz"])]).unwrap();
+        assert_eq!(r.dropped, vec!["zz".to_owned()]);
+        load.commit().unwrap();
+        assert_eq!(store.prop_names().len(), 3);
+        drop(store);
+        // The names left out were never logged: a reopen with a larger
+        // limit does not bring them back.
+        let (store, _) = Store::open(
+            dir.path(),
+            StoreOptions {
+                max_props: 100,
+                ..opts
+            },
+        )
+        .unwrap();
+        assert_eq!(store.prop_names().len(), 3);
+        assert_eq!(
+            store.ingest(vec![ev("u4", &["f"])]).unwrap(),
+            Ingested::default()
+        );
+    }
+
+    #[test]
+    fn property_types_keep_to_a_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.ingest(vec![ev("u1", &["a", "b"])]).unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.prop_types().unwrap().len(), 2);
+        let past = std::time::Instant::now();
+        let e = store.prop_types_within(Some(past)).unwrap_err();
+        assert!(matches!(e, Error::TimedOut(_)), "{e}");
     }
 }

@@ -85,6 +85,37 @@ impl Tables {
         apply(&mut self.state.write(), self.shards, rec);
     }
 
+    /// Leaves out of `events` the properties whose names are new and would
+    /// take the number of property names past `max`. Names are admitted
+    /// in row order; concurrent batches may together pass `max` by the new
+    /// names they carry.
+    pub fn admit_props(&self, events: &mut [Event], max: usize) -> super::Ingested {
+        let st = self.state.read();
+        let known = st.props.len();
+        let mut out = super::Ingested::default();
+        if known + events.iter().map(|e| e.props.len()).sum::<usize>() <= max {
+            return out; // cannot pass the limit: nothing to look up
+        }
+        let mut admitted: rustc_hash::FxHashSet<String> = Default::default();
+        for e in events.iter_mut() {
+            e.props.retain(|(k, _)| {
+                if st.props.get(k).is_some() || admitted.contains(k) {
+                    return true;
+                }
+                if known + admitted.len() < max {
+                    admitted.insert(k.clone());
+                    return true;
+                }
+                out.dropped_values += 1;
+                if out.dropped.len() < 10 && !out.dropped.contains(k) {
+                    out.dropped.push(k.clone());
+                }
+                false
+            });
+        }
+        out
+    }
+
     /// Interns the names of `events` and appends their rows to per-shard
     /// batches (bulk load).
     pub fn intern_into(&self, events: Vec<Event>, per_shard: &mut [MemBatch]) {
