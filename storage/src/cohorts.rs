@@ -123,4 +123,30 @@ mod tests {
         let err = load(dir.path(), "at_risk").unwrap_err().to_string();
         assert!(err.contains("at_risk.cohort"), "{err}");
     }
+
+    #[test]
+    fn concurrent_saves_of_one_name_all_succeed_and_reads_see_whole_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..6u32 {
+                let dir = dir.path();
+                s.spawn(move || {
+                    let members: RoaringBitmap = (t * 1000..t * 1000 + 500 + t).collect();
+                    for _ in 0..50 {
+                        save(dir, "payers", &members).unwrap();
+                        let got = load(dir, "payers").unwrap().unwrap();
+                        // Whichever save won, it is one of them, whole.
+                        let first = got.min().unwrap();
+                        let k = first / 1000;
+                        assert_eq!(got.len(), u64::from(500 + k));
+                    }
+                });
+            }
+        });
+        assert_eq!(list(dir.path()).unwrap(), vec!["payers".to_string()]);
+        let left = std::fs::read_dir(dir.path().join("cohorts"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 1, "no temporary file is left behind");
+    }
 }
