@@ -39,6 +39,9 @@ pub struct Segment {
     path: PathBuf,
     map: Mmap,
     sections: Vec<Section>,
+    /// Indexes of `sections` by name, for a binary search (a segment can
+    /// hold thousands of property sections).
+    by_name: Vec<u32>,
     meta: SegmentMeta,
     /// Distinct user ids, ascending.
     user_ids: Vec<u32>,
@@ -189,10 +192,13 @@ impl Segment {
                 meta.rows
             )));
         }
+        let mut by_name: Vec<u32> = (0..sections.len() as u32).collect();
+        by_name.sort_by(|&a, &b| sections[a as usize].name.cmp(&sections[b as usize].name));
         let mut seg = Segment {
             path: path.to_owned(),
             map,
             sections,
+            by_name,
             meta,
             user_ids: Vec::new(),
             user_starts: Vec::new(),
@@ -209,10 +215,12 @@ impl Segment {
     }
 
     fn section(&self, name: &str) -> Option<&[u8]> {
-        self.sections
-            .iter()
-            .find(|s| s.name == name)
-            .map(|s| &self.map[s.offset..s.offset + s.len])
+        let i = self
+            .by_name
+            .binary_search_by(|&i| self.sections[i as usize].name.as_str().cmp(name))
+            .ok()?;
+        let s = &self.sections[self.by_name[i] as usize];
+        Some(&self.map[s.offset..s.offset + s.len])
     }
 
     fn required(&self, name: &str) -> Result<&[u8]> {
@@ -499,7 +507,7 @@ impl Segment {
         let err = |e: DecodeError| self.decode_err(&name, e);
         let mut d = Dec::new(bytes);
         let packed = d.bytes().map_err(err)?;
-        let raw = zstd::bulk::decompress(packed, packed.len().saturating_mul(64).max(1 << 20))
+        let raw = decompress_values(packed)
             .map_err(|e| Error::corrupt(&self.path, format!("section {name}: values: {e}")))?;
         let mut vd = Dec::new(&raw);
         let nv = vd.len(raw.len(), "value count").map_err(err)?;
@@ -536,7 +544,6 @@ impl Segment {
             bytes,
             values,
             chunks,
-            dctx: None,
             raw: Vec::new(),
             wide: Vec::new(),
         }))
@@ -551,10 +558,9 @@ pub struct PropReader<'a> {
     /// Distinct values; row indexes point here (1-based).
     pub values: Vec<Value>,
     chunks: Vec<(usize, usize)>,
-    /// Reused across chunks: the zstd context and the decode buffers (a
-    /// chunk decoded is ~1 MB of scratch that would otherwise be
-    /// allocated, faulted in and freed every 64K rows).
-    dctx: Option<zstd::bulk::Decompressor<'static>>,
+    /// Reused across chunks: the decode buffers (a chunk decoded is ~1 MB
+    /// of scratch that would otherwise be allocated, faulted in and freed
+    /// every 64K rows). The zstd context is the thread's.
     raw: Vec<u8>,
     wide: Vec<u64>,
 }
@@ -578,15 +584,9 @@ impl PropReader<'_> {
             .get(at..at + len)
             .ok_or_else(|| bad(format!("chunk {k} outside the section")))?;
         let expect = (self.seg.meta().rows as usize - k * super::PROP_CHUNK).min(super::PROP_CHUNK);
-        let dctx = match &mut self.dctx {
-            Some(d) => d,
-            None => self
-                .dctx
-                .insert(zstd::bulk::Decompressor::new().map_err(|e| bad(format!("zstd: {e}")))?),
-        };
         self.raw.clear();
         self.raw.reserve(expect * 9 + 64 + expect.div_ceil(128) * 8);
-        dctx.decompress_to_buffer(packed, &mut self.raw)
+        with_dctx(|d| d.decompress_to_buffer(packed, &mut self.raw))
             .map_err(|e| bad(format!("chunk {k}: {e}")))?;
         let mut d = Dec::new(&self.raw);
         let idx = &mut self.wide;
@@ -611,4 +611,38 @@ impl PropReader<'_> {
         }
         Ok(())
     }
+}
+
+/// Runs `f` with this thread's zstd decompression context (creating one
+/// costs more than decompressing a small column).
+fn with_dctx<R>(
+    f: impl FnOnce(&mut zstd::bulk::Decompressor<'static>) -> std::io::Result<R>,
+) -> std::io::Result<R> {
+    thread_local! {
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    DCTX.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(z) => f(z),
+            None => Err(std::io::Error::other("no zstd context")),
+        }
+    })
+}
+
+/// Decompresses a property's value list with this thread's zstd context,
+/// sized by the frame's own content size where it states one (a segment of
+/// many small properties would otherwise pay a context and a 1 MiB buffer
+/// per property).
+fn decompress_values(packed: &[u8]) -> std::io::Result<Vec<u8>> {
+    let cap = packed.len().saturating_mul(64).max(1 << 20);
+    let size = match zstd::zstd_safe::get_frame_content_size(packed) {
+        Ok(Some(n)) if n <= cap as u64 => n as usize,
+        _ => cap,
+    };
+    with_dctx(|z| z.decompress(packed, size))
 }

@@ -288,15 +288,19 @@ fn write_event_major(
 fn encode_prop(rows: usize, col: &[(u32, Value)], row_of: impl Fn(u32) -> Option<u32>) -> Vec<u8> {
     let mut distinct: Vec<&Value> = Vec::new();
     let mut lookup: rustc_hash::FxHashMap<&Value, u64> = Default::default();
-    let mut idx = vec![0u64; rows];
+    // Only the rows that have the property: a column costs its entries and
+    // its blocks, not a value per row (a data set with many sparse
+    // properties would otherwise cost rows × names).
+    let mut entries: Vec<(usize, u64)> = Vec::with_capacity(col.len());
     for (row, v) in col {
         let Some(row) = row_of(*row) else { continue };
         let id = *lookup.entry(v).or_insert_with(|| {
             distinct.push(v);
             distinct.len() as u64
         });
-        idx[row as usize] = id;
+        entries.push((row as usize, id));
     }
+    entries.sort_by_key(|e| e.0);
     let mut values = Enc::new();
     values.var(distinct.len() as u64);
     for v in &distinct {
@@ -304,14 +308,22 @@ fn encode_prop(rows: usize, col: &[(u32, Value)], row_of: impl Fn(u32) -> Option
     }
     let mut out = Enc::new();
     out.bytes(&compress(&values.buf));
-    let chunks: Vec<Vec<u8>> = idx
-        .chunks(super::PROP_CHUNK)
-        .map(|c| {
-            let mut e = Enc::new();
-            bitpack::encode(c, &mut e);
-            compress(&e.buf)
-        })
-        .collect();
+    let nchunks = rows.div_ceil(super::PROP_CHUNK);
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(nchunks);
+    let mut at = 0;
+    for k in 0..nchunks {
+        let lo = k * super::PROP_CHUNK;
+        let len = super::PROP_CHUNK.min(rows - lo);
+        let end = at + entries[at..].partition_point(|e| e.0 < lo + len);
+        let local: Vec<(usize, u64)> = entries[at..end]
+            .iter()
+            .map(|&(r, id)| (r - lo, id))
+            .collect();
+        at = end;
+        let mut e = Enc::new();
+        bitpack::encode_sparse(len, &local, &mut e);
+        chunks.push(compress(&e.buf));
+    }
     out.var(chunks.len() as u64);
     for c in &chunks {
         out.u32(c.len() as u32);
@@ -323,7 +335,21 @@ fn encode_prop(rows: usize, col: &[(u32, Value)], row_of: impl Fn(u32) -> Option
 }
 
 fn compress(raw: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(raw, 3).unwrap_or_else(|_| {
+    thread_local! {
+        // One context per thread, not per call: creating a zstd context
+        // costs more than compressing a small column (a segment of many
+        // sparse properties has thousands).
+        static CCTX: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let done = CCTX.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(3).ok();
+        }
+        c.as_mut().and_then(|z| z.compress(raw).ok())
+    });
+    done.unwrap_or_else(|| {
         // zstd only fails on allocation; fall back to a stored frame.
         let mut out = Vec::new();
         let _ = zstd::stream::copy_encode(raw, &mut out, 0);
