@@ -1,11 +1,13 @@
-//! Property tests: on random event streams, funnel, retention and interval
-//! answers (through ingest, storage and the parallel executor) equal a
-//! deliberately naive reference implementation written here.
+//! Property tests: on random event streams, the answers of every analysis
+//! kind (through ingest, storage and the parallel executor) equal a
+//! deliberately naive reference implementation written here, in every
+//! storage layout (see [`Layout`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, TimeZone};
 use chrono_tz::Tz;
+use footprint_engine::storage::SegmentFormat;
 use footprint_engine::{Engine, EngineOptions, Event, StoreOptions, Value};
 use proptest::prelude::*;
 use serde_json::{json, Value as Json};
@@ -36,25 +38,115 @@ fn event() -> impl Strategy<Value = Event> {
         })
 }
 
-fn engine_with(events: &[Event], flush_at: usize) -> (tempfile::TempDir, Engine) {
-    let dir = tempfile::tempdir().unwrap();
+/// Where a test's events end up before it queries them. Each layout sends
+/// queries down other scan paths: merged memtable rows, format 2 segments
+/// (per-event runs, time-free scans), format 1 segments, merges across
+/// segments of both formats and the memtable, a compacted shard.
+#[derive(Debug, Clone, Copy)]
+enum Layout {
+    /// All events in the memtable.
+    Memtable,
+    /// All events flushed to one format 2 segment per shard.
+    Flushed,
+    /// All events flushed to one format 1 segment per shard.
+    FlushedV1,
+    /// A third in format 1 segments, a third in format 2, a third in the
+    /// memtable.
+    Split,
+    /// Three flushes merged into one format 2 segment per shard.
+    Compacted,
+    /// The first `n` events flushed (format 2), the rest in the memtable.
+    FlushedAt(usize),
+}
+
+/// Every layout, with `flush_at` for the partly flushed one.
+fn layouts(flush_at: usize) -> [Layout; 6] {
+    [
+        Layout::Memtable,
+        Layout::Flushed,
+        Layout::FlushedV1,
+        Layout::Split,
+        Layout::Compacted,
+        Layout::FlushedAt(flush_at),
+    ]
+}
+
+fn open_engine(dir: &std::path::Path, segment_format: SegmentFormat) -> Engine {
     let opts = EngineOptions {
         store: StoreOptions {
             shards: 2,
             memtable_rows: 1 << 30,
             max_segments_per_shard: 64,
-            ..StoreOptions::default()
+            segment_format,
         },
         background: false,
         query_threads: 2,
         ..Default::default()
     };
-    let e = Engine::open(dir.path(), opts).unwrap();
-    let (a, b) = events.split_at(flush_at.min(events.len()));
-    e.ingest(a.to_vec()).unwrap();
-    e.flush().unwrap();
-    e.ingest(b.to_vec()).unwrap();
-    (dir, e)
+    Engine::open(dir, opts).unwrap()
+}
+
+/// An engine holding `events` (sent in this order) in `layout`.
+fn engine_in(events: &[Event], layout: Layout) -> (tempfile::TempDir, Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2) = (SegmentFormat::TimeOrder, SegmentFormat::EventMajor);
+    let thirds = |events: &[Event]| -> Vec<Vec<Event>> {
+        let a = events.len() / 3;
+        let b = 2 * events.len() / 3;
+        vec![
+            events[..a].to_vec(),
+            events[a..b].to_vec(),
+            events[b..].to_vec(),
+        ]
+    };
+    let engine = match layout {
+        Layout::Memtable => {
+            let e = open_engine(dir.path(), v2);
+            e.ingest(events.to_vec()).unwrap();
+            e
+        }
+        Layout::Flushed | Layout::FlushedV1 => {
+            let format = if matches!(layout, Layout::Flushed) {
+                v2
+            } else {
+                v1
+            };
+            let e = open_engine(dir.path(), format);
+            e.ingest(events.to_vec()).unwrap();
+            e.flush().unwrap();
+            e
+        }
+        Layout::Split => {
+            let [a, b, c]: [Vec<Event>; 3] = thirds(events).try_into().unwrap();
+            let e = open_engine(dir.path(), v1);
+            e.ingest(a).unwrap();
+            e.flush().unwrap();
+            drop(e);
+            let e = open_engine(dir.path(), v2);
+            e.ingest(b).unwrap();
+            e.flush().unwrap();
+            e.ingest(c).unwrap();
+            e
+        }
+        Layout::Compacted => {
+            let e = open_engine(dir.path(), v2);
+            for part in thirds(events) {
+                e.ingest(part).unwrap();
+                e.flush().unwrap();
+            }
+            e.store().compact_all().unwrap();
+            e
+        }
+        Layout::FlushedAt(n) => {
+            let e = open_engine(dir.path(), v2);
+            let (a, b) = events.split_at(n.min(events.len()));
+            e.ingest(a.to_vec()).unwrap();
+            e.flush().unwrap();
+            e.ingest(b.to_vec()).unwrap();
+            e
+        }
+    };
+    (dir, engine)
 }
 
 /// A step: event name and an optional `plan == "pro"` condition.
@@ -190,15 +282,17 @@ proptest! {
             1 => (json!(["strict_once"]), true, false),
             _ => (json!(["strict_once", "strict_increase"]), true, true),
         };
-        let (_d, engine) = engine_with(&events, flush_at);
         let q = json!({"kind": "funnel", "steps": steps.iter().map(step_json).collect::<Vec<_>>(),
                        "window": window, "mode": modes, "time_range": range_json(range)});
-        let got = engine.query_json(&q, Default::default()).unwrap();
         let levels: Vec<usize> = by_user(&events, range)
             .values()
             .map(|rows| naive_level(rows, &steps, window, distinct, strict))
             .collect();
-        prop_assert_eq!(got_steps(&got), steps_users(&levels, steps.len()), "query {}", q);
+        for layout in layouts(flush_at) {
+            let (_d, engine) = engine_in(&events, layout);
+            let got = engine.query_json(&q, Default::default()).unwrap();
+            prop_assert_eq!(got_steps(&got), steps_users(&levels, steps.len()), "{:?}: query {}", layout, q);
+        }
     }
 
     #[test]
@@ -211,46 +305,48 @@ proptest! {
         range in arb_range(),
         flush_at in 0usize..60,
     ) {
-        let (_d, engine) = engine_with(&events, flush_at);
-        let mut q = json!({"kind": "interval", "from": {"event": NAMES[from]}, "to": {"event": NAMES[to]},
-                           "pairs": if each { "each" } else { "first" }, "time_range": range_json(range)});
-        if let Some(w) = window { q["window"] = json!(w); }
-        let got = engine.query_json(&q, Default::default()).unwrap();
-        // Naive: plain loops over each user's rows.
-        let mut deltas = Vec::new();
-        for rows in by_user(&events, range).values() {
-            let mut idx: Vec<usize> = (0..rows.len()).collect();
-            idx.sort_by_key(|&i| rows[i].time);
-            let froms: Vec<usize> = idx.iter().copied().filter(|&i| rows[i].event == NAMES[from]).collect();
-            let tos: Vec<usize> = idx.iter().copied().filter(|&i| rows[i].event == NAMES[to]).collect();
-            let next_to = |fi: usize| tos.iter().filter(|&&t| t != fi && rows[t].time >= rows[fi].time).map(|&t| rows[t].time).min();
-            if !each {
-                if let Some(&f) = froms.first() {
-                    if let Some(t) = next_to(f) { deltas.push(t - rows[f].time); }
+        for layout in layouts(flush_at) {
+            let (_d, engine) = engine_in(&events, layout);
+            let mut q = json!({"kind": "interval", "from": {"event": NAMES[from]}, "to": {"event": NAMES[to]},
+                               "pairs": if each { "each" } else { "first" }, "time_range": range_json(range)});
+            if let Some(w) = window { q["window"] = json!(w); }
+            let got = engine.query_json(&q, Default::default()).unwrap();
+            // Naive: plain loops over each user's rows.
+            let mut deltas = Vec::new();
+            for rows in by_user(&events, range).values() {
+                let mut idx: Vec<usize> = (0..rows.len()).collect();
+                idx.sort_by_key(|&i| rows[i].time);
+                let froms: Vec<usize> = idx.iter().copied().filter(|&i| rows[i].event == NAMES[from]).collect();
+                let tos: Vec<usize> = idx.iter().copied().filter(|&i| rows[i].event == NAMES[to]).collect();
+                let next_to = |fi: usize| tos.iter().filter(|&&t| t != fi && rows[t].time >= rows[fi].time).map(|&t| rows[t].time).min();
+                if !each {
+                    if let Some(&f) = froms.first() {
+                        if let Some(t) = next_to(f) { deltas.push(t - rows[f].time); }
+                    }
+                    continue;
                 }
-                continue;
+                let mut last: Option<i64> = None;
+                for &f in &froms {
+                    if last.is_some_and(|l| rows[f].time <= l) { continue; }
+                    if let Some(t) = next_to(f) { deltas.push(t - rows[f].time); last = Some(t); }
+                }
             }
-            let mut last: Option<i64> = None;
-            for &f in &froms {
-                if last.is_some_and(|l| rows[f].time <= l) { continue; }
-                if let Some(t) = next_to(f) { deltas.push(t - rows[f].time); last = Some(t); }
+            if let Some(w) = window { deltas.retain(|&d| d <= w); }
+            deltas.sort_unstable();
+            prop_assert_eq!(got["count"].as_u64().unwrap() as usize, deltas.len(), "query {}", q);
+            if let (Some(&lo), Some(&hi)) = (deltas.first(), deltas.last()) {
+                prop_assert_eq!(got["min"].as_i64(), Some(lo));
+                prop_assert_eq!(got["max"].as_i64(), Some(hi));
+                let n = deltas.len();
+                let pos = 0.5 * (n - 1) as f64;
+                let (a, b) = (deltas[pos.floor() as usize] as f64, deltas[(pos.floor() as usize + 1).min(n - 1)] as f64);
+                let median = a + (b - a) * (pos - pos.floor());
+                prop_assert!((got["median"].as_f64().unwrap() - median).abs() < 1e-9);
+                let avg = deltas.iter().sum::<i64>() as f64 / n as f64;
+                prop_assert!((got["avg"].as_f64().unwrap() - avg).abs() < 1e-6);
+            } else {
+                prop_assert!(got["median"].is_null());
             }
-        }
-        if let Some(w) = window { deltas.retain(|&d| d <= w); }
-        deltas.sort_unstable();
-        prop_assert_eq!(got["count"].as_u64().unwrap() as usize, deltas.len(), "query {}", q);
-        if let (Some(&lo), Some(&hi)) = (deltas.first(), deltas.last()) {
-            prop_assert_eq!(got["min"].as_i64(), Some(lo));
-            prop_assert_eq!(got["max"].as_i64(), Some(hi));
-            let n = deltas.len();
-            let pos = 0.5 * (n - 1) as f64;
-            let (a, b) = (deltas[pos.floor() as usize] as f64, deltas[(pos.floor() as usize + 1).min(n - 1)] as f64);
-            let median = a + (b - a) * (pos - pos.floor());
-            prop_assert!((got["median"].as_f64().unwrap() - median).abs() < 1e-9);
-            let avg = deltas.iter().sum::<i64>() as f64 / n as f64;
-            prop_assert!((got["avg"].as_f64().unwrap() - avg).abs() < 1e-6);
-        } else {
-            prop_assert!(got["median"].is_null());
         }
     }
 
@@ -268,57 +364,59 @@ proptest! {
     ) {
         let tzname = ["UTC", "Asia/Shanghai", "America/New_York", "Asia/Kolkata"][tz];
         let unitname = ["hour", "day", "week", "month"][unit];
-        let (_d, engine) = engine_with(&events, flush_at);
-        let q = json!({"kind": "retention", "start": {"event": NAMES[start]}, "return": {"event": NAMES[ret]},
-                       "unit": unitname, "periods": periods, "first_time": first_time, "timezone": tzname,
-                       "time_range": range_json(range)});
-        let got = engine.query_json(&q, Default::default()).unwrap();
-        let zone: Tz = tzname.parse().unwrap();
-        // Naive bucket: (sort key, period ordinal, label) straight from chrono-tz.
-        let bucket = |t: i64| -> (i64, i64, String) {
-            let local = zone.timestamp_millis_opt(t).unwrap().naive_local();
-            let lms = local.and_utc().timestamp_millis();
-            let date = local.date();
-            let days = date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days();
-            match unitname {
-                "hour" => {
-                    let s = t - lms.rem_euclid(3_600_000);
-                    let sl = zone.timestamp_millis_opt(s).unwrap().naive_local();
-                    (s, s / 3_600_000, sl.format("%Y-%m-%dT%H").to_string())
+        for layout in layouts(flush_at) {
+            let (_d, engine) = engine_in(&events, layout);
+            let q = json!({"kind": "retention", "start": {"event": NAMES[start]}, "return": {"event": NAMES[ret]},
+                           "unit": unitname, "periods": periods, "first_time": first_time, "timezone": tzname,
+                           "time_range": range_json(range)});
+            let got = engine.query_json(&q, Default::default()).unwrap();
+            let zone: Tz = tzname.parse().unwrap();
+            // Naive bucket: (sort key, period ordinal, label) straight from chrono-tz.
+            let bucket = |t: i64| -> (i64, i64, String) {
+                let local = zone.timestamp_millis_opt(t).unwrap().naive_local();
+                let lms = local.and_utc().timestamp_millis();
+                let date = local.date();
+                let days = date.signed_duration_since(chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days();
+                match unitname {
+                    "hour" => {
+                        let s = t - lms.rem_euclid(3_600_000);
+                        let sl = zone.timestamp_millis_opt(s).unwrap().naive_local();
+                        (s, s / 3_600_000, sl.format("%Y-%m-%dT%H").to_string())
+                    }
+                    "day" => (days, days, date.format("%Y-%m-%d").to_string()),
+                    "week" => {
+                        let monday = date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64);
+                        let md = days - date.weekday().num_days_from_monday() as i64;
+                        (md, md / 7, monday.format("%Y-%m-%d").to_string())
+                    }
+                    _ => {
+                        let m = date.year() as i64 * 12 + date.month0() as i64;
+                        (m, m, date.format("%Y-%m").to_string())
+                    }
                 }
-                "day" => (days, days, date.format("%Y-%m-%d").to_string()),
-                "week" => {
-                    let monday = date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64);
-                    let md = days - date.weekday().num_days_from_monday() as i64;
-                    (md, md / 7, monday.format("%Y-%m-%d").to_string())
-                }
-                _ => {
-                    let m = date.year() as i64 * 12 + date.month0() as i64;
-                    (m, m, date.format("%Y-%m").to_string())
-                }
-            }
-        };
-        let mut cells: BTreeMap<(i64, String), Vec<u64>> = BTreeMap::new();
-        for rows in by_user(&events, range).values() {
-            let mut starts: Vec<&Event> = rows.iter().filter(|e| e.event == NAMES[start]).collect();
-            starts.sort_by_key(|e| e.time);
-            if first_time { starts.truncate(1); }
-            let cohorts: BTreeSet<(i64, i64, String)> = starts.iter().map(|e| bucket(e.time)).collect();
-            let returns: Vec<(i64, i64, String)> = rows.iter().filter(|e| e.event == NAMES[ret]).map(|e| bucket(e.time)).collect();
-            for (key, ord, label) in cohorts {
-                let cell = cells.entry((key, label)).or_insert_with(|| vec![0; periods + 1]);
-                cell[0] += 1;
-                for k in 1..=periods as i64 {
-                    if returns.iter().any(|(_, o, _)| o - ord == k) {
-                        cell[k as usize] += 1;
+            };
+            let mut cells: BTreeMap<(i64, String), Vec<u64>> = BTreeMap::new();
+            for rows in by_user(&events, range).values() {
+                let mut starts: Vec<&Event> = rows.iter().filter(|e| e.event == NAMES[start]).collect();
+                starts.sort_by_key(|e| e.time);
+                if first_time { starts.truncate(1); }
+                let cohorts: BTreeSet<(i64, i64, String)> = starts.iter().map(|e| bucket(e.time)).collect();
+                let returns: Vec<(i64, i64, String)> = rows.iter().filter(|e| e.event == NAMES[ret]).map(|e| bucket(e.time)).collect();
+                for (key, ord, label) in cohorts {
+                    let cell = cells.entry((key, label)).or_insert_with(|| vec![0; periods + 1]);
+                    cell[0] += 1;
+                    for k in 1..=periods as i64 {
+                        if returns.iter().any(|(_, o, _)| o - ord == k) {
+                            cell[k as usize] += 1;
+                        }
                     }
                 }
             }
+            let want: Vec<Json> = cells.iter().map(|((_, l), r)| json!({"cohort": l, "users": r[0], "retained": r})).collect();
+            let have: Vec<Json> = got["cohorts"].as_array().unwrap().iter()
+                .map(|c| json!({"cohort": c["cohort"], "users": c["users"], "retained": c["retained"]})).collect();
+            prop_assert_eq!(have, want, "query {}", q);
         }
-        let want: Vec<Json> = cells.iter().map(|((_, l), r)| json!({"cohort": l, "users": r[0], "retained": r})).collect();
-        let have: Vec<Json> = got["cohorts"].as_array().unwrap().iter()
-            .map(|c| json!({"cohort": c["cohort"], "users": c["users"], "retained": c["retained"]})).collect();
-        prop_assert_eq!(have, want, "query {}", q);
     }
 }
 
@@ -416,78 +514,80 @@ proptest! {
         if by_plan {
             q["breakdown"] = json!([{"event_prop": "plan"}]);
         }
-        let (_d, engine) = engine_with(&events, flush_at);
-        let got = match engine.query_json(&q, Default::default()) {
-            Ok(g) => g,
-            Err(e) => {
-                // Only a minute or hour axis from 1970 to 2024 is too long.
+        for layout in layouts(flush_at) {
+            let (_d, engine) = engine_in(&events, layout);
+            let got = match engine.query_json(&q, Default::default()) {
+                Ok(g) => g,
+                Err(e) => {
+                    // Only a minute or hour axis from 1970 to 2024 is too long.
+                    let ts = events.iter().map(|e| e.time);
+                    let span = ts.clone().max().unwrap_or(0) - ts.min().unwrap_or(0);
+                    let per = if unitname == "minute" { 60_000 } else { 3_600_000 };
+                    prop_assert!(range.is_none() && span / per > 99_000, "{} for {}", e, q);
+                    prop_assert!(e.to_string().contains("at most 100000"), "{}", e);
+                    continue;
+                }
+            };
+            let zone: Tz = tzname.parse().unwrap();
+            let label = |t: i64| -> String {
+                let local = zone.timestamp_millis_opt(t).unwrap().naive_local();
+                let date = local.date();
+                match unitname {
+                    "minute" => local.format("%Y-%m-%dT%H:%M").to_string(),
+                    "hour" => local.format("%Y-%m-%dT%H").to_string(),
+                    "day" => date.format("%Y-%m-%d").to_string(),
+                    "week" => (date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64))
+                        .format("%Y-%m-%d").to_string(),
+                    "month" => date.format("%Y-%m").to_string(),
+                    _ => "total".to_string(),
+                }
+            };
+            let rows: Vec<&Event> = events.iter()
+                .filter(|e| range.is_none_or(|(f, t)| e.time >= f && e.time < t))
+                .filter(|e| event_name == "$any" || e.event == event_name)
+                .filter(|e| !with_where || matches!(e.prop("plan"), Some(Value::Str(s)) if s != "free"))
+                .collect();
+            let buckets: Vec<String> = got["buckets"].as_array().unwrap().iter()
+                .map(|b| b.as_str().unwrap().to_string()).collect();
+            // The axis: contiguous, ordered, covering the range (or the data).
+            let mut sorted = buckets.clone();
+            sorted.sort();
+            sorted.dedup();
+            prop_assert_eq!(&sorted, &buckets, "buckets ordered and unique: {}", q);
+            let span = range.map(|(f, t)| (f, t - 1)).or_else(|| {
                 let ts = events.iter().map(|e| e.time);
-                let span = ts.clone().max().unwrap_or(0) - ts.min().unwrap_or(0);
-                let per = if unitname == "minute" { 60_000 } else { 3_600_000 };
-                prop_assert!(range.is_none() && span / per > 99_000, "{} for {}", e, q);
-                prop_assert!(e.to_string().contains("at most 100000"), "{}", e);
-                return Ok(());
+                Some((ts.clone().min()?, ts.max()?))
+            });
+            if let Some((lo, hi)) = span {
+                prop_assert_eq!(buckets.first(), Some(&label(lo)));
+                prop_assert_eq!(buckets.last(), Some(&label(hi)));
             }
-        };
-        let zone: Tz = tzname.parse().unwrap();
-        let label = |t: i64| -> String {
-            let local = zone.timestamp_millis_opt(t).unwrap().naive_local();
-            let date = local.date();
-            match unitname {
-                "minute" => local.format("%Y-%m-%dT%H:%M").to_string(),
-                "hour" => local.format("%Y-%m-%dT%H").to_string(),
-                "day" => date.format("%Y-%m-%d").to_string(),
-                "week" => (date - chrono::Duration::days(date.weekday().num_days_from_monday() as i64))
-                    .format("%Y-%m-%d").to_string(),
-                "month" => date.format("%Y-%m").to_string(),
-                _ => "total".to_string(),
-            }
-        };
-        let rows: Vec<&Event> = events.iter()
-            .filter(|e| range.is_none_or(|(f, t)| e.time >= f && e.time < t))
-            .filter(|e| event_name == "$any" || e.event == event_name)
-            .filter(|e| !with_where || matches!(e.prop("plan"), Some(Value::Str(s)) if s != "free"))
-            .collect();
-        let buckets: Vec<String> = got["buckets"].as_array().unwrap().iter()
-            .map(|b| b.as_str().unwrap().to_string()).collect();
-        // The axis: contiguous, ordered, covering the range (or the data).
-        let mut sorted = buckets.clone();
-        sorted.sort();
-        sorted.dedup();
-        prop_assert_eq!(&sorted, &buckets, "buckets ordered and unique: {}", q);
-        let span = range.map(|(f, t)| (f, t - 1)).or_else(|| {
-            let ts = events.iter().map(|e| e.time);
-            Some((ts.clone().min()?, ts.max()?))
-        });
-        if let Some((lo, hi)) = span {
-            prop_assert_eq!(buckets.first(), Some(&label(lo)));
-            prop_assert_eq!(buckets.last(), Some(&label(hi)));
-        }
-        let check = |series: &Json, rows: &[&Event]| -> Result<(), TestCaseError> {
-            let values = series["values"].as_array().unwrap();
-            prop_assert_eq!(values.len(), buckets.len());
-            for (b, v) in buckets.iter().zip(values) {
-                let in_b: Vec<&Event> = rows.iter().copied().filter(|e| &label(e.time) == b).collect();
-                let want = naive_metric(&in_b, aggname);
-                prop_assert!(same_number(v, &want), "bucket {} got {} want {} query {}", b, v, want, q);
-            }
-            let want = naive_metric(rows, aggname);
-            prop_assert!(same_number(&series["total"], &want), "total got {} want {} query {}", series["total"], want, q);
-            Ok(())
-        };
-        check(&got["series"][0], &rows)?;
-        if by_plan {
-            let mut keys: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
-            for e in &rows {
-                keys.entry(e.prop("plan").map_or(Json::Null, |v| v.to_json()).to_string()).or_default().push(e);
-            }
-            let groups = got["groups"].as_array().unwrap();
-            prop_assert_eq!(groups.len(), keys.len(), "groups of {}", q);
-            for g in groups {
-                let k = g["key"]["plan"].to_string();
-                let rows = keys.get(&k).cloned().unwrap_or_default();
-                prop_assert!(!rows.is_empty(), "group {} has no events", k);
-                check(&g["series"][0], &rows)?;
+            let check = |series: &Json, rows: &[&Event]| -> Result<(), TestCaseError> {
+                let values = series["values"].as_array().unwrap();
+                prop_assert_eq!(values.len(), buckets.len());
+                for (b, v) in buckets.iter().zip(values) {
+                    let in_b: Vec<&Event> = rows.iter().copied().filter(|e| &label(e.time) == b).collect();
+                    let want = naive_metric(&in_b, aggname);
+                    prop_assert!(same_number(v, &want), "bucket {} got {} want {} query {}", b, v, want, q);
+                }
+                let want = naive_metric(rows, aggname);
+                prop_assert!(same_number(&series["total"], &want), "total got {} want {} query {}", series["total"], want, q);
+                Ok(())
+            };
+            check(&got["series"][0], &rows)?;
+            if by_plan {
+                let mut keys: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
+                for e in &rows {
+                    keys.entry(e.prop("plan").map_or(Json::Null, |v| v.to_json()).to_string()).or_default().push(e);
+                }
+                let groups = got["groups"].as_array().unwrap();
+                prop_assert_eq!(groups.len(), keys.len(), "groups of {}", q);
+                for g in groups {
+                    let k = g["key"]["plan"].to_string();
+                    let rows = keys.get(&k).cloned().unwrap_or_default();
+                    prop_assert!(!rows.is_empty(), "group {} has no events", k);
+                    check(&g["series"][0], &rows)?;
+                }
             }
         }
     }
@@ -520,74 +620,76 @@ proptest! {
         if by_plan {
             q["breakdown"] = json!([{"event_prop": "plan"}]);
         }
-        let (_d, engine) = engine_with(&events, flush_at);
-        let got = engine.query_json(&q, Default::default()).unwrap();
-        let zone: Tz = tzname.parse().unwrap();
-        // Per user: the value, and the plan of their first matching event.
-        let mut values: Vec<(f64, Json)> = Vec::new();
-        for rows in by_user(&events, range).values() {
-            let mut m: Vec<&Event> = rows.iter()
-                .filter(|e| e.event == NAMES[ev])
-                .filter(|e| !with_where || matches!(e.prop("plan"), Some(Value::Str(s)) if s != "free"))
-                .collect();
-            if m.is_empty() {
-                continue;
+        for layout in layouts(flush_at) {
+            let (_d, engine) = engine_in(&events, layout);
+            let got = engine.query_json(&q, Default::default()).unwrap();
+            let zone: Tz = tzname.parse().unwrap();
+            // Per user: the value, and the plan of their first matching event.
+            let mut values: Vec<(f64, Json)> = Vec::new();
+            for rows in by_user(&events, range).values() {
+                let mut m: Vec<&Event> = rows.iter()
+                    .filter(|e| e.event == NAMES[ev])
+                    .filter(|e| !with_where || matches!(e.prop("plan"), Some(Value::Str(s)) if s != "free"))
+                    .collect();
+                if m.is_empty() {
+                    continue;
+                }
+                m.sort_by_key(|e| e.time);
+                let v = match measure {
+                    0 => m.len() as f64,
+                    1 => m.iter().map(|e| zone.timestamp_millis_opt(e.time).unwrap().date_naive())
+                            .collect::<BTreeSet<_>>().len() as f64,
+                    _ => m.iter().filter_map(|e| match e.prop("amount") {
+                            Some(Value::Int(i)) => Some(*i as f64),
+                            Some(Value::Float(f)) => Some(*f),
+                            _ => None,
+                        }).sum(),
+                };
+                // Ties at the first time keep the order the events were sent in.
+                let first_t = m[0].time;
+                let first = rows.iter().find(|e| e.time == first_t && m.iter().any(|x| std::ptr::eq(*x, *e))).unwrap();
+                values.push((v, first.prop("plan").map_or(Json::Null, |v| v.to_json())));
             }
-            m.sort_by_key(|e| e.time);
-            let v = match measure {
-                0 => m.len() as f64,
-                1 => m.iter().map(|e| zone.timestamp_millis_opt(e.time).unwrap().date_naive())
-                        .collect::<BTreeSet<_>>().len() as f64,
-                _ => m.iter().filter_map(|e| match e.prop("amount") {
-                        Some(Value::Int(i)) => Some(*i as f64),
-                        Some(Value::Float(f)) => Some(*f),
-                        _ => None,
-                    }).sum(),
+            let check = |got: &Json, vals: &[f64]| -> Result<(), TestCaseError> {
+                let mut v = vals.to_vec();
+                v.sort_by(f64::total_cmp);
+                let below = v.iter().filter(|&&x| x < bounds[0] as f64).count();
+                prop_assert_eq!(got["below"].as_u64(), Some(below as u64), "{}", q);
+                prop_assert_eq!(got["users"].as_u64(), Some((v.len() - below) as u64), "{}", q);
+                for (i, b) in got["buckets"].as_array().unwrap().iter().enumerate() {
+                    let lo = bounds[i] as f64;
+                    let hi = bounds.get(i + 1).map(|&h| h as f64);
+                    let n = v.iter().filter(|&&x| x >= lo && hi.is_none_or(|h| x < h)).count();
+                    prop_assert_eq!(b["users"].as_u64(), Some(n as u64), "bucket {} of {}", i, q);
+                }
+                if v.is_empty() {
+                    prop_assert!(got["median"].is_null() && got["avg"].is_null());
+                } else {
+                    let avg = v.iter().sum::<f64>() / v.len() as f64;
+                    let pos = 0.5 * (v.len() - 1) as f64;
+                    let lo = pos.floor() as usize;
+                    let hi = (lo + 1).min(v.len() - 1);
+                    let median = v[lo] + (v[hi] - v[lo]) * (pos - lo as f64);
+                    prop_assert!(same_number(&got["avg"], &json!(avg)), "avg {} vs {} in {}", got["avg"], avg, q);
+                    prop_assert!(same_number(&got["median"], &json!(median)), "median {} vs {}", got["median"], median);
+                    prop_assert!(same_number(&got["min"], &json!(v[0])));
+                    prop_assert!(same_number(&got["max"], &json!(v[v.len() - 1])));
+                }
+                Ok(())
             };
-            // Ties at the first time keep the order the events were sent in.
-            let first_t = m[0].time;
-            let first = rows.iter().find(|e| e.time == first_t && m.iter().any(|x| std::ptr::eq(*x, *e))).unwrap();
-            values.push((v, first.prop("plan").map_or(Json::Null, |v| v.to_json())));
-        }
-        let check = |got: &Json, vals: &[f64]| -> Result<(), TestCaseError> {
-            let mut v = vals.to_vec();
-            v.sort_by(f64::total_cmp);
-            let below = v.iter().filter(|&&x| x < bounds[0] as f64).count();
-            prop_assert_eq!(got["below"].as_u64(), Some(below as u64), "{}", q);
-            prop_assert_eq!(got["users"].as_u64(), Some((v.len() - below) as u64), "{}", q);
-            for (i, b) in got["buckets"].as_array().unwrap().iter().enumerate() {
-                let lo = bounds[i] as f64;
-                let hi = bounds.get(i + 1).map(|&h| h as f64);
-                let n = v.iter().filter(|&&x| x >= lo && hi.is_none_or(|h| x < h)).count();
-                prop_assert_eq!(b["users"].as_u64(), Some(n as u64), "bucket {} of {}", i, q);
-            }
-            if v.is_empty() {
-                prop_assert!(got["median"].is_null() && got["avg"].is_null());
-            } else {
-                let avg = v.iter().sum::<f64>() / v.len() as f64;
-                let pos = 0.5 * (v.len() - 1) as f64;
-                let lo = pos.floor() as usize;
-                let hi = (lo + 1).min(v.len() - 1);
-                let median = v[lo] + (v[hi] - v[lo]) * (pos - lo as f64);
-                prop_assert!(same_number(&got["avg"], &json!(avg)), "avg {} vs {} in {}", got["avg"], avg, q);
-                prop_assert!(same_number(&got["median"], &json!(median)), "median {} vs {}", got["median"], median);
-                prop_assert!(same_number(&got["min"], &json!(v[0])));
-                prop_assert!(same_number(&got["max"], &json!(v[v.len() - 1])));
-            }
-            Ok(())
-        };
-        let all: Vec<f64> = values.iter().map(|(v, _)| *v).collect();
-        check(&got, &all)?;
-        if by_plan {
-            let mut keys: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-            for (v, k) in &values {
-                keys.entry(k.to_string()).or_default().push(*v);
-            }
-            let groups = got["groups"].as_array().unwrap();
-            prop_assert_eq!(groups.len(), keys.len());
-            for g in groups {
-                let vals = keys.get(&g["key"]["plan"].to_string()).cloned().unwrap_or_default();
-                check(g, &vals)?;
+            let all: Vec<f64> = values.iter().map(|(v, _)| *v).collect();
+            check(&got, &all)?;
+            if by_plan {
+                let mut keys: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+                for (v, k) in &values {
+                    keys.entry(k.to_string()).or_default().push(*v);
+                }
+                let groups = got["groups"].as_array().unwrap();
+                prop_assert_eq!(groups.len(), keys.len());
+                for g in groups {
+                    let vals = keys.get(&g["key"]["plan"].to_string()).cloned().unwrap_or_default();
+                    check(g, &vals)?;
+                }
             }
         }
     }
@@ -610,29 +712,31 @@ proptest! {
         })).collect();
         let q = json!({"kind": "users", "did": did_json, "did_not": not_json,
                        "time_range": range_json(range), "return_users": 100});
-        let (_d, engine) = engine_with(&events, flush_at);
-        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-        let got = engine.query_json(&q, Default::default()).unwrap();
-        // Windows end at the range's end, or now (all generated times are long past).
-        let end = range.map_or(before, |r| r.1);
-        let mut want: BTreeSet<String> = BTreeSet::new();
-        for (user, rows) in by_user(&events, range) {
-            let count = |e: usize, w: Option<i64>| rows.iter()
-                .filter(|x| x.event == NAMES[e] && w.is_none_or(|w| x.time >= end - w))
-                .count() as u64;
-            let ok_did = did.iter().all(|&(e, op, v, w)| {
-                let n = count(e, windows[w]);
-                match ops[op] { "gte" => n >= v, "eq" => n == v, _ => n < v }
-            });
-            let ok_not = did_not.iter().all(|&(e, w)| count(e, windows[w]) == 0);
-            if ok_did && ok_not {
-                want.insert(user);
+        for layout in layouts(flush_at) {
+            let (_d, engine) = engine_in(&events, layout);
+            let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            let got = engine.query_json(&q, Default::default()).unwrap();
+            // Windows end at the range's end, or now (all generated times are long past).
+            let end = range.map_or(before, |r| r.1);
+            let mut want: BTreeSet<String> = BTreeSet::new();
+            for (user, rows) in by_user(&events, range) {
+                let count = |e: usize, w: Option<i64>| rows.iter()
+                    .filter(|x| x.event == NAMES[e] && w.is_none_or(|w| x.time >= end - w))
+                    .count() as u64;
+                let ok_did = did.iter().all(|&(e, op, v, w)| {
+                    let n = count(e, windows[w]);
+                    match ops[op] { "gte" => n >= v, "eq" => n == v, _ => n < v }
+                });
+                let ok_not = did_not.iter().all(|&(e, w)| count(e, windows[w]) == 0);
+                if ok_did && ok_not {
+                    want.insert(user);
+                }
             }
+            prop_assert_eq!(got["users"].as_u64(), Some(want.len() as u64), "{}", q);
+            let ids: BTreeSet<String> = got["ids"].as_array().unwrap().iter()
+                .map(|v| v.as_str().unwrap().to_string()).collect();
+            prop_assert_eq!(ids, want);
         }
-        prop_assert_eq!(got["users"].as_u64(), Some(want.len() as u64), "{}", q);
-        let ids: BTreeSet<String> = got["ids"].as_array().unwrap().iter()
-            .map(|v| v.as_str().unwrap().to_string()).collect();
-        prop_assert_eq!(ids, want);
     }
 
 }
