@@ -1,14 +1,21 @@
 //! Property tests: on random event streams, the answers of every analysis
 //! kind (through ingest, storage and the parallel executor) equal a
 //! deliberately naive reference implementation written here, in every
-//! storage layout (see [`Layout`]).
+//! storage layout (see [`Layout`]). Some strategies aim at the fast paths on
+//! purpose: the funnel's per-event runs and bitmap level-1 counting, and the
+//! scans that skip event times.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use chrono::{Datelike, TimeZone};
 use chrono_tz::Tz;
 use footprint_engine::storage::SegmentFormat;
-use footprint_engine::{Engine, EngineOptions, Event, StoreOptions, Value};
+use footprint_engine::{
+    Engine, EngineOptions, Event, ProfileOp, ProfileUpdate, QueryOptions, ScanStats, StoreOptions,
+    Value,
+};
 use proptest::prelude::*;
 use serde_json::{json, Value as Json};
 
@@ -23,12 +30,7 @@ fn event() -> impl Strategy<Value = Event> {
             1_717_200_000_000i64..1_717_200_000_030,
             1_730_500_000_000i64..1_730_700_000_000
         ],
-        prop_oneof![
-            Just(None),
-            Just(Some(Value::Str("pro".into()))),
-            Just(Some(Value::Str("free".into()))),
-            Just(Some(Value::Int(3)))
-        ],
+        plan(),
     )
         .prop_map(|(u, e, t, plan)| Event {
             user: format!("u{u}"),
@@ -36,6 +38,27 @@ fn event() -> impl Strategy<Value = Event> {
             time: t,
             props: plan.into_iter().map(|p| ("plan".to_string(), p)).collect(),
         })
+}
+
+/// An event's `plan`: missing, two strings, or a number.
+fn plan() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(Value::Str("pro".into()))),
+        Just(Some(Value::Str("free".into()))),
+        Just(Some(Value::Int(3)))
+    ]
+}
+
+/// Events packed into 16 milliseconds of a few users, so that equal times,
+/// and events exactly on a window's edge (`t1 + window`), are common.
+fn dense_event() -> impl Strategy<Value = Event> {
+    (0u8..5, 0usize..4, 0i64..16, plan()).prop_map(|(u, e, t, plan)| Event {
+        user: format!("u{u}"),
+        event: NAMES[e].into(),
+        time: 1_700_000_000_000 + t,
+        props: plan.into_iter().map(|p| ("plan".to_string(), p)).collect(),
+    })
 }
 
 /// Where a test's events end up before it queries them. Each layout sends
@@ -417,6 +440,487 @@ proptest! {
                 .map(|c| json!({"cohort": c["cohort"], "users": c["users"], "retained": c["retained"]})).collect();
             prop_assert_eq!(have, want, "query {}", q);
         }
+    }
+}
+
+/// Where [`dense_event`] times start.
+const DENSE: i64 = 1_700_000_000_000;
+
+/// Ranges over [`dense_event`] times: none, one that covers every event
+/// (the per-event bitmaps are then exact for it), or a slice of them.
+fn dense_range() -> impl Strategy<Value = Option<(i64, i64)>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some((DENSE - 1, DENSE + 1_000))),
+        2 => (0i64..8, 1i64..12).prop_map(|(f, l)| Some((DENSE + f, DENSE + f + l))),
+    ]
+}
+
+/// Profiles: `tier` for three of the five users, one of them a number.
+fn tier(user: &str) -> Option<Value> {
+    match user {
+        "u0" => Some(Value::Str("gold".into())),
+        "u1" => Some(Value::Str("silver".into())),
+        "u2" => Some(Value::Int(1)),
+        _ => None,
+    }
+}
+
+fn set_tiers(engine: &Engine) {
+    let updates = (0..5)
+        .filter_map(|u| {
+            let user = format!("u{u}");
+            let t = tier(&user)?;
+            Some(ProfileUpdate {
+                user,
+                op: ProfileOp::Set,
+                props: vec![("tier".into(), t)],
+            })
+        })
+        .collect();
+    engine.upsert_profiles(updates).unwrap();
+}
+
+/// A funnel exclusion: event `event` (with `plan == "pro"` if `pro`)
+/// between 0-based steps `from` and `to`.
+#[derive(Debug, Clone)]
+struct Exclusion {
+    event: usize,
+    pro: bool,
+    from: usize,
+    to: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dim {
+    None,
+    /// `{"event_prop": "plan"}`: the plan of the chain's step-1 event.
+    Plan,
+    /// `{"user_prop": "tier"}`.
+    Tier,
+}
+
+/// A funnel query of the reference tests.
+#[derive(Debug, Clone)]
+struct FunnelQuery {
+    steps: Vec<Step>,
+    window: i64,
+    modes: &'static [&'static str],
+    exclusions: Vec<Exclusion>,
+    breakdown: Dim,
+    /// A query-wide `where`: `plan != "free"`.
+    global: bool,
+    range: Option<(i64, i64)>,
+}
+
+/// Mode sets the greedy model of SEMANTICS.md §1.3 covers (`strict_once`
+/// is the declarative test's).
+const GREEDY_MODES: [&[&str]; 6] = [
+    &[],
+    &["strict_increase"],
+    &["strict_deduplication"],
+    &["strict_order"],
+    &["strict_order", "allow_reentry"],
+    &["strict_order", "strict_deduplication", "strict_increase"],
+];
+
+impl FunnelQuery {
+    fn json(&self) -> Json {
+        let mut q = json!({"kind": "funnel", "steps": self.steps.iter().map(step_json).collect::<Vec<_>>(),
+                           "window": self.window, "mode": self.modes, "time_range": range_json(self.range)});
+        if !self.exclusions.is_empty() {
+            q["exclusions"] = self
+                .exclusions
+                .iter()
+                .map(|x| {
+                    let mut j = json!({"event": NAMES[x.event], "between": [x.from, x.to]});
+                    if x.pro {
+                        j["where"] = json!({"prop": "plan", "op": "eq", "value": "pro"});
+                    }
+                    j
+                })
+                .collect();
+        }
+        match self.breakdown {
+            Dim::None => {}
+            Dim::Plan => q["breakdown"] = json!([{"event_prop": "plan"}]),
+            Dim::Tier => q["breakdown"] = json!([{"user_prop": "tier"}]),
+        }
+        if self.global {
+            q["where"] = json!({"prop": "plan", "op": "ne", "value": "free"});
+        }
+        q
+    }
+
+    fn mode(&self, m: &str) -> bool {
+        self.modes.contains(&m)
+    }
+}
+
+fn passes_global(q: &FunnelQuery, e: &Event) -> bool {
+    !q.global || matches!(e.prop("plan"), Some(Value::Str(s)) if s != "free")
+}
+
+/// A level's chain in [`greedy_chain`]: start time, last time, the times of
+/// its steps, the row of its step 1.
+type Level = (i64, i64, Vec<i64>, usize);
+
+/// The chain that gives a user's level, by SEMANTICS.md §1.3 as written
+/// (one state per level, overwritten, no `strict_once`): the times of its
+/// steps and the row of its step-1 event; `None` at level 0. `rows` are
+/// the user's visible rows in the order they were sent.
+fn greedy_chain(rows: &[Event], q: &FunnelQuery) -> Option<(Vec<i64>, usize)> {
+    let n = q.steps.len();
+    let strict_order = q.mode("strict_order");
+    // §1.2: an entry (t, step, row) per step a row matches; under
+    // strict_order an unrelated row gives (t, 0, row). Sorted by (t, step),
+    // equal entries in the order sent.
+    let mut entries: Vec<(i64, usize, usize)> = Vec::new();
+    for (r, e) in rows.iter().enumerate() {
+        let before = entries.len();
+        for (i, s) in q.steps.iter().enumerate() {
+            if matches(s, e) {
+                entries.push((e.time, i + 1, r));
+            }
+        }
+        if strict_order && entries.len() == before {
+            entries.push((e.time, 0, r));
+        }
+    }
+    entries.sort();
+    let &(t0, _, r0) = entries.iter().find(|e| e.1 != 0)?;
+    if !strict_order && n == 1 {
+        return Some((vec![t0], r0));
+    }
+    let mut lv: Vec<Option<Level>> = vec![None; n];
+    let top = |lv: &[Option<Level>]| {
+        lv.iter()
+            .rev()
+            .flatten()
+            .next()
+            .map(|(_, _, times, row)| (times.clone(), *row))
+    };
+    let mut started = false;
+    for (t, i, r) in entries {
+        if i == 0 {
+            if started {
+                break;
+            }
+            continue;
+        }
+        if i == 1 {
+            lv[0] = Some((t, t, vec![t], r));
+            started = true;
+            continue;
+        }
+        let k = i - 1;
+        if q.mode("strict_deduplication") && lv[k].is_some() {
+            return top(&lv);
+        }
+        if strict_order && started && lv[k - 1].is_none() {
+            if q.mode("allow_reentry") {
+                continue;
+            }
+            return top(&lv);
+        }
+        if let Some((first, last, times, row)) = lv[k - 1].clone() {
+            if t <= first + q.window && (!q.mode("strict_increase") || last < t) {
+                let mut times = times;
+                times.push(t);
+                lv[k] = Some((first, t, times, row));
+                if k + 1 == n {
+                    return top(&lv);
+                }
+            }
+        }
+    }
+    top(&lv)
+}
+
+/// Users per level and, per step, the ms from step 1 of every user
+/// reaching it.
+struct FunnelAgg {
+    levels: Vec<u64>,
+    gaps: Vec<Vec<i64>>,
+}
+
+impl FunnelAgg {
+    fn new(n: usize) -> Self {
+        FunnelAgg {
+            levels: vec![0; n + 1],
+            gaps: vec![Vec::new(); n],
+        }
+    }
+
+    fn add(&mut self, times: &[i64]) {
+        self.levels[times.len()] += 1;
+        for k in 1..times.len() {
+            self.gaps[k].push(times[k] - times[0]);
+        }
+    }
+
+    fn steps_json(&self) -> Json {
+        let n = self.gaps.len();
+        let users: Vec<u64> = (1..=n).map(|k| self.levels[k..].iter().sum()).collect();
+        let ratio = |a: u64, b: u64| {
+            if b == 0 {
+                Json::Null
+            } else {
+                json!(a as f64 / b as f64)
+            }
+        };
+        (0..n)
+            .map(|i| {
+                let (median, avg) = match &self.gaps[i] {
+                    g if i == 0 || g.is_empty() => (Json::Null, Json::Null),
+                    g => {
+                        let mut v = g.clone();
+                        v.sort_unstable();
+                        let pos = 0.5 * (v.len() - 1) as f64;
+                        let lo = pos.floor() as usize;
+                        let hi = (lo + 1).min(v.len() - 1);
+                        let median = v[lo] as f64 + (v[hi] - v[lo]) as f64 * (pos - lo as f64);
+                        let avg = v.iter().sum::<i64>() as f64 / v.len() as f64;
+                        (json!(median), json!(avg))
+                    }
+                };
+                json!({
+                    "users": users[i],
+                    "conversion_from_previous": if i == 0 { ratio(users[0], users[0]) } else { ratio(users[i], users[i - 1]) },
+                    "conversion_from_first": ratio(users[i], users[0]),
+                    "median_ms_from_first": median,
+                    "avg_ms_from_first": avg,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The funnel's answer from [`greedy_chain`]: per step users, conversions,
+/// median and mean ms from step 1 (on the chain that gave the level), and
+/// the breakdown groups, largest first. A user is left out whole when an
+/// exclusion's event lies strictly between the chain's steps `from` and
+/// `to` (QUERY_API.md, README: "strictly between its step a and step b").
+fn naive_funnel(events: &[Event], q: &FunnelQuery) -> Json {
+    let n = q.steps.len();
+    let mut all = FunnelAgg::new(n);
+    let mut groups: BTreeMap<String, (Json, FunnelAgg)> = BTreeMap::new();
+    for (user, rows) in by_user(events, q.range) {
+        let rows: Vec<Event> = rows.into_iter().filter(|e| passes_global(q, e)).collect();
+        let chain = greedy_chain(&rows, q);
+        if q.modes.is_empty() {
+            // The model against the declarative form (§1.4).
+            let level = naive_level(&rows, &q.steps, q.window, false, false);
+            assert_eq!(
+                chain.as_ref().map_or(0, |c| c.0.len()),
+                level,
+                "model: {user} {rows:?}"
+            );
+        }
+        let Some((times, first)) = chain else {
+            continue;
+        };
+        let excluded = q.exclusions.iter().any(|x| {
+            times.len() > x.to
+                && rows.iter().any(|e| {
+                    e.time > times[x.from]
+                        && e.time < times[x.to]
+                        && matches(&Step(x.event, x.pro), e)
+                })
+        });
+        if excluded {
+            continue;
+        }
+        all.add(&times);
+        let key = match q.breakdown {
+            Dim::None => continue,
+            Dim::Plan => {
+                json!({"plan": rows[first].prop("plan").map_or(Json::Null, |v| v.to_json())})
+            }
+            Dim::Tier => json!({"tier": tier(&user).map_or(Json::Null, |v| v.to_json())}),
+        };
+        groups
+            .entry(key.to_string())
+            .or_insert_with(|| (key, FunnelAgg::new(n)))
+            .1
+            .add(&times);
+    }
+    let mut out = json!({"steps": all.steps_json()});
+    if q.breakdown != Dim::None {
+        let mut groups: Vec<(String, Json, FunnelAgg)> =
+            groups.into_iter().map(|(s, (k, a))| (s, k, a)).collect();
+        let size = |a: &FunnelAgg| a.levels[1..].iter().sum::<u64>();
+        groups.sort_by(|a, b| size(&b.2).cmp(&size(&a.2)).then_with(|| a.0.cmp(&b.0)));
+        out["groups"] = groups
+            .into_iter()
+            .map(|(_, key, a)| json!({"key": key, "steps": a.steps_json()}))
+            .collect();
+    }
+    out
+}
+
+/// Compares `got` with `want` where `want` has a field: numbers within
+/// rounding, everything else exactly. Returns where they differ.
+fn differs(got: &Json, want: &Json, at: &str) -> Option<String> {
+    match (got, want) {
+        (Json::Object(g), Json::Object(w)) => w
+            .iter()
+            .find_map(|(k, wv)| differs(g.get(k).unwrap_or(&Json::Null), wv, &format!("{at}.{k}"))),
+        (Json::Array(g), Json::Array(w)) if g.len() == w.len() => g
+            .iter()
+            .zip(w)
+            .enumerate()
+            .find_map(|(i, (g, w))| differs(g, w, &format!("{at}[{i}]"))),
+        _ if same_number(got, want) => None,
+        _ => Some(format!("{at}: got {got}, want {want}")),
+    }
+}
+
+/// Runs `q` over `events` in every layout and compares the answer with
+/// [`naive_funnel`]. Returns the engines' scan statistics, per layout.
+fn check_funnel(
+    events: &[Event],
+    q: &FunnelQuery,
+    flush_at: usize,
+) -> Result<Vec<(Layout, Arc<ScanStats>)>, TestCaseError> {
+    let want = naive_funnel(events, q);
+    let qj = q.json();
+    let mut stats = Vec::new();
+    for layout in layouts(flush_at) {
+        let (_d, engine) = engine_in(events, layout);
+        set_tiers(&engine);
+        let st = Arc::new(ScanStats::default());
+        let opts = QueryOptions {
+            stats: Some(st.clone()),
+            ..Default::default()
+        };
+        let got = engine.query_json(&qj, opts).unwrap();
+        if q.breakdown == Dim::None {
+            prop_assert!(
+                got.get("groups").is_none(),
+                "{:?}: groups without a breakdown",
+                layout
+            );
+        }
+        if let Some(d) = differs(&got, &want, "") {
+            return Err(TestCaseError::fail(format!(
+                "{layout:?}: {d}\nquery {qj}\ngot  {got}\nwant {want}"
+            )));
+        }
+        stats.push((layout, st));
+    }
+    Ok(stats)
+}
+
+fn arb_window() -> impl Strategy<Value = i64> {
+    prop_oneof![Just(0i64), 1i64..8, Just(1_000i64)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// Default-mode funnels with unfiltered steps and no breakdown: the ones
+    /// the fast paths take. A lone format 2 segment hands users over as
+    /// per-event runs (Flushed, Compacted, and single-segment users of
+    /// Split); without a range (or with one covering every event) users who
+    /// did step 1 but never step 2's event are counted from the bitmaps.
+    /// Dense times put events on window edges and at equal times.
+    #[test]
+    fn funnel_fast_paths_match_reference(
+        events in proptest::collection::vec(dense_event(), 0..40),
+        steps in proptest::collection::vec(0usize..4, 1..5),
+        window in arb_window(),
+        range in dense_range(),
+        flush_at in 0usize..40,
+    ) {
+        let q = FunnelQuery {
+            steps: steps.iter().map(|&e| Step(e, false)).collect(),
+            window,
+            modes: &[],
+            exclusions: Vec::new(),
+            breakdown: Dim::None,
+            global: false,
+            range,
+        };
+        let stats = check_funnel(&events, &q, flush_at)?;
+        // The bitmap path was taken: it counted exactly the users who did
+        // step 1's event but never step 2's.
+        let ever = |u: &str, e: usize| events.iter().any(|x| x.user == u && x.event == NAMES[e]);
+        let stored = |e: usize| events.iter().any(|x| x.event == NAMES[e]);
+        if let (true, Some(&second)) = (range.is_none_or(|(f, _)| f < DENSE), steps.get(1)) {
+            if stored(second) {
+                let users: BTreeSet<&str> = events.iter().map(|e| e.user.as_str()).collect();
+                let only_first = users.iter().filter(|u| ever(u, steps[0]) && !ever(u, second)).count() as u64;
+                for (layout, st) in stats {
+                    prop_assert_eq!(st.users_from_bitmaps.load(Ordering::Relaxed), only_first, "{:?}", layout);
+                }
+            }
+        }
+    }
+
+    /// Funnels with everything the fast paths leave to the merged scan:
+    /// step filters, a query-wide `where`, breakdowns by event and user
+    /// property, exclusions, and the modes of the greedy scan. Every
+    /// number of the answer (users, conversions, median and mean time
+    /// from step 1, groups) against the reference, in every layout.
+    #[test]
+    fn funnel_details_match_reference(
+        events in proptest::collection::vec(dense_event(), 0..40),
+        steps in proptest::collection::vec((0usize..4, any::<bool>()).prop_map(|(e, w)| Step(e, w)), 1..5),
+        window in arb_window(),
+        mode in 0usize..GREEDY_MODES.len(),
+        exclusions in proptest::collection::vec((0usize..4, any::<bool>(), 0usize..4, 1usize..4), 0..3),
+        breakdown in prop_oneof![Just(Dim::None), Just(Dim::Plan), Just(Dim::Tier)],
+        global in any::<bool>(),
+        range in dense_range(),
+        flush_at in 0usize..40,
+    ) {
+        let n = steps.len();
+        let q = FunnelQuery {
+            steps,
+            window,
+            modes: GREEDY_MODES[mode],
+            exclusions: exclusions
+                .into_iter()
+                .filter(|&(_, _, from, span)| from + span < n)
+                .map(|(event, pro, from, span)| Exclusion { event, pro, from, to: from + span })
+                .collect(),
+            breakdown,
+            global,
+            range,
+        };
+        check_funnel(&events, &q, flush_at)?;
+    }
+
+    /// Exclusions alone, on unfiltered default-mode funnels: the shape
+    /// that would take the per-event runs path if exclusions were ignored.
+    #[test]
+    fn funnel_exclusions_match_reference(
+        events in proptest::collection::vec(dense_event(), 0..40),
+        steps in proptest::collection::vec(0usize..4, 2..5),
+        window in arb_window(),
+        exclusions in proptest::collection::vec((0usize..4, 0usize..4, 1usize..4), 1..3),
+        breakdown in prop_oneof![Just(Dim::None), Just(Dim::Tier)],
+        range in dense_range(),
+        flush_at in 0usize..40,
+    ) {
+        let n = steps.len();
+        let q = FunnelQuery {
+            steps: steps.iter().map(|&e| Step(e, false)).collect(),
+            window,
+            modes: &[],
+            exclusions: exclusions
+                .into_iter()
+                .map(|(event, from, span)| {
+                    let from = from % (n - 1);
+                    Exclusion { event, pro: false, from, to: (from + span).min(n - 1) }
+                })
+                .collect(),
+            breakdown,
+            global: false,
+            range,
+        };
+        check_funnel(&events, &q, flush_at)?;
     }
 }
 
