@@ -1265,12 +1265,13 @@ proptest! {
     #[test]
     fn users_match_naive_conditions(
         events in proptest::collection::vec(event(), 0..60),
-        did in proptest::collection::vec((0usize..4, 0usize..3, 0u64..3, 0usize..4), 0..3),
-        did_not in proptest::collection::vec((0usize..4, 0usize..4), 0..2),
+        did in proptest::collection::vec((0usize..4, 0usize..3, 0u64..3, 0usize..5), 0..3),
+        did_not in proptest::collection::vec((0usize..4, 0usize..5), 0..2),
         range in arb_range(),
         flush_at in 0usize..60,
     ) {
-        let windows = [None, Some(10i64), Some(1_000_000), Some(86_400_000)];
+        // Short windows start on event times often (their start is inclusive).
+        let windows = [None, Some(3i64), Some(10), Some(1_000_000), Some(86_400_000)];
         let ops = ["gte", "eq", "lt"];
         let window_json = |w: Option<i64>| w.map_or(Json::Null, |w| json!(w));
         let did_json: Vec<Json> = did.iter().map(|&(e, op, v, w)| json!({
@@ -1308,4 +1309,51 @@ proptest! {
         }
     }
 
+}
+
+/// `within` reaches back from the end of the range, and its start is
+/// inclusive: an event exactly `within` before the end counts, one a
+/// millisecond earlier does not; the end itself is outside the range.
+#[test]
+fn users_within_includes_its_start() {
+    let end = 1_700_000_000_000i64;
+    let at = |user: &str, time: i64| Event {
+        user: user.into(),
+        event: "login".into(),
+        time,
+        props: Vec::new(),
+    };
+    let events = vec![
+        at("on_start", end - 10),
+        at("before_start", end - 11),
+        at("before_start", end - 1_000),
+        at("last_ms", end - 1),
+        at("at_end", end),
+        at("at_end", end - 500),
+    ];
+    for layout in layouts(2) {
+        let (_d, engine) = engine_in(&events, layout);
+        let ids = |q: Json| -> Vec<String> {
+            let r = engine.query_json(&q, Default::default()).unwrap();
+            let mut ids: Vec<String> = r["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        };
+        let range = json!({"from": end - 2_000, "to": end});
+        let did = ids(
+            json!({"kind": "users", "time_range": range, "return_users": 10,
+            "did": [{"event": "login", "count": {"op": "gte", "value": 1}, "within": 10}]}),
+        );
+        assert_eq!(did, ["last_ms", "on_start"], "{layout:?}");
+        let did_not = ids(
+            json!({"kind": "users", "time_range": range, "return_users": 10,
+            "did_not": [{"event": "login", "within": {"value": 10, "unit": "millisecond"}}]}),
+        );
+        assert_eq!(did_not, ["at_end", "before_start"], "{layout:?}");
+    }
 }
