@@ -1309,6 +1309,97 @@ proptest! {
         }
     }
 
+    /// Queries that never read event times, over all time: in a layout
+    /// with one segment per shard and nothing in the memtable (Flushed,
+    /// FlushedV1, Compacted) they scan without decoding times. `events`
+    /// totals, distributions of counts and sums, `users` without `within`.
+    #[test]
+    fn time_free_scans_match_reference(
+        events in proptest::collection::vec(event_with_amount(), 0..60),
+        ev in 0usize..4,
+        bounds in proptest::collection::btree_set(-3i64..8, 1..5),
+        did in proptest::collection::vec((0usize..4, 0usize..3, 0u64..3), 0..3),
+        did_not in proptest::collection::vec(0usize..4, 0..2),
+        flush_at in 0usize..60,
+    ) {
+        let aggs = ["count", "users", "per_user", "sum"];
+        let metric = |name: &str, agg: &str| {
+            let mut m = json!({"event": name, "agg": agg});
+            if agg == "sum" {
+                m["prop"] = json!("amount");
+            }
+            m
+        };
+        let trend = json!({"kind": "events", "interval": "total", "breakdown": [{"event_prop": "plan"}],
+                           "metrics": aggs.iter().map(|a| metric(NAMES[ev], a))
+                               .chain(aggs.iter().map(|a| metric("$any", a))).collect::<Vec<_>>()});
+        let ops = ["gte", "eq", "lt"];
+        let cohort = json!({"kind": "users", "return_users": 100,
+            "did": did.iter().map(|&(e, op, v)| json!({"event": NAMES[e], "count": {"op": ops[op], "value": v}})).collect::<Vec<_>>(),
+            "did_not": did_not.iter().map(|&e| json!({"event": NAMES[e]})).collect::<Vec<_>>()});
+        let amount = |e: &Event| match e.prop("amount") {
+            Some(Value::Int(i)) => Some(*i as f64),
+            Some(Value::Float(f)) => Some(*f),
+            _ => None,
+        };
+        // The naive answers.
+        let of = |name: &str| -> Vec<&Event> { events.iter().filter(|e| name == "$any" || e.event == name).collect() };
+        let mut plans: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
+        for e in &events {
+            plans.entry(e.prop("plan").map_or(Json::Null, |v| v.to_json()).to_string()).or_default().push(e);
+        }
+        let users = by_user(&events, None);
+        let per_user = |f: &dyn Fn(&[Event]) -> f64| -> Vec<f64> {
+            users.values().filter(|r| r.iter().any(|e| e.event == NAMES[ev])).map(|r| f(r)).collect()
+        };
+        let counts = per_user(&|r| r.iter().filter(|e| e.event == NAMES[ev]).count() as f64);
+        let sums = per_user(&|r| r.iter().filter(|e| e.event == NAMES[ev]).filter_map(amount).sum());
+        let members: BTreeSet<String> = users.iter().filter(|(_, rows)| {
+            let n = |e: usize| rows.iter().filter(|x| x.event == NAMES[e]).count() as u64;
+            did.iter().all(|&(e, op, v)| match ops[op] { "gte" => n(e) >= v, "eq" => n(e) == v, _ => n(e) < v })
+                && did_not.iter().all(|&e| n(e) == 0)
+        }).map(|(u, _)| u.clone()).collect();
+        for layout in layouts(flush_at) {
+            let (_d, engine) = engine_in(&events, layout);
+            let got = engine.query_json(&trend, Default::default()).unwrap();
+            for (i, a) in aggs.iter().enumerate() {
+                for (k, name) in [NAMES[ev], "$any"].into_iter().enumerate() {
+                    let s = &got["series"][k * aggs.len() + i];
+                    let want = naive_metric(&of(name), a);
+                    prop_assert!(same_number(&s["total"], &want), "{:?}: {} {} got {} want {}", layout, name, a, s["total"], want);
+                }
+            }
+            let groups = got["groups"].as_array().unwrap();
+            prop_assert_eq!(groups.len(), plans.len(), "{:?}: groups", layout);
+            for g in groups {
+                let rows = plans.get(&g["key"]["plan"].to_string()).cloned().unwrap_or_default();
+                for (i, a) in aggs.iter().enumerate() {
+                    for (k, name) in [NAMES[ev], "$any"].into_iter().enumerate() {
+                        let rows: Vec<&Event> = rows.iter().copied().filter(|e| name == "$any" || e.event == name).collect();
+                        let want = naive_metric(&rows, a);
+                        let s = &g["series"][k * aggs.len() + i]["total"];
+                        prop_assert!(same_number(s, &want), "{:?}: group {} {} {} got {} want {}", layout, g["key"], name, a, s, want);
+                    }
+                }
+            }
+            for (measure, vals) in [(json!("count"), &counts), (json!({"sum": "amount"}), &sums)] {
+                let q = json!({"kind": "distribution", "event": NAMES[ev], "measure": measure, "buckets": bounds});
+                let got = engine.query_json(&q, Default::default()).unwrap();
+                let below = vals.iter().filter(|&&v| v < *bounds.first().unwrap() as f64).count();
+                prop_assert_eq!(got["below"].as_u64(), Some(below as u64), "{:?}: {}", layout, q);
+                prop_assert_eq!(got["users"].as_u64(), Some((vals.len() - below) as u64), "{:?}: {}", layout, q);
+                let b: Vec<i64> = bounds.iter().copied().collect();
+                for (i, bucket) in got["buckets"].as_array().unwrap().iter().enumerate() {
+                    let n = vals.iter().filter(|&&v| v >= b[i] as f64 && b.get(i + 1).is_none_or(|&h| v < h as f64)).count();
+                    prop_assert_eq!(bucket["users"].as_u64(), Some(n as u64), "{:?}: bucket {} of {}", layout, i, q);
+                }
+            }
+            let got = engine.query_json(&cohort, Default::default()).unwrap();
+            let ids: BTreeSet<String> = got["ids"].as_array().unwrap().iter()
+                .map(|v| v.as_str().unwrap().to_string()).collect();
+            prop_assert_eq!(&ids, &members, "{:?}: {}", layout, cohort);
+        }
+    }
 }
 
 /// `within` reaches back from the end of the range, and its start is
