@@ -10,19 +10,29 @@ use std::time::{Duration, Instant};
 
 use footprint_engine::{Engine, EngineOptions, Value};
 
+/// xorshift64: the kill delays.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
 #[test]
 fn acknowledged_events_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let exe = env!("CARGO_BIN_EXE_crash_writer");
     let mut acked: BTreeSet<u64> = BTreeSet::new();
-    let mut attempted_upto = 0u64;
-    let mut next = 0u64;
+    // Every round starts past every batch an earlier round may have sent,
+    // so a batch number is never reused and a batch stored twice is a
+    // duplicate made by the store.
+    let mut start = 0u64;
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let kills = 24;
     for round in 0..kills {
         let mut child = Command::new(exe)
             .arg(dir.path())
-            .arg(next.to_string())
+            .arg(start.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -30,38 +40,45 @@ fn acknowledged_events_survive_sigkill() {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("ack ") {
+            let mut out = BufReader::new(stdout);
+            let mut line = String::new();
+            // Only whole lines: a line cut by the kill acknowledges nothing.
+            while out.read_line(&mut line).is_ok_and(|n| n > 0) && line.ends_with('\n') {
+                if let Some(n) = line.trim_end().strip_prefix("ack ") {
                     if tx.send(n.parse::<u64>().unwrap()).is_err() {
                         break;
                     }
                 }
+                line.clear();
             }
         });
-        // xorshift for the kill delay: 20..400 ms, so kills land during
-        // start-up, replay, WAL appends, flushes and compactions.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let delay = Duration::from_millis(20 + seed % 380);
+        // Kill after 20..400 ms, so kills land during start-up, replay, WAL
+        // appends, flushes and compactions.
+        let delay = Duration::from_millis(20 + next(&mut seed) % 380);
+        let mut got: Vec<u64> = Vec::new();
         let t = Instant::now();
         while t.elapsed() < delay {
             if let Ok(n) = rx.recv_timeout(Duration::from_millis(5)) {
-                acked.insert(n);
+                got.push(n);
             }
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         reader.join().unwrap();
-        while let Ok(n) = rx.try_recv() {
-            acked.insert(n);
+        got.extend(rx.try_iter());
+        // The writer acknowledges its batches in order, from `start`.
+        for (k, &n) in got.iter().enumerate() {
+            assert_eq!(n, start + k as u64, "round {round}: acks out of order");
         }
-        // The child may have been working on the batch after its last ack.
-        let last = acked.iter().next_back().copied().unwrap_or(next);
-        attempted_upto = attempted_upto.max(last + 1);
-        next = attempted_upto + 1;
-        eprintln!("round {round}: {} batches acknowledged so far", acked.len());
+        acked.extend(&got);
+        // It may have been writing the batch after its last ack (or the
+        // first one, with no ack at all); the next round starts after it.
+        start += got.len() as u64 + 1;
+        eprintln!(
+            "round {round}: {} acks, {} batches acknowledged so far",
+            got.len(),
+            acked.len()
+        );
     }
     assert!(
         acked.len() > 50,
@@ -108,7 +125,7 @@ fn acknowledged_events_survive_sigkill() {
     }
     for (b, ids) in &per_batch {
         let b = *b as u64;
-        assert!(b < next, "batch {b} was never attempted");
+        assert!(b < start, "batch {b} was never attempted");
         // An unacknowledged batch may be present, but only whole.
         assert_eq!(
             ids.len() as u64,
