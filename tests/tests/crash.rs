@@ -1,6 +1,10 @@
 //! Kill a real writer process with SIGKILL at random moments; every
 //! acknowledged event must survive exactly once, and nothing else appears
-//! but whole in-flight batches.
+//! but whole in-flight batches. The writer is an engine in a child process
+//! (`crash_writer`), or the `footprint` CLI loading into the WAL without
+//! flushing, so recovery rebuilds a memtable from the WAL alone.
+
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -9,6 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use footprint_engine::{Engine, EngineOptions, Value};
+use support::{footprint_bin, ndjson, Ledger};
 
 /// xorshift64: the kill delays.
 fn next(seed: &mut u64) -> u64 {
@@ -150,4 +155,120 @@ fn acknowledged_events_survive_sigkill() {
 
 fn batch_len(batch: u64) -> u64 {
     1 + (batch * 7919) % 23
+}
+
+/// `footprint ingest --wal --no-flush` leaves its rows in the WAL and the
+/// memtable: nothing is flushed, the next process replays them all, and
+/// the CLI answers queries over them.
+#[test]
+fn cli_wal_ingest_without_flush_is_recovered_from_the_wal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = footprint_bin(tmp.path());
+    let data = tmp.path().join("data");
+    let mut ledger = Ledger::default();
+    for b in 0..3u64 {
+        let file = tmp.path().join(format!("batch-{b}.ndjson"));
+        let n = 40 + b * 7;
+        std::fs::write(&file, ndjson(b, n)).unwrap();
+        ledger.send(b, n);
+        let out = Command::new(&bin)
+            .args(["ingest", "--wal", "--no-flush", "--shards", "4", "--data"])
+            .arg(&data)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ledger.acked.insert(b);
+    }
+    // Nothing was ever flushed: every event comes back from the WAL.
+    let a = ledger.audit(&data);
+    let want: u64 = ledger.sent.values().sum();
+    assert_eq!((a.lost, a.duplicated, a.stored), (0, 0, want), "{a:?}");
+    assert_eq!((a.segments, a.in_memtable), (0, want), "{a:?}");
+    let out = Command::new(&bin)
+        .args(["stats", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["events_in_memtable"], want, "{stats}");
+    let q = tmp.path().join("q.json");
+    std::fs::write(
+        &q,
+        r#"{"kind": "funnel", "steps": [{"event": "visit"}, {"event": "signup"}], "window": 1000}"#,
+    )
+    .unwrap();
+    let out = Command::new(&bin)
+        .args(["query", "--data"])
+        .arg(&data)
+        .arg(&q)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let engine = Engine::open(
+        &data,
+        EngineOptions {
+            background: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let direct = engine.query(&std::fs::read_to_string(&q).unwrap()).unwrap();
+    assert_eq!(cli, direct);
+    assert!(cli["steps"][0]["users"].as_u64() > Some(0), "{cli}");
+}
+
+/// SIGKILL during `footprint ingest --wal --no-flush`, over and over into
+/// one data directory that is never flushed: a load that exited is there
+/// whole, one that was killed is there whole or not at all, and nothing is
+/// there twice.
+#[test]
+fn cli_wal_ingest_without_flush_survives_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = footprint_bin(tmp.path());
+    let data = tmp.path().join("data");
+    let mut ledger = Ledger::default();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let (mut exited, mut killed) = (0, 0);
+    for b in 0..16u64 {
+        let n = 200 + next(&mut seed) % 3000;
+        let file = tmp.path().join(format!("batch-{b}.ndjson"));
+        std::fs::write(&file, ndjson(b, n)).unwrap();
+        ledger.send(b, n);
+        let mut child = Command::new(&bin)
+            .args(["ingest", "--wal", "--no-flush", "--shards", "4", "--data"])
+            .arg(&data)
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(next(&mut seed) % 60));
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success(), "batch {b}: {status}");
+                ledger.acked.insert(b);
+                exited += 1;
+            }
+            None => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                killed += 1;
+            }
+        }
+        let a = ledger.audit(&data);
+        assert_eq!((a.lost, a.duplicated), (0, 0), "after batch {b}: {a:?}");
+        assert_eq!(a.segments, 0, "something was flushed: {a:?}");
+    }
+    eprintln!("{exited} loads exited, {killed} were killed");
+    assert!(killed > 0 && exited > 0, "{exited} exited, {killed} killed");
 }
