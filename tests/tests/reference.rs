@@ -819,26 +819,29 @@ fn arb_window() -> impl Strategy<Value = i64> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 
-    /// Default-mode funnels with unfiltered steps and no breakdown: the ones
-    /// the fast paths take. A lone format 2 segment hands users over as
-    /// per-event runs (Flushed, Compacted, and single-segment users of
-    /// Split); without a range (or with one covering every event) users who
-    /// did step 1 but never step 2's event are counted from the bitmaps.
-    /// Dense times put events on window edges and at equal times.
+    /// Default-mode funnels with unfiltered steps: the ones the fast paths
+    /// take. A lone format 2 segment hands users over as per-event runs
+    /// (Flushed, Compacted, and single-segment users of Split); without a
+    /// range (or with one covering every event) users who did step 1 but
+    /// never step 2's event are counted from the bitmaps. Dense times put
+    /// events on window edges and at equal times. With a breakdown, the
+    /// same funnels must leave both paths (a user property needs no event
+    /// property, so only the funnel itself keeps it off the runs path).
     #[test]
     fn funnel_fast_paths_match_reference(
-        events in proptest::collection::vec(dense_event(), 0..40),
+        events in proptest::collection::vec(dense_event(), 0..48),
         steps in proptest::collection::vec(0usize..4, 1..5),
         window in arb_window(),
+        breakdown in prop_oneof![2 => Just(Dim::None), 1 => Just(Dim::Tier), 1 => Just(Dim::Plan)],
         range in dense_range(),
-        flush_at in 0usize..40,
+        flush_at in 0usize..48,
     ) {
         let q = FunnelQuery {
             steps: steps.iter().map(|&e| Step(e, false)).collect(),
             window,
             modes: &[],
             exclusions: Vec::new(),
-            breakdown: Dim::None,
+            breakdown,
             global: false,
             range,
         };
@@ -847,7 +850,8 @@ proptest! {
         // step 1's event but never step 2's.
         let ever = |u: &str, e: usize| events.iter().any(|x| x.user == u && x.event == NAMES[e]);
         let stored = |e: usize| events.iter().any(|x| x.event == NAMES[e]);
-        if let (true, Some(&second)) = (range.is_none_or(|(f, _)| f < DENSE), steps.get(1)) {
+        let bitmaps = breakdown == Dim::None && range.is_none_or(|(f, _)| f < DENSE);
+        if let (true, Some(&second)) = (bitmaps, steps.get(1)) {
             if stored(second) {
                 let users: BTreeSet<&str> = events.iter().map(|e| e.user.as_str()).collect();
                 let only_first = users.iter().filter(|u| ever(u, steps[0]) && !ever(u, second)).count() as u64;
@@ -894,15 +898,20 @@ proptest! {
 
     /// Exclusions alone, on unfiltered default-mode funnels: the shape
     /// that would take the per-event runs path if exclusions were ignored.
+    /// Windows are never 0 here, so events can lie strictly between steps.
     #[test]
     fn funnel_exclusions_match_reference(
-        events in proptest::collection::vec(dense_event(), 0..40),
-        steps in proptest::collection::vec(0usize..4, 2..5),
-        window in arb_window(),
+        events in proptest::collection::vec(dense_event(), 8..48),
+        steps in prop_oneof![
+            // Each event one step (the runs path's condition), or any steps.
+            3 => (Just(vec![0usize, 1, 2, 3]).prop_shuffle(), 2usize..5).prop_map(|(v, n)| v[..n].to_vec()),
+            1 => proptest::collection::vec(0usize..4, 2..5),
+        ],
+        window in prop_oneof![2i64..10, Just(1_000i64)],
         exclusions in proptest::collection::vec((0usize..4, 0usize..4, 1usize..4), 1..3),
-        breakdown in prop_oneof![Just(Dim::None), Just(Dim::Tier)],
+        breakdown in prop_oneof![3 => Just(Dim::None), 1 => Just(Dim::Tier)],
         range in dense_range(),
-        flush_at in 0usize..40,
+        flush_at in 0usize..48,
     ) {
         let n = steps.len();
         let q = FunnelQuery {
@@ -1312,7 +1321,8 @@ proptest! {
     /// Queries that never read event times, over all time: in a layout
     /// with one segment per shard and nothing in the memtable (Flushed,
     /// FlushedV1, Compacted) they scan without decoding times. `events`
-    /// totals, distributions of counts and sums, `users` without `within`.
+    /// totals, distributions of counts and sums, `users` without `within`;
+    /// with a time range, the same queries must read times after all.
     #[test]
     fn time_free_scans_match_reference(
         events in proptest::collection::vec(event_with_amount(), 0..60),
@@ -1320,8 +1330,10 @@ proptest! {
         bounds in proptest::collection::btree_set(-3i64..8, 1..5),
         did in proptest::collection::vec((0usize..4, 0usize..3, 0u64..3), 0..3),
         did_not in proptest::collection::vec(0usize..4, 0..2),
+        range in arb_range(),
         flush_at in 0usize..60,
     ) {
+        let visible: Vec<Event> = by_user(&events, range).into_values().flatten().collect();
         let aggs = ["count", "users", "per_user", "sum"];
         let metric = |name: &str, agg: &str| {
             let mut m = json!({"event": name, "agg": agg});
@@ -1331,10 +1343,11 @@ proptest! {
             m
         };
         let trend = json!({"kind": "events", "interval": "total", "breakdown": [{"event_prop": "plan"}],
+                           "time_range": range_json(range),
                            "metrics": aggs.iter().map(|a| metric(NAMES[ev], a))
                                .chain(aggs.iter().map(|a| metric("$any", a))).collect::<Vec<_>>()});
         let ops = ["gte", "eq", "lt"];
-        let cohort = json!({"kind": "users", "return_users": 100,
+        let cohort = json!({"kind": "users", "return_users": 100, "time_range": range_json(range),
             "did": did.iter().map(|&(e, op, v)| json!({"event": NAMES[e], "count": {"op": ops[op], "value": v}})).collect::<Vec<_>>(),
             "did_not": did_not.iter().map(|&e| json!({"event": NAMES[e]})).collect::<Vec<_>>()});
         let amount = |e: &Event| match e.prop("amount") {
@@ -1343,12 +1356,12 @@ proptest! {
             _ => None,
         };
         // The naive answers.
-        let of = |name: &str| -> Vec<&Event> { events.iter().filter(|e| name == "$any" || e.event == name).collect() };
+        let of = |name: &str| -> Vec<&Event> { visible.iter().filter(|e| name == "$any" || e.event == name).collect() };
         let mut plans: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
-        for e in &events {
+        for e in &visible {
             plans.entry(e.prop("plan").map_or(Json::Null, |v| v.to_json()).to_string()).or_default().push(e);
         }
-        let users = by_user(&events, None);
+        let users = by_user(&events, range);
         let per_user = |f: &dyn Fn(&[Event]) -> f64| -> Vec<f64> {
             users.values().filter(|r| r.iter().any(|e| e.event == NAMES[ev])).map(|r| f(r)).collect()
         };
@@ -1383,7 +1396,8 @@ proptest! {
                 }
             }
             for (measure, vals) in [(json!("count"), &counts), (json!({"sum": "amount"}), &sums)] {
-                let q = json!({"kind": "distribution", "event": NAMES[ev], "measure": measure, "buckets": bounds});
+                let q = json!({"kind": "distribution", "event": NAMES[ev], "measure": measure, "buckets": bounds,
+                               "time_range": range_json(range)});
                 let got = engine.query_json(&q, Default::default()).unwrap();
                 let below = vals.iter().filter(|&&v| v < *bounds.first().unwrap() as f64).count();
                 prop_assert_eq!(got["below"].as_u64(), Some(below as u64), "{:?}: {}", layout, q);
