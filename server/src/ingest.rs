@@ -274,12 +274,14 @@ impl<'a> Chunker<'a> {
 }
 
 /// Loads every source into `engine` as one all-or-nothing bulk load, or
-/// through the WAL batch by batch when `logged`.
+/// through the WAL batch by batch when `logged` (then flushed at the end
+/// if `flush`).
 pub fn load(
     engine: &Engine,
     sources: &[Source],
     format: Format,
     logged: bool,
+    flush: bool,
     max_errors_shown: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<LoadSummary> {
@@ -344,7 +346,8 @@ pub fn load(
         Some(b) => {
             b.commit()?;
         }
-        None => engine.flush()?,
+        None if flush => engine.flush()?,
+        None => {}
     }
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)

@@ -90,6 +90,10 @@ enum Cmd {
         /// Skip merging the loaded segments afterwards.
         #[arg(long)]
         no_compact: bool,
+        /// With `--wal`: leave the loaded rows in the WAL and the memtable
+        /// (no flush, no merge); the next process replays them.
+        #[arg(long, requires = "wal")]
+        no_flush: bool,
         /// Input files.
         #[arg(required = true)]
         files: Vec<String>,
@@ -289,6 +293,7 @@ fn run(cli: Cli) -> Result<i32> {
             shards,
             json,
             no_compact,
+            no_flush,
             files,
         } => {
             let sources: Vec<ingest::Source> = files
@@ -306,11 +311,13 @@ fn run(cli: Cli) -> Result<i32> {
                 FormatArg::Json => Format::Json,
                 FormatArg::Csv => Format::Csv,
             };
-            let engine = open(&data, shards, true)?;
+            // No background thread with --no-flush: it would flush.
+            let engine = open(&data, shards, !no_flush)?;
             let pb = bar(ingest::total_bytes(&sources), "ingest");
-            let summary = ingest::load(&engine, &sources, format, wal, show_errors, &pb)?;
+            let summary =
+                ingest::load(&engine, &sources, format, wal, !no_flush, show_errors, &pb)?;
             pb.finish_and_clear();
-            if !no_compact {
+            if !no_compact && !no_flush {
                 // The load is durable already; merging its runs makes the
                 // data faster to query.
                 let t = Instant::now();
@@ -322,7 +329,12 @@ fn run(cli: Cli) -> Result<i32> {
                     );
                 }
             }
-            engine.close()?;
+            if no_flush {
+                // Every batch is in the WAL already; closing would flush.
+                drop(engine);
+            } else {
+                engine.close()?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
