@@ -101,6 +101,7 @@ fn open_engine(dir: &std::path::Path, segment_format: SegmentFormat) -> Engine {
             memtable_rows: 1 << 30,
             max_segments_per_shard: 64,
             segment_format,
+            ..Default::default()
         },
         background: false,
         query_threads: 2,
