@@ -46,11 +46,10 @@ impl<'a> BulkLoad<'a> {
     /// Adds validated events. Writes segments when the buffer is full.
     /// Property names beyond the store's limit are left out, as the result
     /// says.
-    pub fn add(&mut self, mut events: Vec<Event>) -> Result<crate::store::Ingested> {
-        let outcome = self.store.admit_props(&mut events);
+    pub fn add(&mut self, events: Vec<Event>) -> Result<crate::store::Ingested> {
         self.loaded += events.len() as u64;
         self.rows += events.len();
-        self.store.intern_into(events, &mut self.buffers);
+        let outcome = self.store.intern_into(events, &mut self.buffers);
         if self.rows >= self.flush_rows {
             self.write_buffers()?;
         }

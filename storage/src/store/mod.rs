@@ -418,12 +418,6 @@ impl Store {
         Ok(outcome)
     }
 
-    /// Leaves out of `events` the properties whose names would pass
-    /// [`StoreOptions::max_props`] (bulk loads, which bypass [`Store::ingest`]).
-    pub(crate) fn admit_props(&self, events: &mut [Event]) -> Ingested {
-        self.tables.admit_props(events, self.opts.max_props)
-    }
-
     /// Applies profile updates durably.
     pub fn upsert_profiles(&self, updates: Vec<ProfileUpdate>) -> Result<()> {
         if updates.is_empty() {
@@ -483,8 +477,11 @@ impl Store {
         Ok(bulk::BulkLoad::new(self, flush_rows))
     }
 
-    pub(crate) fn intern_into(&self, events: Vec<Event>, per_shard: &mut [MemBatch]) {
-        self.tables.intern_into(events, per_shard);
+    /// Interns a bulk load's rows, leaving out property names past
+    /// [`StoreOptions::max_props`].
+    pub(crate) fn intern_into(&self, events: Vec<Event>, per_shard: &mut [MemBatch]) -> Ingested {
+        self.tables
+            .intern_into(events, per_shard, self.opts.max_props)
     }
 
     /// Writes `data` as a new segment file (not yet in any manifest) and

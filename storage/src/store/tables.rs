@@ -118,9 +118,24 @@ impl Tables {
 
     /// Interns the names of `events` and appends their rows to per-shard
     /// batches (bulk load).
-    pub fn intern_into(&self, events: Vec<Event>, per_shard: &mut [MemBatch]) {
+    /// Property names past `max` are left out here, as they are interned
+    /// (a bulk load logs nothing, so nothing else must agree with it).
+    pub fn intern_into(
+        &self,
+        events: Vec<Event>,
+        per_shard: &mut [MemBatch],
+        max: usize,
+    ) -> super::Ingested {
         let mut st = self.state.write();
-        intern_events(&mut st, self.shards, events.into_iter(), per_shard);
+        let mut out = super::Ingested::default();
+        intern_events(
+            &mut st,
+            self.shards,
+            events.into_iter(),
+            per_shard,
+            Some((max, &mut out)),
+        );
+        out
     }
 
     /// Swaps out the memtable (and changed profiles) for a flush; `None`
@@ -201,7 +216,7 @@ pub(crate) fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
     match rec {
         WalRecord::Events(evs) => {
             let mut per_shard: Vec<MemBatch> = vec![MemBatch::default(); shards as usize];
-            let bytes = intern_events(st, shards, evs.iter().cloned(), &mut per_shard);
+            let bytes = intern_events(st, shards, evs.iter().cloned(), &mut per_shard, None);
             for (s, b) in per_shard.into_iter().enumerate() {
                 if !b.is_empty() {
                     st.mem.rows += b.len();
@@ -228,22 +243,32 @@ pub(crate) fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
     }
 }
 
-/// Interns names and appends rows to per-shard batches; returns approximate bytes.
+/// Interns names and appends rows to per-shard batches; returns approximate
+/// bytes. With `limit`, a property whose name is new once the dictionary
+/// holds `max` names is left out and counted.
 fn intern_events(
     st: &mut State,
     shards: u32,
     evs: impl Iterator<Item = Event>,
     per_shard: &mut [MemBatch],
+    mut limit: Option<(usize, &mut super::Ingested)>,
 ) -> usize {
     let mut bytes = 0usize;
     for e in evs {
         let uid = st.users.intern(&e.user);
         let ev = st.events.intern(&e.event);
-        let props: Vec<(u32, Value)> = e
-            .props
-            .into_iter()
-            .map(|(k, v)| (st.props.intern(&k), v))
-            .collect();
+        let mut props: Vec<(u32, Value)> = Vec::with_capacity(e.props.len());
+        for (k, v) in e.props {
+            match &mut limit {
+                Some((max, out)) if st.props.len() >= *max && st.props.get(&k).is_none() => {
+                    out.dropped_values += 1;
+                    if out.dropped.len() < 10 && !out.dropped.contains(&k) {
+                        out.dropped.push(k);
+                    }
+                }
+                _ => props.push((st.props.intern(&k), v)),
+            }
+        }
         bytes += 32 + props.len() * 40;
         let b = &mut per_shard[(uid % shards) as usize];
         b.uids.push(uid);
