@@ -34,7 +34,9 @@ pub use error::{ErrorKind, QueryError, Result};
 pub use exec::{QueryOptions, ScanStats};
 pub use limits::Limits;
 
-const KINDS: [&str; 11] = [
+/// Every query `kind` the JSON contract names (some answer
+/// `not_supported` for now).
+pub const KINDS: [&str; 11] = [
     "funnel",
     "retention",
     "interval",

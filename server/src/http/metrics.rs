@@ -11,21 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// The query kinds of `footprint_query` (its `KINDS`). A kind added there
-/// and not here is counted as `other` until it is added.
-const KINDS: [&str; 11] = [
-    "funnel",
-    "retention",
-    "interval",
-    "events",
-    "distribution",
-    "sessions",
-    "paths",
-    "attribution",
-    "users",
-    "lifecycle",
-    "stickiness",
-];
+/// The query kinds the contract names: the only `kind` labels besides `other`.
+use footprint_engine::query::KINDS;
 
 /// The label for a query's `kind` string: a known kind, or `other`.
 pub(crate) fn kind_label(kind: &str) -> &'static str {
