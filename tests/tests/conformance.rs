@@ -6,92 +6,17 @@
 
 use std::path::PathBuf;
 
-use footprint_engine::storage::SegmentFormat;
-use footprint_engine::{Engine, EngineOptions, Event, StoreOptions};
+use footprint_engine::Event;
 use serde_json::Value;
+
+mod layouts;
+use layouts::{load, LAYOUTS};
 
 fn cases_dir() -> PathBuf {
     if let Ok(d) = std::env::var("FOOTPRINT_CONFORMANCE") {
         return PathBuf::from(d).join("cases");
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("conformance/cases")
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Layout {
-    /// All events in the memtable.
-    Memtable,
-    /// One segment per shard (format 2).
-    Flushed,
-    /// One segment per shard in format 1.
-    FlushedV1,
-    /// Two segments per shard (format 1, then 2) and the memtable.
-    Split,
-}
-
-const LAYOUTS: [Layout; 4] = [
-    Layout::Memtable,
-    Layout::Flushed,
-    Layout::FlushedV1,
-    Layout::Split,
-];
-
-fn open(dir: &std::path::Path, segment_format: SegmentFormat) -> Engine {
-    let opts = EngineOptions {
-        store: StoreOptions {
-            shards: 3,
-            memtable_rows: 1 << 30,
-            max_segments_per_shard: 64,
-            segment_format,
-            ..Default::default()
-        },
-        background: false,
-        query_threads: 2,
-        ..Default::default()
-    };
-    Engine::open(dir, opts).unwrap()
-}
-
-fn load(events: &[Event], layout: Layout) -> (tempfile::TempDir, Engine) {
-    let dir = tempfile::tempdir().unwrap();
-    let v1 = SegmentFormat::TimeOrder;
-    let v2 = SegmentFormat::EventMajor;
-    let engine = match layout {
-        Layout::Memtable => {
-            let engine = open(dir.path(), v2);
-            engine.ingest(events.to_vec()).unwrap();
-            engine
-        }
-        Layout::Flushed | Layout::FlushedV1 => {
-            let engine = open(
-                dir.path(),
-                if matches!(layout, Layout::Flushed) {
-                    v2
-                } else {
-                    v1
-                },
-            );
-            engine.ingest(events.to_vec()).unwrap();
-            engine.flush().unwrap();
-            engine
-        }
-        Layout::Split => {
-            let third = events.len().div_ceil(3).max(1);
-            let mut engine = open(dir.path(), v1);
-            for (i, chunk) in events.chunks(third).enumerate() {
-                engine.ingest(chunk.to_vec()).unwrap();
-                if i < 2 {
-                    engine.flush().unwrap();
-                }
-                if i == 0 {
-                    drop(engine);
-                    engine = open(dir.path(), v2);
-                }
-            }
-            engine
-        }
-    };
-    (dir, engine)
 }
 
 fn close(a: &Value, b: &Value) -> bool {
