@@ -389,6 +389,7 @@ impl<'a> Ctx<'a> {
                     events: self.events.clone(),
                     skip_times: self.skip_times,
                     runs: self.runs,
+                    origins: false,
                 };
                 let mut acc = init();
                 let mut meter = self.budget.meter();
@@ -507,6 +508,7 @@ impl<'a> Ctx<'a> {
             events: self.events.clone(),
             skip_times: false,
             runs: false,
+            origins: false,
         };
         let mut rows: FxHashMap<u32, Vec<Row>> = FxHashMap::default();
         for shard in &self.snapshot.shards {

@@ -50,6 +50,10 @@ pub struct ScanSpec {
     /// rows as stored, without merging them; other users come as usual.
     /// Not with `props` (runs carry no properties) or skipped times.
     pub runs: bool,
+    /// [`UserRows::origin`] must answer (it always can for memtable runs
+    /// and format 1 segments; format 2 segments then keep each row's
+    /// stream position, as they do when reading properties).
+    pub origins: bool,
 }
 
 /// A user's rows as one run of times per event, each ascending (rows of
@@ -500,6 +504,15 @@ impl<'a> Source<'a> {
             _ => None,
         }
     }
+    /// The stored row of handle `h`: the segment's physical row, or the
+    /// run's row.
+    fn stored_row(&self, h: usize) -> Option<usize> {
+        match self {
+            Source::Seg(s) => s.row_of(h),
+            Source::Ev(s) => s.stored_row(h),
+            Source::Run(..) => Some(h),
+        }
+    }
     fn prop(&self, k: usize, h: usize) -> Option<&Value> {
         match self {
             Source::Seg(s) => s.props.get(k)?.as_ref()?.get(s.row_of(h)?),
@@ -533,6 +546,8 @@ enum Loc<'a> {
         props: &'a [Vec<Option<Value>>],
     },
     Single {
+        /// The source's index among the scanned ones.
+        s: usize,
         src: &'a Source<'a>,
         base: usize,
     },
@@ -596,10 +611,26 @@ impl<'a> UserRows<'a> {
     pub fn prop(&self, k: usize, i: usize) -> Option<&'a Value> {
         match self.loc {
             Loc::Owned { props } => props.get(i)?.get(k)?.as_ref(),
-            Loc::Single { src, base } => src.prop(k, base + i),
+            Loc::Single { src, base, .. } => src.prop(k, base + i),
             Loc::Multi { srcs, at } => {
                 let (s, r) = *at.get(i)?;
                 srcs.get(s as usize)?.prop(k, r as usize)
+            }
+        }
+    }
+
+    /// Where event `i` is stored: the index of its source among the
+    /// scanned ones (the snapshot's segments that have rows and overlap
+    /// the range, oldest first, then its memtable runs) and its row there
+    /// (the segment's physical row). `None` for rows assembled by the
+    /// caller. A merge uses it to move property columns whole.
+    pub fn origin(&self, i: usize) -> Option<(usize, usize)> {
+        match self.loc {
+            Loc::Owned { .. } => None,
+            Loc::Single { s, src, base } => Some((s, src.stored_row(base + i)?)),
+            Loc::Multi { srcs, at } => {
+                let (s, r) = *at.get(i)?;
+                Some((s as usize, srcs.get(s as usize)?.stored_row(r as usize)?))
             }
         }
     }
@@ -790,7 +821,7 @@ impl ShardSnapshot {
                     events: src.events(a, b),
                     decoded,
                     runs: None,
-                    loc: Loc::Single { src, base: a },
+                    loc: Loc::Single { s: 0, src, base: a },
                 }))
             });
         }
@@ -868,7 +899,7 @@ impl ShardSnapshot {
                     events: src.events(a, b),
                     decoded,
                     runs: None,
-                    loc: Loc::Single { src, base: a },
+                    loc: Loc::Single { s, src, base: a },
                 });
                 if !go {
                     return Ok(false);

@@ -37,7 +37,7 @@ fn event() -> impl Strategy<Value = Event> {
             1_700_000_000_000i64..1_700_000_000_100,
             Just(253_402_300_799_999i64)
         ],
-        proptest::collection::btree_map("[pq]|plan|amount", value(), 0..4),
+        proptest::collection::btree_map("[pq]|plan|amount|r[0-9]{2}", value(), 0..4),
     )
         .prop_map(|(user, name, time, props)| Event {
             user,
@@ -210,6 +210,7 @@ proptest! {
                 events: Some(want.clone()),
                 skip_times,
                 runs,
+                origins: false,
             };
             let got = scan_rows(shard, &spec);
             let visible: Vec<&Row> = full
@@ -402,6 +403,7 @@ fn pruned_and_ranged_scans_match_full_scans() {
         events: None,
         skip_times: false,
         runs: false,
+        origins: false,
     });
     let ids: Vec<u32> = ["a", "b", "c"]
         .iter()
@@ -441,6 +443,7 @@ fn pruned_and_ranged_scans_match_full_scans() {
             events: events.clone(),
             skip_times: false,
             runs: false,
+            origins: false,
         });
         let want: Vec<_> = full
             .iter()
@@ -603,6 +606,7 @@ fn property_chunks_across_skips() {
             events: (step % 2 == 1).then(|| vec![true]),
             skip_times: false,
             runs: false,
+            origins: false,
         };
         let mut seen = 0;
         snap.shards[0]

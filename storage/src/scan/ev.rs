@@ -256,7 +256,7 @@ impl<'a> EvRows<'a> {
             events: Vec::new(),
             at: Vec::new(),
             decoded: 0,
-            with_props: !spec.props.is_empty(),
+            with_props: !spec.props.is_empty() || spec.origins,
             runs_mode: runs.then_some(spec.range),
             as_runs: false,
             ties: !(runs && only_runs),
@@ -439,6 +439,12 @@ impl<'a> EvRows<'a> {
     }
 
     /// Property `k` of the current user's row `h`.
+    /// The segment row of handle `h`.
+    pub(super) fn stored_row(&self, h: usize) -> Option<usize> {
+        let &(s, r) = self.at.get(h)?;
+        Some(self.streams.get(s as usize)?.start + r as usize)
+    }
+
     pub(super) fn prop(&self, k: usize, h: usize) -> Option<&Value> {
         let &(s, r) = self.at.get(h)?;
         let st = self.streams.get(s as usize)?;

@@ -21,3 +21,6 @@ pub const SEG_MAGIC_V2: &[u8; 8] = b"FPSEG002";
 pub const SEG_END: &[u8; 8] = b"FPSEGEND";
 /// Rows per independently compressed chunk of a property's value index.
 pub const PROP_CHUNK: usize = 65_536;
+
+#[cfg(test)]
+mod tests;

@@ -546,6 +546,8 @@ impl Segment {
             chunks,
             raw: Vec::new(),
             wide: Vec::new(),
+            ids: Vec::new(),
+            sparse: false,
         }))
     }
 }
@@ -563,6 +565,9 @@ pub struct PropReader<'a> {
     /// every 64K rows). The zstd context is the thread's.
     raw: Vec<u8>,
     wide: Vec<u64>,
+    ids: Vec<u64>,
+    /// Whether the last chunk unpacked was sparse.
+    sparse: bool,
 }
 
 impl PropReader<'_> {
@@ -573,6 +578,45 @@ impl PropReader<'_> {
 
     /// Appends the value indexes of chunk `k` (rows `k * PROP_CHUNK ..`) to `out`.
     pub fn decode_chunk(&mut self, k: usize, out: &mut Vec<u32>) -> Result<()> {
+        let rows = self.unpack(k)?;
+        if self.sparse {
+            let base = out.len();
+            out.resize(base + rows, 0);
+            for (&at, &i) in self.wide.iter().zip(&self.ids) {
+                out[base + at as usize] = i as u32;
+            }
+        } else {
+            out.extend(self.wide.iter().map(|&i| i as u32));
+        }
+        Ok(())
+    }
+
+    /// Calls `f(row, index)` for each row of chunk `k` that has the
+    /// property (`row` in the segment, `index` 1-based into
+    /// [`PropReader::values`]), in row order. A sparse chunk costs its
+    /// entries, not its rows.
+    pub fn for_each_entry(&mut self, k: usize, mut f: impl FnMut(usize, usize)) -> Result<()> {
+        self.unpack(k)?;
+        let lo = k * super::PROP_CHUNK;
+        if self.sparse {
+            for (&at, &i) in self.wide.iter().zip(&self.ids) {
+                f(lo + at as usize, i as usize);
+            }
+        } else {
+            for (r, &i) in self.wide.iter().enumerate() {
+                if i != 0 {
+                    f(lo + r, i as usize);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decompresses and unpacks chunk `k` into `wide` (a dense chunk: one
+    /// index per row) or `wide` and `ids` (a sparse chunk: rows within
+    /// the chunk, ascending, and their indexes), checking every index
+    /// against the values. Returns the chunk's row count.
+    fn unpack(&mut self, k: usize) -> Result<usize> {
         let bad =
             |why: String| Error::corrupt(self.seg.path(), format!("section {}: {why}", self.name));
         let &(at, len) = self
@@ -584,32 +628,73 @@ impl PropReader<'_> {
             .get(at..at + len)
             .ok_or_else(|| bad(format!("chunk {k} outside the section")))?;
         let expect = (self.seg.meta().rows as usize - k * super::PROP_CHUNK).min(super::PROP_CHUNK);
+        // A dense chunk unpacks to at most 9 bytes a row plus block
+        // headers; a frame that states a smaller size gets only that.
+        let bound = expect * 9 + 64 + expect.div_ceil(128) * 8;
+        let size = match zstd::zstd_safe::get_frame_content_size(packed) {
+            Ok(Some(n)) if n <= bound as u64 => n as usize,
+            _ => bound,
+        };
         self.raw.clear();
-        self.raw.reserve(expect * 9 + 64 + expect.div_ceil(128) * 8);
+        self.raw.reserve(size);
         with_dctx(|d| d.decompress_to_buffer(packed, &mut self.raw))
             .map_err(|e| bad(format!("chunk {k}: {e}")))?;
         let mut d = Dec::new(&self.raw);
-        let idx = &mut self.wide;
-        idx.clear();
-        bitpack::decode(&mut d, expect, idx).map_err(|e| bad(format!("chunk {k}: {e}")))?;
-        if idx.len() != expect {
-            return Err(bad(format!(
-                "chunk {k} holds {} rows, expected {expect}",
-                idx.len()
-            )));
+        self.wide.clear();
+        self.ids.clear();
+        // A dense chunk starts with its row count (never 0); a sparse one
+        // with a 0, then its row count and its entries.
+        self.sparse = self.raw.first() == Some(&0);
+        if self.sparse {
+            let entries = (|| {
+                d.u8()?;
+                let rows = d.len(super::PROP_CHUNK, "chunk rows")?;
+                if rows != expect {
+                    return Err(d.err(format!("{rows} rows, expected {expect}")));
+                }
+                let n = d.len(expect, "entry count")?;
+                bitpack::decode(&mut d, n, &mut self.wide)?;
+                bitpack::decode(&mut d, n, &mut self.ids)?;
+                Ok(n)
+            })()
+            .map_err(|e: DecodeError| bad(format!("chunk {k}: {e}")))?;
+            if self.wide.len() != entries || self.ids.len() != entries {
+                return Err(bad(format!("chunk {k}: entry columns differ in length")));
+            }
+            // Row deltas (the first absolute) become rows, strictly rising.
+            let mut row = 0u64;
+            for (j, d) in self.wide.iter_mut().enumerate() {
+                if j > 0 && *d == 0 {
+                    return Err(bad(format!("chunk {k}: entry rows repeat")));
+                }
+                row = row.saturating_add(*d);
+                *d = row;
+            }
+            if row >= expect as u64 && entries > 0 {
+                return Err(bad(format!("chunk {k}: entry row {row} beyond {expect}")));
+            }
+        } else {
+            bitpack::decode(&mut d, expect, &mut self.wide)
+                .map_err(|e| bad(format!("chunk {k}: {e}")))?;
+            if self.wide.len() != expect {
+                return Err(bad(format!(
+                    "chunk {k} holds {} rows, expected {expect}",
+                    self.wide.len()
+                )));
+            }
         }
         let nv = self.values.len() as u64;
-        let mut big = 0u64;
-        out.extend(idx.iter().map(|&i| {
-            big = big.max(i);
-            i as u32
-        }));
+        let indexes = if self.sparse { &self.ids } else { &self.wide };
+        let big = indexes.iter().copied().max().unwrap_or(0);
         if big > nv {
             return Err(bad(format!(
                 "chunk {k}: value index {big} beyond {nv} values"
             )));
         }
-        Ok(())
+        if self.sparse && indexes.contains(&0) {
+            return Err(bad(format!("chunk {k}: an entry without a value")));
+        }
+        Ok(expect)
     }
 }
 

@@ -281,10 +281,39 @@ fn write_event_major(
     phys
 }
 
+/// A chunk with fewer than one entry in this many rows is written as its
+/// entries (rows and indexes) instead of one index per row.
+const SPARSE_BELOW: usize = 16;
+
+/// A sparse chunk: `0`, the chunk's row count, the entry count, then the
+/// entries' rows within the chunk (deltas, the first absolute) and their
+/// value indexes, each bit-packed. Reading it costs its entries, so a
+/// merge of many rare properties costs rows plus entries, not their
+/// product.
+fn encode_entries(rows: usize, local: &[(usize, u64)], e: &mut Enc) {
+    e.var(0);
+    e.var(rows as u64);
+    e.var(local.len() as u64);
+    let mut last = 0;
+    let deltas: Vec<u64> = local
+        .iter()
+        .map(|&(r, _)| {
+            let d = (r - last) as u64;
+            last = r;
+            d
+        })
+        .collect();
+    let ids: Vec<u64> = local.iter().map(|&(_, id)| id).collect();
+    bitpack::encode(&deltas, e);
+    bitpack::encode(&ids, e);
+}
+
 /// A property column: a zstd frame of the distinct values, then the
-/// per-row value index (1-based, 0 = absent) bit-packed and zstd-compressed
-/// in chunks of [`super::PROP_CHUNK`] rows, so a scan decompresses only the
-/// chunk it is in. `row_of` maps a row of `col` to its row in the segment.
+/// per-row value index (1-based, 0 = absent) zstd-compressed in chunks of
+/// [`super::PROP_CHUNK`] rows, so a scan decompresses only the chunk it is
+/// in. A chunk is bit-packed indexes, one per row, or, when few of its rows
+/// have the property, its entries ([`encode_entries`]). `row_of` maps a row
+/// of `col` to its row in the segment.
 fn encode_prop(rows: usize, col: &[(u32, Value)], row_of: impl Fn(u32) -> Option<u32>) -> Vec<u8> {
     let mut distinct: Vec<&Value> = Vec::new();
     let mut lookup: rustc_hash::FxHashMap<&Value, u64> = Default::default();
@@ -301,6 +330,10 @@ fn encode_prop(rows: usize, col: &[(u32, Value)], row_of: impl Fn(u32) -> Option
         entries.push((row as usize, id));
     }
     entries.sort_by_key(|e| e.0);
+    // One value a row: the last given wins, as in a dense chunk.
+    entries.reverse();
+    entries.dedup_by_key(|e| e.0);
+    entries.reverse();
     let mut values = Enc::new();
     values.var(distinct.len() as u64);
     for v in &distinct {
@@ -321,7 +354,11 @@ fn encode_prop(rows: usize, col: &[(u32, Value)], row_of: impl Fn(u32) -> Option
             .collect();
         at = end;
         let mut e = Enc::new();
-        bitpack::encode_sparse(len, &local, &mut e);
+        if local.len() * SPARSE_BELOW <= len {
+            encode_entries(len, &local, &mut e);
+        } else {
+            bitpack::encode_sparse(len, &local, &mut e);
+        }
         chunks.push(compress(&e.buf));
     }
     out.var(chunks.len() as u64);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memtable::{MemBatch, MemRun};
 use crate::scan::{ScanSpec, ShardSnapshot};
 use crate::segment::{Segment, SegmentData};
@@ -52,36 +52,80 @@ fn run_to_data(run: &MemRun) -> SegmentData {
 }
 
 /// Reads whole segments (oldest first) and merges them by (user, time).
+///
+/// Rows are merged without their properties, remembering where each came
+/// from; then each property column of each segment moves whole to the
+/// merged rows. The cost is rows plus property entries (a sparse chunk is
+/// read as its entries), not rows × property names.
 pub(crate) fn merge_segments(segs: &[(u64, Arc<Segment>)]) -> Result<SegmentData> {
-    let mut all_props: Vec<u32> = segs.iter().flat_map(|(_, s)| s.prop_ids()).collect();
-    all_props.sort_unstable();
-    all_props.dedup();
+    let live: Vec<Arc<Segment>> = segs
+        .iter()
+        .map(|(_, s)| s.clone())
+        .filter(|s| s.meta().rows > 0)
+        .collect();
     let spec = ScanSpec {
-        range: None,
-        props: all_props.clone(),
-        users: None,
-        skip: None,
-        events: None,
-        skip_times: false,
-        runs: false,
+        origins: true,
+        ..ScanSpec::default()
     };
     let snap = ShardSnapshot {
-        segments: segs.iter().map(|(_, s)| s.clone()).collect(),
+        segments: live.clone(),
         mem: Vec::new(),
     };
+    // Per segment: the merged row of each of its rows.
+    let mut moved: Vec<Vec<u32>> = live
+        .iter()
+        .map(|s| vec![u32::MAX; s.meta().rows as usize])
+        .collect();
     let mut d = SegmentData::default();
+    let mut lost = None;
     snap.scan(&spec, |u| {
         for i in 0..u.len() {
             let row = d.uids.len() as u32;
             d.uids.push(u.uid);
             d.times.push(u.times[i]);
             d.events.push(u.events[i]);
-            for (k, pid) in all_props.iter().enumerate() {
-                if let Some(v) = u.prop(k, i) {
-                    d.props.entry(*pid).or_default().push((row, v.clone()));
-                }
+            let slot = u.origin(i).and_then(|(s, r)| moved.get_mut(s)?.get_mut(r));
+            match slot {
+                Some(slot) => *slot = row,
+                None => lost = Some(row),
             }
         }
     })?;
+    let unplaced = |seg: &Segment, why: String| Error::corrupt(seg.path(), format!("merge: {why}"));
+    if let (Some(row), Some(seg)) = (lost, live.first()) {
+        return Err(unplaced(seg, format!("merged row {row} has no stored row")));
+    }
+    let mut entries: Vec<(usize, usize)> = Vec::new();
+    for (seg, moved) in live.iter().zip(&moved) {
+        if let Some(r) = moved.iter().position(|&m| m == u32::MAX) {
+            return Err(unplaced(seg, format!("row {r} was not read")));
+        }
+        for pid in seg.prop_ids() {
+            let Some(mut reader) = seg.prop_reader(pid)? else {
+                continue;
+            };
+            let col = d.props.entry(pid).or_default();
+            for k in 0..reader.chunks() {
+                entries.clear();
+                reader.for_each_entry(k, |row, idx| entries.push((row, idx)))?;
+                for &(row, idx) in &entries {
+                    // Both checked by the reader: rows within the segment,
+                    // indexes within the values.
+                    match (moved.get(row), reader.values.get(idx.wrapping_sub(1))) {
+                        (Some(&to), Some(v)) => col.push((to, v.clone())),
+                        _ => {
+                            return Err(unplaced(
+                                seg,
+                                format!("prop.{pid}: row {row} out of place"),
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for col in d.props.values_mut() {
+        col.sort_unstable_by_key(|e| e.0);
+    }
     Ok(d)
 }

@@ -698,10 +698,13 @@ impl Store {
             for seg in &shard.segments {
                 for pid in seg.prop_ids() {
                     check()?;
-                    let Some(col) = seg.prop(pid)? else { continue };
+                    let Some(mut col) = seg.prop_reader(pid)? else {
+                        continue;
+                    };
+                    // Entries only: a rare property costs its rows.
                     let mut counts = vec![0u64; col.values.len() + 1];
-                    for &i in &col.idx {
-                        counts[i as usize] += 1;
+                    for k in 0..col.chunks() {
+                        col.for_each_entry(k, |_, i| counts[i] += 1)?;
                     }
                     let name = names.get(pid as usize).cloned().unwrap_or_default();
                     let entry = out.entry(name).or_default();
@@ -750,6 +753,7 @@ impl Store {
             events: None,
             skip_times: false,
             runs: false,
+            origins: false,
         };
         if let Some(shard) = snap.shards.get(shard as usize) {
             shard.scan(&spec, |u| {
