@@ -20,14 +20,31 @@ fuzz_target!(|data: &[u8]| {
             if b % 3 == 0 {
                 d.props.entry(0).or_default().push((i as u32, Value::Int(i64::from(b))));
             }
+            // A rare property: its chunk is written as entries (sparse).
+            if b == 0x5a || i % 97 == 3 {
+                d.props.entry(1).or_default().push((i as u32, Value::Str(format!("r{b}"))));
+            }
         }
         let mut order: Vec<usize> = (0..d.uids.len()).collect();
         order.sort_by_key(|&i| (d.uids[i], d.times[i]));
+        let mut rank = vec![0u32; order.len()];
+        for (to, &from) in order.iter().enumerate() {
+            rank[from] = to as u32;
+        }
         let sorted = SegmentData {
             uids: order.iter().map(|&i| d.uids[i]).collect(),
             events: order.iter().map(|&i| d.events[i]).collect(),
             times: order.iter().map(|&i| d.times[i]).collect(),
-            props: Default::default(),
+            props: d
+                .props
+                .iter()
+                .map(|(&pid, col)| {
+                    let mut col: Vec<(u32, Value)> =
+                        col.iter().map(|(r, v)| (rank[*r as usize], v.clone())).collect();
+                    col.sort_by_key(|e| e.0);
+                    (pid, col)
+                })
+                .collect(),
         };
         let format = if data[0] & 2 == 0 {
             SegmentFormat::EventMajor
@@ -51,13 +68,18 @@ fuzz_target!(|data: &[u8]| {
     let _ = seg.event_bitmaps();
     for p in seg.prop_ids() {
         let _ = seg.prop(p);
+        if let Ok(Some(mut r)) = seg.prop_reader(p) {
+            for k in 0..r.chunks() {
+                let _ = r.for_each_entry(k, |_, _| {});
+            }
+        }
     }
     let snap = ShardSnapshot { segments: vec![std::sync::Arc::new(seg)], mem: Vec::new() };
     // Full scans, and scans that keep some events, skip times, jump over
     // users or narrow the range, chosen by the input.
     let pick = data.get(1).copied().unwrap_or(0);
     let specs = [
-        ScanSpec { props: vec![0, 1], ..ScanSpec::default() },
+        ScanSpec { props: vec![0, 1], origins: true, ..ScanSpec::default() },
         ScanSpec {
             props: vec![0],
             events: Some((0..5).map(|e| pick >> e & 1 == 1).collect()),
@@ -82,6 +104,7 @@ fuzz_target!(|data: &[u8]| {
             }
             for i in 0..u.len() {
                 let _ = u.prop(0, i);
+                let _ = u.origin(i);
                 let _ = u.times.get(i);
             }
         });
