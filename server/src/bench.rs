@@ -133,7 +133,7 @@ fn name(p: &Path) -> String {
 
 /// Prints the rows as a table.
 pub fn print(rows: &[BenchRow]) {
-    println!(
+    out!(
         "{:<24} {:>4} {:>8} {:>9} {:>8} {:>10} {:>7} {:>9} {:>9} {:>9}",
         "query",
         "runs",
@@ -155,7 +155,7 @@ pub fn print(rows: &[BenchRow]) {
         } else {
             "-".into()
         };
-        println!(
+        out!(
             "{:<24} {:>4} {:>8.1} {:>9.1} {:>8.1} {:>10.3e} {:>7} {:>7.0}MB {:>7.0}MB {:>7.0}MB",
             r.query,
             r.runs,

@@ -7,6 +7,18 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` for the CLI's output: when stdout is closed (`footprint stats
+/// | head`) the process ends quietly with status 141, as Unix tools do,
+/// instead of panicking; any other write error is reported.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($t)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod bench;
 mod gen;
 mod rng;
@@ -212,6 +224,15 @@ enum FormatArg {
     Csv,
 }
 
+/// Ends the process after a failed write to stdout.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("error: writing to stdout: {e}");
+    std::process::exit(1);
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -336,7 +357,7 @@ fn run(cli: Cli) -> Result<i32> {
                 engine.close()?;
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                out!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
                 for e in &summary.errors {
                     eprintln!("rejected {e}");
@@ -350,7 +371,7 @@ fn run(cli: Cli) -> Result<i32> {
                         summary.rejected as usize - summary.errors.len()
                     );
                 }
-                println!(
+                out!(
                     "accepted {} events, rejected {} rows, {:.1} MB in {:.2} s ({:.0} events/s); durable",
                     summary.accepted,
                     summary.rejected,
@@ -365,7 +386,7 @@ fn run(cli: Cli) -> Result<i32> {
             let engine = open(&data, 16, false)?;
             let s = engine.stats()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                out!("{}", serde_json::to_string_pretty(&s)?);
             } else {
                 print_stats(&s);
             }
@@ -408,7 +429,7 @@ fn run(cli: Cli) -> Result<i32> {
                 .with_context(|| format!("cannot open {}", data.display()))?;
             if !json {
                 let st = engine.stats()?;
-                println!(
+                out!(
                     "{} events, {} users, {:.0} MB on disk; after open: RSS {:.0} MB (heap {:.0} MB, mapped {:.0} MB)",
                     st.events,
                     st.users,
@@ -420,7 +441,7 @@ fn run(cli: Cli) -> Result<i32> {
             }
             let rows = bench::run(&engine, &files, repeat)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                out!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 bench::print(&rows);
             }
@@ -439,7 +460,7 @@ fn run(cli: Cli) -> Result<i32> {
             let t = Instant::now();
             let s = engine.export_parquet(&parquet, |n| pb.inc(n))?;
             pb.finish_and_clear();
-            println!(
+            out!(
                 "exported {} events and {} profiles to {} ({} files, typed property columns: {}) in {:.2} s",
                 s.events,
                 s.profiles,
@@ -525,7 +546,7 @@ fn run(cli: Cli) -> Result<i32> {
                     stats.users_from_bitmaps.load(Relaxed),
                 );
             }
-            println!("{}", serde_json::to_string_pretty(&result)?);
+            out!("{}", serde_json::to_string_pretty(&result)?);
             Ok(0)
         }
         Cmd::Compact { data } => {
@@ -533,7 +554,7 @@ fn run(cli: Cli) -> Result<i32> {
             let t = Instant::now();
             engine.flush()?;
             let merges = engine.store().compact_all()?;
-            println!(
+            out!(
                 "compacted {merges} shards in {:.2} s",
                 t.elapsed().as_secs_f64()
             );
@@ -545,7 +566,7 @@ fn run(cli: Cli) -> Result<i32> {
 
 fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
     if !data.join("MANIFEST").exists() {
-        println!(
+        out!(
             "generating {events} events of {users} users into {} …",
             data.display()
         );
@@ -557,7 +578,7 @@ fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
         };
         cmd_gen(spec, None, Some(data.to_owned()), 16)?;
     } else {
-        println!("using the existing data set in {}", data.display());
+        out!("using the existing data set in {}", data.display());
     }
     let engine = open(data, 16, false)?;
     print_stats(&engine.stats()?);
@@ -596,7 +617,7 @@ fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
     for (title, q) in demos {
         let t = Instant::now();
         let r = engine.query(q)?;
-        println!(
+        out!(
             "\n== {title} ({:.1} ms)\n{q}\n{}",
             t.elapsed().as_secs_f64() * 1e3,
             serde_json::to_string_pretty(&r)?
@@ -608,34 +629,36 @@ fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
 
 fn print_stats(s: &footprint_engine::StoreStats) {
     let ev = s.events.max(1) as f64;
-    println!(
+    out!(
         "events        {:>14} ({} in segments, {} in memtable)",
-        s.events, s.events_in_segments, s.events_in_memtable
+        s.events,
+        s.events_in_segments,
+        s.events_in_memtable
     );
-    println!("users         {:>14}", s.users);
-    println!("event names   {:>14}", s.event_names);
-    println!("shards        {:>14}", s.shards);
-    println!("segments      {:>14}", s.segments);
-    println!("profiles      {:>14} ({} aliases)", s.profiles, s.aliases);
-    println!("column bytes (segments):");
+    out!("users         {:>14}", s.users);
+    out!("event names   {:>14}", s.event_names);
+    out!("shards        {:>14}", s.shards);
+    out!("segments      {:>14}", s.segments);
+    out!("profiles      {:>14} ({} aliases)", s.profiles, s.aliases);
+    out!("column bytes (segments):");
     let core: u64 = ["users", "time", "event", "tie", "event pairs"]
         .iter()
         .filter_map(|k| s.column_bytes.get(*k))
         .sum();
     for (k, v) in &s.column_bytes {
-        println!("  {k:<22} {v:>14}  {:>6.2} B/event", *v as f64 / ev);
+        out!("  {k:<22} {v:>14}  {:>6.2} B/event", *v as f64 / ev);
     }
-    println!(
+    out!(
         "  {:<22} {core:>14}  {:>6.2} B/event",
         "user+event+time",
         core as f64 / ev
     );
     let total = s.segment_bytes + s.dict_bytes + s.wal_bytes + s.profile_bytes;
-    println!("segments      {:>14} bytes", s.segment_bytes);
-    println!("dictionaries  {:>14} bytes", s.dict_bytes);
-    println!("wal           {:>14} bytes", s.wal_bytes);
-    println!("profiles      {:>14} bytes", s.profile_bytes);
-    println!(
+    out!("segments      {:>14} bytes", s.segment_bytes);
+    out!("dictionaries  {:>14} bytes", s.dict_bytes);
+    out!("wal           {:>14} bytes", s.wal_bytes);
+    out!("profiles      {:>14} bytes", s.profile_bytes);
+    out!(
         "total         {:>14} bytes  {:.2} B/event",
         total,
         total as f64 / ev
@@ -698,7 +721,7 @@ fn cmd_gen(
             }
             pw.flush()?;
             pb.finish_and_clear();
-            println!(
+            out!(
                 "wrote {} events of {} users to {} and profiles to {} in {:.2} s",
                 spec.events,
                 spec.users,
@@ -737,7 +760,7 @@ fn cmd_gen(
             engine.upsert_profiles(profiles)?;
             engine.close()?;
             pb.finish_and_clear();
-            println!(
+            out!(
                 "loaded {} events of {} users into {} in {:.2} s",
                 spec.events,
                 spec.users,

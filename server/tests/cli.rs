@@ -414,3 +414,26 @@ fn property_names_past_max_props_are_left_out_with_a_warning() {
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["events"], 50);
 }
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(footprint()
+        .args(["gen", "--users", "20", "--events", "500", "--data"])
+        .arg(&data));
+    // `footprint stats | true`: the reader is gone before the first line.
+    let mut child = footprint()
+        .args(["stats", "--data"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    assert_eq!(out.status.code(), Some(141), "stderr: {err}");
+}
