@@ -5,6 +5,7 @@
 
 mod body;
 mod metrics;
+mod trackers;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -220,9 +221,9 @@ type ApiResult = std::result::Result<Response, ApiError>;
 
 impl App {
     fn authorize(&self, headers: &HeaderMap, need: Role) -> std::result::Result<(), ApiError> {
-        let Some(keys) = &self.cfg.keys else {
+        if self.cfg.keys.is_none() {
             return Ok(());
-        };
+        }
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -234,15 +235,7 @@ impl App {
                     "missing Authorization: Bearer <key>",
                 )
             })?;
-        // Compare against every key in constant time, so timing tells nothing.
-        let mut role = None;
-        for k in keys {
-            let eq: bool = subtle::ConstantTimeEq::ct_eq(k.key.as_bytes(), given.as_bytes()).into();
-            if eq {
-                role = Some(k.role);
-            }
-        }
-        match role {
+        match self.role_of(given) {
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -256,6 +249,35 @@ impl App {
                 format!("this key has role {r:?}; the endpoint needs {need:?} or Admin"),
             )),
         }
+    }
+
+    /// The role of `given` among the configured keys, compared against
+    /// every key in constant time, so timing tells nothing.
+    fn role_of(&self, given: &str) -> Option<Role> {
+        let mut role = None;
+        for k in self.cfg.keys.iter().flatten() {
+            let eq: bool = subtle::ConstantTimeEq::ct_eq(k.key.as_bytes(), given.as_bytes()).into();
+            if eq {
+                role = Some(k.role);
+            }
+        }
+        role
+    }
+
+    /// Reads a request body within the body limits, charged to the budget.
+    async fn read_body(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> std::result::Result<(Vec<u8>, body::Charge), ApiError> {
+        body::read(
+            &self.budget,
+            headers,
+            body,
+            self.cfg.max_body,
+            self.cfg.body_timeout,
+        )
+        .await
     }
 
     /// An ingest slot, held until the reply; `503` when all are taken.
@@ -328,14 +350,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     app.authorize(&headers, Role::Ingest)?;
     let encoding = Encoding::of(&headers)?;
     let slot = app.ingest_slot()?;
-    let (raw, mut charge) = body::read(
-        &app.budget,
-        &headers,
-        body,
-        app.cfg.max_body,
-        app.cfg.body_timeout,
-    )
-    .await?;
+    let (raw, mut charge) = app.read_body(&headers, body).await?;
     let a = app.clone();
     // The slot and the charge go with the work: a client that hangs up
     // does not free them while its rows are still being parsed or written.
@@ -402,17 +417,30 @@ async fn alias(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
     .await
 }
 
+/// `/v1/alias` is both Footprint's links endpoint and Segment's alias
+/// call: a request with Basic auth (the Segment write key) is Segment's.
+async fn alias_or_segment(
+    State(app): State<Arc<App>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("Basic "));
+    if basic {
+        trackers::segment_alias(app, method, uri, headers, body).await
+    } else {
+        alias(State(app), headers, body).await.into_response()
+    }
+}
+
 async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
     app.authorize(&headers, Role::Query)?;
     let encoding = Encoding::of(&headers)?;
-    let (raw, mut charge) = body::read(
-        &app.budget,
-        &headers,
-        body,
-        app.cfg.max_body,
-        app.cfg.body_timeout,
-    )
-    .await?;
+    let (raw, mut charge) = app.read_body(&headers, body).await?;
     // The slot is taken before the body becomes a JSON tree, so at most
     // --max-queries trees are built at once.
     let Ok(permit) = app.slots.clone().try_acquire_owned() else {
@@ -535,15 +563,16 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         metrics: Metrics::new(),
         cfg: cfg.clone(),
     });
-    Router::new()
+    let api = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/events", post(events))
         .route("/v1/profiles", post(profiles))
-        .route("/v1/alias", post(alias))
+        .route("/v1/alias", post(alias_or_segment))
         .route("/v1/query", post(query))
         .route("/v1/schema", get(schema))
-        .route("/v1/stats", get(stats))
+        .route("/v1/stats", get(stats));
+    trackers::routes(api)
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), count))

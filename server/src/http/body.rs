@@ -70,7 +70,7 @@ pub(crate) struct Charge {
 
 impl Charge {
     /// Grows the charge to cover `bytes` in all (never shrinks it).
-    fn cover(&mut self, bytes: usize) -> Result<(), ApiError> {
+    pub(crate) fn cover(&mut self, bytes: usize) -> Result<(), ApiError> {
         let want = bytes.div_ceil(UNIT);
         if want <= self.units {
             return Ok(());
