@@ -30,7 +30,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+pub mod dedupe;
 pub mod export;
+
+pub use dedupe::IngestedOnce;
 
 pub use footprint_query as query;
 pub use footprint_query::{ErrorKind, Limits, QueryError, QueryOptions, ScanStats};
@@ -69,6 +72,9 @@ pub struct EngineOptions {
     pub flush_interval: Duration,
     /// Query threads (0 = one per core).
     pub query_threads: usize,
+    /// Most dedupe keys held in memory for [`Engine::ingest_once`] (about
+    /// 40 bytes each); past it the oldest days are forgotten first.
+    pub dedupe_max_keys: usize,
 }
 
 impl Default for EngineOptions {
@@ -78,6 +84,7 @@ impl Default for EngineOptions {
             background: true,
             flush_interval: Duration::from_secs(60),
             query_threads: 0,
+            dedupe_max_keys: 20_000_000,
         }
     }
 }
@@ -109,6 +116,7 @@ pub struct Engine {
     pool: rayon::ThreadPool,
     report: OpenReport,
     background: Mutex<Option<JoinHandle<()>>>,
+    dedupe: dedupe::Dedupe,
 }
 
 impl Engine {
@@ -143,11 +151,13 @@ impl Engine {
             .thread_name(|i| format!("footprint-query-{i}"))
             .build()
             .map_err(|e| Error::Invalid(format!("cannot start the query threads: {e}")))?;
+        let dedupe = dedupe::Dedupe::new(inner.opts.dedupe_max_keys);
         Ok(Engine {
             inner,
             pool,
             report,
             background: Mutex::new(background),
+            dedupe,
         })
     }
 
@@ -183,6 +193,29 @@ impl Engine {
         let outcome = self.inner.store.ingest(events)?;
         self.after_write()?;
         Ok(outcome)
+    }
+
+    /// Ingests events, each with an optional id, storing an event only if
+    /// no event of the same user with the same id was stored within the
+    /// last [`dedupe::WINDOW_DAYS`] days of event time (or earlier in the
+    /// batch): retries of a batch whose answer was lost never count twice.
+    /// Durable, like [`Engine::ingest`]; see [`dedupe`].
+    pub fn ingest_once(&self, events: Vec<(Event, Option<String>)>) -> Result<IngestedOnce> {
+        let store = &self.inner.store;
+        let events = events
+            .into_iter()
+            .map(|(e, id)| (e, id.filter(|i| !i.is_empty())))
+            .collect();
+        let done = self
+            .dedupe
+            .ingest_once(store, events, |evs| Ok(store.ingest(evs)?))?;
+        self.after_write()?;
+        Ok(done)
+    }
+
+    /// The dedupe index of [`Engine::ingest_once`].
+    pub fn dedupe(&self) -> &dedupe::Dedupe {
+        &self.dedupe
     }
 
     /// Parses and ingests a batch of rows (NDJSON, JSON array or CSV). Good

@@ -34,8 +34,8 @@ def check(what, got, want):
         FAILURES.append(what)
 
 
-def start_server(data, keys):
-    p = subprocess.Popen([BIN, "serve", "--data", data, "--addr", "127.0.0.1:0", "--keys", keys],
+def start_server(data, keys, addr="127.0.0.1:0"):
+    p = subprocess.Popen([BIN, "serve", "--data", data, "--addr", addr, "--keys", keys],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     if "listening on" not in line:
@@ -76,6 +76,7 @@ def main():
     finally:
         server.terminate()
         server.wait(timeout=30)
+    retries(os.path.join(tmp, "retry-data"), keys)
     if FAILURES:
         print(f"{len(FAILURES)} check(s) failed")
         sys.exit(1)
@@ -225,6 +226,55 @@ def bad_input(host):
     s, _ = http(host, "/e/", None, {"Origin": "http://localhost:9", "Access-Control-Request-Method": "POST"},
                 method="OPTIONS")
     check("CORS preflight → 204", s, 204)
+
+
+def retries(data, keys):
+    """kill -9 the server twice while posthog-python is flushing, restart
+    it on the same port, and let the SDK retry: every event arrives once."""
+    import socket
+    import threading
+    from posthog import Posthog
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = f"127.0.0.1:{port}"
+    server, host = start_server(data, keys, addr)
+    errors = []
+    ph = Posthog(PH_TOKEN, host=host, max_retries=10, flush_at=40, flush_interval=0.02,
+                 on_error=lambda e, batch: errors.append((str(e), len(batch))))
+    n = 4000
+    done = threading.Event()
+
+    def produce():
+        for i in range(n):
+            ph.capture("retry", distinct_id=f"r-{i % 97}", properties={"i": i})
+            if i % 200 == 0:
+                time.sleep(0.05)
+        done.set()
+
+    t = threading.Thread(target=produce)
+    t.start()
+    kills = 0
+    for _ in range(2):
+        time.sleep(0.4)
+        server.kill()  # SIGKILL: no goodbye, replies in flight are lost
+        server.wait()
+        kills += 1
+        time.sleep(0.3)
+        server, host = start_server(data, keys, addr)
+    t.join()
+    ph.flush()
+    ph.shutdown()
+    try:
+        got = query(host, {"kind": "events", "metrics": [{"event": "retry"}]})["series"][0]["total"]
+        distinct = query(host, {"kind": "events", "metrics": [{"event": "retry"}],
+                                "breakdown": [{"event_prop": "i"}], "limit": 10000})
+        twice = sum(1 for g in distinct["groups"] if g["series"][0]["total"] != 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    check(f"SDK errors after {kills} kill -9 and retries", errors, [])
+    check("every event stored exactly once after retries", (got, len(distinct["groups"]), twice), (n, n, 0))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ fn concurrent_writes_queries_and_maintenance_never_lock_up() {
                 background: true,
                 flush_interval: Duration::from_millis(300),
                 query_threads: 2,
+                ..Default::default()
             },
         )
         .unwrap(),

@@ -24,6 +24,7 @@ fn main() {
         background: true,
         flush_interval: Duration::from_millis(50),
         query_threads: 1,
+        ..EngineOptions::default()
     };
     let engine = Engine::open(std::path::Path::new(&dir), opts).expect("open");
     let out = std::io::stdout();

@@ -95,7 +95,7 @@ fn track(r: &Json, import: bool, now: i64, batch: &mut Batch) -> Result<(), Stri
         _ => None,
     };
     let ev = event(user, name, time, props_of(Some(props), &NOT_PROPS)?)?;
-    batch.events.push(ev);
+    batch.event(ev, id_of(props.get("$insert_id")));
     batch.profiles.extend(profiles);
     batch
         .aliases
@@ -167,7 +167,8 @@ pub(super) fn reply(ep: Endpoint, result: Result<(Wire, Batch), Failure>) -> Res
                 .into_response()
         }
     };
-    let written = b.written.iter().sum::<usize>();
+    // A duplicate was imported before: it counts as imported.
+    let written = b.written.iter().sum::<usize>() + b.duplicates;
     let failed = b.rejected > 0;
     let verbose = wire.param("verbose") == Some("1");
     let json_import = ep == Endpoint::Import && !verbose;

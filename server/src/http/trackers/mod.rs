@@ -39,6 +39,9 @@ const TREE_FACTOR: usize = 8;
 #[derive(Debug, Default)]
 pub(super) struct Batch {
     pub events: Vec<Event>,
+    /// Per event, the id the tracker gave it (PostHog `uuid`, Segment
+    /// `messageId`, Mixpanel `$insert_id`): a resent event is stored once.
+    pub ids: Vec<Option<String>>,
     pub profiles: Vec<ProfileUpdate>,
     pub aliases: Vec<Alias>,
     /// Keys the request carried in its payload (project token, write key).
@@ -51,9 +54,17 @@ pub(super) struct Batch {
     pub failed: Vec<(usize, String)>,
     /// Once written: events, profile updates and links stored.
     pub written: [usize; 3],
+    /// Events left out as already stored (a retry).
+    pub duplicates: usize,
 }
 
 impl Batch {
+    /// Adds an event with the tracker's id for it.
+    fn event(&mut self, e: Event, id: Option<String>) {
+        self.events.push(e);
+        self.ids.push(id);
+    }
+
     /// Refuses record `index` (0-based) for `why`.
     fn reject(&mut self, index: usize, why: impl Into<String>) {
         let why = why.into();
@@ -521,14 +532,18 @@ fn authorize(app: &App, wire: &Wire, batch: &Batch) -> Result<(), Failure> {
 }
 
 /// Writes the batch: identity links, then profiles, then events, each in
-/// one durable write, and counts them in `written`. Property names past
+/// one durable write (events through `Engine::ingest_once`, so one the
+/// store already has is left out), and counts them in `written`. Property names past
 /// the limit are left out (as on `/v1/events`), noted among the errors.
 fn write(app: &App, batch: &mut Batch) -> Result<(), ApiError> {
     let e = &app.engine;
     let aliases = std::mem::take(&mut batch.aliases);
     let profiles = std::mem::take(&mut batch.profiles);
-    let events = std::mem::take(&mut batch.events);
-    batch.written = [events.len(), profiles.len(), aliases.len()];
+    let events: Vec<(Event, Option<String>)> = std::mem::take(&mut batch.events)
+        .into_iter()
+        .zip(std::mem::take(&mut batch.ids))
+        .collect();
+    batch.written = [0, profiles.len(), aliases.len()];
     if !aliases.is_empty() {
         e.alias(aliases)?;
     }
@@ -537,7 +552,10 @@ fn write(app: &App, batch: &mut Batch) -> Result<(), ApiError> {
     }
     if !events.is_empty() {
         let max = e.store().options().max_props;
-        if let Some(w) = e.ingest(events)?.warning(max) {
+        let done = e.ingest_once(events)?;
+        batch.written[0] = done.stored;
+        batch.duplicates = done.duplicates;
+        if let Some(w) = done.ingested.warning(max) {
             batch.errors.push(w);
         }
     }

@@ -90,7 +90,7 @@ fn record(r: &Json, sent_at: Option<i64>, now: i64, batch: &mut Batch) -> Result
         _ => {}
     }
     let ev = event(user, name, time, props_of(Some(props), &NOT_PROPS)?)?;
-    batch.events.push(ev);
+    batch.event(ev, id_of(o.get("uuid")));
     batch.profiles.extend(profiles);
     batch.aliases.extend(alias);
     Ok(())
@@ -100,7 +100,7 @@ fn record(r: &Json, sent_at: Option<i64>, now: i64, batch: &mut Batch) -> Result
 /// posthog-python reports.
 pub(super) fn reply(result: Result<(Wire, Batch), Failure>) -> Response {
     match result {
-        Ok((_, b)) if b.written.iter().sum::<usize>() == 0 && b.rejected > 0 => (
+        Ok((_, b)) if b.written.iter().sum::<usize>() + b.duplicates == 0 && b.rejected > 0 => (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({
                 "type": "validation_error",
@@ -114,6 +114,7 @@ pub(super) fn reply(result: Result<(Wire, Batch), Failure>) -> Response {
         Ok((_, b)) => axum::Json(json!({
             "status": 1,
             "accepted": b.written[0],
+            "duplicates": b.duplicates,
             "rejected": b.rejected,
             "errors": b.errors,
         }))

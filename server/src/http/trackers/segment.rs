@@ -132,7 +132,7 @@ fn message(
                     set(&mut props, "$current_url", u);
                 }
             }
-            batch.events.push(event(user, name, time, props)?);
+            batch.event(event(user, name, time, props)?, id_of(o.get("messageId")));
         }
         Call::Identify => {
             let traits = match o.get("traits") {
@@ -233,7 +233,7 @@ pub(super) fn domain(url: &str) -> Option<String> {
 /// Segment's answers: `{"success": true}`, or an error with a message.
 pub(super) fn reply(result: Result<(Wire, Batch), Failure>) -> Response {
     match result {
-        Ok((_, b)) if b.written.iter().sum::<usize>() == 0 && b.rejected > 0 => (
+        Ok((_, b)) if b.written.iter().sum::<usize>() + b.duplicates == 0 && b.rejected > 0 => (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({
                 "success": false,
@@ -247,6 +247,7 @@ pub(super) fn reply(result: Result<(Wire, Batch), Failure>) -> Response {
         Ok((_, b)) => axum::Json(json!({
             "success": true,
             "accepted": b.written.iter().sum::<usize>(),
+            "duplicates": b.duplicates,
             "rejected": b.rejected,
             "errors": b.errors,
         }))
