@@ -104,24 +104,36 @@ impl Dict {
     /// The id of `name`, assigning the next id if new.
     pub fn intern(&mut self, name: &str) -> u32 {
         let h = hash(name.as_bytes());
-        let mut index = match self.index.take() {
-            Some(ix) => ix,
-            None => build_index(&self.bytes, &self.ends),
+        if self.index.get().is_none() {
+            self.index = OnceLock::from(build_index(&self.bytes, &self.ends));
+        }
+        // Borrowed in place (not taken out and put back: that re-runs the
+        // lock's initialisation, a few percent of a bulk load).
+        let Some(index) = self.index.get_mut() else {
+            return self.intern_unindexed(name);
         };
-        let (bytes, ends) = (&self.bytes, &self.ends);
-        let id = match index.find(h, |&id| at(bytes, ends, id) == name.as_bytes()) {
-            Some(&id) => id,
-            None => {
-                let id = self.ends.len() as u32;
-                self.bytes.extend_from_slice(name.as_bytes());
-                self.ends.push(self.bytes.len() as u64);
-                let (bytes, ends) = (&self.bytes, &self.ends);
-                index.insert_unique(h, id, |&id| hash(at(bytes, ends, id)));
-                id
-            }
-        };
-        self.index = OnceLock::from(index);
+        let (bytes, ends) = (&mut self.bytes, &mut self.ends);
+        if let Some(&id) = index.find(h, |&id| at(bytes, ends, id) == name.as_bytes()) {
+            return id;
+        }
+        let id = ends.len() as u32;
+        bytes.extend_from_slice(name.as_bytes());
+        ends.push(bytes.len() as u64);
+        let (bytes, ends) = (&*bytes, &*ends);
+        index.insert_unique(h, id, |&id| hash(at(bytes, ends, id)));
         id
+    }
+
+    /// [`Dict::intern`] by a linear search, for when there is no index
+    /// (never, as the index is made first; correct all the same).
+    fn intern_unindexed(&mut self, name: &str) -> u32 {
+        let n = self.ends.len() as u32;
+        if let Some(id) = (0..n).find(|&id| at(&self.bytes, &self.ends, id) == name.as_bytes()) {
+            return id;
+        }
+        self.push(name);
+        self.index = OnceLock::new();
+        n
     }
 
     /// Appends a name known to be new (loading a file).

@@ -11,6 +11,7 @@ use crate::event::{
 use crate::value::{Props, Value};
 
 mod array;
+mod fast;
 
 pub use array::{array_cut, ArrayPart};
 
@@ -129,7 +130,7 @@ pub fn parse_batch(input: impl AsRef<[u8]>, format: Format, first_line: usize) -
     };
     match format {
         Format::Csv => parse_csv(input, first_line),
-        _ => parse_json_rows(input, first_line, event_from_json).into(),
+        _ => json_rows_with(input, first_line, fast::native_row, event_from_json).into(),
     }
 }
 
@@ -154,9 +155,20 @@ pub fn is_json_array(input: &[u8]) -> bool {
 pub fn parse_json_rows<T>(
     input: impl AsRef<[u8]>,
     first_line: usize,
+    f: impl FnMut(Json) -> Result<T, String>,
+) -> Rows<T> {
+    json_rows_with(input.as_ref(), first_line, |_| None, f)
+}
+
+/// [`parse_json_rows`], trying `fast` on each NDJSON line first: a row it
+/// returns is taken as is, else the line is parsed into a JSON tree for
+/// `f` (see `fast.rs`).
+fn json_rows_with<T>(
+    input: &[u8],
+    first_line: usize,
+    fast: impl Fn(&str) -> Option<T>,
     mut f: impl FnMut(Json) -> Result<T, String>,
 ) -> Rows<T> {
-    let input = input.as_ref();
     if is_json_array(input) {
         return array_rows(input, first_line, ArrayPart::default(), f);
     }
@@ -168,9 +180,12 @@ pub fn parse_json_rows<T>(
             _ if line.len() > MAX_ROW_LEN => Err(too_long(line.len())),
             Err(e) => Err(not_utf8(&e)),
             Ok(line) if line.trim().is_empty() => continue,
-            Ok(line) => serde_json::from_str(line)
-                .map_err(|e| format!("not valid JSON: {e}"))
-                .and_then(&mut f),
+            Ok(line) => match fast(line) {
+                Some(row) => Ok(row),
+                None => serde_json::from_str(line)
+                    .map_err(|e| format!("not valid JSON: {e}"))
+                    .and_then(&mut f),
+            },
         };
         out.take(n, row);
     }
