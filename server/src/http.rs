@@ -343,6 +343,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     app: Arc<App>,
     headers: HeaderMap,
     body: Body,
+    fast: Option<fn(&str) -> Option<T>>,
     parse: fn(Json) -> std::result::Result<T, String>,
     apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<Option<String>>,
     events: bool,
@@ -357,7 +358,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     let rows = blocking(move || -> std::result::Result<_, ApiError> {
         let _slot = slot;
         let text = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
-        let rows = body::parse_rows(text, &mut charge, parse)?;
+        let rows = body::parse_rows(text, &mut charge, fast, parse)?;
         let accepted = rows.rows.len();
         let warning = apply(&a.engine, rows.rows)?;
         Ok((accepted, rows.rejected, rows.errors, warning))
@@ -383,6 +384,7 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         app,
         headers,
         body,
+        Some(parse::fast_event),
         parse::event_from_json,
         |e, evs| {
             let max = e.store().options().max_props;
@@ -398,6 +400,7 @@ async fn profiles(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         app,
         headers,
         body,
+        None,
         parse::parse_profile_update,
         |e, ups| e.upsert_profiles(ups).map(|()| None),
         false,
@@ -410,6 +413,7 @@ async fn alias(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
         app,
         headers,
         body,
+        None,
         parse::parse_alias,
         |e, links| e.alias(links).map(|()| None),
         false,

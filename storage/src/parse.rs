@@ -130,7 +130,13 @@ pub fn parse_batch(input: impl AsRef<[u8]>, format: Format, first_line: usize) -
     };
     match format {
         Format::Csv => parse_csv(input, first_line),
-        _ => json_rows_with(input, first_line, fast::native_row, event_from_json).into(),
+        _ => parse_json_rows_with(
+            input,
+            first_line,
+            |l| fast_event(l).map(Ok),
+            event_from_json,
+        )
+        .into(),
     }
 }
 
@@ -157,18 +163,26 @@ pub fn parse_json_rows<T>(
     first_line: usize,
     f: impl FnMut(Json) -> Result<T, String>,
 ) -> Rows<T> {
-    json_rows_with(input.as_ref(), first_line, |_| None, f)
+    parse_json_rows_with(input, first_line, |_| None, f)
 }
 
-/// [`parse_json_rows`], trying `fast` on each NDJSON line first: a row it
-/// returns is taken as is, else the line is parsed into a JSON tree for
-/// `f` (see `fast.rs`).
-fn json_rows_with<T>(
-    input: &[u8],
+/// An event read straight from a plain native NDJSON row, without a JSON
+/// tree; `None` when the row needs the general parser (see `fast.rs`:
+/// both read a row the fast path takes the same way).
+pub fn fast_event(line: &str) -> Option<Event> {
+    fast::native_row(line)
+}
+
+/// [`parse_json_rows`], trying `fast` on each NDJSON line first: what it
+/// returns is the row's outcome, and `None` sends the line to `f` through
+/// a JSON tree.
+pub fn parse_json_rows_with<T>(
+    input: impl AsRef<[u8]>,
     first_line: usize,
-    fast: impl Fn(&str) -> Option<T>,
+    mut fast: impl FnMut(&str) -> Option<Result<T, String>>,
     mut f: impl FnMut(Json) -> Result<T, String>,
 ) -> Rows<T> {
+    let input = input.as_ref();
     if is_json_array(input) {
         return array_rows(input, first_line, ArrayPart::default(), f);
     }
@@ -181,7 +195,7 @@ fn json_rows_with<T>(
             Err(e) => Err(not_utf8(&e)),
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => match fast(line) {
-                Some(row) => Ok(row),
+                Some(row) => row,
                 None => serde_json::from_str(line)
                     .map_err(|e| format!("not valid JSON: {e}"))
                     .and_then(&mut f),
@@ -446,8 +460,14 @@ pub fn parse_time_str(s: &str) -> Result<i64, String> {
 /// Flattens a JSON properties object: nested objects become dotted names,
 /// arrays their JSON text, `null` is dropped.
 pub fn flatten_props(m: Map<String, Json>) -> Result<Props, String> {
+    flatten_props_ref(&m, &[])
+}
+
+/// [`flatten_props`] of a borrowed object, leaving out the top-level
+/// names in `skip` (a tracker's own fields).
+pub fn flatten_props_ref(m: &Map<String, Json>, skip: &[&str]) -> Result<Props, String> {
     let mut out = Vec::with_capacity(m.len());
-    flatten_into(String::new(), m, &mut out, 0)?;
+    flatten_into("", m, skip, &mut out, 0)?;
     if out.len() > MAX_PROPS {
         return Err(format!(
             "{} properties; at most {MAX_PROPS} are allowed per row",
@@ -466,8 +486,9 @@ pub fn flatten_props(m: Map<String, Json>) -> Result<Props, String> {
 }
 
 fn flatten_into(
-    prefix: String,
-    m: Map<String, Json>,
+    prefix: &str,
+    m: &Map<String, Json>,
+    skip: &[&str],
     out: &mut Props,
     depth: usize,
 ) -> Result<(), String> {
@@ -477,17 +498,20 @@ fn flatten_into(
         ));
     }
     for (k, v) in m {
+        if depth == 0 && skip.contains(&k.as_str()) {
+            continue;
+        }
         let name = if prefix.is_empty() {
-            k
+            k.clone()
         } else {
             format!("{prefix}.{k}")
         };
         match v {
             Json::Null => {}
-            Json::Object(inner) => flatten_into(name, inner, out, depth + 1)?,
+            Json::Object(inner) => flatten_into(&name, inner, &[], out, depth + 1)?,
             other => {
                 check_name(&name, "property name")?;
-                let value = json_to_value(other, &name)?;
+                let value = json_to_value(other.clone(), &name)?;
                 out.push((name, value));
             }
         }

@@ -8,6 +8,11 @@
 //! cargo run --release -p footprint-benches --bin loadtest -- --addr 127.0.0.1:8080 \
 //!     --seconds 60 --query-clients 50 --ingest-clients 1
 //! ```
+//!
+//! `--format posthog` sends PostHog `/batch/` bodies instead (as
+//! posthog-python does), `--gzip 1` gzips them, `--ids 1` gives every
+//! event a fresh `uuid` (so the dedupe index works too; bodies are then
+//! built per request, else each client cycles through 8 prepared ones).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -23,6 +28,9 @@ struct Args {
     ingest_clients: usize,
     batch: usize,
     queries: String,
+    posthog: bool,
+    gzip: bool,
+    ids: bool,
 }
 
 fn args() -> Args {
@@ -33,6 +41,9 @@ fn args() -> Args {
         ingest_clients: 1,
         batch: 10_000,
         queries: "benches/queries".into(),
+        posthog: false,
+        gzip: false,
+        ids: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -45,6 +56,9 @@ fn args() -> Args {
             "--ingest-clients" => a.ingest_clients = x.parse().expect("--ingest-clients N"),
             "--batch" => a.batch = x.parse().expect("--batch N"),
             "--queries" => a.queries = x,
+            "--format" => a.posthog = x == "posthog",
+            "--gzip" => a.gzip = x == "1",
+            "--ids" => a.ids = x == "1",
             other => panic!("unknown argument {other}"),
         }
         i += 2;
@@ -55,10 +69,21 @@ fn args() -> Args {
 
 /// One HTTP/1.1 request over a fresh loopback connection: (status, body).
 fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    request_with(addr, method, path, "", body)
+}
+
+/// [`request`] with extra header lines (each ending in CRLF).
+fn request_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())?;
@@ -76,6 +101,48 @@ fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> std::io::Result
         .map(|x| x.1.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+const EVENTS: [&str; 4] = ["visit", "signup", "login", "pay"];
+
+/// Batch `n` of client `c` in Footprint's NDJSON.
+fn native_body(c: usize, n: u64, batch: usize) -> Vec<u8> {
+    let mut body = String::with_capacity(batch * 100);
+    for i in 0..batch {
+        let k = n * batch as u64 + i as u64;
+        body.push_str(&format!(
+            "{{\"user\":\"load-{c}-{}\",\"event\":\"{}\",\"time\":{},\"props\":{{\"utm_source\":\"load\",\"n\":{k}}}}}\n",
+            k % 50_000,
+            EVENTS[(k % 4) as usize],
+            1_767_225_600_000u64 + k
+        ));
+    }
+    body.into_bytes()
+}
+
+/// Batch `n` of client `c` as posthog-python sends it to `/batch/`.
+fn posthog_body(c: usize, n: u64, batch: usize, ids: bool) -> Vec<u8> {
+    let mut body = String::with_capacity(batch * 160 + 100);
+    body.push_str("{\"api_key\":\"phc_loadtest\",\"batch\":[");
+    for i in 0..batch {
+        let k = n * batch as u64 + i as u64;
+        if i > 0 {
+            body.push(',');
+        }
+        let uuid = if ids {
+            format!(",\"uuid\":\"{c:08x}-{n:016x}-{i:08x}\"")
+        } else {
+            String::new()
+        };
+        body.push_str(&format!(
+            "{{\"event\":\"{}\",\"distinct_id\":\"load-{c}-{}\",\"timestamp\":{},\"properties\":{{\"utm_source\":\"load\",\"n\":{k},\"$lib\":\"posthog-python\"}}{uuid}}}",
+            EVENTS[(k % 4) as usize],
+            k % 50_000,
+            1_767_225_600_000u64 + k
+        ));
+    }
+    body.push_str("]}");
+    body.into_bytes()
 }
 
 fn events_count(addr: &str) -> u64 {
@@ -137,25 +204,52 @@ fn main() {
             statuses.clone(),
             a.batch,
         );
+        let (posthog, gzip, ids) = (a.posthog, a.gzip, a.ids);
         handles.push(std::thread::spawn(move || {
+            let body = |n: u64| -> Vec<u8> {
+                let raw = if posthog {
+                    posthog_body(c, n, batch, ids)
+                } else {
+                    native_body(c, n, batch)
+                };
+                if gzip {
+                    let mut e =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    e.write_all(&raw).expect("gzip");
+                    e.finish().expect("gzip")
+                } else {
+                    raw
+                }
+            };
+            let prepared: Vec<Vec<u8>> = if ids {
+                Vec::new()
+            } else {
+                (0..8).map(body).collect()
+            };
+            let (path, extra) = match (posthog, gzip) {
+                (true, true) => ("/batch/", "Content-Encoding: gzip\r\n"),
+                (true, false) => ("/batch/", ""),
+                (false, true) => ("/v1/events", "Content-Encoding: gzip\r\n"),
+                (false, false) => ("/v1/events", ""),
+            };
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let mut body = String::with_capacity(batch * 100);
-                for i in 0..batch {
-                    let k = n * batch as u64 + i as u64;
-                    body.push_str(&format!(
-                        "{{\"user\":\"load-{c}-{}\",\"event\":\"{}\",\"time\":{},\"props\":{{\"utm_source\":\"load\",\"n\":{k}}}}}\n",
-                        k % 50_000,
-                        ["visit", "signup", "login", "pay"][(k % 4) as usize],
-                        1_767_225_600_000u64 + k
-                    ));
-                }
+                let fresh;
+                let b = if ids {
+                    fresh = body(n);
+                    &fresh
+                } else {
+                    &prepared[(n % 8) as usize]
+                };
                 n += 1;
-                match request(&addr, "POST", "/v1/events", body.as_bytes()) {
+                match request_with(&addr, "POST", path, extra, b) {
                     Ok((st, b)) => {
                         *statuses.lock().expect("lock").entry(st).or_default() += 1;
                         if st == 200 {
-                            acked.fetch_add(serde_json_lite::parse(&b).get_u64("accepted"), Ordering::Relaxed);
+                            acked.fetch_add(
+                                serde_json_lite::parse(&b).get_u64("accepted"),
+                                Ordering::Relaxed,
+                            );
                         }
                     }
                     Err(_) => *statuses.lock().expect("lock").entry(0).or_default() += 1,

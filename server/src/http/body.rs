@@ -252,44 +252,69 @@ pub(crate) fn decode(
 
 /// Rows parsed from a decoded body (NDJSON or a JSON array) with `parse`,
 /// their estimated heap size charged as they are made. The body's text is
-/// dropped, and its charge given back, before this returns.
+/// dropped, and its charge given back, before this returns. `fast`, when
+/// given, reads a plain NDJSON line without a JSON tree (`None`: the line
+/// goes to `parse`).
 pub(crate) fn parse_rows<T: HeapSize>(
     text: Vec<u8>,
     charge: &mut Charge,
+    fast: Option<fn(&str) -> Option<T>>,
     parse: impl Fn(Json) -> Result<T, String>,
 ) -> Result<parse::Rows<T>, ApiError> {
     let base = text.len();
-    let mut held = 0usize;
+    let held = std::cell::Cell::new(0usize);
     let mut charged = 0usize;
-    let mut failed = None;
-    let rows = parse::parse_json_rows(&text, 1, |v| {
-        if failed.is_some() {
-            // Over budget: the request fails; parse nothing more into memory.
+    let failed = std::cell::RefCell::new(None);
+    let charge = std::cell::RefCell::new(charge);
+    // Every row, however read, is charged before it is kept.
+    let keep = |row: T| -> Result<T, String> {
+        if failed.borrow().is_some() {
             return Err(String::new());
         }
-        let row = parse(v)?;
-        held += row.heap_size();
-        if held > charged {
+        held.set(held.get() + row.heap_size());
+        let now = held.get();
+        if now > charged {
             // A step ahead, or just what is held when the step does not fit.
-            let covered = charge
-                .cover(base + held + STEP)
-                .map(|()| held + STEP)
-                .or_else(|_| charge.cover(base + held).map(|()| held));
+            let mut c = charge.borrow_mut();
+            let covered = c
+                .cover(base + now + STEP)
+                .map(|()| now + STEP)
+                .or_else(|_| c.cover(base + now).map(|()| now));
             match covered {
-                Ok(c) => charged = c,
+                Ok(n) => charged = n,
                 Err(e) => {
-                    failed = Some(e);
+                    *failed.borrow_mut() = Some(e);
                     return Err(String::new());
                 }
             }
         }
         Ok(row)
-    });
-    if let Some(e) = failed {
+    };
+    let keep = std::cell::RefCell::new(keep);
+    let rows = parse::parse_json_rows_with(
+        &text,
+        1,
+        |line| {
+            if failed.borrow().is_some() {
+                // Over budget: the request fails; parse nothing more into memory.
+                return Some(Err(String::new()));
+            }
+            let row = fast.and_then(|g| g(line))?;
+            Some((keep.borrow_mut())(row))
+        },
+        |v| {
+            if failed.borrow().is_some() {
+                return Err(String::new());
+            }
+            let row = parse(v)?;
+            (keep.borrow_mut())(row)
+        },
+    );
+    if let Some(e) = failed.into_inner() {
         return Err(e);
     }
     drop(text);
-    charge.shrink_to(held);
+    charge.into_inner().shrink_to(held.get());
     Ok(rows)
 }
 
@@ -376,27 +401,33 @@ mod tests {
     fn parsing_is_charged_and_fails_over_budget() {
         let row = r#"{"user":"u1","event":"visit","time":1,"props":{"a":1,"b":2,"c":3}}"#;
         let text = format!("{row}\n").repeat(50_000).into_bytes();
-        // Enough room: the rows are charged, the text given back.
-        let budget = Budget::new(64 << 20);
-        let mut charge = budget.charge();
-        charge.cover(text.len()).unwrap();
-        let rows = parse_rows(text.clone(), &mut charge, parse::event_from_json).unwrap();
-        assert_eq!(rows.rows.len(), 50_000);
-        let held: usize = rows.rows.iter().map(HeapSize::heap_size).sum();
-        assert_eq!(charge.units, held.div_ceil(UNIT));
-        assert!(held > text.len(), "{held} vs {}", text.len());
-        // Room for the text but not for its rows: busy, nothing kept.
-        let budget = Budget::new(text.len() + (2 << 20));
-        let mut charge = budget.charge();
-        charge.cover(text.len()).unwrap();
-        let _hog = {
-            let mut c = budget.charge();
-            c.cover(1 << 20).unwrap();
-            c
-        };
-        let e = parse_rows(text, &mut charge, parse::event_from_json).unwrap_err();
-        assert_eq!(e.code, "busy");
-        drop(charge);
-        assert_eq!(budget.available(), budget.units * UNIT - (1 << 20));
+        // Rows read through a JSON tree, or straight (the fast path), are
+        // charged alike.
+        let fast: fn(&str) -> Option<Event> = parse::fast_event;
+        for fast in [None, Some(fast)] {
+            // Enough room: the rows are charged, the text given back.
+            let budget = Budget::new(64 << 20);
+            let mut charge = budget.charge();
+            charge.cover(text.len()).unwrap();
+            let rows = parse_rows(text.clone(), &mut charge, fast, parse::event_from_json).unwrap();
+            assert_eq!(rows.rows.len(), 50_000);
+            let held: usize = rows.rows.iter().map(HeapSize::heap_size).sum();
+            assert_eq!(charge.units, held.div_ceil(UNIT));
+            assert!(held > text.len(), "{held} vs {}", text.len());
+            // Room for the text but not for its rows: busy, nothing kept.
+            let budget = Budget::new(text.len() + (2 << 20));
+            let mut charge = budget.charge();
+            charge.cover(text.len()).unwrap();
+            let _hog = {
+                let mut c = budget.charge();
+                c.cover(1 << 20).unwrap();
+                c
+            };
+            let e =
+                parse_rows(text.clone(), &mut charge, fast, parse::event_from_json).unwrap_err();
+            assert_eq!(e.code, "busy");
+            drop(charge);
+            assert_eq!(budget.available(), budget.units * UNIT - (1 << 20));
+        }
     }
 }

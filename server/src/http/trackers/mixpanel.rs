@@ -60,7 +60,7 @@ pub(super) fn map(ep: Endpoint, wire: &Wire, batch: &mut Batch) {
 }
 
 fn track(r: &Json, import: bool, now: i64, batch: &mut Batch) -> Result<(), String> {
-    let (o, props) = record_parts(r, "an event")?;
+    let (o, props) = record_parts(r, "an event", batch.body_len)?;
     let empty = Map::new();
     let props = props.unwrap_or(&empty);
     if let Some(t) = props.get("token").and_then(Json::as_str) {
@@ -104,7 +104,7 @@ fn track(r: &Json, import: bool, now: i64, batch: &mut Batch) -> Result<(), Stri
 }
 
 fn engage(r: &Json, batch: &mut Batch) -> Result<(), String> {
-    if let Some(why) = too_big(r) {
+    if let Some(why) = too_big(r, batch.body_len) {
         return Err(why);
     }
     let Json::Object(o) = r else {

@@ -56,6 +56,8 @@ pub(super) struct Batch {
     pub written: [usize; 3],
     /// Events left out as already stored (a retry).
     pub duplicates: usize,
+    /// Bytes of the request's payload (no record is larger).
+    pub body_len: usize,
 }
 
 impl Batch {
@@ -91,6 +93,8 @@ impl Batch {
 /// A request unwrapped to its JSON payload.
 #[derive(Debug)]
 pub(super) struct Wire {
+    /// Bytes of the decoded payload: no record is larger.
+    pub len: usize,
     /// Query-string parameters, then form fields other than the payload.
     params: Vec<(String, String)>,
     /// The payload; `Null` for a request without one (a GET probe).
@@ -180,6 +184,7 @@ fn unwrap_body(
     if is_gzip(&bytes) {
         bytes = body::decode(bytes, Encoding::Gzip, max, charge)?;
     }
+    let len = bytes.len();
     let json = if bytes.iter().all(u8::is_ascii_whitespace) {
         Json::Null
     } else {
@@ -208,6 +213,7 @@ fn unwrap_body(
     });
     let bearer = auth.strip_prefix("Bearer ").map(|b| b.trim().to_owned());
     Ok(Wire {
+        len,
         params,
         json,
         basic_user,
@@ -312,15 +318,7 @@ pub(super) fn props_of(
     m: Option<&Map<String, Json>>,
     skip: &[&str],
 ) -> Result<footprint_engine::storage::Props, String> {
-    let Some(m) = m else {
-        return Ok(Vec::new());
-    };
-    let kept: Map<String, Json> = m
-        .iter()
-        .filter(|(k, _)| !skip.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    parse::flatten_props(kept)
+    m.map_or(Ok(Vec::new()), |m| parse::flatten_props_ref(m, skip))
 }
 
 /// An event row, checked as Footprint's own rows are.
@@ -386,8 +384,9 @@ pub(super) type Object = Map<String, Json>;
 pub(super) fn record_parts<'a>(
     r: &'a Json,
     what: &str,
+    body_len: usize,
 ) -> Result<(&'a Object, Option<&'a Object>), String> {
-    if let Some(why) = too_big(r) {
+    if let Some(why) = too_big(r, body_len) {
         return Err(why);
     }
     let Json::Object(o) = r else {
@@ -400,8 +399,12 @@ pub(super) fn record_parts<'a>(
     }
 }
 
-/// Why a record is too large to take, if it is.
-pub(super) fn too_big(v: &Json) -> Option<String> {
+/// Why a record is too large to take, if it is (only measured when the
+/// payload, `body_len` bytes, could hold one that large).
+pub(super) fn too_big(v: &Json, body_len: usize) -> Option<String> {
+    if body_len <= MAX_EVENT_BYTES {
+        return None;
+    }
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
@@ -463,7 +466,10 @@ async fn run(
     let done = blocking(move || -> Result<(Wire, Batch), Failure> {
         let _slot = slot;
         let wire = unwrap_body(raw, &uri, &headers, a.cfg.max_body, &mut charge)?;
-        let mut batch = Batch::default();
+        let mut batch = Batch {
+            body_len: wire.len,
+            ..Batch::default()
+        };
         match tracker {
             Tracker::PostHog => posthog::map(&wire, &mut batch),
             Tracker::Segment(call) => segment::map(call, &wire, &mut batch),

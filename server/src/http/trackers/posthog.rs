@@ -50,7 +50,7 @@ pub(super) fn map(wire: &Wire, batch: &mut Batch) {
 }
 
 fn record(r: &Json, sent_at: Option<i64>, now: i64, batch: &mut Batch) -> Result<(), String> {
-    let (o, props) = record_parts(r, "an event")?;
+    let (o, props) = record_parts(r, "an event", batch.body_len)?;
     let empty = Map::new();
     let props = props.unwrap_or(&empty);
     for k in ["api_key", "token"] {

@@ -81,7 +81,7 @@ fn message(
     now: i64,
     batch: &mut Batch,
 ) -> Result<(), String> {
-    if let Some(why) = too_big(r) {
+    if let Some(why) = too_big(r, batch.body_len) {
         return Err(why);
     }
     let Json::Object(o) = r else {
