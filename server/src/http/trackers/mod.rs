@@ -30,7 +30,7 @@ use super::body::{self, Charge, Encoding};
 use super::{blocking, ApiError, App, Role};
 
 /// Largest single event, as sent (PostHog's own limit is 1 MB).
-const MAX_EVENT_BYTES: usize = 1 << 20;
+pub(super) const MAX_EVENT_BYTES: usize = 1 << 20;
 /// A parsed JSON tree holds about this many times its text in memory;
 /// a tracker body is charged so to the in-flight budget before parsing.
 const TREE_FACTOR: usize = 8;
@@ -97,8 +97,11 @@ pub(super) struct Wire {
     pub len: usize,
     /// Query-string parameters, then form fields other than the payload.
     params: Vec<(String, String)>,
-    /// The payload; `Null` for a request without one (a GET probe).
+    /// The payload; `Null` for a request without one (a GET probe), or
+    /// when it was kept as text in `raw`.
     pub json: Json,
+    /// The payload's text, when the tracker reads it without a JSON tree.
+    pub raw: Vec<u8>,
     /// The user of HTTP Basic auth (Segment's write key, Mixpanel's secret).
     pub basic_user: Option<String>,
     /// A bearer token.
@@ -134,6 +137,7 @@ fn unwrap_body(
     headers: &HeaderMap,
     max: usize,
     charge: &mut Charge,
+    tree: bool,
 ) -> Result<Wire, ApiError> {
     let mut params: Vec<(String, String)> = uri
         .query()
@@ -185,7 +189,12 @@ fn unwrap_body(
         bytes = body::decode(bytes, Encoding::Gzip, max, charge)?;
     }
     let len = bytes.len();
+    let mut text = Vec::new();
     let json = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Json::Null
+    } else if !tree {
+        charge.cover(bytes.len().saturating_mul(TREE_FACTOR))?;
+        text = bytes;
         Json::Null
     } else {
         charge.cover(bytes.len().saturating_mul(TREE_FACTOR))?;
@@ -216,6 +225,7 @@ fn unwrap_body(
         len,
         params,
         json,
+        raw: text,
         basic_user,
         bearer,
         now: now_ms(),
@@ -465,13 +475,14 @@ async fn run(
     let a = app.clone();
     let done = blocking(move || -> Result<(Wire, Batch), Failure> {
         let _slot = slot;
-        let wire = unwrap_body(raw, &uri, &headers, a.cfg.max_body, &mut charge)?;
+        let tree = tracker != Tracker::PostHog;
+        let wire = unwrap_body(raw, &uri, &headers, a.cfg.max_body, &mut charge, tree)?;
         let mut batch = Batch {
             body_len: wire.len,
             ..Batch::default()
         };
         match tracker {
-            Tracker::PostHog => posthog::map(&wire, &mut batch),
+            Tracker::PostHog => posthog::map(&wire, &mut batch)?,
             Tracker::Segment(call) => segment::map(call, &wire, &mut batch),
             Tracker::Mixpanel(ep) => mixpanel::map(ep, &wire, &mut batch),
             Tracker::Flags => {}
