@@ -361,7 +361,7 @@ impl Store {
                 if let WalRecord::Events(evs) = &rec {
                     report.replayed_events += evs.len();
                 }
-                tables::apply(&mut state, shards, &rec);
+                tables::apply(&mut state, shards, rec);
             }
         }
         // The next WAL file is created by the first write, so opening a
@@ -414,7 +414,7 @@ impl Store {
             return Ok(Ingested::default());
         }
         let outcome = self.tables.admit_props(&mut events, self.opts.max_props);
-        self.write.write(&self.tables, &WalRecord::Events(events))?;
+        self.write.write(&self.tables, WalRecord::Events(events))?;
         Ok(outcome)
     }
 
@@ -423,8 +423,7 @@ impl Store {
         if updates.is_empty() {
             return Ok(());
         }
-        self.write
-            .write(&self.tables, &WalRecord::Profiles(updates))
+        self.write.write(&self.tables, WalRecord::Profiles(updates))
     }
 
     /// Records identity links durably.
@@ -432,7 +431,7 @@ impl Store {
         if aliases.is_empty() {
             return Ok(());
         }
-        self.write.write(&self.tables, &WalRecord::Aliases(aliases))
+        self.write.write(&self.tables, WalRecord::Aliases(aliases))
     }
 
     /// Rows waiting in the memtable.

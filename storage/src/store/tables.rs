@@ -81,7 +81,7 @@ impl Tables {
     }
 
     /// Applies a logged record (ingest and replay).
-    pub fn apply(&self, rec: &WalRecord) {
+    pub fn apply(&self, rec: WalRecord) {
         apply(&mut self.state.write(), self.shards, rec);
     }
 
@@ -212,11 +212,11 @@ impl State {
 }
 
 /// Applies a logged record to the in-memory state.
-pub(crate) fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
+pub(crate) fn apply(st: &mut State, shards: u32, rec: WalRecord) {
     match rec {
         WalRecord::Events(evs) => {
             let mut per_shard: Vec<MemBatch> = vec![MemBatch::default(); shards as usize];
-            let bytes = intern_events(st, shards, evs.iter().cloned(), &mut per_shard, None);
+            let bytes = intern_events(st, shards, evs.into_iter(), &mut per_shard, None);
             for (s, b) in per_shard.into_iter().enumerate() {
                 if !b.is_empty() {
                     st.mem.rows += b.len();
@@ -226,14 +226,14 @@ pub(crate) fn apply(st: &mut State, shards: u32, rec: &WalRecord) {
             st.mem.bytes += bytes;
         }
         WalRecord::Profiles(ups) => {
-            for u in ups {
+            for u in &ups {
                 let uid = st.users.intern(&u.user);
                 st.profiles.apply(uid, u);
             }
             st.profiles_dirty = true;
         }
         WalRecord::Aliases(al) => {
-            for a in al {
+            for a in &al {
                 let anonymous = st.users.intern(&a.anonymous);
                 let known = st.users.intern(&a.known);
                 Arc::make_mut(&mut st.aliases).link(anonymous, known);

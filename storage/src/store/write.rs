@@ -59,7 +59,7 @@ impl WritePath {
 
     /// Durably logs `rec`, then applies it to `tables`. Returns once it is
     /// on stable storage and visible to reads.
-    pub fn write(&self, tables: &Tables, rec: &WalRecord) -> Result<()> {
+    pub fn write(&self, tables: &Tables, rec: WalRecord) -> Result<()> {
         self.check()?;
         let payload = rec.encode();
         let _g = self.gate.read();
