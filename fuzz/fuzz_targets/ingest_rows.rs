@@ -22,8 +22,14 @@ fuzz_target!(|data: &[u8]| {
             assert!((0..=footprint_storage::event::MAX_TIME).contains(&ev.time));
         }
     }
-    // Bytes that are text parse as that text does.
+    // Bytes that are text parse as that text does; a line the fast path
+    // reads (no JSON tree) reads as the general parser reads it.
     if let Ok(text) = std::str::from_utf8(data) {
+        for line in text.lines() {
+            if let Some(fast) = footprint_storage::parse::fast_event(line) {
+                assert_eq!(Ok(fast), footprint_storage::parse::parse_json_line(line), "{line}");
+            }
+        }
         let (a, b) = (
             parse_batch(data, Format::Auto, 1),
             parse_batch(text, Format::Auto, 1),
