@@ -220,6 +220,30 @@ def bad_input(host):
     r = json.loads(b)
     check("Mixpanel strict import: 1 imported, record 1 failed",
           (s, r.get("num_records_imported"), [f["index"] for f in r.get("failed_records", [])]), (400, 1, [1]))
+    # A batch of 100k events in one gzipped request is taken whole.
+    many = [{"event": "bulk", "distinct_id": f"bulk-{i % 1000}", "properties": {"i": i}} for i in range(100_000)]
+    s, b = http(host, "/batch/", gzip.compress(json.dumps({"api_key": PH_TOKEN, "batch": many}).encode()),
+                {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    check("PostHog batch of 100k events", (s, json.loads(b).get("accepted")), (200, 100_000))
+    # Each tracker's wrong key, bad gzip and bad base64.
+    s, b = http(host, "/v1/batch", gzip.compress(b'{"batch": []}'),
+                {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                 "Authorization": "Basic " + base64.b64encode(b"seg_wrong_key_00000000:").decode()})
+    check("Segment wrong key → 401", s, 401)
+    s, b = http(host, "/v1/t", b"\x1f\x8bnot gzip", {"Content-Type": "text/plain", "Authorization": auth})
+    check("Segment bad gzip → 400", (s, json.loads(b).get("success")), (400, False))
+    s, b = http(host, "/track?verbose=1", ("data=" + base64.b64encode(json.dumps(
+        {"event": "x", "properties": {"distinct_id": "m", "token": "mp_wrong_token_00000"}}).encode()).decode()).encode(),
+                {"Content-Type": "application/x-www-form-urlencoded"})
+    check("Mixpanel wrong token → 401", (s, json.loads(b).get("status")), (401, 0))
+    s, b = http(host, "/track?verbose=1", b"data=%%%%", {"Content-Type": "application/x-www-form-urlencoded"})
+    check("Mixpanel bad base64 → 400", (s, json.loads(b).get("status")), (400, 0))
+    # Mixpanel's browser form: base64 of a JSON array, token inside.
+    form = "data=" + urllib.parse.quote(base64.b64encode(json.dumps(
+        [{"event": "visit", "properties": {"distinct_id": "mpb-1", "token": MP_TOKEN, "time": int(time.time())}}]
+    ).encode()).decode())
+    s, b = http(host, "/track", form.encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    check("mixpanel-browser data= form → 1", (s, b), (200, "1"))
     # Flags and config answer empty, with CORS for another origin.
     s, b = http(host, "/flags/?v=2", {"token": PH_TOKEN, "distinct_id": "x"}, {"Origin": "http://localhost:9"})
     check("flags answer empty", (s, json.loads(b).get("featureFlags")), (200, {}))
