@@ -48,9 +48,12 @@ struct Keys {
     days: BTreeMap<i64, HashSet<i64>>,
     len: usize,
     newest_day: Option<i64>,
+    /// Keys of events being written right now (not yet durable).
+    pending: HashSet<i64>,
 }
 
 impl Keys {
+    /// Whether `k` is stored (in the window); pending keys are not.
     fn contains(&self, k: i64) -> bool {
         self.days.values().any(|d| d.contains(&k))
     }
@@ -136,52 +139,72 @@ impl Dedupe {
 
     /// Stores the events whose (user, id) was not stored before, through
     /// `ingest`, and remembers their keys once that returned (it is
-    /// durable then). Runs under the index's lock, so two requests
-    /// carrying the same event cannot both store it.
+    /// durable then). Keys are reserved before the write, so two requests
+    /// carrying the same event cannot both store it, and released if the
+    /// write fails (the sender sees the error and retries). The lock is
+    /// not held across the write: concurrent requests still share one
+    /// group commit. `$dedupe_key` is reserved: a caller's own value of it
+    /// is never stored.
     pub(crate) fn ingest_once(
         &self,
         store: &Store,
         events: Vec<(Event, Option<String>)>,
         ingest: impl FnOnce(Vec<Event>) -> Result<footprint_storage::Ingested>,
     ) -> Result<IngestedOnce> {
-        let mut guard = self.keys.lock();
-        if guard.is_none() && events.iter().any(|(_, id)| id.is_some()) {
-            *guard = Some(load(store)?);
-        }
-        let mut batch: HashSet<i64> = HashSet::new();
         let mut kept = Vec::with_capacity(events.len());
-        let mut fresh = Vec::new();
+        let mut fresh: Vec<(i64, i64)> = Vec::new();
         let mut duplicates = 0;
-        for (mut e, id) in events {
-            if let Some(id) = id {
-                let k = key(&e.user, &id);
-                let seen = guard.as_ref().is_some_and(|keys| keys.contains(k));
-                if seen || !batch.insert(k) {
-                    duplicates += 1;
-                    continue;
-                }
-                e.props.retain(|(n, _)| n != DEDUPE_PROP);
-                e.props.push((DEDUPE_PROP.to_owned(), Value::Int(k)));
-                fresh.push((e.time, k));
+        if events.iter().any(|(_, id)| id.is_some()) {
+            let mut guard = self.keys.lock();
+            if guard.is_none() {
+                *guard = Some(load(store)?);
             }
-            kept.push(e);
+            let Some(keys) = guard.as_mut() else {
+                return Err(crate::Error::Invalid("dedupe index missing".into()));
+            };
+            for (mut e, id) in events {
+                e.props.retain(|(n, _)| n != DEDUPE_PROP);
+                if let Some(id) = id {
+                    let k = key(&e.user, &id);
+                    if keys.contains(k) || !keys.pending.insert(k) {
+                        duplicates += 1;
+                        continue;
+                    }
+                    e.props.push((DEDUPE_PROP.to_owned(), Value::Int(k)));
+                    fresh.push((e.time, k));
+                }
+                kept.push(e);
+            }
+        } else {
+            kept.extend(events.into_iter().map(|(mut e, _)| {
+                e.props.retain(|(n, _)| n != DEDUPE_PROP);
+                e
+            }));
         }
         let stored = kept.len();
-        let ingested = if kept.is_empty() {
-            Default::default()
+        let written = if kept.is_empty() {
+            Ok(Default::default())
         } else {
-            ingest(kept)?
+            ingest(kept)
         };
-        if let Some(keys) = guard.as_mut() {
-            for (t, k) in fresh {
-                keys.insert(t, k);
+        if !fresh.is_empty() {
+            let mut guard = self.keys.lock();
+            if let Some(keys) = guard.as_mut() {
+                for &(_, k) in &fresh {
+                    keys.pending.remove(&k);
+                }
+                if written.is_ok() {
+                    for (t, k) in fresh {
+                        keys.insert(t, k);
+                    }
+                    let n = keys.trim(self.max_keys);
+                    self.forgotten
+                        .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                }
             }
-            let n = keys.trim(self.max_keys);
-            self.forgotten
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(IngestedOnce {
-            ingested,
+            ingested: written?,
             stored,
             duplicates,
         })

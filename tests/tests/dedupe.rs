@@ -110,3 +110,61 @@ fn ids_older_than_the_window_are_forgotten_and_the_bound_holds() {
         .unwrap();
     assert_eq!(e.dedupe().len(), 1);
 }
+
+#[test]
+fn concurrent_resends_store_once_and_a_failed_write_forgets_its_keys() {
+    use footprint_engine::storage::failpoint::{arm, Fault, Op};
+    let dir = tempfile::tempdir().unwrap();
+    let e = std::sync::Arc::new(open(dir.path()));
+    // Four senders of the same 200 events at once: each stored once.
+    let batch: Vec<(Event, Option<String>)> = (0..200)
+        .map(|i| {
+            (
+                ev(&format!("u{}", i % 7), "visit", T + i),
+                Some(format!("id-{i}")),
+            )
+        })
+        .collect();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (e, b) = (e.clone(), batch.clone());
+            std::thread::spawn(move || e.ingest_once(b).unwrap())
+        })
+        .collect();
+    let done: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(done.iter().map(|r| r.stored).sum::<usize>(), 200);
+    assert_eq!(done.iter().map(|r| r.duplicates).sum::<usize>(), 600);
+    assert_eq!(count(&e), 200);
+    // A caller's own `$dedupe_key` on an event without an id is not stored.
+    let mut own = ev("u9", "x", T);
+    own.props
+        .push((DEDUPE_PROP.into(), footprint_engine::Value::Int(7)));
+    e.ingest_once(vec![(own, None)]).unwrap();
+    let mut keyed = 0;
+    e.store()
+        .for_each_event(|ev| keyed += usize::from(ev.prop(DEDUPE_PROP).is_some()))
+        .unwrap();
+    assert_eq!(keyed, 200);
+    drop(e);
+    // The log write fails: nothing is acknowledged, and the keys are not
+    // remembered, so the sender's retry (after a reopen) stores the event.
+    let e = open(dir.path());
+    let fault = arm(Fault {
+        under: dir.path().to_path_buf(),
+        op: Op::Write,
+        path_contains: "wal".into(),
+        errno: 5, // EIO
+        skip: 0,
+        times: 1,
+        stall: std::time::Duration::ZERO,
+    });
+    let fresh = vec![(ev("u1", "pay", T + 999), Some("id-pay".into()))];
+    assert!(e.ingest_once(fresh.clone()).is_err());
+    drop(fault);
+    drop(e);
+    let e = open(dir.path());
+    let r = e.ingest_once(fresh.clone()).unwrap();
+    assert_eq!((r.stored, r.duplicates), (1, 0));
+    let r = e.ingest_once(fresh).unwrap();
+    assert_eq!((r.stored, r.duplicates), (0, 1));
+}
