@@ -144,6 +144,26 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The id of event `name`, or `None` without a warning: for names a
+    /// query lists by default (`ignore_events`, `page_events`) that need
+    /// not have happened.
+    pub fn quiet_event_id(&self, name: &str) -> Option<u32> {
+        self.store.event_id(name)
+    }
+
+    /// Event names by id (for results that label rows by event name).
+    pub fn event_names(&self) -> Vec<String> {
+        self.store.event_names()
+    }
+
+    /// The scan slot of event property `name` like [`Ctx::slot`], but
+    /// `None` without a warning when no event has it (for defaults such as
+    /// `page_prop`).
+    pub fn quiet_slot(&mut self, name: &str) -> Option<usize> {
+        self.store.prop_id(name)?;
+        self.slot(name, "").ok().flatten()
+    }
+
     /// Parses a filter, registering the properties it reads.
     pub fn filter(&mut self, v: &Json, path: &str) -> Result<Filter> {
         let mut slots: Vec<(String, Option<usize>)> = Vec::new();
