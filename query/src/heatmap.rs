@@ -64,7 +64,7 @@ impl Heatmap {
                     let name = go.opt_str(key)?;
                     match name {
                         Some(n) => ctx.slot(n, &p),
-                        None => Ok(ctx.quiet_slot(default)),
+                        None => Ok(ctx.slot_if_stored(default)),
                     }
                 };
                 let x = prop(&mut go, "x", "$x")?;

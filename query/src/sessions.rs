@@ -67,7 +67,7 @@ impl Sessions {
         };
         let page_prop = match o.opt_str("page_prop")? {
             Some(name) => ctx.slot(name, &o.at("page_prop"))?,
-            None => ctx.quiet_slot("$current_url"),
+            None => ctx.slot_if_stored("$current_url"),
         };
         let bounce_under = match o.opt("bounce_under") {
             None => 10_000,
