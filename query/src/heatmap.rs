@@ -196,31 +196,29 @@ fn per_user(q: &Heatmap, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<
     let Some(profile) = ctx.admit(c, u.uid) else {
         return;
     };
-    crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, _| {
-        match &q.by {
-            By::Element(slot) => {
-                acc.clicks += 1;
-                if let Some(v) = slot.and_then(|k| u.prop(k, i)) {
-                    let key = match v {
-                        Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
-                        other => std::borrow::Cow::Owned(str_form(other)),
-                    };
-                    match acc.elements.get_mut(key.as_ref()) {
-                        Some(t) => t.add(u.uid),
-                        None => {
-                            let mut t = Tally::default();
-                            t.add(u.uid);
-                            acc.elements.insert(key.into_owned(), t);
-                        }
+    crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, _| match &q.by {
+        By::Element(slot) => {
+            acc.clicks += 1;
+            if let Some(v) = slot.and_then(|k| u.prop(k, i)) {
+                let key = match v {
+                    Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                    other => std::borrow::Cow::Owned(str_form(other)),
+                };
+                match acc.elements.get_mut(key.as_ref()) {
+                    Some(t) => t.add(u.uid),
+                    None => {
+                        let mut t = Tally::default();
+                        t.add(u.uid);
+                        acc.elements.insert(key.into_owned(), t);
                     }
                 }
             }
-            By::Grid(g) => {
-                let read = |s: Option<usize>| s.and_then(|k| u.prop(k, i));
-                match cell(g, read(g.x), read(g.y), read(g.width)) {
-                    Some(at) => acc.cells.entry(at).or_default().add(u.uid),
-                    None => acc.skipped += 1,
-                }
+        }
+        By::Grid(g) => {
+            let read = |s: Option<usize>| s.and_then(|k| u.prop(k, i));
+            match cell(g, read(g.x), read(g.y), read(g.width)) {
+                Some(at) => acc.cells.entry(at).or_default().add(u.uid),
+                None => acc.skipped += 1,
             }
         }
     });
@@ -240,7 +238,7 @@ fn cell(g: &Grid, x: Option<&Value>, y: Option<&Value>, w: Option<&Value>) -> Op
         }
         _ => {
             let (x, w) = (number(x)?, number(w)?);
-            if !(x >= 0.0 && w > 0.0) {
+            if x < 0.0 || w <= 0.0 {
                 return None;
             }
             (x * g.cols as f64 / w).floor() as u64
@@ -251,7 +249,7 @@ fn cell(g: &Grid, x: Option<&Value>, y: Option<&Value>, w: Option<&Value>) -> Op
         Value::Int(_) => return None,
         other => {
             let y = number(other)?;
-            if !(y >= 0.0) {
+            if y < 0.0 {
                 return None;
             }
             (y / g.row_px as f64).floor() as u64
@@ -295,6 +293,9 @@ mod tests {
         assert_eq!(c(Some(Value::Bool(true)), i(1), i(10)), None);
         assert_eq!(c(Some(Value::Str("5".into())), i(1), i(10)), None);
         assert_eq!(c(None, i(1), i(10)), None);
-        assert_eq!(c(Some(Value::Float(2.5)), Some(Value::Float(75.5)), i(10)), Some((1, 5)));
+        assert_eq!(
+            c(Some(Value::Float(2.5)), Some(Value::Float(75.5)), i(10)),
+            Some((1, 5))
+        );
     }
 }

@@ -248,7 +248,9 @@ fn session_kinds(
     match kind {
         "sessions" => {
             let q = sessions::Sessions::parse(&mut o, ctx)?;
-            ctx.limit_hint("a shorter time_range, a where or users filter, or a breakdown with fewer values");
+            ctx.limit_hint(
+                "a shorter time_range, a where or users filter, or a breakdown with fewer values",
+            );
             o.finish(&fields(&sessions::FIELDS))?;
             prepare(ctx, common, []);
             sessions::run(&q, common, ctx)

@@ -292,7 +292,11 @@ fn per_user(q: &Paths, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc<'_>, u: &UserRow
         if q.rules.ignored(ev) {
             continue;
         }
-        let props = RowProps { rows: u, i, profile };
+        let props = RowProps {
+            rows: u,
+            i,
+            profile,
+        };
         if filtered && !c.filter.eval(&props) {
             continue;
         }

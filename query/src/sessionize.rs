@@ -292,7 +292,11 @@ mod tests {
         let r = SessionRules::new(1000, 10_000, Split::Prop(Some(0)));
         let s = |x: &str| Some(Value::Str(x.into()));
         assert_eq!(
-            cut(&r, &[0, 1, 2, 3, 4], &[None, s("a"), None, s("b"), Some(Value::Int(1))]),
+            cut(
+                &r,
+                &[0, 1, 2, 3, 4],
+                &[None, s("a"), None, s("b"), Some(Value::Int(1))]
+            ),
             [true, false, false, true, true]
         );
         assert_eq!(

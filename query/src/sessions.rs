@@ -259,17 +259,17 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let init = || Acc {
         sz: Sessionizer::new(&q.rules, c.tz),
         t: Tallies {
-        clock: Clock::new(c.tz),
-        buckets: FxHashMap::default(),
-        users: 0,
-        histogram: [0; HISTOGRAM.len()],
-        entry: FxHashMap::default(),
-        exit: FxHashMap::default(),
-        keys: Keys::default(),
-        groups: Vec::new(),
-        samples: 0,
-        last_bucket: None,
-        seen_groups: Vec::new(),
+            clock: Clock::new(c.tz),
+            buckets: FxHashMap::default(),
+            users: 0,
+            histogram: [0; HISTOGRAM.len()],
+            entry: FxHashMap::default(),
+            exit: FxHashMap::default(),
+            keys: Keys::default(),
+            groups: Vec::new(),
+            samples: 0,
+            last_bucket: None,
+            seen_groups: Vec::new(),
         },
     };
     let acc = ctx.run(
@@ -413,7 +413,13 @@ fn per_user(q: &Sessions, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc<'_>, u: &User
         if q.rules.ignored(ev) {
             continue;
         }
-        if filtered && !c.filter.eval(&RowProps { rows: u, i, profile }) {
+        if filtered
+            && !c.filter.eval(&RowProps {
+                rows: u,
+                i,
+                profile,
+            })
+        {
             continue;
         }
         let t = u.times[i];

@@ -199,8 +199,7 @@ fn analyses_conformance_cases() {
         let case: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
         let name = case["name"].as_str().unwrap_or("?").to_owned();
         let pending = PENDING.iter().find(|(n, _)| *n == name);
-        let answered =
-            ANSWERED.contains(&feature(&case["query"]).as_str()) && pending.is_none();
+        let answered = ANSWERED.contains(&feature(&case["query"]).as_str()) && pending.is_none();
         answered_cases += usize::from(answered);
         let events: Vec<Event> = case["events"]
             .as_array()
