@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_LENGTH: i64 = 24 * HOUR;
 /// Events that neither start nor extend a session unless the query says
 /// otherwise (PostHog's non-activity events).
 pub const DEFAULT_IGNORE: [&str; 4] = ["$identify", "$create_alias", "$set", "$merge_dangerously"];
+/// The longest `max_length` (ms, about 49 days): a session's duration is
+/// below it, so durations fit in 4 bytes.
+pub const MAX_LENGTH_LIMIT: i64 = u32::MAX as i64;
 /// The query fields [`SessionRules::parse`] reads.
 pub const FIELDS: [&str; 4] = ["timeout", "max_length", "split", "ignore_events"];
 
@@ -119,6 +122,12 @@ impl SessionRules {
     pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>) -> Result<SessionRules> {
         let timeout = positive_duration(o, "timeout", DEFAULT_TIMEOUT)?;
         let max_length = positive_duration(o, "max_length", DEFAULT_MAX_LENGTH)?;
+        if max_length > MAX_LENGTH_LIMIT {
+            return Err(QueryError::invalid(
+                o.at("max_length"),
+                format!("{max_length} ms is too long; a session lasts at most {MAX_LENGTH_LIMIT} ms (about 49 days)"),
+            ));
+        }
         let split_path = o.at("split");
         let split = match o.opt("split") {
             None => Split::Inactivity,

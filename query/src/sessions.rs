@@ -100,7 +100,9 @@ struct Stats {
     sessions: u64,
     users: u64,
     duration_sum: u64,
-    durations: Vec<i64>,
+    /// Every session's duration: below `max_length`, which is at most
+    /// [`crate::sessionize::MAX_LENGTH_LIMIT`], so 4 bytes each.
+    durations: Vec<u32>,
     events: u64,
     /// Sessions with a page event (the bounce rate's denominator).
     paged: u64,
@@ -111,7 +113,8 @@ impl Stats {
     fn add(&mut self, s: &Session) {
         self.sessions += 1;
         self.duration_sum += s.duration() as u64;
-        self.durations.push(s.duration());
+        self.durations
+            .push(u32::try_from(s.duration()).unwrap_or(u32::MAX));
         self.events += s.events;
         if s.pages > 0 {
             self.paged += 1;
@@ -125,7 +128,9 @@ impl Stats {
         self.sessions += o.sessions;
         self.users += o.users;
         self.duration_sum += o.duration_sum;
-        if self.durations.len() < o.durations.len() {
+        // Extend the larger list, unless this one has room reserved.
+        let room = self.durations.capacity() - self.durations.len();
+        if room < o.durations.len() && self.durations.len() < o.durations.len() {
             std::mem::swap(&mut self.durations, &mut o.durations);
         }
         self.durations.extend(o.durations);
@@ -305,6 +310,10 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         Vec::new(),
         Vec::new(),
     );
+    // The total's durations, gathered as the buckets are done with theirs.
+    total
+        .durations
+        .reserve_exact(buckets.values().map(|s| s.durations.len()).sum());
     for k in 0..n {
         let b = Clock::advance(q.unit, first, k);
         labels.push(clock.label(q.unit, b));
