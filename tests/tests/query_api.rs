@@ -454,6 +454,44 @@ fn session_kinds_shapes_and_errors() {
 }
 
 #[test]
+fn sessions_by_profile_and_for_a_users_filter() {
+    let (_d, e) = engine();
+    e.upsert_profiles(
+        ["u0", "u1", "u2"]
+            .iter()
+            .map(|u| footprint_engine::ProfileUpdate {
+                user: (*u).into(),
+                op: footprint_engine::ProfileOp::Set,
+                props: vec![("plan".into(), Value::Str("pro".into()))],
+            })
+            .collect(),
+    )
+    .unwrap();
+    // u0 pays two days after its visit: 2 sessions; u1 and u2: 1 each.
+    let r = e
+        .query(r#"{"kind": "sessions", "users": {"prop": "plan", "op": "eq", "value": "pro"}}"#)
+        .unwrap();
+    assert_eq!(r["total"]["sessions"], json!(4));
+    assert_eq!(r["total"]["users"], json!(3));
+    let r = e
+        .query(r#"{"kind": "sessions", "breakdown": [{"user_prop": "plan"}]}"#)
+        .unwrap();
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let pro = groups
+        .iter()
+        .find(|g| g["key"] == json!({"plan": "pro"}))
+        .unwrap();
+    assert_eq!(pro["total"]["sessions"], json!(4));
+    assert_eq!(pro["total"]["sessions_per_user"], json!(4.0 / 3.0));
+    let none = groups
+        .iter()
+        .find(|g| g["key"] == json!({"plan": null}))
+        .unwrap();
+    assert_eq!(none["total"]["users"], json!(37));
+}
+
+#[test]
 fn cancelled_query_stops_with_a_clear_error() {
     let (_d, e) = engine();
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
