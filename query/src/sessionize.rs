@@ -182,6 +182,10 @@ impl SessionRules {
 /// One user's sessionizing state; reset with [`Sessionizer::user`].
 pub struct Sessionizer<'r> {
     rules: &'r SessionRules,
+    /// `split` is "midnight".
+    midnight: bool,
+    /// The slot of `split`'s property.
+    prop: Option<usize>,
     clock: Clock,
     /// Time of the previous row, `None` before the user's first.
     prev: Option<i64>,
@@ -197,6 +201,11 @@ impl<'r> Sessionizer<'r> {
     pub fn new(rules: &'r SessionRules, tz: chrono_tz::Tz) -> Self {
         Sessionizer {
             rules,
+            midnight: rules.split == Split::Midnight,
+            prop: match rules.split {
+                Split::Prop(k) => k,
+                _ => None,
+            },
             clock: Clock::new(tz),
             prev: None,
             start: 0,
@@ -217,11 +226,8 @@ impl<'r> Sessionizer<'r> {
     pub fn starts(&mut self, u: &UserRows<'_>, i: usize) -> bool {
         let t = u.times[i];
         let r = self.rules;
-        let value = match r.split {
-            Split::Prop(Some(k)) => u.prop(k, i),
-            _ => None,
-        };
-        let day = if r.split == Split::Midnight {
+        let value = self.prop.and_then(|k| u.prop(k, i));
+        let day = if self.midnight {
             self.clock.bucket(Unit::Day, t)
         } else {
             0
@@ -231,10 +237,10 @@ impl<'r> Sessionizer<'r> {
             Some(prev) => {
                 t - prev >= r.timeout
                     || t - self.start >= r.max_length
-                    || (r.split == Split::Midnight && day != self.prev_day)
-                    || match (value, self.value_row, &r.split) {
-                        (Some(v), Some(row), Split::Prop(Some(k))) => {
-                            !u.prop(*k, row).is_some_and(|w| same_value(v, w))
+                    || (self.midnight && day != self.prev_day)
+                    || match (value, self.value_row, self.prop) {
+                        (Some(v), Some(row), Some(k)) => {
+                            !u.prop(k, row).is_some_and(|w| same_value(v, w))
                         }
                         _ => false,
                     }

@@ -479,12 +479,14 @@ fn close(
     acc.histogram[bin] += 1;
     if let Some(k) = q.page_prop {
         let value = |row: Option<usize>| row.and_then(|r| u.prop(k, r));
-        if let Some(e) = value(s.first_page).and_then(|v| bump(&mut acc.entry, v)) {
-            e.sessions += 1;
-            e.bounces += u64::from(s.bounce);
+        if let Some(v) = value(s.first_page) {
+            bump(&mut acc.entry, v, |e| {
+                e.sessions += 1;
+                e.bounces += u64::from(s.bounce);
+            });
         }
-        if let Some(n) = value(s.last_page).and_then(|v| bump(&mut acc.exit, v)) {
-            *n += 1;
+        if let Some(v) = value(s.last_page) {
+            bump(&mut acc.exit, v, |n| *n += 1);
         }
     }
     if !c.breakdown.is_empty() {
@@ -502,18 +504,22 @@ fn close(
     }
 }
 
-/// The tally of the string form of `v` in `m`, made when missing; a
-/// string is looked up without being copied.
-fn bump<'m, T: Default>(
-    m: &'m mut FxHashMap<String, T>,
+/// Applies `f` to the tally of the string form of `v` in `m`, made when
+/// missing; a string is looked up without being copied.
+fn bump<T: Default>(
+    m: &mut FxHashMap<String, T>,
     v: &footprint_storage::Value,
-) -> Option<&'m mut T> {
+    f: impl FnOnce(&mut T),
+) {
     let key = match v {
         footprint_storage::Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
         other => std::borrow::Cow::Owned(str_form(other)),
     };
-    if !m.contains_key(key.as_ref()) {
-        m.insert(key.clone().into_owned(), T::default());
+    if let Some(t) = m.get_mut(key.as_ref()) {
+        f(t);
+        return;
     }
-    m.get_mut(key.as_ref())
+    let mut t = T::default();
+    f(&mut t);
+    m.insert(key.into_owned(), t);
 }
