@@ -237,12 +237,17 @@ impl Metered for Acc<'_> {
 
 impl Acc<'_> {
     fn add(&mut self, key: &[u32], n: u64) {
-        match self.paths.get_mut(key) {
-            Some(c) => *c += n,
-            None => {
-                self.cells += key.len() as u64 + 4;
-                self.paths.insert(key.to_vec(), n);
-            }
+        add(&mut self.paths, &mut self.cells, key, n);
+    }
+}
+
+/// Counts `n` more of path (or path set) `key`, copying it only when new.
+fn add(paths: &mut FxHashMap<Vec<u32>, u64>, cells: &mut u64, key: &[u32], n: u64) {
+    match paths.get_mut(key) {
+        Some(c) => *c += n,
+        None => {
+            *cells += key.len() as u64 + 4;
+            paths.insert(key.to_vec(), n);
         }
     }
 }
@@ -370,8 +375,7 @@ fn finish(q: &Paths, acc: &mut Acc<'_>) {
     if q.users {
         acc.mine.push(kept.to_vec());
     } else {
-        let kept = kept.to_vec();
-        acc.add(&kept, 1);
+        add(&mut acc.paths, &mut acc.cells, kept, 1);
     }
 }
 
