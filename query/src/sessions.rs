@@ -211,6 +211,83 @@ struct Entry {
     bounces: u64,
 }
 
+/// Sessions by bucket of their start, and the distinct users among them:
+/// the whole result's, or one breakdown group's.
+#[derive(Default)]
+struct Series {
+    buckets: FxHashMap<i64, Stats>,
+    users: u64,
+}
+
+impl Series {
+    /// Adds session `s` starting in bucket `b`. `last` is the last bucket
+    /// in which this series counted the current user (a user's sessions
+    /// come in bucket order), `None` before their first.
+    fn add(&mut self, b: i64, s: &Session, last: &mut Option<i64>, cells: &mut u64) {
+        let stats = self.buckets.entry(b).or_insert_with(|| {
+            *cells += BUCKET_CELLS;
+            Stats::default()
+        });
+        if *last != Some(b) {
+            if last.is_none() {
+                self.users += 1;
+            }
+            stats.users += 1;
+            *last = Some(b);
+        }
+        stats.add(s);
+    }
+
+    fn merge(&mut self, o: Series) {
+        for (k, s) in o.buckets {
+            self.buckets.entry(k).or_default().merge(s);
+        }
+        self.users += o.users;
+    }
+
+    /// The per-bucket arrays over the `n` buckets from `first`, and the
+    /// total.
+    fn render(mut self, unit: Unit, first: i64, n: i64) -> (Json, Stats) {
+        let mut total = Stats::default();
+        // The total's durations, gathered as the buckets are done with theirs.
+        total
+            .durations
+            .reserve_exact(self.buckets.values().map(|s| s.durations.len()).sum());
+        let (mut sessions, mut users, mut avg, mut median, mut per, mut bounce) = (
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        );
+        for k in 0..n {
+            let b = Clock::advance(unit, first, k);
+            let mut s = self.buckets.remove(&b).unwrap_or_default();
+            sessions.push(json!(s.sessions));
+            users.push(json!(s.users));
+            avg.push(num(s.avg()));
+            median.push(num(s.median()));
+            per.push(num(s.per_session()));
+            bounce.push(num(s.bounce_rate()));
+            total.merge(s);
+        }
+        total.users = self.users;
+        let arrays = json!({
+            "sessions": sessions,
+            "users": users,
+            "avg_duration_ms": avg,
+            "median_duration_ms": median,
+            "events_per_session": per,
+            "bounce_rate": bounce,
+        });
+        (arrays, total)
+    }
+}
+
+/// Cells a bucket's tallies cost (see [`crate::limits`]).
+const BUCKET_CELLS: u64 = 8;
+
 struct Acc<'q> {
     sz: Sessionizer<'q>,
     t: Tallies,
@@ -224,24 +301,26 @@ impl Metered for Acc<'_> {
 
 struct Tallies {
     clock: Clock,
-    buckets: FxHashMap<i64, Stats>,
-    users: u64,
+    all: Series,
     histogram: [u64; HISTOGRAM.len()],
     entry: FxHashMap<String, Entry>,
     exit: FxHashMap<String, u64>,
     keys: Keys,
-    groups: Vec<Stats>,
+    groups: Vec<Series>,
+    /// Bucket cells of `all` and the groups.
+    cells: u64,
     samples: u64,
-    /// Per user: the last bucket counted, the groups counted.
+    /// Per user: the last bucket counted overall, and per group seen.
     last_bucket: Option<i64>,
-    seen_groups: Vec<u32>,
+    seen_groups: Vec<(u32, Option<i64>)>,
 }
 
 impl Tallies {
     fn usage(&self) -> Usage {
         Usage {
-            cells: (self.buckets.len() * 8 + self.entry.len() * 2 + self.exit.len()) as u64
-                + self.keys.list.len() as u64 * (GROUP_CELLS + 8),
+            cells: self.cells
+                + (self.entry.len() * 2 + self.exit.len()) as u64
+                + self.keys.list.len() as u64 * GROUP_CELLS,
             samples: self.samples,
         }
     }
@@ -265,13 +344,13 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         sz: Sessionizer::new(&q.rules, c.tz),
         t: Tallies {
             clock: Clock::new(c.tz),
-            buckets: FxHashMap::default(),
-            users: 0,
+            all: Series::default(),
             histogram: [0; HISTOGRAM.len()],
             entry: FxHashMap::default(),
             exit: FxHashMap::default(),
             keys: Keys::default(),
             groups: Vec::new(),
+            cells: 0,
             samples: 0,
             last_bucket: None,
             seen_groups: Vec::new(),
@@ -290,7 +369,7 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let acc = acc.t;
     let (first, n) = match grid {
         Some(g) => g,
-        None => match (acc.buckets.keys().min(), acc.buckets.keys().max()) {
+        None => match (acc.all.buckets.keys().min(), acc.all.buckets.keys().max()) {
             (Some(&lo), Some(&hi)) => {
                 let n = Clock::periods(q.unit, lo, hi) + 1;
                 check_buckets(n)?;
@@ -299,34 +378,10 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             _ => (0, 0),
         },
     };
-    let mut buckets = acc.buckets;
-    let mut total = Stats::default();
-    let mut labels = Vec::new();
-    let (mut sessions, mut users, mut avg, mut median, mut per, mut bounce) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    // The total's durations, gathered as the buckets are done with theirs.
-    total
-        .durations
-        .reserve_exact(buckets.values().map(|s| s.durations.len()).sum());
-    for k in 0..n {
-        let b = Clock::advance(q.unit, first, k);
-        labels.push(clock.label(q.unit, b));
-        let mut s = buckets.remove(&b).unwrap_or_default();
-        sessions.push(json!(s.sessions));
-        users.push(json!(s.users));
-        avg.push(num(s.avg()));
-        median.push(num(s.median()));
-        per.push(num(s.per_session()));
-        bounce.push(num(s.bounce_rate()));
-        total.merge(s);
-    }
-    total.users = acc.users;
+    let labels: Vec<String> = (0..n)
+        .map(|k| clock.label(q.unit, Clock::advance(q.unit, first, k)))
+        .collect();
+    let (arrays, total) = acc.all.render(q.unit, first, n);
     let histogram: Vec<Json> = HISTOGRAM
         .iter()
         .zip(acc.histogram)
@@ -340,12 +395,6 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     exit.truncate(q.top);
     let mut out = json!({
         "buckets": labels,
-        "sessions": sessions,
-        "users": users,
-        "avg_duration_ms": avg,
-        "median_duration_ms": median,
-        "events_per_session": per,
-        "bounce_rate": bounce,
         "total": total.total(),
         "duration_histogram": histogram,
         "entry": entry.into_iter().map(|(v, e)| json!({
@@ -354,15 +403,22 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         })).collect::<Vec<_>>(),
         "exit": exit.into_iter().map(|(v, n)| json!({"value": v, "sessions": n})).collect::<Vec<_>>(),
     });
+    if let (Json::Object(o), Json::Object(a)) = (&mut out, arrays) {
+        o.extend(a);
+    }
     if !c.breakdown.is_empty() {
-        let groups: Vec<(Key, Stats)> = acc.keys.list.into_iter().zip(acc.groups).collect();
+        let groups: Vec<(Key, Series)> = acc.keys.list.into_iter().zip(acc.groups).collect();
         crate::groups::render(
             &mut out,
             &c.breakdown,
             c.limit,
             groups,
-            |s| Size::Count(s.sessions),
-            |s| json!({ "total": s.total() }),
+            |g| Size::Count(g.buckets.values().map(|s| s.sessions).sum()),
+            |g| {
+                let (mut arrays, total) = g.render(q.unit, first, n);
+                arrays["total"] = total.total();
+                arrays
+            },
         );
     }
     Ok(out)
@@ -382,10 +438,7 @@ fn check_buckets(n: i64) -> Result<()> {
 }
 
 fn merge(a: &mut Tallies, b: Tallies) {
-    for (k, s) in b.buckets {
-        a.buckets.entry(k).or_default().merge(s);
-    }
-    a.users += b.users;
+    a.all.merge(b.all);
     for (x, y) in a.histogram.iter_mut().zip(b.histogram) {
         *x += y;
     }
@@ -405,6 +458,7 @@ fn merge(a: &mut Tallies, b: Tallies) {
             a.groups[id].merge(s);
         }
     }
+    a.cells += b.cells;
     a.samples += b.samples;
 }
 
@@ -463,16 +517,7 @@ fn close(
 ) {
     s.bounce = s.pages > 0 && s.pages <= 1 && s.duration() < q.bounce_under;
     let b = acc.clock.bucket(q.unit, s.start);
-    let stats = acc.buckets.entry(b).or_default();
-    if acc.last_bucket != Some(b) {
-        if acc.last_bucket.is_none() {
-            acc.users += 1;
-        }
-        // A user's sessions start in bucket order.
-        stats.users += 1;
-        acc.last_bucket = Some(b);
-    }
-    stats.add(&s);
+    acc.all.add(b, &s, &mut acc.last_bucket, &mut acc.cells);
     acc.samples += 1;
     let d = s.duration();
     let bin = HISTOGRAM.partition_point(|&lo| lo <= d).saturating_sub(1);
@@ -492,14 +537,16 @@ fn close(
     if !c.breakdown.is_empty() {
         let id = acc.keys.id(&c.breakdown, u, s.first_row, profile);
         if id as usize == acc.groups.len() {
-            acc.groups.push(Stats::default());
+            acc.groups.push(Series::default());
         }
-        let g = &mut acc.groups[id as usize];
-        if !acc.seen_groups.contains(&id) {
-            acc.seen_groups.push(id);
-            g.users += 1;
-        }
-        g.add(&s);
+        let seen = match acc.seen_groups.iter().position(|g| g.0 == id) {
+            Some(k) => k,
+            None => {
+                acc.seen_groups.push((id, None));
+                acc.seen_groups.len() - 1
+            }
+        };
+        acc.groups[id as usize].add(b, &s, &mut acc.seen_groups[seen].1, &mut acc.cells);
         acc.samples += 1;
     }
 }

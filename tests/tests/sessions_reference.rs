@@ -213,9 +213,11 @@ fn median(mut v: Vec<i64>) -> Json {
     json!(v[lo] as f64 + (v[hi] - v[lo]) as f64 * (pos - lo as f64))
 }
 
-/// Summary of one session: (user, start, duration, events, pages, entry, exit, bounce).
+/// Summary of one session.
 struct Summary {
     user: String,
+    /// The `page` of its first event (the breakdown key).
+    landing: Option<String>,
     start: i64,
     duration: i64,
     events: usize,
@@ -233,6 +235,7 @@ fn summaries(r: &Rules, events: &[Event], bounce_under: i64) -> Vec<Summary> {
             let duration = s[s.len() - 1].time - s[0].time;
             Summary {
                 user,
+                landing: prop(s[0], "page").map(str::to_owned),
                 start: s[0].time,
                 duration,
                 events: s.len(),
@@ -283,6 +286,33 @@ fn naive_sessions(r: &Rules, events: &[Event], bounce_under: i64, top: usize) ->
         .iter()
         .map(|&d| stats(&ss.iter().filter(|s| day(s.start) == d).collect::<Vec<_>>()))
         .collect();
+    // Groups by the first event's page: each group's total and per-day
+    // sessions and users.
+    let mut groups: BTreeMap<Option<&str>, Vec<&Summary>> = BTreeMap::new();
+    for s in &ss {
+        groups.entry(s.landing.as_deref()).or_default().push(s);
+    }
+    let groups: Vec<Json> = groups
+        .into_iter()
+        .map(|(k, g)| {
+            let per_day = |f: &dyn Fn(&[&Summary]) -> usize| -> Vec<usize> {
+                days.iter()
+                    .map(|&d| {
+                        f(&g.iter()
+                            .copied()
+                            .filter(|s| day(s.start) == d)
+                            .collect::<Vec<_>>())
+                    })
+                    .collect()
+            };
+            json!({
+                "key": {"page": k},
+                "total": stats(&g),
+                "sessions": per_day(&|v| v.len()),
+                "users": per_day(&|v| v.iter().map(|s| &s.user).collect::<BTreeSet<_>>().len()),
+            })
+        })
+        .collect();
     let col = |k: &str| per.iter().map(|p| p[k].clone()).collect::<Vec<_>>();
     let bounds = [
         0, 10_000, 30_000, 60_000, 180_000, 600_000, 1_800_000, 3_600_000, 10_800_000,
@@ -322,6 +352,7 @@ fn naive_sessions(r: &Rules, events: &[Event], bounce_under: i64, top: usize) ->
         "duration_histogram": histogram,
         "entry": entry.iter().take(top).map(|(v, (n, b))| json!({"value": v, "sessions": n, "bounce_rate": *b as f64 / *n as f64})).collect::<Vec<_>>(),
         "exit": exit.iter().take(top).map(|(v, n)| json!({"value": v, "sessions": n})).collect::<Vec<_>>(),
+        "groups": groups,
     })
 }
 
@@ -350,11 +381,36 @@ fn differs(want: &Json, got: &Json, at: &str) -> Option<String> {
 }
 
 fn check(events: &[Event], q: &Json, want: &Json) -> Result<(), TestCaseError> {
+    let mut want = want.clone();
+    let groups = want.as_object_mut().and_then(|w| w.remove("groups"));
     for layout in LAYOUTS {
         let (_dir, engine) = load(events, layout);
         let got = engine
             .query_json(q, Default::default())
             .map_err(|e| TestCaseError::fail(format!("{layout:?}: {e} for {q}")))?;
+        if let Some(Json::Array(groups)) = &groups {
+            let got_groups = got["groups"].as_array().cloned().unwrap_or_default();
+            prop_assert_eq!(
+                groups.len(),
+                got_groups.len(),
+                "{:?}: groups of {}",
+                layout,
+                got
+            );
+            for g in groups {
+                let h = got_groups.iter().find(|h| h["key"] == g["key"]);
+                let d = h.map_or_else(
+                    || Some(format!("group {} missing", g["key"])),
+                    |h| differs(g, h, "groups"),
+                );
+                if let Some(d) = d {
+                    return Err(TestCaseError::fail(format!(
+                        "{layout:?}: {d}\nquery {q}\ngot {got}"
+                    )));
+                }
+            }
+        }
+        let want = &want;
         if let Some(d) = differs(want, &got, "") {
             return Err(TestCaseError::fail(format!(
                 "{layout:?}: {d}\nquery {q}\nwant {want}\ngot {got}"
@@ -541,6 +597,7 @@ proptest! {
         r in rules(),
         bounce_under in prop_oneof![Just(0i64), Just(10), Just(20)],
         top in 1usize..4,
+        by_landing in any::<bool>(),
     ) {
         let mut q = r.json("sessions");
         q["interval"] = json!("day");
@@ -548,7 +605,12 @@ proptest! {
         q["page_prop"] = json!("page");
         q["bounce_under"] = json!(bounce_under);
         q["top"] = json!(top);
-        let want = naive_sessions(&r, &events, bounce_under, top);
+        let mut want = naive_sessions(&r, &events, bounce_under, top);
+        if by_landing {
+            q["breakdown"] = json!([{"event_prop": "page"}]);
+        } else if let Some(w) = want.as_object_mut() {
+            w.remove("groups");
+        }
         check(&events, &q, &want)?;
     }
 
