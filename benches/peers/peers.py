@@ -266,6 +266,142 @@ def cohort_sql(count_if):
                WHERE c30 >= 3 AND c7 = 0"""
 
 
+# Sessions (benches/queries/sessions_daily.json): 30-minute inactivity
+# timeout; pages are visit and view_page. Both peers are asked with window
+# functions: a row starts a session when it is the user's first or comes
+# at least 30 min after the previous one (lag), and a running sum numbers
+# the sessions. The 24 h cap is not in the SQL; `max_ms` checks that no
+# session comes near it on this data, so the answers must still be equal.
+SESS_FROM = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SESS_TO = 1_775_001_600_000  # 2026-04-01T00:00:00Z
+TIMEOUT = 30 * 60_000
+PAGE_EVENTS = "('visit', 'view_page')"
+
+
+def sessions_sql(lag, day, median, rollup, count_if, where=f"ts >= {SESS_FROM} AND ts < {SESS_TO}"):
+    w = "PARTITION BY user ORDER BY ts, seq"
+    return f"""WITH s AS (
+                 SELECT user, min(ts) AS start, max(ts) - min(ts) AS dur, count(*) AS n,
+                        {count_if(f"event IN {PAGE_EVENTS}")} AS pages
+                 FROM (SELECT user, ts, event, sum(new) OVER ({w} ROWS UNBOUNDED PRECEDING) AS sid
+                       FROM (SELECT user, ts, seq, event,
+                                    CASE WHEN ts - {lag} >= {TIMEOUT} THEN 1 ELSE 0 END AS new
+                             FROM ev WHERE {where}) x) y
+                 GROUP BY user, sid)
+               SELECT {day} AS d, count(*), count(DISTINCT user), avg(dur), {median}, avg(n),
+                      {count_if("pages = 1 AND dur < 10000")}, {count_if("pages > 0")}, max(dur)
+               FROM s GROUP BY {rollup}"""
+
+
+def ch_sessions():
+    return sessions_sql(
+        "lagInFrame(ts, 1, 0) OVER (PARTITION BY user ORDER BY ts, seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+        f"toString(toDate(intDiv(start, {DAY})))", "quantileExactInclusive(0.5)(dur)", "d WITH ROLLUP",
+        lambda c: f"countIf({c})")
+
+
+def duck_sessions():
+    return sessions_sql(
+        "coalesce(lag(ts) OVER (PARTITION BY user ORDER BY ts, seq), 0)",
+        f"strftime(DATE '1970-01-01' + CAST(start // {DAY} AS INTEGER), '%Y-%m-%d')", "quantile_cont(dur, 0.5)",
+        "ROLLUP (d)", lambda c: f"count(*) FILTER (WHERE {c})")
+
+
+def r6(x):
+    return None if x is None else round(float(x), 6)
+
+
+def fp_sessions(r):
+    out = [(d, n, u, r6(a), r6(m), r6(e), r6(b))
+           for d, n, u, a, m, e, b in zip(r["buckets"], r["sessions"], r["users"], r["avg_duration_ms"],
+                                          r["median_duration_ms"], r["events_per_session"], r["bounce_rate"]) if n]
+    t = r["total"]
+    out.append(("total", t["sessions"], t["users"], r6(t["avg_duration_ms"]), r6(t["median_duration_ms"]),
+                r6(t["events_per_session"]), r6(t["bounce_rate"])))
+    return sorted(out, key=lambda x: (x[0] == "total", x[0]))
+
+
+def sessions_rows(rows):
+    out = []
+    for d, n, u, a, m, e, bounces, paged, max_ms in rows:
+        if int(max_ms) >= DAY:
+            raise SystemExit("a session reaches the 24 h cap the SQL leaves out; the answers would differ")
+        out.append(("total" if d is None or d == "" else d, int(n), int(u), r6(a), r6(m), r6(e),
+                    r6(int(bounces) / int(paged)) if int(paged) else None))
+    return sorted(out, key=lambda x: (x[0] == "total", x[0]))
+
+
+# Paths from visit, 5 steps, visit/view_page labelled by page, repeats
+# collapsed (benches/queries/paths_from_visit.json). The peers compute every
+# session's path (sessions as above, then arrays per session: cut at the
+# first visit, collapse, keep 5) and count each distinct path; the top-10
+# `$other` merge and the node and link counts are then worked out from those
+# counts here, in Python, by the rules of ANALYSES.md (outside the timing).
+PATH_STEPS, PATH_TOP = 5, 10
+
+
+def paths_sql(lag, label, group_array, path_expr, length):
+    w = "PARTITION BY user ORDER BY ts, seq"
+    return f"""WITH e AS (
+                 SELECT user, ts, seq, {label} AS label, event = 'visit' AS is_start,
+                        sum(new) OVER ({w} ROWS UNBOUNDED PRECEDING) AS sid
+                 FROM (SELECT user, ts, seq, event, page,
+                              CASE WHEN ts - {lag} >= {TIMEOUT} THEN 1 ELSE 0 END AS new FROM ev) x),
+               s AS (SELECT {group_array} FROM e GROUP BY user, sid)
+               SELECT p, count(*) FROM (SELECT {path_expr} AS p FROM s) z WHERE {length}(p) > 0 GROUP BY p"""
+
+
+def ch_paths():
+    tail = "arraySlice(l, indexOf(st, 1))"
+    return paths_sql(
+        "lagInFrame(ts, 1, 0) OVER (PARTITION BY user ORDER BY ts, seq ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+        "if(event IN ('visit', 'view_page') AND page IS NOT NULL, assumeNotNull(page), event)",
+        "arrayMap(x -> x.3, arraySort(x -> (x.1, x.2), groupArray((ts, seq, label)))) AS l, "
+        "arrayMap(x -> x.3, arraySort(x -> (x.1, x.2), groupArray((ts, seq, is_start)))) AS st",
+        f"""if(indexOf(st, 1) = 0, [], arraySlice(arrayFilter((x, i) -> i = 1 OR x != {tail}[i - 1],
+                  {tail}, arrayEnumerate({tail})), 1, {PATH_STEPS}))""", "length")
+
+
+def duck_paths():
+    return paths_sql(
+        "coalesce(lag(ts) OVER (PARTITION BY user ORDER BY ts, seq), 0)",
+        "CASE WHEN event IN ('visit', 'view_page') AND page IS NOT NULL THEN page ELSE event END",
+        "list(label ORDER BY ts, seq) AS l, list(is_start ORDER BY ts, seq) AS st",
+        f"""CASE WHEN list_position(st, true) IS NULL THEN []::VARCHAR[] ELSE
+                (SELECT list_filter(t, lambda x, i: i = 1 OR x != t[i - 1])[1:{PATH_STEPS}]
+                 FROM (SELECT l[list_position(st, true):] AS t)) END""", "len")
+
+
+def sankey(counts, steps=PATH_STEPS, top=PATH_TOP):
+    """Nodes and links of ANALYSES.md from (path, sessions) pairs."""
+    paths = [(list(p), int(n)) for p, n in counts]
+    for k in range(steps):
+        at = {}
+        for p, n in paths:
+            if len(p) > k:
+                at[p[k]] = at.get(p[k], 0) + n
+        keep = set(sorted(at, key=lambda l: (-at[l], l.encode()))[:top])
+        for p, _ in paths:
+            if len(p) > k and p[k] not in keep:
+                p[k] = "$other"
+    nodes, drops, links = {}, {}, {}
+    for p, n in paths:
+        for k, l in enumerate(p):
+            nodes[(k + 1, l)] = nodes.get((k + 1, l), 0) + n
+            if k + 1 < len(p):
+                links[(k + 1, l, p[k + 1])] = links.get((k + 1, l, p[k + 1]), 0) + n
+        if len(p) < steps:
+            drops[(len(p), p[-1])] = drops.get((len(p), p[-1]), 0) + n
+    return (sum(n for _, n in paths),
+            sorted((s, l, c, drops.get((s, l), 0)) for (s, l), c in nodes.items()),
+            sorted((s, a, b, c) for (s, a, b), c in links.items()))
+
+
+def fp_paths(r):
+    return (r["paths"], sorted((n["step"], n["label"], n["count"], n["dropoff"]) for n in r["nodes"]),
+            sorted((l["from"][0], l["from"][1], l["to"][1], l["count"]) for l in r["links"]))
+
+
 # (name, query file, Footprint answer, ClickHouse SQL, DuckDB SQL or None, answer from rows)
 QUERIES = [
     ("funnel_4step", "benches/queries/funnel_4step.json", fp_funnel, ch_funnel(), duck_funnel(),
@@ -285,6 +421,9 @@ QUERIES = [
     ("cohort_at_risk", "benches/queries/cohort_at_risk.json", fp_cohort,
      cohort_sql(lambda c: f"countIf({c})"), cohort_sql(lambda c: f"count(*) FILTER (WHERE {c})"),
      lambda rows: int(rows[0][0])),
+    ("sessions_daily", "benches/queries/sessions_daily.json", fp_sessions, ch_sessions(), duck_sessions(),
+     sessions_rows),
+    ("paths_from_visit", "benches/queries/paths_from_visit.json", fp_paths, ch_paths(), duck_paths(), sankey),
 ]
 
 
@@ -311,15 +450,19 @@ def main():
     meta = duckdb.sql(f"SELECT value FROM parquet_kv_metadata('{first}') "
                       "WHERE key = 'footprint.property_columns'").fetchall()[0]
     cols = {name: col for col, name in json.loads(bytes(meta[0]).decode())}
-    utm = cols["utm_source"]
+    utm, page = cols["utm_source"], cols["page"]
 
     t = time.perf_counter()
     ch = session.Session()
     ch.query("CREATE DATABASE IF NOT EXISTS b ENGINE = Atomic")
     ch.query("DROP TABLE IF EXISTS b.ev")
+    # `seq` is the row's place in its export file, where a user's rows are
+    # in (time, arrival) order: it orders a user's events at one millisecond.
     ch.query("""CREATE TABLE b.ev (user String, event LowCardinality(String), ts UInt64,
-                utm_source LowCardinality(Nullable(String))) ENGINE = MergeTree ORDER BY (user, ts)""")
-    ch.query(f"INSERT INTO b.ev SELECT user, event, toUnixTimestamp64Milli(time), {utm} FROM file('{files}', Parquet)")
+                utm_source LowCardinality(Nullable(String)), page LowCardinality(Nullable(String)), seq UInt64)
+                ENGINE = MergeTree ORDER BY (user, ts)""")
+    ch.query(f"INSERT INTO b.ev SELECT user, event, toUnixTimestamp64Milli(time), {utm}, {page}, _row_number "
+             f"FROM file('{files}', Parquet)")
     # Merge the parts now: ClickHouse at its best, and no background merges
     # competing for the cores while anything is timed.
     ch.query("OPTIMIZE TABLE b.ev FINAL")
@@ -327,8 +470,8 @@ def main():
     t = time.perf_counter()
     dk = duckdb.connect()
     dk.execute(f"SET threads = {args.threads}")
-    dk.execute(f"CREATE TABLE ev AS SELECT user, event, epoch_ms(time) AS ts, {utm} AS utm_source "
-               f"FROM read_parquet('{files}')")
+    dk.execute(f"CREATE TABLE ev AS SELECT user, event, epoch_ms(time) AS ts, {utm} AS utm_source, "
+               f"{page} AS page, file_row_number AS seq FROM read_parquet('{files}', file_row_number = true)")
     dk_load = time.perf_counter() - t
     print(f"loaded: ClickHouse {ch_load:.1f} s, DuckDB {dk_load:.1f} s", file=sys.stderr)
 

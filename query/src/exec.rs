@@ -144,6 +144,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The scan slot of event property `name` when some event has it,
+    /// registering it; `None` (no warning) otherwise. For properties a
+    /// query reads by convention, not because the user named them.
+    pub fn slot_if_stored(&mut self, name: &str) -> Option<usize> {
+        self.store.prop_id(name)?;
+        self.slot(name, "").ok().flatten()
+    }
+
     /// Parses a filter, registering the properties it reads.
     pub fn filter(&mut self, v: &Json, path: &str) -> Result<Filter> {
         let mut slots: Vec<(String, Option<usize>)> = Vec::new();
@@ -230,6 +238,18 @@ impl<'a> Ctx<'a> {
     /// The names of user ids.
     pub fn user_names(&self, ids: &[u32]) -> Vec<String> {
         self.store.user_names(ids)
+    }
+
+    /// The id of event `name`, or `None` without a warning: for names a
+    /// query lists by default (`ignore_events`, `page_events`) that need
+    /// not have happened.
+    pub fn quiet_event_id(&self, name: &str) -> Option<u32> {
+        self.store.event_id(name)
+    }
+
+    /// Event names by id (for results that label rows by event name).
+    pub fn event_names(&self) -> Vec<String> {
+        self.store.event_names()
     }
 
     /// Users a [`Prune::Pair`] run skipped because they did the first

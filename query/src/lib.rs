@@ -4,7 +4,8 @@
 //! every shard in parallel.
 //!
 //! Implemented kinds: `funnel`, `retention`, `interval`, `events`,
-//! `distribution`, `users`. The others in the
+//! `distribution`, `users`, `sessions`, `paths` and `heatmap` (the last
+//! three over one sessionizer, [`sessionize`]). The others in the
 //! contract return a clear "not supported" error.
 
 #![warn(missing_docs)]
@@ -18,11 +19,15 @@ pub mod exec;
 pub mod filter;
 pub mod funnel;
 pub mod groups;
+pub mod heatmap;
 pub mod interval;
 pub mod json;
 pub mod limits;
 pub mod model;
+pub mod paths;
 pub mod retention;
+pub mod sessionize;
+pub mod sessions;
 pub mod suggest;
 pub mod time;
 pub mod users;
@@ -36,7 +41,7 @@ pub use limits::Limits;
 
 /// Every query `kind` the JSON contract names (some answer
 /// `not_supported` for now).
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 12] = [
     "funnel",
     "retention",
     "interval",
@@ -48,6 +53,7 @@ pub const KINDS: [&str; 11] = [
     "users",
     "lifecycle",
     "stickiness",
+    "heatmap",
 ];
 const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
 
@@ -86,6 +92,9 @@ pub fn execute_with_limits(
         "events" => &["interval", "metrics"],
         "distribution" => &["event", "measure", "buckets"],
         "users" => &["profile", "did", "did_not", "save_as", "return_users"],
+        "sessions" => &sessions::FIELDS,
+        "paths" => &paths::FIELDS,
+        "heatmap" => &heatmap::FIELDS,
         _ => &[],
     };
     if !own.is_empty() {
@@ -95,7 +104,12 @@ pub fn execute_with_limits(
     }
     let mut ctx = exec::Ctx::new(store, opts, limits);
     let common = model::Common::parse(&mut o, &mut ctx)?;
-    if !own.is_empty() && common.breakdown.is_empty() && o.opt("limit").is_some() {
+    // A heatmap's `limit` cuts its element rows.
+    if !own.is_empty()
+        && kind != "heatmap"
+        && common.breakdown.is_empty()
+        && o.opt("limit").is_some()
+    {
         // Accepted fields are never ignored: without groups there is
         // nothing for `limit` to cut.
         let ids = if kind == "users" {
@@ -194,11 +208,12 @@ pub fn execute_with_limits(
             }
             users::run(&q, &common, &ctx)?
         }
+        "sessions" | "paths" | "heatmap" => session_kinds(kind, o, &mut ctx, &common)?,
         other => {
             return Err(QueryError::unsupported(
                 kind_path,
                 format!(
-                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users"
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users, sessions, paths, heatmap"
             ),
             ))
         }
@@ -214,6 +229,47 @@ pub fn execute_with_limits(
         }
     }
     Ok(result)
+}
+
+/// The kinds of ANALYSES.md's first part (sessions, paths, heatmap).
+fn session_kinds(
+    kind: &str,
+    mut o: json::Obj<'_>,
+    ctx: &mut exec::Ctx<'_>,
+    common: &model::Common,
+) -> Result<Json> {
+    if kind != "sessions" && !common.breakdown.is_empty() {
+        return Err(QueryError::invalid(
+            "breakdown",
+            format!("{kind} takes no breakdown"),
+        ));
+    }
+    let fields = |own: &[&str]| format!("{COMMON}, {}", own.join(", "));
+    match kind {
+        "sessions" => {
+            let q = sessions::Sessions::parse(&mut o, ctx)?;
+            ctx.limit_hint(
+                "a shorter time_range, a where or users filter, or a breakdown with fewer values",
+            );
+            o.finish(&fields(&sessions::FIELDS))?;
+            prepare(ctx, common, []);
+            sessions::run(&q, common, ctx)
+        }
+        "paths" => {
+            let q = paths::Paths::parse(&mut o, ctx)?;
+            ctx.limit_hint("a shorter time_range, fewer steps, a start or end event, or a where or users filter");
+            o.finish(&fields(&paths::FIELDS))?;
+            prepare(ctx, common, q.anchor_filter());
+            paths::run(&q, common, ctx)
+        }
+        _ => {
+            let q = heatmap::Heatmap::parse(&mut o, ctx)?;
+            o.finish(&fields(&heatmap::FIELDS))?;
+            prepare(ctx, common, [&q.event.filter]);
+            ctx.only_events([&q.event]);
+            heatmap::run(&q, common, ctx)
+        }
+    }
 }
 
 fn prepare<'f>(

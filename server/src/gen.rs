@@ -3,6 +3,9 @@
 //! views, reports, payments, renewals and churn, in sessions of events
 //! close in time, with a skewed number of events per user, plus CRM-style
 //! user profiles. The same arguments give the same bytes on every machine.
+//! Clicks carry the page they happen on, the element clicked and its
+//! coordinates (`x`, `y`, `viewport_width`) for heatmaps; those come from
+//! a random stream of their own, so every other event is as before.
 
 use footprint_engine::{Event, ProfileOp, ProfileUpdate, Value};
 
@@ -71,6 +74,20 @@ const INDUSTRIES: [&str; 6] = [
     "healthcare",
 ];
 const CSMS: [&str; 5] = ["alice", "bob", "carol", "dan", "erin"];
+/// Elements clicked, with where they sit: (name, weight, x from, x to as
+/// a share of the viewport, y from, y to in px).
+const ELEMENTS: [(&str, f64, f64, f64, i64, i64); 6] = [
+    ("nav_signup", 20.0, 0.80, 0.95, 10, 50),
+    ("hero_cta", 30.0, 0.35, 0.65, 300, 380),
+    ("pricing_table", 20.0, 0.10, 0.90, 600, 1400),
+    ("docs_link", 12.0, 0.05, 0.30, 10, 50),
+    ("footer_contact", 8.0, 0.40, 0.60, 2200, 2300),
+    ("chat_widget", 10.0, 0.90, 0.99, 700, 760),
+];
+const VIEWPORTS: [i64; 4] = [1440, 1920, 390, 1280];
+const VIEWPORT_W: [f64; 4] = [35.0, 25.0, 30.0, 10.0];
+/// Stream of the click coordinates (apart from the main one per user).
+const CLICK_STREAM: u64 = 0xC11C_0000_0000_0000;
 
 /// The id of user `i`.
 pub fn user_name(i: u64) -> String {
@@ -115,6 +132,7 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
     }
     let start = out.len();
     let mut rng = Rng::new(spec.seed, i);
+    let mut clicks = Rng::new(spec.seed ^ CLICK_STREAM, i);
     let user = user_name(i);
     let span = i64::from(spec.days.max(1)) * DAY;
     // Users arrive over the first 85% of the span.
@@ -180,16 +198,14 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
         }
         let size = (1 + rng.below(12)).min(left);
         let opener = if rng.chance(0.3) { "visit" } else { "login" };
+        // The page the user is on, for clicks (a login lands on "/").
+        let mut page = PAGES[0];
         let props = if opener == "visit" {
+            let source = SOURCES[rng.weighted(&SOURCE_W)];
+            page = PAGES[rng.weighted(&PAGE_W)];
             vec![
-                (
-                    "utm_source".into(),
-                    Value::Str(SOURCES[rng.weighted(&SOURCE_W)].into()),
-                ),
-                (
-                    "page".into(),
-                    Value::Str(PAGES[rng.weighted(&PAGE_W)].into()),
-                ),
+                ("utm_source".into(), Value::Str(source.into())),
+                ("page".into(), Value::Str(page.into())),
             ]
         } else {
             Vec::new()
@@ -207,10 +223,11 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
                 last_renew = t;
             }
             let props = match name {
-                "view_page" => vec![(
-                    "page".into(),
-                    Value::Str(PAGES[rng.weighted(&PAGE_W)].into()),
-                )],
+                "view_page" => {
+                    page = PAGES[rng.weighted(&PAGE_W)];
+                    vec![("page".into(), Value::Str(page.into()))]
+                }
+                "click" => click(&mut clicks, page),
                 "pay" | "renew" => {
                     paid = true;
                     vec![("amount".into(), Value::Float(amount(&mut rng)))]
@@ -227,6 +244,22 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
         }
     }
     out[start..].sort_by_key(|e| e.time);
+}
+
+/// A click's properties: its page, the element and where it was clicked.
+fn click(rng: &mut Rng, page: &str) -> Vec<(String, Value)> {
+    let weights: Vec<f64> = ELEMENTS.iter().map(|e| e.1).collect();
+    let (element, _, x0, x1, y0, y1) = ELEMENTS[rng.weighted(&weights)];
+    let width = VIEWPORTS[rng.weighted(&VIEWPORT_W)];
+    let x = ((x0 + (x1 - x0) * rng.f64()) * width as f64) as i64;
+    let y = y0 + rng.below((y1 - y0) as u64) as i64;
+    vec![
+        ("page".into(), Value::Str(page.into())),
+        ("element".into(), Value::Str(element.into())),
+        ("x".into(), Value::Int(x)),
+        ("y".into(), Value::Int(y)),
+        ("viewport_width".into(), Value::Int(width)),
+    ]
 }
 
 fn amount(rng: &mut Rng) -> f64 {
@@ -327,6 +360,18 @@ mod tests {
             "pay",
         ] {
             assert!(a.iter().any(|e| e.event == name), "{name}");
+        }
+        // Clicks carry coordinates inside their viewport.
+        let clicks: Vec<&Event> = a.iter().filter(|e| e.event == "click").collect();
+        assert!(!clicks.is_empty());
+        for e in clicks {
+            let get = |k: &str| e.props.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            let (Some(Value::Int(x)), Some(Value::Int(w))) = (get("x"), get("viewport_width"))
+            else {
+                panic!("click without coordinates: {e:?}");
+            };
+            assert!((0..w).contains(&x), "{e:?}");
+            assert!(get("element").is_some() && get("page").is_some(), "{e:?}");
         }
         assert_eq!(chrono_date(T0), "2026-01-01");
         assert_eq!(chrono_date(T0 + 59 * DAY), "2026-03-01");

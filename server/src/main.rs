@@ -609,6 +609,21 @@ fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
              "save_as": "at_risk", "return_users": 5}"#,
         ),
         (
+            "daily sessions in the first week (pages: visit and view_page, by page)",
+            r#"{"kind": "sessions", "interval": "day", "page_events": ["visit", "view_page"], "page_prop": "page",
+             "time_range": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-08T00:00:00Z"}, "top": 3}"#,
+        ),
+        (
+            "top paths from a visit, labelled by page (Sankey nodes and links)",
+            r#"{"kind": "paths", "start": {"event": "visit"}, "steps": 3,
+             "label": {"prop": "page", "events": ["visit", "view_page"]}, "top": 3}"#,
+        ),
+        (
+            "what users click on /pricing",
+            r#"{"kind": "heatmap", "event": {"event": "click", "where": {"prop": "page", "op": "eq", "value": "/pricing"}},
+             "by": {"element": "element"}, "limit": 3}"#,
+        ),
+        (
             "how often the at-risk accounts logged in",
             r#"{"kind": "distribution", "event": "login", "buckets": [1, 2, 3, 6, 11, 21],
              "users": {"cohort": "at_risk"}}"#,

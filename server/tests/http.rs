@@ -82,7 +82,7 @@ fn endpoints_and_error_codes() {
         (st, r["error"]["code"].as_str(), r["error"]["path"].as_str()),
         (400, Some("invalid_query"), Some("steps[0].event"))
     );
-    let (st, r) = s.json("POST", "/v1/query", &[], r#"{"kind":"paths"}"#);
+    let (st, r) = s.json("POST", "/v1/query", &[], r#"{"kind":"lifecycle"}"#);
     assert_eq!(
         (st, r["error"]["code"].as_str()),
         (501, Some("not_supported"))

@@ -302,7 +302,10 @@ fn errors_name_the_path() {
         assert!(m.contains(msg), "{q}: {m}");
         assert_eq!(k, ErrorKind::Invalid);
     }
-    let (p, m, k) = err(&e, json!({"kind": "paths", "start": {"event": "visit"}}));
+    let (p, m, k) = err(
+        &e,
+        json!({"kind": "lifecycle", "event": {"event": "visit"}}),
+    );
     assert_eq!((p.as_str(), k), ("kind", ErrorKind::NotSupported), "{m}");
     let (p, m, k) = err(
         &e,
@@ -312,6 +315,180 @@ fn errors_name_the_path() {
     assert!(m.contains("no cohort named \"x\""), "{m}");
     let r = e.query("{not json");
     assert!(r.unwrap_err().to_string().contains("line 1 column 2"));
+}
+
+#[test]
+fn session_kinds_shapes_and_errors() {
+    let (_dir, e) = engine();
+    let r = e
+        .query_json(
+            &json!({"kind": "sessions", "page_events": ["visit"], "page_prop": "utm_source",
+                    "time_range": {"from": "2026-01-01T00:00:00Z", "to": "2026-01-03T00:00:00Z"}}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r["buckets"], json!(["2026-01-01", "2026-01-02"]));
+    // 40 users: visit, and for half a signup a minute later.
+    assert_eq!(r["total"]["sessions"], json!(40));
+    // Baidu's users (the even ones) sign up a minute later: no bounce.
+    assert_eq!(
+        r["entry"],
+        json!([{"value": "baidu", "sessions": 20, "bounce_rate": 0.0},
+               {"value": "google", "sessions": 20, "bounce_rate": 1.0}])
+    );
+    assert!(r.get("warnings").is_none(), "default names warn: {r}");
+    let r = e
+        .query_json(
+            &json!({"kind": "paths", "start": {"event": "visit"}, "steps": 2}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r["paths"], json!(40));
+    assert_eq!(
+        r["links"],
+        json!([{"from": [1, "visit"], "to": [2, "signup"], "count": 20}])
+    );
+    let r = e
+        .query_json(
+            &json!({"kind": "heatmap", "event": {"event": "visit"}, "by": {"element": "utm_source"}, "limit": 1}),
+            QueryOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r["clicks"], json!(40));
+    assert_eq!(r["elements"][0]["element"], json!("baidu"));
+    for (q, path, msg) in [
+        (
+            json!({"kind": "paths", "start": {"event": "visit"}, "end": {"event": "signup"}}),
+            "end",
+            "cannot be used together",
+        ),
+        (json!({"kind": "paths", "steps": 1}), "steps", "2 to 20"),
+        (json!({"kind": "paths", "steps": 21}), "steps", "2 to 20"),
+        (
+            json!({"kind": "paths", "count": "events"}),
+            "count",
+            "sessions, users",
+        ),
+        (
+            json!({"kind": "paths", "stepz": 3}),
+            "stepz",
+            "did you mean \"steps\"",
+        ),
+        (
+            json!({"kind": "paths", "breakdown": [{"event_prop": "utm_source"}]}),
+            "breakdown",
+            "no breakdown",
+        ),
+        (
+            json!({"kind": "sessions", "timeout": 0}),
+            "timeout",
+            "longer than 0",
+        ),
+        (
+            json!({"kind": "sessions", "timeout": {"value": 0, "unit": "minute"}}),
+            "timeout",
+            "longer than 0",
+        ),
+        (
+            json!({"kind": "sessions", "max_length": -5}),
+            "max_length",
+            "non-negative",
+        ),
+        (
+            json!({"kind": "sessions", "split": "weekly"}),
+            "split",
+            "midnight",
+        ),
+        (
+            json!({"kind": "sessions", "split": {"prop": "x", "y": 1}}),
+            "split.y",
+            "unknown field",
+        ),
+        (
+            json!({"kind": "sessions", "interval": "year"}),
+            "interval",
+            "allowed",
+        ),
+        (json!({"kind": "sessions", "top": 0}), "top", "at least 1"),
+        (
+            json!({"kind": "sessions", "ignore_events": [1]}),
+            "ignore_events[0]",
+            "event name",
+        ),
+        (
+            json!({"kind": "sessions", "limit": 3}),
+            "limit",
+            "no breakdown",
+        ),
+        (
+            json!({"kind": "heatmap", "event": {"event": "visit"}, "by": {"grid": {"cols": 0}}}),
+            "by.grid.cols",
+            "at least 1",
+        ),
+        (
+            json!({"kind": "heatmap", "event": {"event": "visit"}, "by": {}}),
+            "by",
+            "element",
+        ),
+        (
+            json!({"kind": "heatmap", "event": {"event": "visit"}, "by": {"element": "utm_source", "grid": {}}}),
+            "by",
+            "element",
+        ),
+        (
+            json!({"kind": "heatmap", "by": {"element": "utm_source"}}),
+            "event",
+            "required",
+        ),
+        (
+            json!({"kind": "heatmap", "event": {"event": "visit"}, "by": {"grid": {"colz": 3}}}),
+            "by.grid.colz",
+            "unknown field",
+        ),
+    ] {
+        let (p, m, k) = err(&e, q.clone());
+        assert_eq!(p, path, "{q}: {m}");
+        assert!(m.contains(msg), "{q}: {m}");
+        assert_eq!(k, ErrorKind::Invalid);
+    }
+}
+
+#[test]
+fn sessions_by_profile_and_for_a_users_filter() {
+    let (_d, e) = engine();
+    e.upsert_profiles(
+        ["u0", "u1", "u2"]
+            .iter()
+            .map(|u| footprint_engine::ProfileUpdate {
+                user: (*u).into(),
+                op: footprint_engine::ProfileOp::Set,
+                props: vec![("plan".into(), Value::Str("pro".into()))],
+            })
+            .collect(),
+    )
+    .unwrap();
+    // u0 pays two days after its visit: 2 sessions; u1 and u2: 1 each.
+    let r = e
+        .query(r#"{"kind": "sessions", "users": {"prop": "plan", "op": "eq", "value": "pro"}}"#)
+        .unwrap();
+    assert_eq!(r["total"]["sessions"], json!(4));
+    assert_eq!(r["total"]["users"], json!(3));
+    let r = e
+        .query(r#"{"kind": "sessions", "breakdown": [{"user_prop": "plan"}]}"#)
+        .unwrap();
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    let pro = groups
+        .iter()
+        .find(|g| g["key"] == json!({"plan": "pro"}))
+        .unwrap();
+    assert_eq!(pro["total"]["sessions"], json!(4));
+    assert_eq!(pro["total"]["sessions_per_user"], json!(4.0 / 3.0));
+    let none = groups
+        .iter()
+        .find(|g| g["key"] == json!({"plan": null}))
+        .unwrap();
+    assert_eq!(none["total"]["users"], json!(37));
 }
 
 #[test]
