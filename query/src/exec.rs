@@ -144,6 +144,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The scan slot of event property `name` when some event has it,
+    /// registering it; `None` (no warning) otherwise. For properties a
+    /// query reads by convention, not because the user named them.
+    pub fn slot_if_stored(&mut self, name: &str) -> Option<usize> {
+        self.store.prop_id(name)?;
+        self.slot(name, "").ok().flatten()
+    }
+
     /// Parses a filter, registering the properties it reads.
     pub fn filter(&mut self, v: &Json, path: &str) -> Result<Filter> {
         let mut slots: Vec<(String, Option<usize>)> = Vec::new();
