@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod attribution;
 pub mod channels;
 pub mod distribution;
 pub mod error;
@@ -87,6 +88,7 @@ pub fn execute_with_limits(
         "events" => &["interval", "metrics"],
         "distribution" => &["event", "measure", "buckets"],
         "users" => &["profile", "did", "did_not", "save_as", "return_users"],
+        "attribution" => &attribution::FIELDS,
         _ => &[],
     };
     if !own.is_empty() {
@@ -96,7 +98,13 @@ pub fn execute_with_limits(
     }
     let mut ctx = exec::Ctx::new(store, opts, limits);
     let common = model::Common::parse(&mut o, &mut ctx)?;
-    if !own.is_empty() && common.breakdown.is_empty() && o.opt("limit").is_some() {
+    // Attribution's `limit` cuts its rows.
+    let limit_cuts_rows = kind == "attribution";
+    if !own.is_empty()
+        && !limit_cuts_rows
+        && common.breakdown.is_empty()
+        && o.opt("limit").is_some()
+    {
         // Accepted fields are never ignored: without groups there is
         // nothing for `limit` to cut.
         let ids = if kind == "users" {
@@ -195,11 +203,18 @@ pub fn execute_with_limits(
             }
             users::run(&q, &common, &ctx)?
         }
+        "attribution" => {
+            let q = attribution::Attribution::parse(&mut o, &mut ctx, &common)?;
+            o.finish(&format!("{COMMON}, {}", attribution::FIELDS.join(", ")))?;
+            prepare(&mut ctx, &common, [&q.conversion.filter, &q.touch.filter]);
+            ctx.only_events([&q.conversion, &q.touch]);
+            attribution::run(&q, &common, &ctx)?
+        }
         other => {
             return Err(QueryError::unsupported(
                 kind_path,
                 format!(
-                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users"
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users, attribution"
             ),
             ))
         }
