@@ -19,12 +19,15 @@ pub mod events;
 pub mod exec;
 pub mod filter;
 pub mod funnel;
+pub mod grid;
 pub mod groups;
 pub mod interval;
 pub mod json;
+pub mod lifecycle;
 pub mod limits;
 pub mod model;
 pub mod retention;
+pub mod stickiness;
 pub mod suggest;
 pub mod time;
 pub mod users;
@@ -89,6 +92,8 @@ pub fn execute_with_limits(
         "distribution" => &["event", "measure", "buckets"],
         "users" => &["profile", "did", "did_not", "save_as", "return_users"],
         "attribution" => &attribution::FIELDS,
+        "lifecycle" => &lifecycle::FIELDS,
+        "stickiness" => &stickiness::FIELDS,
         _ => &[],
     };
     if !own.is_empty() {
@@ -210,11 +215,25 @@ pub fn execute_with_limits(
             ctx.only_events([&q.conversion, &q.touch]);
             attribution::run(&q, &common, &ctx)?
         }
+        "lifecycle" => {
+            let q = lifecycle::Lifecycle::parse(&mut o, &mut ctx, &common)?;
+            o.finish(&format!("{COMMON}, {}", lifecycle::FIELDS.join(", ")))?;
+            prepare(&mut ctx, &common, [&q.event.filter]);
+            ctx.only_events([&q.event]);
+            lifecycle::run(&q, &common, &ctx)?
+        }
+        "stickiness" => {
+            let q = stickiness::Stickiness::parse(&mut o, &mut ctx, &common)?;
+            o.finish(&format!("{COMMON}, {}", stickiness::FIELDS.join(", ")))?;
+            prepare(&mut ctx, &common, [&q.event.filter]);
+            ctx.only_events([&q.event]);
+            stickiness::run(&q, &common, &ctx)?
+        }
         other => {
             return Err(QueryError::unsupported(
                 kind_path,
                 format!(
-                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users, attribution"
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users, attribution, lifecycle, stickiness"
             ),
             ))
         }
