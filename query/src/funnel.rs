@@ -282,6 +282,8 @@ pub struct Funnel {
     pub matcher: crate::model::Matcher,
     /// Event id → step (1-based), when each event fills at most one step.
     pub single: Option<Vec<u8>>,
+    /// `trend.interval`: one funnel per bucket of the step-1 event.
+    pub trend: Option<crate::time::Unit>,
 }
 
 const MODES: &str =
@@ -382,6 +384,15 @@ impl Funnel {
                 });
             }
         }
+        let trend = match o.opt("trend") {
+            None => None,
+            Some(v) => {
+                let mut to = Obj::new(v, &o.at("trend"))?;
+                let unit = crate::grid::parse_interval(&mut to, "interval")?;
+                to.finish("interval")?;
+                Some(unit)
+            }
+        };
         let matcher = crate::model::Matcher::new(&steps);
         let single = matcher.single();
         Ok(Funnel {
@@ -391,6 +402,7 @@ impl Funnel {
             exclusions,
             matcher,
             single,
+            trend,
         })
     }
 }
@@ -401,6 +413,9 @@ struct Agg {
     levels: Vec<u64>,
     /// per step (1..n-1): ms from step 1 for each user reaching it.
     times: Vec<Samples>,
+    /// With a trend: users per final level in each bucket (`b * (n + 1) +
+    /// level`).
+    trend: Vec<u64>,
 }
 
 /// Non-negative millisecond gaps, 4 bytes each when they fit (a window
@@ -448,10 +463,11 @@ impl Samples {
 }
 
 impl Agg {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, buckets: usize) -> Self {
         Agg {
             levels: vec![0; n + 1],
             times: vec![Samples::default(); n],
+            trend: vec![0; buckets * (n + 1)],
         }
     }
     fn add(&mut self, level: usize, times: &[i64]) {
@@ -467,10 +483,19 @@ impl Agg {
         for (a, b) in self.times.iter_mut().zip(other.times) {
             a.extend(b);
         }
+        for (a, b) in self.trend.iter_mut().zip(other.trend) {
+            *a += b;
+        }
     }
 }
 
 struct Acc {
+    /// Buckets of the trend (0 without one).
+    buckets: usize,
+    clock: crate::time::Clock,
+    /// Trend scratch: the bucket of each step-1 entry, one bucket's entries.
+    bucket_of: Vec<i64>,
+    sub: Vec<Entry>,
     all: Agg,
     keys: crate::model::Keys,
     groups: Vec<Agg>,
@@ -486,7 +511,7 @@ struct Acc {
 impl Metered for Acc {
     fn usage(&self) -> Usage {
         // Per result: a count per level and a time list per step.
-        let per = 2 * self.all.levels.len() as u64;
+        let per = 2 * self.all.levels.len() as u64 + self.all.trend.len() as u64;
         let groups = self.groups.len() as u64;
         Usage {
             cells: (1 + groups) * per + groups * GROUP_CELLS,
@@ -506,10 +531,16 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     // A user who did step 1 but never step 2's event is at level 1 in every
     // mode: count them from the bitmaps instead of reading their events,
     // when nothing else (time range, filters, breakdown) needs their rows.
+    let grid = f
+        .trend
+        .map(|unit| crate::grid::Grid::new(unit, c, ctx, "trend.interval"))
+        .transpose()?;
+    let buckets = grid.map_or(0, |g| g.n);
     let mut bitmap_level1 = false;
     if let (crate::exec::Prune::Event(first), Some(second)) = (prune, f.steps.get(1)) {
         if let Some(second) = second.known_id() {
             if f.steps[0].filter.is_true()
+                && grid.is_none()
                 && c.filter.is_true()
                 && c.users.is_true()
                 && c.breakdown.is_empty()
@@ -524,7 +555,11 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         c.range,
         prune,
         || Acc {
-            all: Agg::new(n),
+            buckets,
+            clock: crate::time::Clock::new(c.tz),
+            bucket_of: Vec::new(),
+            sub: Vec::new(),
+            all: Agg::new(n, buckets),
             keys: crate::model::Keys::default(),
             groups: Vec::new(),
             truncated: 0,
@@ -533,7 +568,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             scratch: Scratch::default(),
             levels: Vec::new(),
         },
-        |acc, u| per_user(f, c, ctx, acc, u),
+        |acc, u| per_user(f, c, ctx, grid, acc, u),
         |mut a, b| {
             a.all.merge(b.all);
             for (key, g) in b.keys.list.into_iter().zip(b.groups) {
@@ -552,7 +587,16 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     if bitmap_level1 {
         acc.all.levels[1] += ctx.only_first();
     }
-    let mut out = json!({ "steps": steps_json(f, acc.all) });
+    let labels = grid.map(|g| g.labels(&mut crate::time::Clock::new(c.tz)));
+    let render = |g: Agg| {
+        let trend = labels.as_ref().map(|l| trend_json(n, l, &g.trend));
+        let mut out = json!({ "steps": steps_json(f, g) });
+        if let Some(t) = trend {
+            out["trend"] = t;
+        }
+        out
+    };
+    let mut out = render(acc.all);
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
         crate::groups::render(
@@ -561,7 +605,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             c.limit,
             groups,
             |g| crate::groups::Size::Count(g.levels[1..].iter().sum()),
-            |g| json!({"steps": steps_json(f, g)}),
+            render,
         );
     }
     if acc.truncated > 0 {
@@ -573,7 +617,14 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     Ok(out)
 }
 
-fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
+fn per_user(
+    f: &Funnel,
+    c: &Common,
+    ctx: &Ctx<'_>,
+    grid: Option<crate::grid::Grid>,
+    acc: &mut Acc,
+    u: &UserRows<'_>,
+) {
     let Some(profile) = ctx.admit(c, u.uid) else {
         return;
     };
@@ -581,7 +632,6 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
         per_user_runs(f, acc, runs);
         return;
     }
-    let n = f.steps.len();
     let entries = &mut acc.entries;
     crate::exec::reset(entries);
     let mut any_step = false;
@@ -641,18 +691,76 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     if !entries.is_sorted() {
         entries.sort_unstable();
     }
+    let entries = std::mem::take(&mut acc.entries);
+    count(f, c, u, profile, acc, &entries, None);
+    if let Some(grid) = grid {
+        trend(f, c, u, profile, acc, &entries, grid);
+    }
+    acc.entries = entries;
+}
+
+/// Counts the user's funnel over `entries` (sorted), overall or (with
+/// `bucket`) in that bucket of the trend.
+fn count(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    acc: &mut Acc,
+    entries: &[Entry],
+    bucket: Option<usize>,
+) {
+    let n = f.steps.len();
     let (level, first_row, truncated) = level_with(entries, n, f.window, f.modes, &mut acc.scratch);
-    if truncated {
+    if truncated && bucket.is_none() {
         acc.truncated += 1;
     }
     if level == 0 {
         return;
     }
     let times = acc.scratch.chain_times(level, n, f.modes.strict_once);
-    for ex in &f.exclusions {
-        if level > ex.to {
+    if excluded(f, c, u, profile, level, times) {
+        return;
+    }
+    let group = (!c.breakdown.is_empty()).then(|| {
+        let id = acc.keys.id(&c.breakdown, u, first_row as usize, profile) as usize;
+        if id == acc.groups.len() {
+            acc.groups.push(Agg::new(n, acc.buckets));
+        }
+        id
+    });
+    match bucket {
+        Some(b) => {
+            acc.all.trend[b * (n + 1) + level] += 1;
+            if let Some(id) = group {
+                acc.groups[id].trend[b * (n + 1) + level] += 1;
+            }
+        }
+        None => {
+            acc.all.add(level, times);
+            acc.samples += level as u64 - 1;
+            if let Some(id) = group {
+                acc.groups[id].add(level, times);
+                acc.samples += level as u64 - 1;
+            }
+        }
+    }
+}
+
+/// Whether an exclusion event falls strictly between the chain's steps
+/// it names.
+fn excluded(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    level: usize,
+    times: &[i64],
+) -> bool {
+    f.exclusions.iter().any(|ex| {
+        level > ex.to && {
             let (a, b) = (times[ex.from], times[ex.to]);
-            let hit = (0..u.len()).any(|i| {
+            (0..u.len()).any(|i| {
                 let t = u.times[i];
                 t > a && t < b && {
                     let p = RowProps {
@@ -662,22 +770,72 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
                     };
                     c.filter.eval(&p) && ex.event.matches(u.events[i], &p)
                 }
-            });
-            if hit {
-                return;
+            })
+        }
+    })
+}
+
+/// The trend: for each bucket holding some of the user's step-1 events,
+/// the funnel whose step 1 must lie in that bucket (ClickHouse
+/// `windowFunnel` with condition 1 "step 1 and in bucket b", NOTES.md
+/// §41). A step-1 event of another bucket still fills later steps it
+/// matches; under `strict_order` one that fills no other step is an
+/// unrelated event. Entries before the bucket's first step-1 event cannot
+/// matter, nor those past its last one's window.
+fn trend(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    acc: &mut Acc,
+    entries: &[Entry],
+    grid: crate::grid::Grid,
+) {
+    let mut bk = std::mem::take(&mut acc.bucket_of);
+    let mut sub = std::mem::take(&mut acc.sub);
+    bk.clear();
+    bk.extend(entries.iter().map(|e| {
+        if e.1 == 1 {
+            grid.offset(&mut acc.clock, e.0)
+        } else {
+            i64::MIN
+        }
+    }));
+    let mut i = 0;
+    while i < entries.len() {
+        let b = bk[i];
+        if entries[i].1 != 1 || !(0..grid.n as i64).contains(&b) {
+            i += 1;
+            continue;
+        }
+        // The last step-1 event of bucket b.
+        let last = (i..entries.len())
+            .filter(|&j| entries[j].1 == 1 && bk[j] == b)
+            .last()
+            .unwrap_or(i);
+        let end = entries[last].0.saturating_add(f.window);
+        sub.clear();
+        for (j, &(t, k, row)) in entries.iter().enumerate().skip(i) {
+            if t > end {
+                break;
             }
+            if k == 1 && bk[j] != b {
+                let fills_other = entries
+                    .iter()
+                    .filter(|e| e.0 == t && e.2 == row)
+                    .any(|e| e.1 > 1);
+                if f.modes.strict_order && !fills_other {
+                    sub.push((t, 0, row));
+                }
+                continue;
+            }
+            sub.push((t, k, row));
         }
+        count(f, c, u, profile, acc, &sub, Some(b as usize));
+        i = last + 1;
     }
-    acc.all.add(level, times);
-    acc.samples += level as u64 - 1;
-    if !c.breakdown.is_empty() {
-        let id = acc.keys.id(&c.breakdown, u, first_row as usize, profile) as usize;
-        if id == acc.groups.len() {
-            acc.groups.push(Agg::new(n));
-        }
-        acc.groups[id].add(level, times);
-        acc.samples += level as u64 - 1;
-    }
+    acc.bucket_of = bk;
+    acc.sub = sub;
 }
 
 impl Funnel {
@@ -693,6 +851,7 @@ impl Funnel {
             && self.steps.len() <= MAX_STEPS
             && c.filter.is_true()
             && c.breakdown.is_empty()
+            && self.trend.is_none()
     }
 }
 
@@ -781,6 +940,31 @@ fn level_runs<'t>(
         at = back as usize;
     }
     level
+}
+
+/// The trend's rows: per bucket, users reaching each step or deeper and
+/// the conversion from the first step to the last.
+fn trend_json(n: usize, labels: &[Json], levels: &[u64]) -> Json {
+    let rows = labels
+        .iter()
+        .enumerate()
+        .map(|(b, label)| {
+            let by_level = &levels[b * (n + 1)..(b + 1) * (n + 1)];
+            let mut users = vec![0u64; n];
+            let mut acc = 0;
+            for lvl in (1..=n).rev() {
+                acc += by_level[lvl];
+                users[lvl - 1] = acc;
+            }
+            let conversion = if users[0] == 0 {
+                Json::Null
+            } else {
+                num(Some(users[n - 1] as f64 / users[0] as f64))
+            };
+            json!({"bucket": label, "steps": users, "conversion": conversion})
+        })
+        .collect();
+    Json::Array(rows)
 }
 
 fn steps_json(f: &Funnel, mut agg: Agg) -> Json {

@@ -85,7 +85,7 @@ pub fn execute_with_limits(
         ));
     }
     let own: &[&str] = match kind {
-        "funnel" => &["steps", "window", "mode", "exclusions"],
+        "funnel" => &["steps", "window", "mode", "exclusions", "trend"],
         "retention" => &["start", "return", "unit", "periods", "first_time"],
         "interval" => &["from", "to", "pairs", "window", "approximate"],
         "events" => &["interval", "metrics"],
@@ -125,7 +125,7 @@ pub fn execute_with_limits(
     let mut result = match kind {
         "funnel" => {
             let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
-            o.finish(&format!("{COMMON}, steps, window, mode, exclusions"))?;
+            o.finish(&format!("{COMMON}, steps, window, mode, exclusions, trend"))?;
             prepare(&mut ctx, &common, f.steps.iter().map(|s| &s.filter));
             if !f.modes.strict_order {
                 // Only `strict_order` looks at events that fill no step.

@@ -20,7 +20,7 @@ use layouts::{load, LAYOUTS};
 
 /// The features whose cases must pass (a case's feature is its query's
 /// `kind`; funnel cases are `funnel_trend`).
-const ANSWERED: &[&str] = &["attribution", "lifecycle", "stickiness"];
+const ANSWERED: &[&str] = &["attribution", "lifecycle", "stickiness", "funnel_trend"];
 
 fn cases_dir() -> PathBuf {
     if let Ok(d) = std::env::var("FOOTPRINT_CONFORMANCE") {
