@@ -284,7 +284,14 @@ pub struct Funnel {
     pub single: Option<Vec<u8>>,
     /// `trend.interval`: one funnel per bucket of the step-1 event.
     pub trend: Option<crate::time::Unit>,
+    /// Per-step windows and held properties.
+    pub extras: crate::chain::Extras,
+    /// `explain_users`: the names asked for and their ids.
+    pub explain: Vec<(String, Option<u32>)>,
 }
+
+/// Most users `explain_users` may name.
+pub const MAX_EXPLAIN: usize = 100;
 
 const MODES: &str =
     "strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry";
@@ -303,11 +310,24 @@ impl Funnel {
                 format!("{} steps; at most {MAX_STEPS} are allowed", list.len()),
             ));
         }
-        let steps = list
-            .iter()
-            .enumerate()
-            .map(|(i, s)| EventRef::parse(s, &format!("{sp}[{i}]"), ctx))
-            .collect::<Result<Vec<_>>>()?;
+        let mut steps = Vec::with_capacity(list.len());
+        let mut within = Vec::with_capacity(list.len());
+        for (i, s) in list.iter().enumerate() {
+            let mut so = Obj::new(s, &format!("{sp}[{i}]"))?;
+            steps.push(EventRef::read(&mut so, ctx)?);
+            let w = match so.opt("within") {
+                None => None,
+                Some(_) if i == 0 => {
+                    return Err(QueryError::invalid(
+                        so.at("within"),
+                        "step 1 has no previous step: within bounds the time from step i-1 to step i (i >= 1)",
+                    ))
+                }
+                Some(v) => Some(parse_window(v, &so.at("within"))?),
+            };
+            within.push(w);
+            so.finish("event, where, within")?;
+        }
         let wp = o.at("window");
         let window = parse_window(o.req("window")?, &wp)?;
         let mut modes = Modes::default();
@@ -384,6 +404,44 @@ impl Funnel {
                 });
             }
         }
+        let mut hold = Vec::new();
+        if let Some(h) = o.opt("hold") {
+            let hp = o.at("hold");
+            for (i, item) in array(h, &hp)?.iter().enumerate() {
+                let mut ho = Obj::new(item, &format!("{hp}[{i}]"))?;
+                let name = ho.req_str("event_prop")?;
+                hold.push(ctx.slot(name, &ho.at("event_prop"))?);
+                ho.finish("event_prop")?;
+            }
+        }
+        let extras = crate::chain::Extras { within, hold };
+        let mut explain = Vec::new();
+        if let Some(e) = o.opt("explain_users") {
+            let ep = o.at("explain_users");
+            let names = array(e, &ep)?;
+            if names.len() > MAX_EXPLAIN {
+                return Err(QueryError::invalid(
+                    ep,
+                    format!("{} users; at most {MAX_EXPLAIN}", names.len()),
+                ));
+            }
+            for (i, v) in names.iter().enumerate() {
+                let name = v.as_str().ok_or_else(|| {
+                    QueryError::invalid(format!("{ep}[{i}]"), "expected a user id string")
+                })?;
+                explain.push((name.to_owned(), ctx.user_id(name)));
+            }
+        }
+        let strict = modes.strict_order
+            || modes.strict_deduplication
+            || modes.strict_increase
+            || modes.strict_once;
+        if strict && (extras.any() || !explain.is_empty()) {
+            return Err(QueryError::invalid(
+                o.at("mode"),
+                "steps[i].within, hold and explain_users work in the default mode (mode: [])",
+            ));
+        }
         let trend = match o.opt("trend") {
             None => None,
             Some(v) => {
@@ -403,6 +461,8 @@ impl Funnel {
             matcher,
             single,
             trend,
+            extras,
+            explain,
         })
     }
 }
@@ -490,6 +550,8 @@ impl Agg {
 }
 
 struct Acc {
+    /// `explain_users` answers by user id.
+    explained: Vec<(u32, Json)>,
     /// Buckets of the trend (0 without one).
     buckets: usize,
     clock: crate::time::Clock,
@@ -541,6 +603,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         if let Some(second) = second.known_id() {
             if f.steps[0].filter.is_true()
                 && grid.is_none()
+                && f.explain.is_empty()
                 && c.filter.is_true()
                 && c.users.is_true()
                 && c.breakdown.is_empty()
@@ -555,6 +618,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         c.range,
         prune,
         || Acc {
+            explained: Vec::new(),
             buckets,
             clock: crate::time::Clock::new(c.tz),
             bucket_of: Vec::new(),
@@ -580,6 +644,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
                 }
             }
             a.truncated += b.truncated;
+            a.explained.extend(b.explained);
             a.samples += b.samples;
             a
         },
@@ -596,7 +661,24 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         }
         out
     };
+    let explained = std::mem::take(&mut acc.explained);
     let mut out = render(acc.all);
+    if !f.explain.is_empty() {
+        let list: Vec<Json> = f
+            .explain
+            .iter()
+            .map(|(name, id)| {
+                let mut e = explained
+                    .iter()
+                    .find(|(uid, _)| Some(*uid) == *id)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or_else(|| json!({"level": 0, "times": [], "reason": "no_event"}));
+                e["user"] = json!(name);
+                e
+            })
+            .collect();
+        out["explain"] = Json::Array(list);
+    }
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
         crate::groups::render(
@@ -693,6 +775,10 @@ fn per_user(
     }
     let entries = std::mem::take(&mut acc.entries);
     count(f, c, u, profile, acc, &entries, None);
+    if f.explain.iter().any(|(_, id)| *id == Some(u.uid)) {
+        let e = explain(f, c, u, profile, &entries);
+        acc.explained.push((u.uid, e));
+    }
     if let Some(grid) = grid {
         trend(f, c, u, profile, acc, &entries, grid);
     }
@@ -711,14 +797,30 @@ fn count(
     bucket: Option<usize>,
 ) {
     let n = f.steps.len();
-    let (level, first_row, truncated) = level_with(entries, n, f.window, f.modes, &mut acc.scratch);
-    if truncated && bucket.is_none() {
-        acc.truncated += 1;
-    }
+    let (level, first_row) = if f.extras.any() {
+        let chain = crate::chain::search(entries, n, f.window, &f.extras, u);
+        acc.scratch.times.clear();
+        acc.scratch
+            .times
+            .extend(chain.at.iter().map(|&j| entries[j].0));
+        let row = chain.at.first().map_or(0, |&j| entries[j].2);
+        (chain.level, row)
+    } else {
+        let (level, first_row, truncated) =
+            level_with(entries, n, f.window, f.modes, &mut acc.scratch);
+        if truncated && bucket.is_none() {
+            acc.truncated += 1;
+        }
+        (level, first_row)
+    };
     if level == 0 {
         return;
     }
-    let times = acc.scratch.chain_times(level, n, f.modes.strict_once);
+    let times = if f.extras.any() {
+        &acc.scratch.times[..level]
+    } else {
+        acc.scratch.chain_times(level, n, f.modes.strict_once)
+    };
     if excluded(f, c, u, profile, level, times) {
         return;
     }
@@ -745,6 +847,31 @@ fn count(
             }
         }
     }
+}
+
+/// One user's explanation: the level counted, the chain's times and why
+/// the next step was not reached.
+fn explain(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    entries: &[Entry],
+) -> Json {
+    let n = f.steps.len();
+    let chain = crate::chain::search(entries, n, f.window, &f.extras, u);
+    let times: Vec<i64> = chain.at.iter().map(|&j| entries[j].0).collect();
+    let (level, reason) = if chain.level > 0 && excluded(f, c, u, profile, chain.level, &times) {
+        (0, Some(crate::chain::Reason::Excluded))
+    } else {
+        let r = crate::chain::reason(entries, &chain, n, f.window, &f.extras);
+        (chain.level, r)
+    };
+    json!({
+        "level": level,
+        "times": times,
+        "reason": reason.map(|r| r.name()),
+    })
 }
 
 /// Whether an exclusion event falls strictly between the chain's steps
@@ -852,6 +979,8 @@ impl Funnel {
             && c.filter.is_true()
             && c.breakdown.is_empty()
             && self.trend.is_none()
+            && !self.extras.any()
+            && self.explain.is_empty()
     }
 }
 

@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod attribution;
+pub mod chain;
 pub mod channels;
 pub mod distribution;
 pub mod error;
@@ -85,7 +86,15 @@ pub fn execute_with_limits(
         ));
     }
     let own: &[&str] = match kind {
-        "funnel" => &["steps", "window", "mode", "exclusions", "trend"],
+        "funnel" => &[
+            "steps",
+            "window",
+            "mode",
+            "exclusions",
+            "trend",
+            "hold",
+            "explain_users",
+        ],
         "retention" => &["start", "return", "unit", "periods", "first_time"],
         "interval" => &["from", "to", "pairs", "window", "approximate"],
         "events" => &["interval", "metrics"],
@@ -125,7 +134,9 @@ pub fn execute_with_limits(
     let mut result = match kind {
         "funnel" => {
             let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
-            o.finish(&format!("{COMMON}, steps, window, mode, exclusions, trend"))?;
+            o.finish(&format!(
+                "{COMMON}, steps, window, mode, exclusions, trend, hold, explain_users"
+            ))?;
             prepare(&mut ctx, &common, f.steps.iter().map(|s| &s.filter));
             if !f.modes.strict_order {
                 // Only `strict_order` looks at events that fill no step.
