@@ -937,8 +937,8 @@ fn trend(
         }
         // The last step-1 event of bucket b.
         let last = (i..entries.len())
-            .filter(|&j| entries[j].1 == 1 && bk[j] == b)
-            .last()
+            .rev()
+            .find(|&j| entries[j].1 == 1 && bk[j] == b)
             .unwrap_or(i);
         let end = entries[last].0.saturating_add(f.window);
         sub.clear();

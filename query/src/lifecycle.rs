@@ -8,11 +8,11 @@ use footprint_storage::{UserRows, Value};
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{Ctx, Prune, RowProps};
+use crate::exec::{Ctx, Prune};
 use crate::grid::{parse_interval, Grid};
 use crate::json::Obj;
 use crate::limits::{Metered, Usage};
-use crate::model::{Common, EventRef};
+use crate::model::{Common, EventRef, Matcher};
 use crate::time::{Clock, Unit};
 
 /// A parsed lifecycle query.
@@ -24,6 +24,7 @@ pub struct Lifecycle {
     /// A profile property holding the time the user became new (PostHog's
     /// `created_at`); without it, the user's first matching event.
     pub new_by: Option<String>,
+    matcher: Matcher,
 }
 
 /// Query fields of this kind.
@@ -75,6 +76,7 @@ impl Lifecycle {
             }
         };
         Ok(Lifecycle {
+            matcher: Matcher::new([&event]),
             event,
             unit,
             new_by,
@@ -165,37 +167,20 @@ fn per_user(q: &Lifecycle, c: &Common, ctx: &Ctx<'_>, grid: Grid, acc: &mut Acc,
     let Some(profile) = ctx.admit(c, u.uid) else {
         return;
     };
-    let plain = c.filter.is_true() && q.event.filter.is_true();
     let mut first: Option<i64> = None;
     acc.active.clear();
     let n = grid.n as i64;
-    for i in 0..u.len() {
-        let ev = u.events[i];
-        if !q.event.id.is_none_or(|id| id == Some(ev)) {
-            continue;
-        }
-        if !plain {
-            let p = RowProps {
-                rows: u,
-                i,
-                profile,
-            };
-            if !c.filter.eval(&p) || !q.event.filter.eval(&p) {
-                continue;
-            }
-        }
+    crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, _| {
         let t = u.times[i];
         let k = grid.offset(&mut acc.clock, t);
         first.get_or_insert(k);
         // Activity in a range bucket comes only from events inside the
         // range; the bucket before it is read in full.
         let inside = c.range.is_none_or(|(from, to)| from <= t && t < to);
-        if (inside && (0..n).contains(&k)) || k == -1 {
-            if acc.active.last() != Some(&k) {
-                acc.active.push(k);
-            }
+        if ((inside && (0..n).contains(&k)) || k == -1) && acc.active.last() != Some(&k) {
+            acc.active.push(k);
         }
-    }
+    });
     let Some(mut first) = first else { return };
     if let Some(name) = &q.new_by {
         if let Some(t) = profile.and_then(|p| p.get(name)).and_then(profile_time) {

@@ -7,12 +7,12 @@ use footprint_storage::UserRows;
 use serde_json::{json, Value as Json};
 
 use crate::error::{QueryError, Result};
-use crate::exec::{Ctx, Prune, RowProps};
+use crate::exec::{Ctx, Prune};
 use crate::grid::{parse_interval, Grid};
 use crate::json::Obj;
 use crate::lifecycle::{no_breakdown, opt_ref};
 use crate::limits::{Metered, Usage};
-use crate::model::{Common, EventRef};
+use crate::model::{Common, EventRef, Matcher};
 use crate::time::{Clock, Unit};
 
 /// A comparison of a bucket's event count with a number.
@@ -104,6 +104,7 @@ pub struct Stickiness {
     pub cumulative: bool,
     /// k is the longest run of consecutive active buckets.
     pub consecutive: bool,
+    matcher: Matcher,
 }
 
 /// Query fields of this kind.
@@ -125,6 +126,7 @@ impl Stickiness {
         let cumulative = o.opt_bool("cumulative")?.unwrap_or(false);
         let consecutive = o.opt_bool("consecutive")?.unwrap_or(false);
         Ok(Stickiness {
+            matcher: Matcher::new([&event]),
             event,
             unit,
             criteria,
@@ -193,7 +195,6 @@ fn per_user(
     let Some(profile) = ctx.admit(c, u.uid) else {
         return;
     };
-    let plain = c.filter.is_true() && q.event.filter.is_true();
     // The current bucket and its count; the user's active buckets so far,
     // the current run of consecutive ones and the longest.
     let (mut cur, mut count) = (usize::MAX, 0u64);
@@ -211,23 +212,9 @@ fn per_user(
         best = best.max(run);
         last = b;
     };
-    for i in 0..u.len() {
-        let ev = u.events[i];
-        if !q.event.id.is_none_or(|id| id == Some(ev)) {
-            continue;
-        }
-        if !plain {
-            let p = RowProps {
-                rows: u,
-                i,
-                profile,
-            };
-            if !c.filter.eval(&p) || !q.event.filter.eval(&p) {
-                continue;
-            }
-        }
+    crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, _| {
         let Some(b) = grid.index(&mut acc.clock, u.times[i]) else {
-            continue;
+            return;
         };
         if b != cur {
             close(cur, count);
@@ -235,7 +222,7 @@ fn per_user(
             count = 0;
         }
         count += 1;
-    }
+    });
     close(cur, count);
     let k = if q.consecutive { best } else { active };
     if k > 0 {

@@ -311,7 +311,10 @@ proptest! {
 fn bucket(t: i64, unit: &str, tz: Tz) -> (i64, String) {
     let d = tz.timestamp_millis_opt(t).unwrap().date_naive();
     match unit {
-        "day" => (i64::from(d.num_days_from_ce()), d.format("%Y-%m-%d").to_string()),
+        "day" => (
+            i64::from(d.num_days_from_ce()),
+            d.format("%Y-%m-%d").to_string(),
+        ),
         "week" => {
             let monday = d - chrono::Duration::days(i64::from(d.weekday().num_days_from_monday()));
             (
@@ -517,6 +520,7 @@ fn brute_level(
     within: &[Option<i64>],
     hold: bool,
 ) -> usize {
+    #[allow(clippy::too_many_arguments)]
     fn go(
         evs: &[Event],
         ents: &[(i64, usize, usize)],
@@ -564,7 +568,10 @@ fn users_per_step(levels: &[usize], n: usize) -> Vec<u64> {
 }
 
 fn funnel_steps() -> impl Strategy<Value = Vec<&'static str>> {
-    proptest::collection::vec(prop_oneof![Just("visit"), Just("signup"), Just("pay")], 1..5)
+    proptest::collection::vec(
+        prop_oneof![Just("visit"), Just("signup"), Just("pay")],
+        1..5,
+    )
 }
 
 proptest! {
