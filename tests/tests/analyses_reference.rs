@@ -681,3 +681,127 @@ proptest! {
         }
     }
 }
+
+// ------------------------------------------------------------- by hand
+
+fn ev(user: &str, event: &str, minutes: i64, source: &str) -> Event {
+    Event {
+        user: user.into(),
+        event: event.into(),
+        time: T0 + minutes * 60_000,
+        props: vec![("utm_source".into(), Value::Str(source.into()))],
+    }
+}
+
+/// `explain_users` names the level, the chain's times and the reason for
+/// each way of leaving a funnel.
+#[test]
+fn explain_users_gives_each_reason() {
+    let events = vec![
+        // step_window: signup 2 h after the visit, step 2 allows 1 h.
+        ev("u1", "visit", 0, "a"),
+        ev("u1", "signup", 120, "a"),
+        // held_value_differs: the signup came from another source.
+        ev("u2", "visit", 0, "a"),
+        ev("u2", "signup", 10, "b"),
+        // outside_window: two days later.
+        ev("u3", "visit", 0, "a"),
+        ev("u3", "signup", 2 * 24 * 60, "a"),
+        // no_event.
+        ev("u4", "visit", 0, "a"),
+        // all three steps.
+        ev("u5", "visit", 0, "a"),
+        ev("u5", "signup", 10, "a"),
+        ev("u5", "pay", 20, "a"),
+        // excluded: a cancel between step 1 and step 2.
+        ev("u6", "visit", 0, "a"),
+        ev("u6", "cancel", 5, "a"),
+        ev("u6", "signup", 10, "a"),
+    ];
+    let q = json!({"kind": "funnel",
+        "steps": [{"event": "visit"}, {"event": "signup", "within": {"value": 1, "unit": "hour"}}, {"event": "pay"}],
+        "window": {"value": 1, "unit": "day"},
+        "hold": [{"event_prop": "utm_source"}],
+        "exclusions": [{"event": "cancel", "between": [0, 1]}],
+        "explain_users": ["u1", "u2", "u3", "u4", "u5", "u6", "nobody"]});
+    let m = 60_000;
+    let want = json!([
+        {"user": "u1", "level": 1, "times": [T0], "reason": "step_window"},
+        {"user": "u2", "level": 1, "times": [T0], "reason": "held_value_differs"},
+        {"user": "u3", "level": 1, "times": [T0], "reason": "outside_window"},
+        {"user": "u4", "level": 1, "times": [T0], "reason": "no_event"},
+        {"user": "u5", "level": 3, "times": [T0, T0 + 10 * m, T0 + 20 * m], "reason": null},
+        {"user": "u6", "level": 0, "times": [T0, T0 + 10 * m], "reason": "excluded"},
+        {"user": "nobody", "level": 0, "times": [], "reason": "no_event"},
+    ]);
+    for layout in LAYOUTS {
+        let (_d, engine) = load(&events, layout);
+        let got = query(&engine, &q);
+        assert_eq!(got["explain"], want, "{layout:?}");
+        let users: Vec<u64> = got["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["users"].as_u64().unwrap())
+            .collect();
+        assert_eq!(users, [5, 1, 1], "{layout:?}");
+    }
+}
+
+/// Invalid queries fail with the JSON path of the field at fault.
+#[test]
+fn errors_name_their_paths() {
+    let events = vec![ev("u1", "visit", 0, "a"), ev("u1", "pay", 1, "a")];
+    let (_d, engine) = load(&events, layouts::Layout::Memtable);
+    let attr = |extra: Json| {
+        let mut q = json!({"kind": "attribution", "conversion": {"event": "pay"}, "by": {"event_prop": "utm_source"}});
+        for (k, v) in extra.as_object().unwrap() {
+            q[k] = v.clone();
+        }
+        q
+    };
+    let funnel = |steps: Json, extra: Json| {
+        let mut q = json!({"kind": "funnel", "steps": steps, "window": 1000});
+        for (k, v) in extra.as_object().unwrap() {
+            q[k] = v.clone();
+        }
+        q
+    };
+    let two = json!([{"event": "visit"}, {"event": "pay"}]);
+    let cases = [
+        (
+            attr(json!({"models": ["first", "u_shape"]})),
+            "models[1]: unknown model \"u_shape\" (allowed: first, last, linear, position, time_decay, participation)",
+        ),
+        (attr(json!({"models": ["last", "last"]})), "models[1]"),
+        (attr(json!({"by": {"channel": false}})), "by.channel"),
+        (attr(json!({"by": {"user_prop": "plan"}})), "by"),
+        (attr(json!({"half_life": 0})), "half_life"),
+        (attr(json!({"lookback": {"value": 1, "unit": "year"}})), "lookback.unit"),
+        (attr(json!({"breakdown": [{"event_prop": "utm_source"}]})), "breakdown"),
+        (json!({"kind": "attribution", "by": {"channel": true}}), "conversion"),
+        (json!({"kind": "lifecycle", "interval": "fortnight"}), "interval"),
+        (json!({"kind": "lifecycle", "new_by": {"prop": "created_at"}}), "new_by.user_prop"),
+        (json!({"kind": "stickiness", "criteria": {"op": "gteq", "value": 2}}), "criteria.op"),
+        (json!({"kind": "stickiness", "criteria": {"value": "2"}}), "criteria.value"),
+        (json!({"kind": "stickiness", "consecutive": 1}), "consecutive"),
+        (funnel(json!([{"event": "visit", "within": 5}, {"event": "pay"}]), json!({})), "steps[0].within"),
+        (funnel(json!([{"event": "visit"}, {"event": "pay", "within": {"value": 1, "unit": "eon"}}]), json!({})), "steps[1].within.unit"),
+        (funnel(two.clone(), json!({"hold": [{"prop": "utm_source"}]})), "hold[0].event_prop"),
+        (funnel(two.clone(), json!({"hold": [{"event_prop": "utm_source"}], "mode": ["strict_order"]})), "mode"),
+        (funnel(two.clone(), json!({"explain_users": (0..101).map(|i| format!("u{i}")).collect::<Vec<_>>()})), "explain_users"),
+        (funnel(two.clone(), json!({"explain_users": [1]})), "explain_users[0]"),
+        (funnel(two.clone(), json!({"trend": {"interval": "year"}})), "trend.interval"),
+        (funnel(two.clone(), json!({"trend": {"every": "day"}})), "trend.every"),
+        (funnel(two, json!({"breakdown": [{"channel": 1}]})), "breakdown[0].channel"),
+        (json!({"kind": "users", "breakdown": [{"channel": true}]}), "breakdown[0].channel"),
+    ];
+    for (q, path) in cases {
+        let err = engine
+            .query_json(&q, Default::default())
+            .expect_err(&q.to_string())
+            .to_string();
+        assert!(err.contains(path), "{q}: {err} does not name {path}");
+        assert!(!err.contains("not implemented"), "{q}: {err}");
+    }
+}
