@@ -221,10 +221,14 @@ struct Acc {
     conversions: u64,
     users: u64,
     revenue: f64,
-    /// This user's touchpoints of the last `lookback`: (time, value id),
-    /// from `start` on.
-    queue: Vec<(i64, u32)>,
+    /// This user's touches of the last `lookback`, from `start` on: (time,
+    /// row, value id or [`UNREAD`] or [`NO_VALUE`]).
+    queue: Vec<(i64, u32, u32)>,
     start: usize,
+    /// One conversion's touchpoints: (time, value id).
+    touches: Vec<(i64, u32)>,
+    /// Value id of each channel, [`UNREAD`] until seen.
+    channel_ids: [u32; crate::channels::ALL.len()],
     weights: Vec<f64>,
     /// Per value id, the last conversion that credited it (participation).
     stamp: Vec<u64>,
@@ -272,6 +276,8 @@ pub fn run(q: &Attribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         revenue: 0.0,
         queue: Vec::new(),
         start: 0,
+        touches: Vec::new(),
+        channel_ids: [UNREAD; crate::channels::ALL.len()],
         weights: Vec::new(),
         stamp: Vec::new(),
         models: nm,
@@ -356,6 +362,11 @@ fn per_user(q: &Attribution, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserR
     acc.queue.clear();
     acc.start = 0;
     let mut converted = false;
+    let (global, touch_filter, conv_filter) = (
+        !c.filter.is_true(),
+        !q.touch.filter.is_true(),
+        !q.conversion.filter.is_true(),
+    );
     for i in 0..u.len() {
         let ev = u.events[i];
         let (is_touch, is_conv) = (
@@ -370,26 +381,15 @@ fn per_user(q: &Attribution, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserR
             i,
             profile,
         };
-        if !c.filter.eval(&p) {
+        if global && !c.filter.eval(&p) {
             continue;
         }
         let t = u.times[i];
-        if is_touch && q.touch.filter.eval(&p) {
-            let id = match &q.by {
-                By::Channel(slots) => Some(acc.id(slots.channel(u, i).name())),
-                By::Prop(slot) => match slot.and_then(|k| u.prop(k, i)) {
-                    Some(v) => {
-                        let s = string_form(v);
-                        (!s.is_empty()).then(|| acc.id(&s))
-                    }
-                    None => None,
-                },
-            };
-            if let Some(id) = id {
-                acc.queue.push((t, id));
-            }
+        if is_touch && (!touch_filter || q.touch.filter.eval(&p)) {
+            // Its value is read only if a conversion looks back at it.
+            acc.queue.push((t, i as u32, UNREAD));
         }
-        if !is_conv || !q.conversion.filter.eval(&p) {
+        if !is_conv || (conv_filter && !q.conversion.filter.eval(&p)) {
             continue;
         }
         if c.range.is_some_and(|(from, to)| t < from || t >= to) {
@@ -400,7 +400,7 @@ fn per_user(q: &Attribution, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserR
             .flatten()
             .and_then(|k| u.prop(k, i))
             .and_then(amount);
-        convert(q, acc, t, amount.unwrap_or(0.0));
+        convert(q, acc, u, t, amount.unwrap_or(0.0));
         converted = true;
     }
     if converted {
@@ -408,6 +408,39 @@ fn per_user(q: &Attribution, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserR
     }
     // A rare user with a huge queue must not keep its memory.
     crate::exec::reset(&mut acc.queue);
+}
+
+/// A queued touch whose value is not read yet.
+const UNREAD: u32 = u32::MAX;
+/// A queued touch without a value (no touchpoint).
+const NO_VALUE: u32 = u32::MAX - 1;
+
+/// The value id of touch event `row`, or [`NO_VALUE`].
+fn touch_value(q: &Attribution, acc: &mut Acc, u: &UserRows<'_>, row: usize) -> u32 {
+    match &q.by {
+        By::Channel(slots) => {
+            let ch = slots.channel(u, row);
+            match acc.channel_ids[ch as usize] {
+                UNREAD => {
+                    let id = acc.id(ch.name());
+                    acc.channel_ids[ch as usize] = id;
+                    id
+                }
+                id => id,
+            }
+        }
+        By::Prop(slot) => match slot.and_then(|k| u.prop(k, row)) {
+            Some(v) => {
+                let s = string_form(v);
+                if s.is_empty() {
+                    NO_VALUE
+                } else {
+                    acc.id(&s)
+                }
+            }
+            None => NO_VALUE,
+        },
+    }
 }
 
 /// A number's value; strings and booleans add nothing (NOTES.md §26).
@@ -420,14 +453,31 @@ fn amount(v: &Value) -> Option<f64> {
 
 /// Credits one conversion at `t` worth `amount` to the queued touchpoints
 /// of the last `lookback`.
-fn convert(q: &Attribution, acc: &mut Acc, t: i64, amount: f64) {
+fn convert(q: &Attribution, acc: &mut Acc, u: &UserRows<'_>, t: i64, amount: f64) {
     acc.conversions += 1;
     acc.revenue += amount;
     let edge = t.saturating_sub(q.lookback);
     while acc.start < acc.queue.len() && acc.queue[acc.start].0 <= edge {
         acc.start += 1;
     }
-    let touches = &acc.queue[acc.start..];
+    let mut touches = std::mem::take(&mut acc.touches);
+    touches.clear();
+    for k in acc.start..acc.queue.len() {
+        let (ti, row, mut id) = acc.queue[k];
+        if id == UNREAD {
+            id = touch_value(q, acc, u, row as usize);
+            acc.queue[k].2 = id;
+        }
+        if id != NO_VALUE {
+            touches.push((ti, id));
+        }
+    }
+    credit(q, acc, &touches, amount);
+    acc.touches = touches;
+}
+
+/// Shares one conversion among its touchpoints `(time, value id)`.
+fn credit(q: &Attribution, acc: &mut Acc, touches: &[(i64, u32)], amount: f64) {
     let n = touches.len();
     if n == 0 {
         let id = acc.id(DIRECT) as usize;

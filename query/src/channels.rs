@@ -211,18 +211,29 @@ const SECOND_LEVEL: [&str; 7] = ["com", "net", "org", "gov", "edu", "ac", "co"];
 /// The registrable domain of `d`: its last two labels, or three under a
 /// [`SECOND_LEVEL`] label of a two-letter top-level domain.
 pub fn registrable(d: &str) -> &str {
-    let labels: Vec<&str> = d.split('.').collect();
-    let n = labels.len();
-    let keep = if n >= 3 && SECOND_LEVEL.contains(&labels[n - 2]) && labels[n - 1].len() == 2 {
-        3
-    } else {
-        2
+    // The start of the last `k` labels (0 when there are fewer).
+    let from_end = |k: usize| -> usize {
+        let mut end = d.len();
+        for _ in 0..k {
+            match d[..end].rfind('.') {
+                Some(i) => end = i,
+                None => return 0,
+            }
+        }
+        end + 1
     };
-    let skip: usize = labels[..n.saturating_sub(keep)]
-        .iter()
-        .map(|l| l.len() + 1)
-        .sum();
-    &d[skip..]
+    let two = from_end(2);
+    let tld = &d[from_end(1)..];
+    let second = if two == 0 {
+        ""
+    } else {
+        &d[two..d.len() - tld.len() - 1]
+    };
+    if two > 0 && tld.len() == 2 && SECOND_LEVEL.contains(&second) {
+        &d[from_end(3)..]
+    } else {
+        &d[two..]
+    }
 }
 
 /// The class of a lower-cased source or domain: looked up exactly, then
@@ -263,7 +274,7 @@ pub fn string_form(v: &Value) -> Cow<'_, str> {
 /// A value lower-cased, `None` when absent, empty or `"null"`.
 fn norm(v: Option<&Value>) -> Option<Cow<'_, str>> {
     let s = string_form(v?);
-    let s = if s.chars().any(|c| c.is_uppercase()) {
+    let s = if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
         Cow::Owned(s.to_lowercase())
     } else {
         s

@@ -558,6 +558,7 @@ struct Acc {
     /// Trend scratch: the bucket of each step-1 entry, one bucket's entries.
     bucket_of: Vec<i64>,
     sub: Vec<Entry>,
+    trend_states: TrendStates,
     all: Agg,
     keys: crate::model::Keys,
     groups: Vec<Agg>,
@@ -623,6 +624,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             clock: crate::time::Clock::new(c.tz),
             bucket_of: Vec::new(),
             sub: Vec::new(),
+            trend_states: TrendStates::default(),
             all: Agg::new(n, buckets),
             keys: crate::model::Keys::default(),
             groups: Vec::new(),
@@ -712,6 +714,13 @@ fn per_user(
     };
     if let Some(runs) = u.runs {
         per_user_runs(f, acc, runs);
+        if let Some(grid) = grid {
+            let mut entries = std::mem::take(&mut acc.entries);
+            crate::exec::reset(&mut entries);
+            runs_entries(f, runs, &mut entries);
+            trend_one_pass(f, c, u, profile, acc, &entries, grid);
+            acc.entries = entries;
+        }
         return;
     }
     let entries = &mut acc.entries;
@@ -780,7 +789,11 @@ fn per_user(
         acc.explained.push((u.uid, e));
     }
     if let Some(grid) = grid {
-        trend(f, c, u, profile, acc, &entries, grid);
+        if f.trend_in_one_pass() {
+            trend_one_pass(f, c, u, profile, acc, &entries, grid);
+        } else {
+            trend(f, c, u, profile, acc, &entries, grid);
+        }
     }
     acc.entries = entries;
 }
@@ -902,6 +915,119 @@ fn excluded(
     })
 }
 
+impl Funnel {
+    /// Whether [`trend_one_pass`] computes the trend: the default mode,
+    /// no exclusions (which need each chain's times), no extras.
+    fn trend_in_one_pass(&self) -> bool {
+        let m = self.modes;
+        !(m.strict_order || m.strict_deduplication || m.strict_increase || m.strict_once)
+            && self.exclusions.is_empty()
+            && !self.extras.any()
+            && self.steps.len() <= 64
+    }
+}
+
+/// Per-bucket states of [`trend_one_pass`], flat: state j is bucket
+/// `bucket[j]`, its levels reached (bit k − 1 for level k), and per level
+/// the chain's step-1 time and row.
+#[derive(Default)]
+struct TrendStates {
+    bucket: Vec<usize>,
+    last1: Vec<i64>,
+    set: Vec<u64>,
+    first: Vec<i64>,
+    row: Vec<u32>,
+}
+
+/// [`trend`] in the default mode in one pass: [`level_with`]'s state
+/// machine run for every bucket at once, each bucket's state taking only
+/// its own step-1 events and every later step. A bucket's state can only
+/// change while some entry is within the window of its last step-1
+/// event, so only a suffix of the states (by time) is updated; a state
+/// that reached the last step is frozen (where [`level_with`] returns).
+fn trend_one_pass(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    acc: &mut Acc,
+    entries: &[Entry],
+    grid: crate::grid::Grid,
+) {
+    let n = f.steps.len();
+    let full = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let mut st = std::mem::take(&mut acc.trend_states);
+    st.bucket.clear();
+    st.last1.clear();
+    st.set.clear();
+    st.first.clear();
+    st.row.clear();
+    let mut lo = 0;
+    for &(t, k, row) in entries {
+        while lo < st.bucket.len() && st.last1[lo].saturating_add(f.window) < t {
+            lo += 1;
+        }
+        if k == 1 {
+            let b = grid.offset(&mut acc.clock, t);
+            if !(0..grid.n as i64).contains(&b) {
+                continue;
+            }
+            let b = b as usize;
+            if st.bucket.last() != Some(&b) {
+                st.bucket.push(b);
+                st.last1.push(t);
+                st.set.push(0);
+                st.first.extend(std::iter::repeat_n(0, n));
+                st.row.extend(std::iter::repeat_n(0, n));
+            }
+            let j = st.bucket.len() - 1;
+            st.last1[j] = t;
+            if st.set[j] == full {
+                continue;
+            }
+            // A one-step funnel keeps the first step-1 row, as `level_with`.
+            if n > 1 || st.set[j] & 1 == 0 {
+                st.row[j * n] = row;
+            }
+            st.set[j] |= 1;
+            st.first[j * n] = t;
+            // The state may have gone stale and come back.
+            lo = lo.min(j);
+            continue;
+        }
+        let idx = k as usize - 1;
+        for j in lo..st.bucket.len() {
+            let set = st.set[j];
+            if set == full || set & (1 << (idx - 1)) == 0 {
+                continue;
+            }
+            let start = st.first[j * n + idx - 1];
+            if t <= start.saturating_add(f.window) {
+                st.set[j] |= 1 << idx;
+                st.first[j * n + idx] = start;
+                st.row[j * n + idx] = st.row[j * n + idx - 1];
+            }
+        }
+    }
+    for j in 0..st.bucket.len() {
+        let level = 64 - st.set[j].leading_zeros() as usize;
+        if level == 0 {
+            continue;
+        }
+        let cell = st.bucket[j] * (n + 1) + level;
+        acc.all.trend[cell] += 1;
+        if !c.breakdown.is_empty() {
+            let first_row = st.row[j * n + level - 1] as usize;
+            let id = acc.keys.id(&c.breakdown, u, first_row, profile) as usize;
+            if id == acc.groups.len() {
+                acc.groups.push(Agg::new(n, acc.buckets));
+            }
+            acc.groups[id].trend[cell] += 1;
+        }
+    }
+    acc.trend_states = st;
+}
+
 /// The trend: for each bucket holding some of the user's step-1 events,
 /// the funnel whose step 1 must lie in that bucket (ClickHouse
 /// `windowFunnel` with condition 1 "step 1 and in bucket b", NOTES.md
@@ -947,11 +1073,15 @@ fn trend(
                 break;
             }
             if k == 1 && bk[j] != b {
-                let fills_other = entries
-                    .iter()
-                    .filter(|e| e.0 == t && e.2 == row)
-                    .any(|e| e.1 > 1);
-                if f.modes.strict_order && !fills_other {
+                // Entries sort by (time, step, row): the row's other steps
+                // at this time come after it, before the next time.
+                let fills_other = || {
+                    entries[j + 1..]
+                        .iter()
+                        .take_while(|e| e.0 == t)
+                        .any(|e| e.2 == row && e.1 > 1)
+                };
+                if f.modes.strict_order && !fills_other() {
                     sub.push((t, 0, row));
                 }
                 continue;
@@ -978,7 +1108,7 @@ impl Funnel {
             && self.steps.len() <= MAX_STEPS
             && c.filter.is_true()
             && c.breakdown.is_empty()
-            && self.trend.is_none()
+            && (self.trend.is_none() || self.trend_in_one_pass())
             && !self.extras.any()
             && self.explain.is_empty()
     }
@@ -991,6 +1121,48 @@ impl Funnel {
 /// [`level_with`] computes: a level's updates depend only on the updates
 /// of the level below before them; the answer is the first completion of
 /// the last step, else the last update of the deepest level reached.
+/// The entries of a user's per-event runs (rows are not known: 0), in
+/// (time, step) order: the runs' sorted time lists merged, the smallest
+/// step first at equal times.
+fn runs_entries(f: &Funnel, runs: Runs<'_>, out: &mut Vec<Entry>) {
+    let Some(step_of) = &f.single else { return };
+    let mut lists: Vec<(u8, &[i64])> = Vec::with_capacity(f.steps.len());
+    for i in 0..runs.len() {
+        if let Some((ev, times)) = runs.get(i) {
+            let k = step_of.get(ev as usize).copied().unwrap_or(0);
+            if k != 0 && !times.is_empty() {
+                lists.push((k, times));
+            }
+        }
+    }
+    lists.sort_unstable_by_key(|l| l.0);
+    while !lists.is_empty() {
+        // The head with the smallest time; ties go to the smallest step.
+        let mut best = 0;
+        for j in 1..lists.len() {
+            if lists[j].1[0] < lists[best].1[0] {
+                best = j;
+            }
+        }
+        let (k, times) = lists[best];
+        // Take every time of that list not after the other heads.
+        let limit = lists
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != best)
+            .map(|(j, l)| if j < best { l.1[0] - 1 } else { l.1[0] })
+            .min()
+            .unwrap_or(i64::MAX);
+        let take = times.partition_point(|&t| t <= limit).max(1);
+        out.extend(times[..take].iter().map(|&t| (t, k, 0)));
+        if take == times.len() {
+            lists.remove(best);
+        } else {
+            lists[best].1 = &times[take..];
+        }
+    }
+}
+
 fn per_user_runs(f: &Funnel, acc: &mut Acc, runs: Runs<'_>) {
     let n = f.steps.len();
     let Some(step_of) = &f.single else { return };

@@ -3,9 +3,12 @@
 //! columns needed) and runs each analysis as a per-user state machine over
 //! every shard in parallel.
 //!
-//! Implemented kinds: `funnel`, `retention`, `interval`, `events`,
-//! `distribution`, `users`. The others in the
-//! contract return a clear "not supported" error.
+//! Implemented kinds: `funnel` (with trends and the extras of
+//! ANALYSES.md: per-step `within`, `hold`, `explain_users`), `retention`,
+//! `interval`, `events`, `distribution`, `users`, `attribution`,
+//! `lifecycle`, `stickiness`; `{"channel": true}` classifies events into
+//! marketing channels in any breakdown. The others in the contract return
+//! a clear "not supported" error.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

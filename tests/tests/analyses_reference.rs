@@ -609,10 +609,25 @@ proptest! {
             let conv = if s[0] == 0 { Json::Null } else { json!(s[n - 1] as f64 / s[0] as f64) };
             trend.push(json!({"bucket": label, "steps": s, "conversion": conv}));
         }
+        let mut by_source = q.clone();
+        by_source["breakdown"] = json!([{"event_prop": "utm_source"}]);
         for layout in LAYOUTS {
             let (_d, engine) = load(&events, layout);
             let got = query(&engine, &q);
             prop_assert_eq!(&got["trend"], &Json::Array(trend.clone()), "{:?}", layout);
+            // Each user's bucket funnel lands in one group: the groups'
+            // trends add up to the whole.
+            let got = query(&engine, &by_source);
+            prop_assert_eq!(&got["trend"], &Json::Array(trend.clone()));
+            for (i, row) in trend.iter().enumerate() {
+                let mut sum = vec![0u64; n];
+                for g in got["groups"].as_array().unwrap() {
+                    for (k, x) in g["trend"][i]["steps"].as_array().unwrap().iter().enumerate() {
+                        sum[k] += x.as_u64().unwrap();
+                    }
+                }
+                prop_assert_eq!(&json!(sum), &row["steps"], "{:?} {}", layout, got);
+            }
         }
     }
 
