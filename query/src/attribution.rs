@@ -205,19 +205,14 @@ impl Attribution {
     }
 }
 
-/// Per touchpoint value: per model, credited conversions and revenue.
-#[derive(Debug, Clone, Default)]
-struct Credit {
-    /// The value was a touchpoint of some conversion (it gets a row).
-    used: bool,
-    conversions: Vec<f64>,
-    revenue: Vec<f64>,
-}
-
 struct Acc {
     ids: FxHashMap<String, u32>,
     values: Vec<String>,
-    credits: Vec<Credit>,
+    /// Per value id and model, credited conversions and revenue:
+    /// `cells[(id * models + k) * 2 + {0, 1}]`.
+    cells: Vec<f64>,
+    /// Per value id: it was a touchpoint of some conversion (it gets a row).
+    used: Vec<bool>,
     conversions: u64,
     users: u64,
     revenue: f64,
@@ -252,11 +247,8 @@ impl Acc {
         let id = self.values.len() as u32;
         self.ids.insert(v.to_owned(), id);
         self.values.push(v.to_owned());
-        self.credits.push(Credit {
-            used: false,
-            conversions: vec![0.0; self.models],
-            revenue: vec![0.0; self.models],
-        });
+        self.cells.extend(std::iter::repeat_n(0.0, 2 * self.models));
+        self.used.push(false);
         id
     }
 }
@@ -270,7 +262,8 @@ pub fn run(q: &Attribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let init = || Acc {
         ids: FxHashMap::default(),
         values: Vec::new(),
-        credits: Vec::new(),
+        cells: Vec::new(),
+        used: Vec::new(),
         conversions: 0,
         users: 0,
         revenue: 0.0,
@@ -288,16 +281,15 @@ pub fn run(q: &Attribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         init,
         |acc, u| per_user(q, c, ctx, acc, u),
         |mut a, b| {
-            for (v, cr) in b.values.into_iter().zip(b.credits) {
-                if !cr.used {
+            for (i, v) in b.values.iter().enumerate() {
+                if !b.used[i] {
                     continue;
                 }
-                let id = a.id(&v) as usize;
-                let mine = &mut a.credits[id];
-                mine.used = true;
-                for m in 0..nm {
-                    mine.conversions[m] += cr.conversions[m];
-                    mine.revenue[m] += cr.revenue[m];
+                let id = a.id(v) as usize;
+                a.used[id] = true;
+                let (mine, theirs) = (id * 2 * nm, i * 2 * nm);
+                for k in 0..2 * nm {
+                    a.cells[mine + k] += b.cells[theirs + k];
                 }
             }
             a.conversions += b.conversions;
@@ -306,11 +298,13 @@ pub fn run(q: &Attribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             a
         },
     )?;
-    let mut rows: Vec<(String, Credit)> = acc
+    let mut rows: Vec<(String, &[f64])> = acc
         .values
         .into_iter()
-        .zip(acc.credits)
-        .filter(|(_, cr)| cr.used)
+        .zip(acc.cells.chunks(2 * nm))
+        .zip(&acc.used)
+        .filter(|(_, &used)| used)
+        .map(|(row, _)| row)
         .collect();
     order_rows(&mut rows);
     rows.truncate(c.limit);
@@ -320,9 +314,9 @@ pub fn run(q: &Attribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             let mut m = Map::new();
             m.insert("value".into(), Json::String(v));
             for (k, model) in q.models.iter().enumerate() {
-                let mut cell = json!({ "conversions": num(Some(cr.conversions[k])) });
+                let mut cell = json!({ "conversions": num(Some(cr[2 * k])) });
                 if q.value.is_some() {
-                    cell["revenue"] = num(Some(cr.revenue[k]));
+                    cell["revenue"] = num(Some(cr[2 * k + 1]));
                 }
                 m.insert(model.name().into(), cell);
             }
@@ -340,8 +334,8 @@ pub fn run(q: &Attribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 /// value. Sums within 1e-9 of each other are ties (the same credit summed
 /// in another order differs in the last bits), so the value decides: runs
 /// of neighbours that close are sorted by value.
-fn order_rows(rows: &mut [(String, Credit)]) {
-    let first = |r: &(String, Credit)| r.1.conversions.first().copied().unwrap_or(0.0);
+fn order_rows(rows: &mut [(String, &[f64])]) {
+    let first = |r: &(String, &[f64])| r.1.first().copied().unwrap_or(0.0);
     rows.sort_by(|a, b| first(b).total_cmp(&first(a)).then_with(|| a.0.cmp(&b.0)));
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-12;
     let mut i = 0;
@@ -481,11 +475,11 @@ fn credit(q: &Attribution, acc: &mut Acc, touches: &[(i64, u32)], amount: f64) {
     let n = touches.len();
     if n == 0 {
         let id = acc.id(DIRECT) as usize;
-        let cr = &mut acc.credits[id];
-        cr.used = true;
-        for k in 0..q.models.len() {
-            cr.conversions[k] += 1.0;
-            cr.revenue[k] += amount;
+        acc.used[id] = true;
+        let base = id * 2 * q.models.len();
+        for cell in acc.cells[base..base + 2 * q.models.len()].chunks_exact_mut(2) {
+            cell[0] += 1.0;
+            cell[1] += amount;
         }
         return;
     }
@@ -505,11 +499,13 @@ fn credit(q: &Attribution, acc: &mut Acc, touches: &[(i64, u32)], amount: f64) {
     let sum: f64 = acc.weights.iter().sum();
     acc.stamp.resize(acc.values.len(), 0);
     let stamp = acc.conversions;
+    let nm = q.models.len();
     for (i, &(_, id)) in touches.iter().enumerate() {
         let first_seen = acc.stamp[id as usize] != stamp;
         acc.stamp[id as usize] = stamp;
-        let cr = &mut acc.credits[id as usize];
-        cr.used = true;
+        acc.used[id as usize] = true;
+        let base = id as usize * 2 * nm;
+        let cells = &mut acc.cells[base..base + 2 * nm];
         for (k, m) in q.models.iter().enumerate() {
             let credit = match m {
                 Model::First => f64::from(u8::from(i == 0)),
@@ -524,8 +520,8 @@ fn credit(q: &Attribution, acc: &mut Acc, touches: &[(i64, u32)], amount: f64) {
                 Model::TimeDecay => acc.weights[i] / sum,
                 Model::Participation => f64::from(u8::from(first_seen)),
             };
-            cr.conversions[k] += credit;
-            cr.revenue[k] += credit * amount;
+            cells[2 * k] += credit;
+            cells[2 * k + 1] += credit * amount;
         }
     }
 }

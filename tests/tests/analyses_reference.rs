@@ -611,10 +611,18 @@ proptest! {
         }
         let mut by_source = q.clone();
         by_source["breakdown"] = json!([{"event_prop": "utm_source"}]);
+        // An exclusion of an event nobody did changes nothing, but takes
+        // the bucket-by-bucket path (the one strict modes take).
+        let mut excluding = q.clone();
+        if n > 1 {
+            excluding["exclusions"] = json!([{"event": "zzz_never_stored", "between": [0, n - 1]}]);
+        }
         for layout in LAYOUTS {
             let (_d, engine) = load(&events, layout);
             let got = query(&engine, &q);
             prop_assert_eq!(&got["trend"], &Json::Array(trend.clone()), "{:?}", layout);
+            let got = query(&engine, &excluding);
+            prop_assert_eq!(&got["trend"], &Json::Array(trend.clone()), "{:?} excluding", layout);
             // Each user's bucket funnel lands in one group: the groups'
             // trends add up to the whole.
             let got = query(&engine, &by_source);
