@@ -828,3 +828,53 @@ fn errors_name_their_paths() {
         assert!(!err.contains("not implemented"), "{q}: {err}");
     }
 }
+
+/// `new_by: {"user_prop": P}` takes "new" from the bucket of the profile
+/// time (epoch ms or RFC 3339); a user without it falls back to their
+/// first matching event.
+#[test]
+fn lifecycle_new_by_profile_time() {
+    use footprint_engine::{ProfileOp, ProfileUpdate};
+    let day = |d: i64, user: &str| Event {
+        user: user.into(),
+        event: "login".into(),
+        time: T0 + d * DAY + 3_600_000,
+        props: Vec::new(),
+    };
+    // u1 created on day 0 (before its first login on day 1): returning
+    // would need day 0 activity, so day 1 is resurrecting. u2 created on
+    // day 2 (RFC 3339), active days 1 and 2: day 2 is new. u3 has no
+    // profile: new on its first login, day 1.
+    let events = vec![day(1, "u1"), day(1, "u2"), day(2, "u2"), day(1, "u3")];
+    let q = json!({"kind": "lifecycle", "event": {"event": "login"}, "interval": "day",
+        "new_by": {"user_prop": "created_at"},
+        "time_range": {"from": T0, "to": T0 + 3 * DAY}});
+    for layout in LAYOUTS {
+        let (_d, engine) = load(&events, layout);
+        engine
+            .upsert_profiles(vec![
+                ProfileUpdate {
+                    user: "u1".into(),
+                    op: ProfileOp::Set,
+                    props: vec![("created_at".into(), Value::Int(T0 + 60_000))],
+                },
+                ProfileUpdate {
+                    user: "u2".into(),
+                    op: ProfileOp::Set,
+                    props: vec![(
+                        "created_at".into(),
+                        Value::Str("2026-01-07T08:00:00Z".into()),
+                    )],
+                },
+            ])
+            .unwrap();
+        let got = query(&engine, &q);
+        assert_eq!(
+            got,
+            json!({"buckets": ["2026-01-05", "2026-01-06", "2026-01-07"],
+                "new": [0, 1, 1], "returning": [0, 0, 0], "resurrecting": [0, 2, 0],
+                "dormant": [0, 0, -2]}),
+            "{layout:?}"
+        );
+    }
+}
