@@ -701,6 +701,12 @@ proptest! {
             let plain_levels: Vec<usize> = users.values().map(|evs| window_funnel(&entries(evs, &steps), n, window)).collect();
             let counted: Vec<u64> = base["steps"].as_array().unwrap().iter().map(|s| s["users"].as_u64().unwrap()).collect();
             prop_assert_eq!(counted, users_per_step(&plain_levels, n));
+            // Explain's level is the plain funnel's level too.
+            for e in with_explain["explain"].as_array().unwrap() {
+                let u = e["user"].as_str().unwrap();
+                let level = users.get(u).map_or(0, |evs| window_funnel(&entries(evs, &steps), n, window));
+                prop_assert_eq!(&e["level"], &json!(level), "{} {}", u, e);
+            }
         }
     }
 }
