@@ -15,6 +15,14 @@ use serde_json::{json, Value as Json};
 mod layouts;
 use layouts::{load, LAYOUTS};
 
+/// Cases per property: `default`, or `PROPTEST_CASES` for a longer run.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// 2026-01-05T00:00:00Z, a Monday.
 const T0: i64 = 1_767_571_200_000;
 const HALF_HOUR: i64 = 1_800_000;
@@ -247,7 +255,7 @@ fn naive_attribution(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
     /// Attribution equals the naive per-conversion credits: every model,
     /// lookback across the range's start, touches at the conversion's
@@ -361,7 +369,7 @@ fn tz_of(i: usize) -> Tz {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
     /// Lifecycle equals the naive statuses: new from the first matching
     /// event ever (history before the range counts), returning, resurrecting,
@@ -575,7 +583,7 @@ fn funnel_steps() -> impl Strategy<Value = Vec<&'static str>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
 
     /// The funnel trend equals, per bucket, windowFunnel with step 1
     /// restricted to that bucket (later steps anywhere in the range).
