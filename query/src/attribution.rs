@@ -224,9 +224,12 @@ struct Acc {
     touches: Vec<(i64, u32)>,
     /// Value id of each channel, [`UNREAD`] until seen.
     channel_ids: [u32; crate::channels::ALL.len()],
-    weights: Vec<f64>,
-    /// Per value id, the last conversion that credited it (participation).
+    /// Per value id, the last conversion that credited it, and its share
+    /// of that conversion's touchpoints.
     stamp: Vec<u64>,
+    agg: Vec<ValueAgg>,
+    /// The values of one conversion's touchpoints.
+    distinct: Vec<u32>,
     models: usize,
 }
 
@@ -271,8 +274,9 @@ pub fn run(q: &Attribution, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         start: 0,
         touches: Vec::new(),
         channel_ids: [UNREAD; crate::channels::ALL.len()],
-        weights: Vec::new(),
         stamp: Vec::new(),
+        agg: Vec::new(),
+        distinct: Vec::new(),
         models: nm,
     };
     let acc = ctx.run(
@@ -483,45 +487,72 @@ fn credit(q: &Attribution, acc: &mut Acc, touches: &[(i64, u32)], amount: f64) {
         }
         return;
     }
-    if q.models.contains(&Model::TimeDecay) {
-        // Weights relative to the latest touch: normalising gives the
-        // same shares as 2^(-(t - t_i)/h), and the latest weight is 1, so
-        // the sum never underflows to zero.
-        let latest = touches[n - 1].0;
-        let h = q.half_life as f64;
-        acc.weights.clear();
-        acc.weights.extend(
-            touches
-                .iter()
-                .map(|&(ti, _)| (-((latest - ti) as f64) / h).exp2()),
-        );
-    }
-    let sum: f64 = acc.weights.iter().sum();
+    // Per distinct value: its touches, those strictly between the first
+    // and the last, its time-decay weight, and whether it holds the first
+    // or the last touch. Every model's credit is a function of these, so
+    // a conversion costs one pass over its touches plus one per value.
+    let decay = q.models.contains(&Model::TimeDecay);
+    // Weights relative to the latest touch: normalising gives the same
+    // shares as 2^(-(t - t_i)/h), and the latest weight is 1, so the sum
+    // never underflows to zero.
+    let latest = touches[n - 1].0;
+    let h = q.half_life as f64;
     acc.stamp.resize(acc.values.len(), 0);
+    acc.agg.resize(acc.values.len(), ValueAgg::default());
     let stamp = acc.conversions;
+    acc.distinct.clear();
+    let mut sum = 0.0;
+    for (i, &(ti, id)) in touches.iter().enumerate() {
+        let v = id as usize;
+        if acc.stamp[v] != stamp {
+            acc.stamp[v] = stamp;
+            acc.agg[v] = ValueAgg::default();
+            acc.distinct.push(id);
+        }
+        let a = &mut acc.agg[v];
+        a.touches += 1;
+        if i > 0 && i + 1 < n {
+            a.middle += 1;
+        }
+        if decay {
+            let w = (-((latest - ti) as f64) / h).exp2();
+            a.weight += w;
+            sum += w;
+        }
+    }
+    let (first, last) = (touches[0].1, touches[n - 1].1);
+    let nf = n as f64;
     let nm = q.models.len();
-    for (i, &(_, id)) in touches.iter().enumerate() {
-        let first_seen = acc.stamp[id as usize] != stamp;
-        acc.stamp[id as usize] = stamp;
-        acc.used[id as usize] = true;
-        let base = id as usize * 2 * nm;
+    for &id in &acc.distinct {
+        let v = id as usize;
+        let a = acc.agg[v];
+        let ends = f64::from(u8::from(id == first)) + f64::from(u8::from(id == last));
+        acc.used[v] = true;
+        let base = v * 2 * nm;
         let cells = &mut acc.cells[base..base + 2 * nm];
         for (k, m) in q.models.iter().enumerate() {
             let credit = match m {
-                Model::First => f64::from(u8::from(i == 0)),
-                Model::Last => f64::from(u8::from(i + 1 == n)),
-                Model::Linear => 1.0 / n as f64,
+                Model::First => f64::from(u8::from(id == first)),
+                Model::Last => f64::from(u8::from(id == last)),
+                Model::Linear => a.touches as f64 / nf,
                 Model::Position => match n {
                     1 => 1.0,
-                    2 => 0.5,
-                    _ if i == 0 || i + 1 == n => 0.4,
-                    _ => 0.2 / (n - 2) as f64,
+                    2 => 0.5 * ends,
+                    _ => 0.4 * ends + 0.2 * a.middle as f64 / (nf - 2.0),
                 },
-                Model::TimeDecay => acc.weights[i] / sum,
-                Model::Participation => f64::from(u8::from(first_seen)),
+                Model::TimeDecay => a.weight / sum,
+                Model::Participation => 1.0,
             };
             cells[2 * k] += credit;
             cells[2 * k + 1] += credit * amount;
         }
     }
+}
+
+/// One value's share of a conversion's touchpoints.
+#[derive(Debug, Clone, Copy, Default)]
+struct ValueAgg {
+    touches: u32,
+    middle: u32,
+    weight: f64,
 }
