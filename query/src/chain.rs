@@ -6,11 +6,14 @@
 //! A user's level is the deepest k for which a chain e1..ek exists: entries
 //! in (time, step) order, ek within the global window of e1, each step
 //! within its `within` of the previous one, every step carrying step 1's
-//! held values. From a fixed step-1 entry, taking the earliest entry that
-//! fits each next step is optimal (an earlier choice leaves every later
-//! constraint looser), so trying each step-1 entry in order finds the
-//! deepest level and, among the deepest chains, the one with the earliest
-//! step 1.
+//! held values. From a fixed step-1 entry one pass in order decides it: an
+//! entry can fill step k when some entry before it filled step k − 1, and
+//! the latest such entry is the best predecessor (it leaves the most room
+//! for `within`; the window and the held values do not depend on it).
+//! Trying each step-1 entry in order finds the deepest level and, among
+//! the deepest chains, the one with the earliest step 1. (Taking the
+//! earliest entry for each step is not enough: an early step 2 can be too
+//! far from step 3's `within`.)
 
 use footprint_storage::{UserRows, Value};
 
@@ -87,91 +90,170 @@ fn same_held(x: &Extras, u: &UserRows<'_>, first: u32, row: u32) -> bool {
     })
 }
 
-/// The deepest chain over `entries` (sorted by (time, step, row), step 0
-/// never present) of an `n`-step funnel with global `window`.
-pub fn search(entries: &[Entry], n: usize, window: i64, x: &Extras, u: &UserRows<'_>) -> Chain {
-    let mut best = Chain::default();
-    let mut at = Vec::with_capacity(n);
-    for (i0, &(t1, k, r1)) in entries.iter().enumerate() {
-        if k != 1 {
+/// Scratch of the per-start pass: per step the latest and the first
+/// entry that can fill it; per entry its predecessor in a chain.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    latest: Vec<Option<usize>>,
+    first: Vec<Option<usize>>,
+    pred: Vec<usize>,
+}
+
+/// What the pass from one start classifies for [`reason`]: the entries of
+/// step `probe` (1-based) that could not extend a chain.
+struct Probe {
+    step: usize,
+    found: Option<Reason>,
+}
+
+/// The level reached from step-1 entry `i0`, filling `sc`; with a probe,
+/// also why the probed step's entries could not join.
+#[allow(clippy::too_many_arguments)]
+fn from_start(
+    entries: &[Entry],
+    i0: usize,
+    n: usize,
+    window: i64,
+    x: &Extras,
+    u: &UserRows<'_>,
+    sc: &mut Scratch,
+    mut probe: Option<&mut Probe>,
+) -> usize {
+    sc.latest.clear();
+    sc.latest.resize(n, None);
+    sc.first.clear();
+    sc.first.resize(n, None);
+    sc.pred.resize(entries.len(), usize::MAX);
+    sc.latest[0] = Some(i0);
+    sc.first[0] = Some(i0);
+    let (t1, _, r1) = entries[i0];
+    // A step 1 without a held value cannot continue.
+    if !held(x, u, r1).all(|v| v.is_some()) {
+        return 1;
+    }
+    let end = t1.saturating_add(window);
+    for (j, &(t, k, row)) in entries.iter().enumerate().skip(i0 + 1) {
+        if t > end && probe.is_none() {
+            break;
+        }
+        let k = usize::from(k);
+        if k < 2 {
             continue;
         }
-        at.clear();
-        at.push(i0);
-        // A step 1 without a held value cannot continue.
-        let holds = held(x, u, r1).all(|v| v.is_some());
-        let mut prev = i0;
-        while holds && at.len() < n {
-            let s = at.len() + 1;
-            let tp = entries[prev].0;
-            let limit = x.within.get(s - 1).copied().flatten();
-            let next = entries[prev + 1..]
-                .iter()
-                .enumerate()
-                .take_while(|(_, e)| e.0 <= t1.saturating_add(window))
-                .find(|(_, e)| {
-                    usize::from(e.1) == s
-                        && limit.is_none_or(|w| e.0 - tp <= w)
-                        && (x.hold.is_empty() || same_held(x, u, r1, e.2))
-                })
-                .map(|(j, _)| prev + 1 + j);
-            match next {
-                Some(j) => {
-                    at.push(j);
-                    prev = j;
-                }
-                None => break,
+        let Some(p) = sc.latest[k - 2] else { continue };
+        let step_ok = x
+            .within
+            .get(k - 1)
+            .copied()
+            .flatten()
+            .is_none_or(|w| t - entries[p].0 <= w);
+        let hold_ok = x.hold.is_empty() || same_held(x, u, r1, row);
+        if t <= end && step_ok && hold_ok {
+            sc.latest[k - 1] = Some(j);
+            sc.first[k - 1].get_or_insert(j);
+            sc.pred[j] = p;
+            continue;
+        }
+        if let Some(pr) = probe.as_deref_mut() {
+            if pr.step == k {
+                let r = if t > end {
+                    Reason::OutsideWindow
+                } else if !step_ok {
+                    Reason::StepWindow
+                } else {
+                    Reason::HeldValueDiffers
+                };
+                pr.found = Some(match pr.found {
+                    None => r,
+                    Some(f) => nearer(f, r),
+                });
             }
         }
-        if at.len() > best.level {
-            best = Chain {
-                level: at.len(),
-                at: at.clone(),
-            };
-            if best.level == n {
+    }
+    sc.latest
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |k| k + 1)
+}
+
+/// The nearer of two misses: a held value, then a step window, then the
+/// funnel window.
+fn nearer(a: Reason, b: Reason) -> Reason {
+    let rank = |r: Reason| match r {
+        Reason::HeldValueDiffers => 0,
+        Reason::StepWindow => 1,
+        _ => 2,
+    };
+    if rank(b) < rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// The deepest chain over `entries` (sorted by (time, step, row), step 0
+/// never present) of an `n`-step funnel with global `window`: the one with
+/// the earliest step 1, and in it the earliest entry of its last step.
+pub fn search(
+    entries: &[Entry],
+    n: usize,
+    window: i64,
+    x: &Extras,
+    u: &UserRows<'_>,
+    sc: &mut Scratch,
+) -> Chain {
+    let mut best: Option<(usize, usize)> = None;
+    for (i0, e) in entries.iter().enumerate() {
+        if e.1 != 1 {
+            continue;
+        }
+        let level = from_start(entries, i0, n, window, x, u, sc, None);
+        if best.is_none_or(|(l, _)| level > l) {
+            best = Some((level, i0));
+            if level == n {
                 break;
             }
         }
     }
-    best
+    let Some((level, i0)) = best else {
+        return Chain::default();
+    };
+    // Rebuild the chosen start's chain.
+    from_start(entries, i0, n, window, x, u, sc, None);
+    let mut at = vec![0; level];
+    let mut j = sc.first[level - 1].unwrap_or(i0);
+    for k in (0..level).rev() {
+        at[k] = j;
+        if k > 0 {
+            j = sc.pred[j];
+        }
+    }
+    Chain { level, at }
 }
 
-/// Why `chain` (of an `n`-step funnel) did not reach its next step.
+/// Why `chain` (of an `n`-step funnel) did not reach its next step: the
+/// nearest miss among the next step's entries that some chain of the same
+/// start could have led to.
+#[allow(clippy::too_many_arguments)]
 pub fn reason(
     entries: &[Entry],
     chain: &Chain,
     n: usize,
     window: i64,
     x: &Extras,
+    u: &UserRows<'_>,
+    sc: &mut Scratch,
 ) -> Option<Reason> {
     if chain.level >= n {
         return None;
     }
-    let (Some(&first), Some(&last)) = (chain.at.first(), chain.at.last()) else {
+    let Some(&i0) = chain.at.first() else {
         return Some(Reason::NoEvent);
     };
-    let s = chain.level + 1;
-    let t1 = entries[first].0;
-    let tp = entries[last].0;
-    let limit = x.within.get(s - 1).copied().flatten();
-    let mut found = None;
-    for e in entries[last + 1..].iter().filter(|e| usize::from(e.1) == s) {
-        let r = if e.0 > t1.saturating_add(window) {
-            Reason::OutsideWindow
-        } else if limit.is_some_and(|w| e.0 - tp > w) {
-            Reason::StepWindow
-        } else {
-            Reason::HeldValueDiffers
-        };
-        // The nearest miss: held value, then step window, then window.
-        found = Some(match (found, r) {
-            (None, r) => r,
-            (Some(Reason::HeldValueDiffers), _) | (_, Reason::HeldValueDiffers) => {
-                Reason::HeldValueDiffers
-            }
-            (Some(Reason::StepWindow), _) | (_, Reason::StepWindow) => Reason::StepWindow,
-            (Some(f), _) => f,
-        });
-    }
-    Some(found.unwrap_or(Reason::NoEvent))
+    let mut probe = Probe {
+        step: chain.level + 1,
+        found: None,
+    };
+    from_start(entries, i0, n, window, x, u, sc, Some(&mut probe));
+    Some(probe.found.unwrap_or(Reason::NoEvent))
 }

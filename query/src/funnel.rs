@@ -559,6 +559,8 @@ struct Acc {
     bucket_of: Vec<i64>,
     sub: Vec<Entry>,
     trend_states: TrendStates,
+    /// Scratch of the chain search (`within`, `hold`).
+    chains: crate::chain::Scratch,
     all: Agg,
     keys: crate::model::Keys,
     groups: Vec<Agg>,
@@ -625,6 +627,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             bucket_of: Vec::new(),
             sub: Vec::new(),
             trend_states: TrendStates::default(),
+            chains: crate::chain::Scratch::default(),
             all: Agg::new(n, buckets),
             keys: crate::model::Keys::default(),
             groups: Vec::new(),
@@ -811,7 +814,7 @@ fn count(
 ) {
     let n = f.steps.len();
     let (level, first_row) = if f.extras.any() {
-        let chain = crate::chain::search(entries, n, f.window, &f.extras, u);
+        let chain = crate::chain::search(entries, n, f.window, &f.extras, u, &mut acc.chains);
         acc.scratch.times.clear();
         acc.scratch
             .times
@@ -872,12 +875,13 @@ fn explain(
     entries: &[Entry],
 ) -> Json {
     let n = f.steps.len();
-    let chain = crate::chain::search(entries, n, f.window, &f.extras, u);
+    let mut sc = crate::chain::Scratch::default();
+    let chain = crate::chain::search(entries, n, f.window, &f.extras, u, &mut sc);
     let times: Vec<i64> = chain.at.iter().map(|&j| entries[j].0).collect();
     let (level, reason) = if chain.level > 0 && excluded(f, c, u, profile, chain.level, &times) {
         (0, Some(crate::chain::Reason::Excluded))
     } else {
-        let r = crate::chain::reason(entries, &chain, n, f.window, &f.extras);
+        let r = crate::chain::reason(entries, &chain, n, f.window, &f.extras, u, &mut sc);
         (chain.level, r)
     };
     json!({

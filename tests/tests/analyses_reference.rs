@@ -685,9 +685,28 @@ proptest! {
         }
         let levels: Vec<usize> = level_of.values().copied().collect();
         let want = users_per_step(&levels, n);
+        // With a range, a daily trend: per bucket, the brute-force level
+        // with step 1 in that bucket.
+        let mut want_trend = Vec::new();
+        if let Some((from, to)) = range {
+            extra["trend"] = json!({"interval": "day"});
+            for (k, label) in range_buckets(from, to, "day", Tz::UTC) {
+                let levels: Vec<usize> = users.values().map(|evs| {
+                    let ents: Vec<_> = entries(evs, &steps).into_iter()
+                        .filter(|e| e.1 != 1 || bucket(e.0, "day", Tz::UTC).0 == k).collect();
+                    brute_level(evs, &ents, n, window, &within, hold)
+                }).collect();
+                let s = users_per_step(&levels, n);
+                let conv = if s[0] == 0 { Json::Null } else { json!(s[n - 1] as f64 / s[0] as f64) };
+                want_trend.push(json!({"bucket": label, "steps": s, "conversion": conv}));
+            }
+        }
         for layout in LAYOUTS {
             let (_d, engine) = load(&events, layout);
             let got = query(&engine, &extra);
+            if range.is_some() {
+                prop_assert_eq!(&got["trend"], &Json::Array(want_trend.clone()), "{:?} trend", layout);
+            }
             let counted: Vec<u64> = got["steps"].as_array().unwrap().iter().map(|s| s["users"].as_u64().unwrap()).collect();
             prop_assert_eq!(&counted, &want, "{:?} {}", layout, got);
             for e in got["explain"].as_array().unwrap() {
@@ -703,6 +722,7 @@ proptest! {
                 s.as_object_mut().unwrap().remove("within");
             }
             bare.as_object_mut().unwrap().remove("hold");
+            bare.as_object_mut().unwrap().remove("trend");
             let with_explain = query(&engine, &bare);
             let base = query(&engine, &plain);
             prop_assert_eq!(&with_explain["steps"], &base["steps"], "{:?}", layout);
