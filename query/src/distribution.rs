@@ -143,10 +143,7 @@ impl Distribution {
     pub fn order_free(&self, c: &Common) -> bool {
         c.range.is_none()
             && self.measure != Measure::Days
-            && !c
-                .breakdown
-                .iter()
-                .any(|b| matches!(b, Breakdown::Event { .. }))
+            && !c.breakdown.iter().any(Breakdown::reads_event)
     }
 }
 

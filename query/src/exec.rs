@@ -235,6 +235,11 @@ impl<'a> Ctx<'a> {
             })
     }
 
+    /// The id of a user name, `None` for a user never seen.
+    pub fn user_id(&self, name: &str) -> Option<u32> {
+        self.store.user_id(name)
+    }
+
     /// The names of user ids.
     pub fn user_names(&self, ids: &[u32]) -> Vec<String> {
         self.store.user_names(ids)

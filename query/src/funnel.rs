@@ -282,7 +282,16 @@ pub struct Funnel {
     pub matcher: crate::model::Matcher,
     /// Event id → step (1-based), when each event fills at most one step.
     pub single: Option<Vec<u8>>,
+    /// `trend.interval`: one funnel per bucket of the step-1 event.
+    pub trend: Option<crate::time::Unit>,
+    /// Per-step windows and held properties.
+    pub extras: crate::chain::Extras,
+    /// `explain_users`: the names asked for and their ids.
+    pub explain: Vec<(String, Option<u32>)>,
 }
+
+/// Most users `explain_users` may name.
+pub const MAX_EXPLAIN: usize = 100;
 
 const MODES: &str =
     "strict_order, strict_deduplication, strict_increase, strict_once, allow_reentry";
@@ -301,11 +310,24 @@ impl Funnel {
                 format!("{} steps; at most {MAX_STEPS} are allowed", list.len()),
             ));
         }
-        let steps = list
-            .iter()
-            .enumerate()
-            .map(|(i, s)| EventRef::parse(s, &format!("{sp}[{i}]"), ctx))
-            .collect::<Result<Vec<_>>>()?;
+        let mut steps = Vec::with_capacity(list.len());
+        let mut within = Vec::with_capacity(list.len());
+        for (i, s) in list.iter().enumerate() {
+            let mut so = Obj::new(s, &format!("{sp}[{i}]"))?;
+            steps.push(EventRef::read(&mut so, ctx)?);
+            let w = match so.opt("within") {
+                None => None,
+                Some(_) if i == 0 => {
+                    return Err(QueryError::invalid(
+                        so.at("within"),
+                        "step 1 has no previous step: within bounds the time from step i-1 to step i (i >= 1)",
+                    ))
+                }
+                Some(v) => Some(parse_window(v, &so.at("within"))?),
+            };
+            within.push(w);
+            so.finish("event, where, within")?;
+        }
         let wp = o.at("window");
         let window = parse_window(o.req("window")?, &wp)?;
         let mut modes = Modes::default();
@@ -382,6 +404,53 @@ impl Funnel {
                 });
             }
         }
+        let mut hold = Vec::new();
+        if let Some(h) = o.opt("hold") {
+            let hp = o.at("hold");
+            for (i, item) in array(h, &hp)?.iter().enumerate() {
+                let mut ho = Obj::new(item, &format!("{hp}[{i}]"))?;
+                let name = ho.req_str("event_prop")?;
+                hold.push(ctx.slot(name, &ho.at("event_prop"))?);
+                ho.finish("event_prop")?;
+            }
+        }
+        let extras = crate::chain::Extras { within, hold };
+        let mut explain = Vec::new();
+        if let Some(e) = o.opt("explain_users") {
+            let ep = o.at("explain_users");
+            let names = array(e, &ep)?;
+            if names.len() > MAX_EXPLAIN {
+                return Err(QueryError::invalid(
+                    ep,
+                    format!("{} users; at most {MAX_EXPLAIN}", names.len()),
+                ));
+            }
+            for (i, v) in names.iter().enumerate() {
+                let name = v.as_str().ok_or_else(|| {
+                    QueryError::invalid(format!("{ep}[{i}]"), "expected a user id string")
+                })?;
+                explain.push((name.to_owned(), ctx.user_id(name)));
+            }
+        }
+        let strict = modes.strict_order
+            || modes.strict_deduplication
+            || modes.strict_increase
+            || modes.strict_once;
+        if strict && (extras.any() || !explain.is_empty()) {
+            return Err(QueryError::invalid(
+                o.at("mode"),
+                "steps[i].within, hold and explain_users work in the default mode (mode: [])",
+            ));
+        }
+        let trend = match o.opt("trend") {
+            None => None,
+            Some(v) => {
+                let mut to = Obj::new(v, &o.at("trend"))?;
+                let unit = crate::grid::parse_interval(&mut to, "interval")?;
+                to.finish("interval")?;
+                Some(unit)
+            }
+        };
         let matcher = crate::model::Matcher::new(&steps);
         let single = matcher.single();
         Ok(Funnel {
@@ -391,6 +460,9 @@ impl Funnel {
             exclusions,
             matcher,
             single,
+            trend,
+            extras,
+            explain,
         })
     }
 }
@@ -401,6 +473,9 @@ struct Agg {
     levels: Vec<u64>,
     /// per step (1..n-1): ms from step 1 for each user reaching it.
     times: Vec<Samples>,
+    /// With a trend: users per final level in each bucket (`b * (n + 1) +
+    /// level`).
+    trend: Vec<u64>,
 }
 
 /// Non-negative millisecond gaps, 4 bytes each when they fit (a window
@@ -448,10 +523,11 @@ impl Samples {
 }
 
 impl Agg {
-    fn new(n: usize) -> Self {
+    fn new(n: usize, buckets: usize) -> Self {
         Agg {
             levels: vec![0; n + 1],
             times: vec![Samples::default(); n],
+            trend: vec![0; buckets * (n + 1)],
         }
     }
     fn add(&mut self, level: usize, times: &[i64]) {
@@ -467,10 +543,24 @@ impl Agg {
         for (a, b) in self.times.iter_mut().zip(other.times) {
             a.extend(b);
         }
+        for (a, b) in self.trend.iter_mut().zip(other.trend) {
+            *a += b;
+        }
     }
 }
 
 struct Acc {
+    /// `explain_users` answers by user id.
+    explained: Vec<(u32, Json)>,
+    /// Buckets of the trend (0 without one).
+    buckets: usize,
+    clock: crate::time::Clock,
+    /// Trend scratch: the bucket of each step-1 entry, one bucket's entries.
+    bucket_of: Vec<i64>,
+    sub: Vec<Entry>,
+    trend_states: TrendStates,
+    /// Scratch of the chain search (`within`, `hold`).
+    chains: crate::chain::Scratch,
     all: Agg,
     keys: crate::model::Keys,
     groups: Vec<Agg>,
@@ -486,7 +576,7 @@ struct Acc {
 impl Metered for Acc {
     fn usage(&self) -> Usage {
         // Per result: a count per level and a time list per step.
-        let per = 2 * self.all.levels.len() as u64;
+        let per = 2 * self.all.levels.len() as u64 + self.all.trend.len() as u64;
         let groups = self.groups.len() as u64;
         Usage {
             cells: (1 + groups) * per + groups * GROUP_CELLS,
@@ -506,10 +596,17 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     // A user who did step 1 but never step 2's event is at level 1 in every
     // mode: count them from the bitmaps instead of reading their events,
     // when nothing else (time range, filters, breakdown) needs their rows.
+    let grid = f
+        .trend
+        .map(|unit| crate::grid::Grid::new(unit, c, ctx, "trend.interval"))
+        .transpose()?;
+    let buckets = grid.map_or(0, |g| g.n);
     let mut bitmap_level1 = false;
     if let (crate::exec::Prune::Event(first), Some(second)) = (prune, f.steps.get(1)) {
         if let Some(second) = second.known_id() {
             if f.steps[0].filter.is_true()
+                && grid.is_none()
+                && f.explain.is_empty()
                 && c.filter.is_true()
                 && c.users.is_true()
                 && c.breakdown.is_empty()
@@ -524,7 +621,14 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         c.range,
         prune,
         || Acc {
-            all: Agg::new(n),
+            explained: Vec::new(),
+            buckets,
+            clock: crate::time::Clock::new(c.tz),
+            bucket_of: Vec::new(),
+            sub: Vec::new(),
+            trend_states: TrendStates::default(),
+            chains: crate::chain::Scratch::default(),
+            all: Agg::new(n, buckets),
             keys: crate::model::Keys::default(),
             groups: Vec::new(),
             truncated: 0,
@@ -533,7 +637,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             scratch: Scratch::default(),
             levels: Vec::new(),
         },
-        |acc, u| per_user(f, c, ctx, acc, u),
+        |acc, u| per_user(f, c, ctx, grid, acc, u),
         |mut a, b| {
             a.all.merge(b.all);
             for (key, g) in b.keys.list.into_iter().zip(b.groups) {
@@ -545,6 +649,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
                 }
             }
             a.truncated += b.truncated;
+            a.explained.extend(b.explained);
             a.samples += b.samples;
             a
         },
@@ -552,7 +657,33 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     if bitmap_level1 {
         acc.all.levels[1] += ctx.only_first();
     }
-    let mut out = json!({ "steps": steps_json(f, acc.all) });
+    let labels = grid.map(|g| g.labels(&mut crate::time::Clock::new(c.tz)));
+    let render = |g: Agg| {
+        let trend = labels.as_ref().map(|l| trend_json(n, l, &g.trend));
+        let mut out = json!({ "steps": steps_json(f, g) });
+        if let Some(t) = trend {
+            out["trend"] = t;
+        }
+        out
+    };
+    let explained = std::mem::take(&mut acc.explained);
+    let mut out = render(acc.all);
+    if !f.explain.is_empty() {
+        let list: Vec<Json> = f
+            .explain
+            .iter()
+            .map(|(name, id)| {
+                let mut e = explained
+                    .iter()
+                    .find(|(uid, _)| Some(*uid) == *id)
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or_else(|| json!({"level": 0, "times": [], "reason": "no_event"}));
+                e["user"] = json!(name);
+                e
+            })
+            .collect();
+        out["explain"] = Json::Array(list);
+    }
     if !c.breakdown.is_empty() {
         let groups: Vec<(Key, Agg)> = acc.keys.list.into_iter().zip(acc.groups).collect();
         crate::groups::render(
@@ -561,7 +692,7 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             c.limit,
             groups,
             |g| crate::groups::Size::Count(g.levels[1..].iter().sum()),
-            |g| json!({"steps": steps_json(f, g)}),
+            render,
         );
     }
     if acc.truncated > 0 {
@@ -573,15 +704,28 @@ pub fn run(f: &Funnel, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     Ok(out)
 }
 
-fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {
+fn per_user(
+    f: &Funnel,
+    c: &Common,
+    ctx: &Ctx<'_>,
+    grid: Option<crate::grid::Grid>,
+    acc: &mut Acc,
+    u: &UserRows<'_>,
+) {
     let Some(profile) = ctx.admit(c, u.uid) else {
         return;
     };
     if let Some(runs) = u.runs {
         per_user_runs(f, acc, runs);
+        if let Some(grid) = grid {
+            let mut entries = std::mem::take(&mut acc.entries);
+            crate::exec::reset(&mut entries);
+            runs_entries(f, runs, &mut entries);
+            trend_one_pass(f, c, u, profile, acc, &entries, grid);
+            acc.entries = entries;
+        }
         return;
     }
-    let n = f.steps.len();
     let entries = &mut acc.entries;
     crate::exec::reset(entries);
     let mut any_step = false;
@@ -641,18 +785,126 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
     if !entries.is_sorted() {
         entries.sort_unstable();
     }
-    let (level, first_row, truncated) = level_with(entries, n, f.window, f.modes, &mut acc.scratch);
-    if truncated {
-        acc.truncated += 1;
+    let entries = std::mem::take(&mut acc.entries);
+    count(f, c, u, profile, acc, &entries, None);
+    if f.explain.iter().any(|(_, id)| *id == Some(u.uid)) {
+        let e = explain(f, c, u, profile, &entries);
+        acc.explained.push((u.uid, e));
     }
+    if let Some(grid) = grid {
+        if f.trend_in_one_pass() {
+            trend_one_pass(f, c, u, profile, acc, &entries, grid);
+        } else {
+            trend(f, c, u, profile, acc, &entries, grid);
+        }
+    }
+    acc.entries = entries;
+}
+
+/// Counts the user's funnel over `entries` (sorted), overall or (with
+/// `bucket`) in that bucket of the trend.
+fn count(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    acc: &mut Acc,
+    entries: &[Entry],
+    bucket: Option<usize>,
+) {
+    let n = f.steps.len();
+    let (level, first_row) = if f.extras.any() {
+        let chain = crate::chain::search(entries, n, f.window, &f.extras, u, &mut acc.chains);
+        acc.scratch.times.clear();
+        acc.scratch
+            .times
+            .extend(chain.at.iter().map(|&j| entries[j].0));
+        let row = chain.at.first().map_or(0, |&j| entries[j].2);
+        (chain.level, row)
+    } else {
+        let (level, first_row, truncated) =
+            level_with(entries, n, f.window, f.modes, &mut acc.scratch);
+        if truncated && bucket.is_none() {
+            acc.truncated += 1;
+        }
+        (level, first_row)
+    };
     if level == 0 {
         return;
     }
-    let times = acc.scratch.chain_times(level, n, f.modes.strict_once);
-    for ex in &f.exclusions {
-        if level > ex.to {
+    let times = if f.extras.any() {
+        &acc.scratch.times[..level]
+    } else {
+        acc.scratch.chain_times(level, n, f.modes.strict_once)
+    };
+    if excluded(f, c, u, profile, level, times) {
+        return;
+    }
+    let group = (!c.breakdown.is_empty()).then(|| {
+        let id = acc.keys.id(&c.breakdown, u, first_row as usize, profile) as usize;
+        if id == acc.groups.len() {
+            acc.groups.push(Agg::new(n, acc.buckets));
+        }
+        id
+    });
+    match bucket {
+        Some(b) => {
+            acc.all.trend[b * (n + 1) + level] += 1;
+            if let Some(id) = group {
+                acc.groups[id].trend[b * (n + 1) + level] += 1;
+            }
+        }
+        None => {
+            acc.all.add(level, times);
+            acc.samples += level as u64 - 1;
+            if let Some(id) = group {
+                acc.groups[id].add(level, times);
+                acc.samples += level as u64 - 1;
+            }
+        }
+    }
+}
+
+/// One user's explanation: the level counted, the chain's times and why
+/// the next step was not reached.
+fn explain(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    entries: &[Entry],
+) -> Json {
+    let n = f.steps.len();
+    let mut sc = crate::chain::Scratch::default();
+    let chain = crate::chain::search(entries, n, f.window, &f.extras, u, &mut sc);
+    let times: Vec<i64> = chain.at.iter().map(|&j| entries[j].0).collect();
+    let (level, reason) = if chain.level > 0 && excluded(f, c, u, profile, chain.level, &times) {
+        (0, Some(crate::chain::Reason::Excluded))
+    } else {
+        let r = crate::chain::reason(entries, &chain, n, f.window, &f.extras, u, &mut sc);
+        (chain.level, r)
+    };
+    json!({
+        "level": level,
+        "times": times,
+        "reason": reason.map(|r| r.name()),
+    })
+}
+
+/// Whether an exclusion event falls strictly between the chain's steps
+/// it names.
+fn excluded(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    level: usize,
+    times: &[i64],
+) -> bool {
+    f.exclusions.iter().any(|ex| {
+        level > ex.to && {
             let (a, b) = (times[ex.from], times[ex.to]);
-            let hit = (0..u.len()).any(|i| {
+            (0..u.len()).any(|i| {
                 let t = u.times[i];
                 t > a && t < b && {
                     let p = RowProps {
@@ -662,22 +914,189 @@ fn per_user(f: &Funnel, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'
                     };
                     c.filter.eval(&p) && ex.event.matches(u.events[i], &p)
                 }
-            });
-            if hit {
-                return;
+            })
+        }
+    })
+}
+
+impl Funnel {
+    /// Whether [`trend_one_pass`] computes the trend: the default mode,
+    /// no exclusions (which need each chain's times), no extras.
+    fn trend_in_one_pass(&self) -> bool {
+        let m = self.modes;
+        !(m.strict_order || m.strict_deduplication || m.strict_increase || m.strict_once)
+            && self.exclusions.is_empty()
+            && !self.extras.any()
+            && self.steps.len() <= 64
+    }
+}
+
+/// Per-bucket states of [`trend_one_pass`], flat: state j is bucket
+/// `bucket[j]`, its levels reached (bit k − 1 for level k), and per level
+/// the chain's step-1 time and row.
+#[derive(Default)]
+struct TrendStates {
+    bucket: Vec<usize>,
+    last1: Vec<i64>,
+    set: Vec<u64>,
+    first: Vec<i64>,
+    row: Vec<u32>,
+}
+
+/// [`trend`] in the default mode in one pass: [`level_with`]'s state
+/// machine run for every bucket at once, each bucket's state taking only
+/// its own step-1 events and every later step. A bucket's state can only
+/// change while some entry is within the window of its last step-1
+/// event, so only a suffix of the states (by time) is updated; a state
+/// that reached the last step is frozen (where [`level_with`] returns).
+fn trend_one_pass(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    acc: &mut Acc,
+    entries: &[Entry],
+    grid: crate::grid::Grid,
+) {
+    let n = f.steps.len();
+    let full = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    let mut st = std::mem::take(&mut acc.trend_states);
+    st.bucket.clear();
+    st.last1.clear();
+    st.set.clear();
+    st.first.clear();
+    st.row.clear();
+    let mut lo = 0;
+    for &(t, k, row) in entries {
+        while lo < st.bucket.len() && st.last1[lo].saturating_add(f.window) < t {
+            lo += 1;
+        }
+        if k == 1 {
+            let b = grid.offset(&mut acc.clock, t);
+            if !(0..grid.n as i64).contains(&b) {
+                continue;
+            }
+            let b = b as usize;
+            if st.bucket.last() != Some(&b) {
+                st.bucket.push(b);
+                st.last1.push(t);
+                st.set.push(0);
+                st.first.extend(std::iter::repeat_n(0, n));
+                st.row.extend(std::iter::repeat_n(0, n));
+            }
+            let j = st.bucket.len() - 1;
+            st.last1[j] = t;
+            if st.set[j] == full {
+                continue;
+            }
+            // A one-step funnel keeps the first step-1 row, as `level_with`.
+            if n > 1 || st.set[j] & 1 == 0 {
+                st.row[j * n] = row;
+            }
+            st.set[j] |= 1;
+            st.first[j * n] = t;
+            // The state may have gone stale and come back.
+            lo = lo.min(j);
+            continue;
+        }
+        let idx = k as usize - 1;
+        for j in lo..st.bucket.len() {
+            let set = st.set[j];
+            if set == full || set & (1 << (idx - 1)) == 0 {
+                continue;
+            }
+            let start = st.first[j * n + idx - 1];
+            if t <= start.saturating_add(f.window) {
+                st.set[j] |= 1 << idx;
+                st.first[j * n + idx] = start;
+                st.row[j * n + idx] = st.row[j * n + idx - 1];
             }
         }
     }
-    acc.all.add(level, times);
-    acc.samples += level as u64 - 1;
-    if !c.breakdown.is_empty() {
-        let id = acc.keys.id(&c.breakdown, u, first_row as usize, profile) as usize;
-        if id == acc.groups.len() {
-            acc.groups.push(Agg::new(n));
+    for j in 0..st.bucket.len() {
+        let level = 64 - st.set[j].leading_zeros() as usize;
+        if level == 0 {
+            continue;
         }
-        acc.groups[id].add(level, times);
-        acc.samples += level as u64 - 1;
+        let cell = st.bucket[j] * (n + 1) + level;
+        acc.all.trend[cell] += 1;
+        if !c.breakdown.is_empty() {
+            let first_row = st.row[j * n + level - 1] as usize;
+            let id = acc.keys.id(&c.breakdown, u, first_row, profile) as usize;
+            if id == acc.groups.len() {
+                acc.groups.push(Agg::new(n, acc.buckets));
+            }
+            acc.groups[id].trend[cell] += 1;
+        }
     }
+    acc.trend_states = st;
+}
+
+/// The trend: for each bucket holding some of the user's step-1 events,
+/// the funnel whose step 1 must lie in that bucket (ClickHouse
+/// `windowFunnel` with condition 1 "step 1 and in bucket b", NOTES.md
+/// §41). A step-1 event of another bucket still fills later steps it
+/// matches; under `strict_order` one that fills no other step is an
+/// unrelated event. Entries before the bucket's first step-1 event cannot
+/// matter, nor those past its last one's window.
+fn trend(
+    f: &Funnel,
+    c: &Common,
+    u: &UserRows<'_>,
+    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    acc: &mut Acc,
+    entries: &[Entry],
+    grid: crate::grid::Grid,
+) {
+    let mut bk = std::mem::take(&mut acc.bucket_of);
+    let mut sub = std::mem::take(&mut acc.sub);
+    bk.clear();
+    bk.extend(entries.iter().map(|e| {
+        if e.1 == 1 {
+            grid.offset(&mut acc.clock, e.0)
+        } else {
+            i64::MIN
+        }
+    }));
+    let mut i = 0;
+    while i < entries.len() {
+        let b = bk[i];
+        if entries[i].1 != 1 || !(0..grid.n as i64).contains(&b) {
+            i += 1;
+            continue;
+        }
+        // The last step-1 event of bucket b.
+        let last = (i..entries.len())
+            .rev()
+            .find(|&j| entries[j].1 == 1 && bk[j] == b)
+            .unwrap_or(i);
+        let end = entries[last].0.saturating_add(f.window);
+        sub.clear();
+        for (j, &(t, k, row)) in entries.iter().enumerate().skip(i) {
+            if t > end {
+                break;
+            }
+            if k == 1 && bk[j] != b {
+                // Entries sort by (time, step, row): the row's other steps
+                // at this time come after it, before the next time.
+                let fills_other = || {
+                    entries[j + 1..]
+                        .iter()
+                        .take_while(|e| e.0 == t)
+                        .any(|e| e.2 == row && e.1 > 1)
+                };
+                if f.modes.strict_order && !fills_other() {
+                    sub.push((t, 0, row));
+                }
+                continue;
+            }
+            sub.push((t, k, row));
+        }
+        count(f, c, u, profile, acc, &sub, Some(b as usize));
+        i = last + 1;
+    }
+    acc.bucket_of = bk;
+    acc.sub = sub;
 }
 
 impl Funnel {
@@ -693,6 +1112,9 @@ impl Funnel {
             && self.steps.len() <= MAX_STEPS
             && c.filter.is_true()
             && c.breakdown.is_empty()
+            && (self.trend.is_none() || self.trend_in_one_pass())
+            && !self.extras.any()
+            && self.explain.is_empty()
     }
 }
 
@@ -703,6 +1125,48 @@ impl Funnel {
 /// [`level_with`] computes: a level's updates depend only on the updates
 /// of the level below before them; the answer is the first completion of
 /// the last step, else the last update of the deepest level reached.
+/// The entries of a user's per-event runs (rows are not known: 0), in
+/// (time, step) order: the runs' sorted time lists merged, the smallest
+/// step first at equal times.
+fn runs_entries(f: &Funnel, runs: Runs<'_>, out: &mut Vec<Entry>) {
+    let Some(step_of) = &f.single else { return };
+    let mut lists: Vec<(u8, &[i64])> = Vec::with_capacity(f.steps.len());
+    for i in 0..runs.len() {
+        if let Some((ev, times)) = runs.get(i) {
+            let k = step_of.get(ev as usize).copied().unwrap_or(0);
+            if k != 0 && !times.is_empty() {
+                lists.push((k, times));
+            }
+        }
+    }
+    lists.sort_unstable_by_key(|l| l.0);
+    while !lists.is_empty() {
+        // The head with the smallest time; ties go to the smallest step.
+        let mut best = 0;
+        for j in 1..lists.len() {
+            if lists[j].1[0] < lists[best].1[0] {
+                best = j;
+            }
+        }
+        let (k, times) = lists[best];
+        // Take every time of that list not after the other heads.
+        let limit = lists
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != best)
+            .map(|(j, l)| if j < best { l.1[0] - 1 } else { l.1[0] })
+            .min()
+            .unwrap_or(i64::MAX);
+        let take = times.partition_point(|&t| t <= limit).max(1);
+        out.extend(times[..take].iter().map(|&t| (t, k, 0)));
+        if take == times.len() {
+            lists.remove(best);
+        } else {
+            lists[best].1 = &times[take..];
+        }
+    }
+}
+
 fn per_user_runs(f: &Funnel, acc: &mut Acc, runs: Runs<'_>) {
     let n = f.steps.len();
     let Some(step_of) = &f.single else { return };
@@ -781,6 +1245,31 @@ fn level_runs<'t>(
         at = back as usize;
     }
     level
+}
+
+/// The trend's rows: per bucket, users reaching each step or deeper and
+/// the conversion from the first step to the last.
+fn trend_json(n: usize, labels: &[Json], levels: &[u64]) -> Json {
+    let rows = labels
+        .iter()
+        .enumerate()
+        .map(|(b, label)| {
+            let by_level = &levels[b * (n + 1)..(b + 1) * (n + 1)];
+            let mut users = vec![0u64; n];
+            let mut acc = 0;
+            for lvl in (1..=n).rev() {
+                acc += by_level[lvl];
+                users[lvl - 1] = acc;
+            }
+            let conversion = if users[0] == 0 {
+                Json::Null
+            } else {
+                num(Some(users[n - 1] as f64 / users[0] as f64))
+            };
+            json!({"bucket": label, "steps": users, "conversion": conversion})
+        })
+        .collect();
+    Json::Array(rows)
 }
 
 fn steps_json(f: &Funnel, mut agg: Agg) -> Json {

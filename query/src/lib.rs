@@ -3,31 +3,39 @@
 //! columns needed) and runs each analysis as a per-user state machine over
 //! every shard in parallel.
 //!
-//! Implemented kinds: `funnel`, `retention`, `interval`, `events`,
-//! `distribution`, `users`, `sessions`, `paths` and `heatmap` (the last
-//! three over one sessionizer, [`sessionize`]). The others in the
-//! contract return a clear "not supported" error.
+//! Implemented kinds: `funnel` (with trends and the extras of
+//! ANALYSES.md: per-step `within`, `hold`, `explain_users`), `retention`,
+//! `interval`, `events`, `distribution`, `users`, `sessions`, `paths` and
+//! `heatmap` (the last three over one sessionizer, [`sessionize`]),
+//! `attribution`, `lifecycle`, `stickiness`; `{"channel": true}`
+//! classifies events into marketing channels in any breakdown.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod attribution;
+pub mod chain;
+pub mod channels;
 pub mod distribution;
 pub mod error;
 pub mod events;
 pub mod exec;
 pub mod filter;
 pub mod funnel;
+pub mod grid;
 pub mod groups;
 pub mod heatmap;
 pub mod interval;
 pub mod json;
+pub mod lifecycle;
 pub mod limits;
 pub mod model;
 pub mod paths;
 pub mod retention;
 pub mod sessionize;
 pub mod sessions;
+pub mod stickiness;
 pub mod suggest;
 pub mod time;
 pub mod users;
@@ -86,7 +94,15 @@ pub fn execute_with_limits(
         ));
     }
     let own: &[&str] = match kind {
-        "funnel" => &["steps", "window", "mode", "exclusions"],
+        "funnel" => &[
+            "steps",
+            "window",
+            "mode",
+            "exclusions",
+            "trend",
+            "hold",
+            "explain_users",
+        ],
         "retention" => &["start", "return", "unit", "periods", "first_time"],
         "interval" => &["from", "to", "pairs", "window", "approximate"],
         "events" => &["interval", "metrics"],
@@ -95,6 +111,9 @@ pub fn execute_with_limits(
         "sessions" => &sessions::FIELDS,
         "paths" => &paths::FIELDS,
         "heatmap" => &heatmap::FIELDS,
+        "attribution" => &attribution::FIELDS,
+        "lifecycle" => &lifecycle::FIELDS,
+        "stickiness" => &stickiness::FIELDS,
         _ => &[],
     };
     if !own.is_empty() {
@@ -104,9 +123,10 @@ pub fn execute_with_limits(
     }
     let mut ctx = exec::Ctx::new(store, opts, limits);
     let common = model::Common::parse(&mut o, &mut ctx)?;
-    // A heatmap's `limit` cuts its element rows.
+    // A heatmap's `limit` cuts its element rows, attribution's its rows.
+    let limit_cuts_rows = kind == "heatmap" || kind == "attribution";
     if !own.is_empty()
-        && kind != "heatmap"
+        && !limit_cuts_rows
         && common.breakdown.is_empty()
         && o.opt("limit").is_some()
     {
@@ -125,7 +145,9 @@ pub fn execute_with_limits(
     let mut result = match kind {
         "funnel" => {
             let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
-            o.finish(&format!("{COMMON}, steps, window, mode, exclusions"))?;
+            o.finish(&format!(
+                "{COMMON}, steps, window, mode, exclusions, trend, hold, explain_users"
+            ))?;
             prepare(&mut ctx, &common, f.steps.iter().map(|s| &s.filter));
             if !f.modes.strict_order {
                 // Only `strict_order` looks at events that fill no step.
@@ -209,11 +231,32 @@ pub fn execute_with_limits(
             users::run(&q, &common, &ctx)?
         }
         "sessions" | "paths" | "heatmap" => session_kinds(kind, o, &mut ctx, &common)?,
+        "attribution" => {
+            let q = attribution::Attribution::parse(&mut o, &mut ctx, &common)?;
+            o.finish(&format!("{COMMON}, {}", attribution::FIELDS.join(", ")))?;
+            prepare(&mut ctx, &common, [&q.conversion.filter, &q.touch.filter]);
+            ctx.only_events([&q.conversion, &q.touch]);
+            attribution::run(&q, &common, &ctx)?
+        }
+        "lifecycle" => {
+            let q = lifecycle::Lifecycle::parse(&mut o, &mut ctx, &common)?;
+            o.finish(&format!("{COMMON}, {}", lifecycle::FIELDS.join(", ")))?;
+            prepare(&mut ctx, &common, [&q.event.filter]);
+            ctx.only_events([&q.event]);
+            lifecycle::run(&q, &common, &ctx)?
+        }
+        "stickiness" => {
+            let q = stickiness::Stickiness::parse(&mut o, &mut ctx, &common)?;
+            o.finish(&format!("{COMMON}, {}", stickiness::FIELDS.join(", ")))?;
+            prepare(&mut ctx, &common, [&q.event.filter]);
+            ctx.only_events([&q.event]);
+            stickiness::run(&q, &common, &ctx)?
+        }
         other => {
             return Err(QueryError::unsupported(
                 kind_path,
                 format!(
-                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users, sessions, paths, heatmap"
+                "kind \"{other}\" is not implemented yet; implemented: funnel, retention, interval, events, distribution, users, sessions, paths, heatmap, attribution, lifecycle, stickiness"
             ),
             ))
         }

@@ -79,6 +79,9 @@ pub enum Breakdown {
     },
     /// A user profile property.
     User(String),
+    /// The channel of the anchoring event (`{"channel": true}`, see
+    /// [`crate::channels`]).
+    Channel(crate::channels::Slots),
 }
 
 impl Breakdown {
@@ -86,7 +89,13 @@ impl Breakdown {
     pub fn name(&self) -> &str {
         match self {
             Breakdown::Event { name, .. } | Breakdown::User(name) => name,
+            Breakdown::Channel(_) => "channel",
         }
+    }
+
+    /// Whether the dimension reads the anchoring event (not the profile).
+    pub fn reads_event(&self) -> bool {
+        !matches!(self, Breakdown::User(_))
     }
 }
 
@@ -153,6 +162,15 @@ impl Common {
             for (i, item) in array(b, &p)?.iter().enumerate() {
                 let ip = format!("{p}[{i}]");
                 let mut bo = Obj::new(item, &ip)?;
+                if bo.opt("channel").is_some() {
+                    let cp = bo.at("channel");
+                    if bo.opt_bool("channel")? != Some(true) {
+                        return Err(QueryError::invalid(cp, "expected true"));
+                    }
+                    bo.finish("channel")?;
+                    breakdown.push(Breakdown::Channel(crate::channels::Slots::register(ctx)));
+                    continue;
+                }
                 let d = match (bo.opt_str("event_prop")?, bo.opt_str("user_prop")?) {
                     (Some(name), None) => {
                         let slot = ctx.slot(name, &bo.at("event_prop"))?;
@@ -165,11 +183,11 @@ impl Common {
                     _ => {
                         return Err(QueryError::invalid(
                             ip,
-                            "expected {\"event_prop\": NAME} or {\"user_prop\": NAME}",
+                            "expected {\"event_prop\": NAME}, {\"user_prop\": NAME} or {\"channel\": true}",
                         ))
                     }
                 };
-                bo.finish("event_prop or user_prop")?;
+                bo.finish("event_prop, user_prop or channel")?;
                 breakdown.push(d);
             }
             if breakdown.len() > 8 {
@@ -385,6 +403,7 @@ pub fn dim_value<'a>(
         Breakdown::Event { slot: Some(k), .. } => u.prop(*k, row),
         Breakdown::Event { slot: None, .. } => None,
         Breakdown::User(name) => profile.and_then(|p| p.get(name)),
+        Breakdown::Channel(slots) => Some(slots.channel(u, row).value()),
     }
 }
 

@@ -267,10 +267,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 /// The string form of a property value (NOTES.md 2): strings as they
 /// are, numbers as JSON prints them, booleans `true`/`false`.
 pub fn str_form(v: &Value) -> String {
-    match v {
-        Value::Str(s) => s.clone(),
-        other => other.to_json().to_string(),
-    }
+    crate::channels::string_form(v).into_owned()
 }
 
 #[cfg(test)]

@@ -82,10 +82,15 @@ impl Users {
     /// Reads the users fields. `end` is where `within` windows end.
     pub fn parse(o: &mut Obj<'_>, ctx: &mut Ctx<'_>, c: &Common, end: i64) -> Result<Users> {
         for (i, d) in c.breakdown.iter().enumerate() {
-            if let Breakdown::Event { .. } = d {
+            if d.reads_event() {
                 // A member has many events, and no condition picks one.
+                let field = if matches!(d, Breakdown::Channel(_)) {
+                    "channel"
+                } else {
+                    "event_prop"
+                };
                 return Err(QueryError::invalid(
-                    format!("breakdown[{i}].event_prop"),
+                    format!("breakdown[{i}].{field}"),
                     "users groups members by profile properties: use {\"user_prop\": NAME}",
                 ));
             }

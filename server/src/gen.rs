@@ -150,18 +150,8 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
     let gap = |rng: &mut Rng| 2_000 + rng.exp(45_000.0) as i64;
     let source = SOURCES[rng.weighted(&SOURCE_W)];
     // First session: ad click → landing page → maybe the activation funnel.
-    push(
-        out,
-        t,
-        "visit",
-        vec![
-            ("utm_source".into(), Value::Str(source.into())),
-            (
-                "page".into(),
-                Value::Str(PAGES[rng.weighted(&PAGE_W)].into()),
-            ),
-        ],
-    );
+    let page = PAGES[rng.weighted(&PAGE_W)];
+    push(out, t, "visit", visit_props(source, page, t));
     left -= 1;
     let mut paid = false;
     let funnel = [
@@ -203,10 +193,7 @@ pub fn user_events(spec: &GenSpec, i: u64, budget: u64, out: &mut Vec<Event>) {
         let props = if opener == "visit" {
             let source = SOURCES[rng.weighted(&SOURCE_W)];
             page = PAGES[rng.weighted(&PAGE_W)];
-            vec![
-                ("utm_source".into(), Value::Str(source.into())),
-                ("page".into(), Value::Str(page.into())),
-            ]
+            visit_props(source, page, t)
         } else {
             Vec::new()
         };
@@ -260,6 +247,48 @@ fn click(rng: &mut Rng, page: &str) -> Vec<(String, Value)> {
         ("y".into(), Value::Int(y)),
         ("viewport_width".into(), Value::Int(width)),
     ]
+}
+
+/// A visit's properties: its page and where it came from, as a tracker
+/// records it. Each source lands with a medium or a referring domain of
+/// its kind (`cpc` with a `gclid` on some Google visits, `email` for the
+/// newsletter, `social` on some WeChat shares…), picked by the visit's
+/// time so the random stream stays as it was; direct visits carry no
+/// `utm_source` and `$referring_domain` `$direct`. Attribution by
+/// channel then sees every channel class.
+fn visit_props(source: &str, page: &str, t: i64) -> Vec<(String, Value)> {
+    let s = |v: &str| Value::Str(v.into());
+    let third = (t / 1000).rem_euclid(3);
+    let mut props = Vec::with_capacity(4);
+    if source != "direct" {
+        props.push(("utm_source".into(), s(source)));
+    }
+    props.push(("page".into(), s(page)));
+    let (medium, domain) = match (source, third) {
+        ("baidu", 0) => (Some("cpc"), None),
+        ("baidu", _) => (None, Some("www.baidu.com")),
+        ("google", 0) => (Some("cpc"), None),
+        ("google", _) => (None, Some("www.google.com.hk")),
+        ("wechat", 0) => (Some("social"), None),
+        ("wechat", _) => (None, Some("weixin.qq.com")),
+        ("newsletter", _) => (Some("email"), None),
+        ("linkedin", 0) => (Some("paid_social"), None),
+        ("linkedin", _) => (None, Some("www.linkedin.com")),
+        ("bing", _) => (None, Some("cn.bing.com")),
+        ("zhihu", _) => (None, Some("www.zhihu.com")),
+        ("direct", _) => (None, Some("$direct")),
+        _ => (None, None),
+    };
+    if let Some(m) = medium {
+        props.push(("utm_medium".into(), s(m)));
+        if source == "google" {
+            props.push(("gclid".into(), s(&format!("g{t:x}"))));
+        }
+    }
+    if let Some(d) = domain {
+        props.push(("$referring_domain".into(), s(d)));
+    }
+    props
 }
 
 fn amount(rng: &mut Rng) -> f64 {

@@ -589,6 +589,17 @@ fn cmd_demo(data: &std::path::Path, users: u64, events: u64) -> Result<i32> {
              "window": {"value": 7, "unit": "day"}, "breakdown": [{"event_prop": "utm_source"}], "limit": 3}"#,
         ),
         (
+            "which channels bring the payments: attribution by channel, 30-day lookback, six models",
+            r#"{"kind": "attribution", "conversion": {"event": "pay"}, "value_prop": "amount",
+             "touch": {"event": "visit"}, "by": {"channel": true}, "lookback": {"value": 30, "unit": "day"},
+             "models": ["last", "first", "linear", "position", "time_decay", "participation"], "limit": 6}"#,
+        ),
+        (
+            "weekly lifecycle of logins: new, returning, resurrecting, dormant",
+            r#"{"kind": "lifecycle", "event": {"event": "login"}, "interval": "week",
+             "time_range": {"from": "2026-02-02T00:00:00Z", "to": "2026-03-30T00:00:00Z"}}"#,
+        ),
+        (
             "weekly retention of signups (return = login)",
             r#"{"kind": "retention", "start": {"event": "signup"}, "return": {"event": "login"}, "unit": "week", "periods": 4}"#,
         ),

@@ -20,16 +20,15 @@ use layouts::{load, LAYOUTS};
 
 /// The features whose cases must pass (a case's feature is its query's
 /// `kind`; funnel cases are `funnel_trend`).
-const ANSWERED: &[&str] = &["sessions", "paths", "heatmap"];
-
-/// Cases of an answered feature that need a part built on another branch
-/// (case name, what it needs). Until then they must be rejected like an
-/// unanswered feature; once that branch is merged they get answered, this
-/// test fails, and the entry must go.
-const PENDING: &[(&str, &str)] = &[(
-    "rand_v014_sessions",
-    "the {\"channel\": true} breakdown (issue 13, channels.rs)",
-)];
+const ANSWERED: &[&str] = &[
+    "sessions",
+    "paths",
+    "heatmap",
+    "attribution",
+    "lifecycle",
+    "stickiness",
+    "funnel_trend",
+];
 
 fn cases_dir() -> PathBuf {
     if let Ok(d) = std::env::var("FOOTPRINT_CONFORMANCE") {
@@ -198,8 +197,7 @@ fn analyses_conformance_cases() {
     for f in &files {
         let case: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
         let name = case["name"].as_str().unwrap_or("?").to_owned();
-        let pending = PENDING.iter().find(|(n, _)| *n == name);
-        let answered = ANSWERED.contains(&feature(&case["query"]).as_str()) && pending.is_none();
+        let answered = ANSWERED.contains(&feature(&case["query"]).as_str());
         answered_cases += usize::from(answered);
         let events: Vec<Event> = case["events"]
             .as_array()
@@ -211,10 +209,7 @@ fn analyses_conformance_cases() {
             runs += 1;
             let (_dir, engine) = load(&events, layout);
             if let Err(e) = run(&engine, &case, answered) {
-                let why = pending.map_or(String::new(), |(_, needs)| {
-                    format!(" (pending on {needs}: remove it from PENDING)")
-                });
-                failures.push(format!("{name} [{layout:?}]: {e}{why}"));
+                failures.push(format!("{name} [{layout:?}]: {e}"));
             }
         }
     }
