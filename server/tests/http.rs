@@ -82,10 +82,10 @@ fn endpoints_and_error_codes() {
         (st, r["error"]["code"].as_str(), r["error"]["path"].as_str()),
         (400, Some("invalid_query"), Some("steps[0].event"))
     );
-    let (st, r) = s.json("POST", "/v1/query", &[], r#"{"kind":"lifecycle"}"#);
+    let (st, r) = s.json("POST", "/v1/query", &[], r#"{"kind":"attribution"}"#);
     assert_eq!(
-        (st, r["error"]["code"].as_str()),
-        (501, Some("not_supported"))
+        (st, r["error"]["code"].as_str(), r["error"]["path"].as_str()),
+        (400, Some("invalid_query"), Some("conversion"))
     );
     let (st, r) = s.json("POST", "/v1/query", &[], "{\"kind\": ");
     assert_eq!((st, r["error"]["code"].as_str()), (400, Some("bad_json")));

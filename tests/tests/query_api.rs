@@ -302,11 +302,15 @@ fn errors_name_the_path() {
         assert!(m.contains(msg), "{q}: {m}");
         assert_eq!(k, ErrorKind::Invalid);
     }
-    let (p, m, k) = err(
-        &e,
-        json!({"kind": "lifecycle", "event": {"event": "visit"}}),
-    );
-    assert_eq!((p.as_str(), k), ("kind", ErrorKind::NotSupported), "{m}");
+    // Every kind of the contract is answered now: a bare query of any kind
+    // is refused for what it lacks, never as not supported.
+    for kind in footprint_engine::query::KINDS {
+        if let Err(footprint_engine::Error::Query(qe)) =
+            e.query_json(&json!({ "kind": kind }), QueryOptions::default())
+        {
+            assert_eq!(qe.kind, ErrorKind::Invalid, "{kind}: {}", qe.message);
+        }
+    }
     let (p, m, k) = err(
         &e,
         json!({"kind": "funnel", "steps": [{"event": "visit"}], "window": 1, "users": {"cohort": "x"}}),
