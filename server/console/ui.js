@@ -1,0 +1,145 @@
+// Small DOM and chart helpers shared by the pages.
+import { curl, query } from './api.js';
+
+export function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'text') e.textContent = v;
+    else if (k in e && k !== 'list') e[k] = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of kids.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+export const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+export const pct = (x) => (x === null || x === undefined ? '–' : (x * 100).toFixed(1) + '%');
+
+export function duration(ms) {
+  if (ms === null || ms === undefined) return '–';
+  const s = ms / 1000;
+  if (s < 60) return s.toFixed(1) + ' s';
+  if (s < 3600) return (s / 60).toFixed(1) + ' min';
+  if (s < 86400) return (s / 3600).toFixed(1) + ' h';
+  return (s / 86400).toFixed(1) + ' d';
+}
+
+export function select(options, value, attrs = {}) {
+  return el('select', attrs, options.map((o) => {
+    const [v, label] = Array.isArray(o) ? o : [o, o];
+    return el('option', { value: v, text: label, selected: v === value });
+  }));
+}
+
+// Charts created by the page on screen; disposed when the page changes.
+const live = new Set();
+export function chart(container) {
+  const c = echarts.init(container, null, { renderer: 'canvas' });
+  live.add(c);
+  return c;
+}
+export function disposeCharts() {
+  for (const c of live) c.dispose();
+  live.clear();
+}
+window.addEventListener('resize', () => { for (const c of live) c.resize(); });
+
+export const palette = ['#2f6fde', '#e8833a', '#3aa57a', '#c9475c', '#8a5cc9', '#c9a227', '#3bb0c9', '#7a7a7a', '#d65db1', '#5a8f29'];
+
+// Shows an API error next to the form, and marks the control whose
+// data-path is the longest prefix of the error's JSON path.
+export function showError(box, form, err) {
+  clearError(box, form);
+  box.hidden = false;
+  box.append(
+    el('strong', { text: err.status ? `${err.status} ${err.code}` : err.code }), ' ',
+    el('span', { class: 'msg', text: err.message }),
+    err.path ? el('span', {}, ' at ', el('code', { class: 'path', text: err.path })) : null,
+  );
+  if (!form || !err.path) return;
+  let best = null;
+  for (const c of form.querySelectorAll('[data-path]')) {
+    const p = c.dataset.path;
+    if ((err.path === p || err.path.startsWith(p + '.') || err.path.startsWith(p + '['))
+      && (!best || p.length > best.dataset.path.length)) best = c;
+  }
+  if (best) best.classList.add('bad');
+}
+export function clearError(box, form) {
+  box.replaceChildren();
+  box.hidden = true;
+  if (form) for (const c of form.querySelectorAll('.bad')) c.classList.remove('bad');
+}
+
+export function warnings(box, result) {
+  box.replaceChildren(...(result.warnings || []).map((w) => el('div', { class: 'warn', text: 'Warning: ' + w })));
+}
+
+// The query JSON with a "copy as curl" button.
+export function queryPanel(q) {
+  const cmd = curl(q);
+  const status = el('span', { class: 'copied' });
+  const btn = el('button', {
+    type: 'button', class: 'copy', text: 'Copy as curl',
+    onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(cmd);
+        status.textContent = 'copied';
+      } catch {
+        status.textContent = 'select the command below and copy it';
+      }
+    },
+  });
+  return el('details', { class: 'querypanel', open: true },
+    el('summary', { text: 'Query JSON' }),
+    el('pre', { class: 'json', text: JSON.stringify(q, null, 2) }),
+    el('div', { class: 'row' }, btn, status),
+    el('pre', { class: 'curl', text: cmd }));
+}
+
+// The query the page's URL carries (#/page?q=…), or null.
+export function queryFromHash(params) {
+  const raw = params.get('q');
+  if (!raw) return null;
+  try { return JSON.parse(raw); } catch { return null; }
+}
+export function setHashQuery(page, q) {
+  history.replaceState(null, '', `#/${page}?q=${encodeURIComponent(JSON.stringify(q))}`);
+}
+
+export function loading(box) {
+  box.replaceChildren(el('div', { class: 'loading', text: 'running…' }));
+}
+
+// The frame every insight page shares: its form, the error beside it,
+// warnings, and the result; `run` sends a query, records it in the URL and
+// draws the answer with `draw(out, q, result)`.
+export function insight(root, id, title, draw) {
+  const form = el('form', { class: 'builder', id: `${id}-form`, noValidate: true });
+  const err = el('div', { class: 'error', id: `${id}-error`, hidden: true });
+  const warn = el('div', { class: 'warnings' });
+  const out = el('div', { class: 'result' });
+  root.append(el('h1', { text: title }), form, err, warn, out);
+  const run = (q) => {
+    clearError(err, form);
+    setHashQuery(id, q);
+    loading(out);
+    warn.replaceChildren();
+    query(q).then((r) => { warnings(warn, r); draw(out, q, r); }, (e) => {
+      out.replaceChildren(queryPanel(q));
+      showError(err, form, e);
+    });
+  };
+  return { form, err, run, fail: (e) => showError(err, null, e) };
+}
+
+// A breakdown picker over the schema's event properties, set from `q`.
+export function breakdownSelect(q, props) {
+  const bd = q && Array.isArray(q.breakdown) && q.breakdown[0] ? q.breakdown[0].event_prop || '' : '';
+  return select([['', 'none'], ...props], bd, { id: 'breakdown', 'data-path': 'breakdown' });
+}
