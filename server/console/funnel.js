@@ -97,7 +97,7 @@ function draw(out, q, r) {
     legend: { show: groups.length > 0, top: 0 },
     grid: { left: 60, right: 20, top: groups.length ? 80 : 56, bottom: 30 },
     xAxis: { type: 'category', data: labels },
-    yAxis: { type: 'value', name: 'users' },
+    yAxis: { type: 'value' },
     series,
   });
 }

@@ -6,7 +6,8 @@ const EXAMPLE = { kind: 'events', interval: 'total', metrics: [{ event: '$any', 
 
 export function render(root, params) {
   const initial = queryFromHash(params) || EXAMPLE;
-  const text = el('textarea', { id: 'raw-json', spellcheck: false, rows: 14, value: JSON.stringify(initial, null, 2) });
+  const text = el('textarea', { id: 'raw-json', rows: 14, value: JSON.stringify(initial, null, 2) });
+  text.spellcheck = false;
   const err = el('div', { class: 'error', id: 'raw-error', hidden: true });
   const out = el('div', { class: 'result' });
   const form = el('form', { class: 'builder' }, text, el('button', { type: 'submit', class: 'primary', id: 'raw-run', text: 'Run' }));

@@ -57,7 +57,7 @@ function draw(out, q, r) {
     grid: { left: 100, right: 20, top: 10, bottom: 70 },
     xAxis: { type: 'category', data: ks, splitArea: { show: true } },
     yAxis: { type: 'category', data: cohorts.map((c) => `${c.cohort} (${fmt(c.users)})`), splitArea: { show: true } },
-    visualMap: { min: 0, max: 100, calculable: false, orient: 'horizontal', left: 'center', bottom: 0, inRange: { color: ['#f4f7fd', '#2f6fde'] }, text: ['100%', '0%'] },
+    visualMap: { dimension: 2, min: 0, max: 100, calculable: false, orient: 'horizontal', left: 'center', bottom: 0, inRange: { color: ['#f4f7fd', '#2f6fde'] }, text: ['100%', '0%'] },
     series: [{ type: 'heatmap', data, label: { show: true, formatter: (p) => p.data[2] + '%' } }],
   });
 }

@@ -88,6 +88,13 @@ async function main() {
       if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of (400|501)/.test(m.text())) errors.push(m.text());
     });
 
+    // Served compressed, with caching headers.
+    for (const [file, cache] of [['/', 'no-cache'], ['/console/funnel.js', 'no-cache'], ['/console/vendor/echarts-6.1.0.min.js', 'public, max-age=604800']]) {
+      const r = await fetch(host + file, { headers: { 'Accept-Encoding': 'gzip' } });
+      await r.arrayBuffer();
+      check(`${file}: gzip, ${cache}`, [r.status, r.headers.get('content-encoding'), r.headers.get('cache-control')], [200, 'gzip', cache]);
+    }
+
     // Overview, cold: the first chart within the target.
     let t0 = Date.now();
     await page.goto(host + '/');
