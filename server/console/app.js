@@ -5,6 +5,7 @@ import * as overview from './overview.js';
 import * as funnel from './funnel.js';
 import * as trends from './trends.js';
 import * as retention from './retention.js';
+import * as interval from './interval.js';
 import * as raw from './raw.js';
 
 const pages = [
@@ -12,12 +13,13 @@ const pages = [
   ['funnel', 'Funnel', funnel],
   ['trends', 'Trends', trends],
   ['retention', 'Retention', retention],
+  ['interval', 'Interval', interval],
   ['raw', 'Query JSON', raw],
 ];
 // Pages this console does not have yet; each says so and points to Query JSON
 // when the server already answers the kind.
 const missing = [
-  ['interval', 'Interval', true], ['distribution', 'Distribution', true], ['cohorts', 'Cohorts', true],
+  ['distribution', 'Distribution', true], ['cohorts', 'Cohorts', true],
   ['sessions', 'Sessions', false], ['paths', 'Paths', false], ['attribution', 'Attribution', false],
   ['lifecycle', 'Lifecycle', false], ['stickiness', 'Stickiness', false], ['heatmap', 'Heatmap', false],
   ['live', 'Live events', false],

@@ -6,6 +6,7 @@ import {
 } from './ui.js';
 
 const UNITS = ['minute', 'hour', 'day', 'week'];
+const MODES = ['strict_order', 'strict_deduplication', 'strict_increase', 'strict_once', 'allow_reentry'];
 
 export function render(root, params) {
   const { form, run, fail } = insight(root, 'funnel', 'Funnel', draw);
@@ -30,12 +31,16 @@ export function render(root, params) {
     const winUnit = select(UNITS, win.unit || 'day', { id: 'window-unit', 'data-path': 'window.unit' });
     const breakdown = breakdownSelect(initial, props);
     for (const s of (initial && Array.isArray(initial.steps) ? initial.steps : [{}, {}])) addStep(s && s.event);
+    const on = new Set(initial && Array.isArray(initial.mode) ? initial.mode : []);
+    const modes = el('div', { class: 'modes', id: 'modes', 'data-path': 'mode' }, MODES.map((m) => el('label', { class: 'check' },
+      el('input', { type: 'checkbox', value: m, checked: on.has(m) }), ' ' + m.replace(/_/g, ' '))));
 
     form.append(
       el('div', { class: 'field' }, el('label', { text: 'Steps' }), steps,
         el('button', { type: 'button', id: 'add-step', text: '+ Add step', onclick: () => addStep('') })),
       el('div', { class: 'field inline' }, el('label', { for: 'window-value', text: 'Converted within' }), winValue, winUnit),
       el('div', { class: 'field inline' }, el('label', { for: 'breakdown', text: 'Breakdown by' }), breakdown),
+      el('div', { class: 'field' }, el('label', { text: 'Mode (ClickHouse windowFunnel)' }), modes),
       el('button', { type: 'submit', id: 'run', class: 'primary', text: 'Run funnel' }),
     );
 
@@ -45,6 +50,8 @@ export function render(root, params) {
         steps: [...steps.querySelectorAll('select')].map((s) => ({ event: s.value })),
         window: { value: winValue.value.trim() === '' ? null : Number(winValue.value), unit: winUnit.value },
       };
+      const mode = [...modes.querySelectorAll('input:checked')].map((c) => c.value);
+      if (mode.length) q.mode = mode;
       if (breakdown.value) q.breakdown = [{ event_prop: breakdown.value }];
       return q;
     };

@@ -174,6 +174,11 @@ async function main() {
     const zero = (await api(host, { ...fq, window: { value: 0, unit: 'day' } })).body;
     check('window of 0: the API answers and the table shows it', (await cells(page, '#funnel-table td.users')).map(num), zero.steps.map((s) => s.users));
     check('window of 0: no error left on screen', await page.$eval('#funnel-error', (e) => e.hidden), true);
+    await page.check('#modes input[value=allow_reentry]');
+    await page.click('#run');
+    await errorShown({ ...fq, window: { value: 0, unit: 'day' }, mode: ['allow_reentry'] }, 'allow_reentry without strict_order');
+    check('allow_reentry alone: the mode controls are marked', await page.$eval('#modes', (e) => e.classList.contains('bad')), true);
+    await page.uncheck('#modes input[value=allow_reentry]');
     while ((await page.$$('#funnel-form .steps .remove')).length) await page.click('#funnel-form .steps .remove');
     await page.click('#run');
     await errorShown({ kind: 'funnel', steps: [], window: { value: 0, unit: 'day' }, breakdown: [{ event_prop: 'utm_source' }] }, 'empty funnel');
@@ -220,6 +225,20 @@ async function main() {
       heat.map((d) => Math.round((1000 * cohortsUp[d[1]].retained[d[0]]) / cohortsUp[d[1]].users) / 10));
     check('retention: every non-zero count is drawn', heat.length >= rr.cohorts.flatMap((c) => c.retained).filter((v) => v > 0).length, true);
     await page.screenshot({ path: path.join(DOCS, 'console-retention.png'), fullPage: true });
+
+    // Interval: signup to the first pay.
+    await page.goto(host + '/#/interval');
+    await page.waitForSelector('#from option[value=signup]', { state: 'attached' });
+    await page.selectOption('#from', 'signup');
+    await page.selectOption('#to', 'pay');
+    await page.selectOption('#pairs', 'first');
+    await page.click('#interval-form button.primary');
+    await chartDrawn(page, '#interval-chart');
+    const iq = { kind: 'interval', from: { event: 'signup' }, to: { event: 'pay' }, pairs: 'first' };
+    const ir = (await api(host, iq)).body;
+    check('interval: histogram = API', (await seriesData(page, '#interval-chart'))[0], ir.histogram.map((h) => h.count));
+    check('interval: pairs = API count', num(await page.textContent('#interval-stats .card .v')), ir.count);
+    await page.screenshot({ path: path.join(DOCS, 'console-interval.png'), fullPage: true });
 
     // A kind the server lacks, on the raw page and its own page.
     await page.goto(host + '/#/raw');
