@@ -6,6 +6,7 @@ import * as funnel from './funnel.js';
 import * as trends from './trends.js';
 import * as retention from './retention.js';
 import * as interval from './interval.js';
+import * as distribution from './distribution.js';
 import * as raw from './raw.js';
 
 const pages = [
@@ -14,12 +15,13 @@ const pages = [
   ['trends', 'Trends', trends],
   ['retention', 'Retention', retention],
   ['interval', 'Interval', interval],
+  ['distribution', 'Distribution', distribution],
   ['raw', 'Query JSON', raw],
 ];
 // Pages this console does not have yet; each says so and points to Query JSON
 // when the server already answers the kind.
 const missing = [
-  ['distribution', 'Distribution', true], ['cohorts', 'Cohorts', true],
+  ['cohorts', 'Cohorts', true],
   ['sessions', 'Sessions', false], ['paths', 'Paths', false], ['attribution', 'Attribution', false],
   ['lifecycle', 'Lifecycle', false], ['stickiness', 'Stickiness', false], ['heatmap', 'Heatmap', false],
   ['live', 'Live events', false],

@@ -240,6 +240,26 @@ async function main() {
     check('interval: pairs = API count', num(await page.textContent('#interval-stats .card .v')), ir.count);
     await page.screenshot({ path: path.join(DOCS, 'console-interval.png'), fullPage: true });
 
+    // Distribution: users by how often they logged in; then bounds typed
+    // by hand out of order.
+    await page.goto(host + '/#/distribution');
+    await page.waitForSelector('#event option[value=login]', { state: 'attached' });
+    await page.selectOption('#event', 'login');
+    await page.fill('#buckets', '1, 2, 3, 6, 11');
+    await page.click('#distribution-form button.primary');
+    await chartDrawn(page, '#distribution-chart');
+    const dq = { kind: 'distribution', event: 'login', measure: 'count', buckets: [1, 2, 3, 6, 11] };
+    const dr = (await api(host, dq)).body;
+    check('distribution: bars = API users per bucket', (await seriesData(page, '#distribution-chart'))[0], dr.buckets.map((b) => b.users));
+    check('distribution: users = API', num(await page.textContent('#distribution-stats .card .v')), dr.users);
+    await page.screenshot({ path: path.join(DOCS, 'console-distribution.png'), fullPage: true });
+    await page.fill('#buckets', '3, 1');
+    await page.click('#distribution-form button.primary');
+    await page.waitForSelector('#distribution-error:not([hidden])');
+    const bad = (await api(host, { ...dq, buckets: [3, 1] })).body.error;
+    check('bounds out of order: the API message and path', [await page.textContent('#distribution-error .msg'), await page.textContent('#distribution-error .path')], [bad.message, bad.path]);
+    check('bounds out of order: the bounds field is marked', await page.$eval('#buckets', (e) => e.classList.contains('bad')), true);
+
     // A kind the server lacks, on the raw page and its own page.
     await page.goto(host + '/#/raw');
     await page.fill('#raw-json', '{"kind": "paths"}');
