@@ -7,6 +7,7 @@ import * as trends from './trends.js';
 import * as retention from './retention.js';
 import * as interval from './interval.js';
 import * as distribution from './distribution.js';
+import * as cohorts from './cohorts.js';
 import * as raw from './raw.js';
 
 const pages = [
@@ -16,12 +17,12 @@ const pages = [
   ['retention', 'Retention', retention],
   ['interval', 'Interval', interval],
   ['distribution', 'Distribution', distribution],
+  ['cohorts', 'Cohorts', cohorts],
   ['raw', 'Query JSON', raw],
 ];
 // Pages this console does not have yet; each says so and points to Query JSON
 // when the server already answers the kind.
 const missing = [
-  ['cohorts', 'Cohorts', true],
   ['sessions', 'Sessions', false], ['paths', 'Paths', false], ['attribution', 'Attribution', false],
   ['lifecycle', 'Lifecycle', false], ['stickiness', 'Stickiness', false], ['heatmap', 'Heatmap', false],
   ['live', 'Live events', false],

@@ -1,7 +1,7 @@
 // Distribution: users by how often they did an event (or on how many
 // days, or by a property's sum), in buckets by lower bound.
 import { eventNames, propNames } from './api.js';
-import { el, fmt, select, chart, palette, queryPanel, queryFromHash, insight } from './ui.js';
+import { el, card, fmt, select, chart, palette, queryPanel, queryFromHash, insight } from './ui.js';
 
 export function render(root, params) {
   const { form, run, fail } = insight(root, 'distribution', 'Distribution', draw);
@@ -41,7 +41,6 @@ function label(b, integer) {
 
 function draw(out, q, r) {
   const integer = typeof q.measure !== 'object';
-  const card = (l, v) => el('div', { class: 'card' }, el('div', { class: 'v', text: v }), el('div', { class: 'l', text: l }));
   const stats = el('div', { class: 'stats', id: 'distribution-stats' },
     card('users', fmt(r.users)), card('below the first bound', fmt(r.below)), card('min', fmt(r.min)),
     card('median', fmt(r.median)), card('average', r.avg === null ? '–' : fmt(Math.round(r.avg * 100) / 100)), card('max', fmt(r.max)));

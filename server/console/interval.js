@@ -1,7 +1,7 @@
 // Interval: the time from one event to another, as quartiles and a
 // histogram.
 import { eventNames } from './api.js';
-import { el, fmt, duration, select, chart, palette, queryPanel, queryFromHash, insight } from './ui.js';
+import { el, card, fmt, duration, select, chart, palette, queryPanel, queryFromHash, insight } from './ui.js';
 
 const UNITS = ['second', 'minute', 'hour', 'day', 'week'];
 
@@ -31,7 +31,6 @@ export function render(root, params) {
 }
 
 function draw(out, q, r) {
-  const card = (label, v) => el('div', { class: 'card' }, el('div', { class: 'v', text: v }), el('div', { class: 'l', text: label }));
   const stats = el('div', { class: 'stats', id: 'interval-stats' },
     card('pairs', fmt(r.count)), card('min', duration(r.min)), card('25th percentile', duration(r.p25)),
     card('median', duration(r.median)), card('75th percentile', duration(r.p75)), card('max', duration(r.max)),

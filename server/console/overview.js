@@ -1,6 +1,6 @@
 // The landing page: is data flowing, and how much.
 import { query, schema, stats } from './api.js';
-import { el, fmt, chart, palette, showError } from './ui.js';
+import { el, card, fmt, chart, palette, showError } from './ui.js';
 
 export function render(root) {
   const cards = el('div', { class: 'cards' });
@@ -56,7 +56,7 @@ export function render(root) {
   const points = [];
   rc.setOption({
     color: [palette[2]],
-    grid: { left: 60, right: 20, top: 20, bottom: 30 },
+    grid: { left: 60, right: 20, top: 36, bottom: 30 },
     tooltip: { trigger: 'axis' },
     xAxis: { type: 'time', min: Date.now() - 180000, max: Date.now() },
     yAxis: { type: 'value', name: 'events/s', minInterval: 1 },
@@ -88,5 +88,4 @@ export function render(root) {
   return () => { stopped = true; clearInterval(timer); };
 }
 
-const card = (label, value) => el('div', { class: 'card' }, el('div', { class: 'v', text: value }), el('div', { class: 'l', text: label }));
 const mb = (b) => (Number.isFinite(b) ? (b / 1048576).toFixed(1) + ' MB' : '–');

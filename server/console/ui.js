@@ -143,3 +143,6 @@ export function breakdownSelect(q, props) {
   const bd = q && Array.isArray(q.breakdown) && q.breakdown[0] ? q.breakdown[0].event_prop || '' : '';
   return select([['', 'none'], ...props], bd, { id: 'breakdown', 'data-path': 'breakdown' });
 }
+
+// A figure with its label, as in the overview's and the stats' cards.
+export const card = (label, value) => el('div', { class: 'card' }, el('div', { class: 'v', text: value }), el('div', { class: 'l', text: label }));

@@ -260,6 +260,26 @@ async function main() {
     check('bounds out of order: the API message and path', [await page.textContent('#distribution-error .msg'), await page.textContent('#distribution-error .path')], [bad.message, bad.path]);
     check('bounds out of order: the bounds field is marked', await page.$eval('#buckets', (e) => e.classList.contains('bad')), true);
 
+    // Cohorts: users who logged in at least 3 times and never paid, saved.
+    await page.goto(host + '/#/cohorts');
+    await page.waitForSelector('#did .c-event option[value=login]', { state: 'attached' });
+    await page.selectOption('#did .c-event', 'login');
+    await page.fill('#did .c-n', '3');
+    await page.click('#add-did_not');
+    await page.selectOption('#did_not .c-event', 'pay');
+    await page.fill('#save_as', 'console_loyal_unpaid');
+    await page.fill('#return_users', '5');
+    await page.click('#cohorts-form button.primary');
+    await page.waitForSelector('#cohorts-ids');
+    const cq = { kind: 'users', did: [{ event: 'login', count: { op: 'gte', value: 3 } }], did_not: [{ event: 'pay' }], save_as: 'console_loyal_unpaid', return_users: 5 };
+    check('cohorts: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), cq);
+    const cr = (await api(host, cq)).body;
+    check('cohorts: users = API', num(await page.textContent('#cohorts-stats .card .v')), cr.users);
+    check('cohorts: ids = API', await cells(page, '#cohorts-ids td'), cr.ids);
+    const inCohort = (await api(host, { kind: 'events', interval: 'total', users: { cohort: 'console_loyal_unpaid' }, metrics: [{ event: '$any', agg: 'users' }] })).body;
+    check('cohorts: the saved cohort is usable in a query', inCohort.series[0].total, cr.users);
+    await page.screenshot({ path: path.join(DOCS, 'console-cohorts.png'), fullPage: true });
+
     // A kind the server lacks, on the raw page and its own page.
     await page.goto(host + '/#/raw');
     await page.fill('#raw-json', '{"kind": "paths"}');

@@ -47,6 +47,7 @@ static ASSETS: &[Asset] = &[
     asset!("retention.js", "text/javascript; charset=utf-8"),
     asset!("interval.js", "text/javascript; charset=utf-8"),
     asset!("distribution.js", "text/javascript; charset=utf-8"),
+    asset!("cohorts.js", "text/javascript; charset=utf-8"),
     asset!("raw.js", "text/javascript; charset=utf-8"),
     asset!(
         "vendor/echarts-6.1.0.min.js",
