@@ -52,7 +52,7 @@ export function render(root, params) {
       };
       const mode = [...modes.querySelectorAll('input:checked')].map((c) => c.value);
       if (mode.length) q.mode = mode;
-      if (breakdown.value) q.breakdown = [{ event_prop: breakdown.value }];
+      if (breakdown.value.trim()) q.breakdown = [{ event_prop: breakdown.value.trim() }];
       return q;
     };
     form.addEventListener('submit', (e) => { e.preventDefault(); run(build()); });

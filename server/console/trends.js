@@ -47,7 +47,7 @@ export function render(root, params) {
           return m;
         }),
       };
-      if (breakdown.value) q.breakdown = [{ event_prop: breakdown.value }];
+      if (breakdown.value.trim()) q.breakdown = [{ event_prop: breakdown.value.trim() }];
       return q;
     };
     form.addEventListener('submit', (e) => { e.preventDefault(); run(build()); });

@@ -138,10 +138,17 @@ export function insight(root, id, title, draw) {
   return { form, err, run, fail: (e) => showError(err, null, e) };
 }
 
-// A breakdown picker over the schema's event properties, set from `q`.
+// A breakdown field: the schema's event properties to pick from, or any
+// name typed by hand (the server warns about one no event has).
 export function breakdownSelect(q, props) {
+  let list = document.getElementById('fp-props');
+  if (!list) {
+    list = el('datalist', { id: 'fp-props' });
+    document.body.append(list);
+  }
+  list.replaceChildren(...props.map((p) => el('option', { value: p })));
   const bd = q && Array.isArray(q.breakdown) && q.breakdown[0] ? q.breakdown[0].event_prop || '' : '';
-  return select([['', 'none'], ...props], bd, { id: 'breakdown', 'data-path': 'breakdown' });
+  return el('input', { type: 'text', id: 'breakdown', list: 'fp-props', placeholder: 'none', value: bd, 'data-path': 'breakdown', autocomplete: 'off' });
 }
 
 // A figure with its label, as in the overview's and the stats' cards.

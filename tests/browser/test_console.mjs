@@ -122,7 +122,7 @@ async function main() {
     await (await steps())[2].selectOption('create_report');
     await page.fill('#window-value', '7');
     await page.selectOption('#window-unit', 'day');
-    await page.selectOption('#breakdown', 'utm_source');
+    await page.fill('#breakdown', 'utm_source');
     await page.click('#run');
     await page.waitForSelector('#funnel-table');
     await chartDrawn(page, '#funnel-chart');
@@ -203,6 +203,16 @@ async function main() {
     check('trends: line = API values', (await seriesData(page, '#trends-chart'))[0], tr.series[0].values);
     check('trends: total = API total', (await cells(page, '#trends-table td.num')).map(num), [tr.series[0].total]);
     await page.screenshot({ path: path.join(DOCS, 'console-trends.png'), fullPage: true });
+    // A property name typed by hand that no event has: the API's error,
+    // with its suggestion, on the breakdown field.
+    await page.fill('#breakdown', 'utm_sourse');
+    await page.click('#trends-form button.primary');
+    await page.waitForSelector('#trends-error:not([hidden])');
+    const typo = await api(host, { ...tq, breakdown: [{ event_prop: 'utm_sourse' }] });
+    check('unknown property typed by hand: the API refuses it', typo.status, 400);
+    check('unknown property typed by hand: its message and path are shown',
+      [await page.textContent('#trends-error .msg'), await page.textContent('#trends-error .path')], [typo.body.error.message, typo.body.error.path]);
+    check('unknown property typed by hand: the breakdown field is marked', await page.$eval('#breakdown', (e) => e.classList.contains('bad')), true);
 
     // Retention.
     await page.goto(host + '/#/retention');
