@@ -57,7 +57,7 @@ static ASSETS: &[Asset] = &[
     asset!("vendor/ECHARTS-NOTICE", "text/plain; charset=utf-8"),
 ];
 
-/// Per asset: its gzip form and its ETag, made on first use.
+/// Per asset: its gzip form and its ETag, made once (see `precompress`).
 struct Packed {
     gzip: Vec<u8>,
     etag: HeaderValue,
@@ -189,6 +189,27 @@ mod tests {
     fn assets_fit_the_budget() {
         let total: usize = ASSETS.iter().map(|a| a.body.len()).sum();
         assert!(total <= 1_500_000, "console assets are {total} bytes");
+    }
+
+    #[test]
+    fn every_console_file_is_embedded() {
+        fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else if let Ok(rel) = p.strip_prefix(base) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+        let mut on_disk = Vec::new();
+        walk(&base, &base, &mut on_disk);
+        on_disk.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.path.to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
     }
 
     #[test]
