@@ -125,7 +125,16 @@ export function insight(root, id, title, draw) {
   const warn = el('div', { class: 'warnings' });
   const out = el('div', { class: 'result' });
   root.append(el('h1', { text: title }), form, err, warn, out);
+  const range = rangeControls();
+  form.append(range.field);
+  // A run the form asked for takes the range and time zone from the
+  // controls; one from the URL sets the controls from its query.
+  let fromForm = false;
+  form.addEventListener('submit', () => { fromForm = true; }, true);
   const run = (q) => {
+    if (fromForm) range.apply(q);
+    else range.load(q);
+    fromForm = false;
     clearError(err, form);
     setHashQuery(id, q);
     loading(out);
@@ -153,3 +162,49 @@ export function breakdownSelect(q, props) {
 
 // A figure with its label, as in the overview's and the stats' cards.
 export const card = (label, value) => el('div', { class: 'card' }, el('div', { class: 'v', text: value }), el('div', { class: 'l', text: label }));
+
+const DAY = 86400000;
+const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
+
+// The date range (presets or dates, in UTC) and the time zone of buckets,
+// the same on every insight page.
+function rangeControls() {
+  const preset = select([['all', 'All time'], ['7', 'Last 7 days'], ['30', 'Last 30 days'], ['90', 'Last 90 days'], ['custom', 'Dates']], 'all',
+    { id: 'range', 'data-path': 'time_range' });
+  const from = el('input', { type: 'date', id: 'range-from', 'data-path': 'time_range.from' });
+  const to = el('input', { type: 'date', id: 'range-to', 'data-path': 'time_range.to' });
+  const dates = el('span', { class: 'dates', hidden: true }, from, ' through ', to, el('span', { class: 'sub', text: ' (UTC)' }));
+  const tz = el('input', { type: 'text', id: 'timezone', 'data-path': 'timezone', placeholder: 'UTC', size: 16,
+    title: 'IANA time zone of day, week and month buckets, e.g. Asia/Shanghai' });
+  preset.addEventListener('change', () => { dates.hidden = preset.value !== 'custom'; });
+  const field = el('div', { class: 'field inline range' }, el('label', { for: 'range', text: 'Range' }), preset, dates,
+    el('label', { for: 'timezone', text: 'Time zone' }), tz);
+  const apply = (q) => {
+    delete q.time_range;
+    delete q.timezone;
+    if (preset.value === 'custom') {
+      q.time_range = {};
+      if (from.value) q.time_range.from = `${from.value}T00:00:00Z`;
+      if (to.value) q.time_range.to = `${isoDay(Date.parse(to.value + 'T00:00:00Z') + DAY)}T00:00:00Z`;
+    } else if (preset.value !== 'all') {
+      const end = Date.now();
+      q.time_range = { from: new Date(end - Number(preset.value) * DAY).toISOString(), to: new Date(end).toISOString() };
+    }
+    if (tz.value.trim()) q.timezone = tz.value.trim();
+  };
+  const load = (q) => {
+    const r = q && q.time_range;
+    const day = (v, back) => {
+      const t = typeof v === 'number' ? v : Date.parse(v);
+      return Number.isFinite(t) ? isoDay(t - (back ? 1 : 0)) : '';
+    };
+    if (r && typeof r === 'object') {
+      preset.value = 'custom';
+      from.value = r.from === undefined ? '' : day(r.from, false);
+      to.value = r.to === undefined ? '' : day(r.to, true);
+    }
+    dates.hidden = preset.value !== 'custom';
+    if (q && typeof q.timezone === 'string') tz.value = q.timezone;
+  };
+  return { field, apply, load };
+}

@@ -203,6 +203,28 @@ async function main() {
     check('trends: line = API values', (await seriesData(page, '#trends-chart'))[0], tr.series[0].values);
     check('trends: total = API total', (await cells(page, '#trends-table td.num')).map(num), [tr.series[0].total]);
     await page.screenshot({ path: path.join(DOCS, 'console-trends.png'), fullPage: true });
+    // A date range and a time zone, the same controls on every page.
+    await page.selectOption('#range', 'custom');
+    await page.fill('#range-from', '2026-01-05');
+    await page.fill('#range-to', '2026-01-11');
+    await page.fill('#timezone', 'Asia/Shanghai');
+    await page.click('#trends-form button.primary');
+    await page.waitForFunction(() => /Asia\/Shanghai/.test(document.querySelector('.querypanel pre.json')?.textContent || ''));
+    const rangeQ = { ...tq, time_range: { from: '2026-01-05T00:00:00Z', to: '2026-01-12T00:00:00Z' }, timezone: 'Asia/Shanghai' };
+    check('range and time zone: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), rangeQ);
+    await chartDrawn(page, '#trends-chart');
+    const rr2 = (await api(host, rangeQ)).body;
+    check('range and time zone: line = API values', (await seriesData(page, '#trends-chart'))[0], rr2.series[0].values);
+    const rtab = await ctx.newPage();
+    await rtab.goto(page.url());
+    await chartDrawn(rtab, '#trends-chart');
+    check('range and time zone: the link restores the controls',
+      await rtab.evaluate(() => ['range', 'range-from', 'range-to', 'timezone'].map((i) => document.getElementById(i).value)),
+      ['custom', '2026-01-05', '2026-01-11', 'Asia/Shanghai']);
+    await rtab.close();
+    await page.selectOption('#range', 'all');
+    await page.fill('#timezone', '');
+
     // A property name typed by hand that no event has: the API's error,
     // with its suggestion, on the breakdown field.
     await page.fill('#breakdown', 'utm_sourse');
