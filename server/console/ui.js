@@ -164,6 +164,9 @@ export function breakdownSelect(q, props) {
 export const card = (label, value) => el('div', { class: 'card' }, el('div', { class: 'v', text: value }), el('div', { class: 'l', text: label }));
 
 const DAY = 86400000;
+const OPS = ['eq', 'ne', 'in', 'not_in', 'gt', 'gte', 'lt', 'lte', 'contains', 'starts_with', 'is_set', 'is_not_set'];
+// A value as typed: a number or true/false when it reads as one, else text.
+const typed = (x) => (x !== '' && Number.isFinite(Number(x)) ? Number(x) : x === 'true' ? true : x === 'false' ? false : x);
 const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
 
 // The date range (presets or dates, in UTC) and the time zone of buckets,
@@ -177,8 +180,29 @@ function rangeControls() {
   const tz = el('input', { type: 'text', id: 'timezone', 'data-path': 'timezone', placeholder: 'UTC', size: 16,
     title: 'IANA time zone of day, week and month buckets, e.g. Asia/Shanghai' });
   preset.addEventListener('change', () => { dates.hidden = preset.value !== 'custom'; });
+  const filters = el('span', { class: 'filters', 'data-path': 'where' });
+  const addFilter = (f = {}) => {
+    const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
+    const row = el('span', { class: 'filter' },
+      el('input', { type: 'text', class: 'f-prop', list: 'fp-props', placeholder: 'property', size: 12, value: f.prop || '' }),
+      select(OPS, f.op || 'eq', { class: 'f-op' }),
+      el('input', { type: 'text', class: 'f-value', placeholder: 'value', size: 12, value: v }),
+      el('button', { type: 'button', class: 'remove', text: '×', title: 'Remove', onclick: () => row.remove() }));
+    filters.append(row);
+  };
+  const cohort = el('input', { type: 'text', id: 'cohort', 'data-path': 'users', placeholder: 'all users', size: 14 });
   const field = el('div', { class: 'field inline range' }, el('label', { for: 'range', text: 'Range' }), preset, dates,
-    el('label', { for: 'timezone', text: 'Time zone' }), tz);
+    el('label', { for: 'timezone', text: 'Time zone' }), tz,
+    el('label', { text: 'Where' }), filters, el('button', { type: 'button', id: 'add-filter', text: '+ Filter', onclick: () => addFilter() }),
+    el('label', { for: 'cohort', text: 'Users in cohort' }), cohort);
+  const readFilters = () => [...filters.querySelectorAll('.filter')].map((row) => {
+    const op = row.querySelector('.f-op').value;
+    const f = { prop: row.querySelector('.f-prop').value.trim(), op };
+    const raw = row.querySelector('.f-value').value.trim();
+    if (op === 'in' || op === 'not_in') f.value = raw.split(',').map((x) => typed(x.trim()));
+    else if (op !== 'is_set' && op !== 'is_not_set') f.value = typed(raw);
+    return f;
+  });
   const apply = (q) => {
     delete q.time_range;
     delete q.timezone;
@@ -191,6 +215,11 @@ function rangeControls() {
       q.time_range = { from: new Date(end - Number(preset.value) * DAY).toISOString(), to: new Date(end).toISOString() };
     }
     if (tz.value.trim()) q.timezone = tz.value.trim();
+    delete q.where;
+    const fs = readFilters();
+    if (fs.length) q.where = fs.length === 1 ? fs[0] : { and: fs };
+    delete q.users;
+    if (cohort.value.trim()) q.users = { cohort: cohort.value.trim() };
   };
   const load = (q) => {
     const r = q && q.time_range;
@@ -205,6 +234,9 @@ function rangeControls() {
     }
     dates.hidden = preset.value !== 'custom';
     if (q && typeof q.timezone === 'string') tz.value = q.timezone;
+    const w = q && q.where;
+    for (const f of w && Array.isArray(w.and) ? w.and : w ? [w] : []) if (f && typeof f === 'object' && 'prop' in f) addFilter(f);
+    if (q && q.users && typeof q.users.cohort === 'string') cohort.value = q.users.cohort;
   };
   return { field, apply, load };
 }

@@ -225,6 +225,22 @@ async function main() {
     await page.selectOption('#range', 'all');
     await page.fill('#timezone', '');
 
+    // A filter on an event property.
+    await page.selectOption('#trends-form .m-event', 'visit');
+    await page.click('#add-filter');
+    await page.fill('.filter .f-prop', 'utm_source');
+    await page.selectOption('.filter .f-op', 'in');
+    await page.fill('.filter .f-value', 'baidu, google');
+    await page.click('#trends-form button.primary');
+    await page.waitForFunction(() => /baidu/.test(document.querySelector('.querypanel pre.json')?.textContent || ''));
+    const whereQ = { kind: 'events', interval: 'week', metrics: [{ event: 'visit', agg: 'users' }], where: { prop: 'utm_source', op: 'in', value: ['baidu', 'google'] } };
+    check('where filter: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), whereQ);
+    await chartDrawn(page, '#trends-chart');
+    const wr = (await api(host, whereQ)).body;
+    check('where filter: line = API values', (await seriesData(page, '#trends-chart'))[0], wr.series[0].values);
+    await page.click('.filter .remove');
+    await page.selectOption('#trends-form .m-event', 'login');
+
     // A property name typed by hand that no event has: the API's error,
     // with its suggestion, on the breakdown field.
     await page.fill('#breakdown', 'utm_sourse');
