@@ -1,9 +1,10 @@
 //! The HTTP API: ingest, query, profiles, aliases, schema, stats, health
-//! and metrics over JSON, with API keys, body limits, a query time budget,
+//! and metrics over JSON (and the web console at `/`), with API keys, body limits, a query time budget,
 //! and bounds on concurrent queries, concurrent ingests and the memory
 //! request bodies hold. See `server/API.md`.
 
 mod body;
+mod console;
 mod metrics;
 mod trackers;
 
@@ -576,7 +577,7 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         .route("/v1/query", post(query))
         .route("/v1/schema", get(schema))
         .route("/v1/stats", get(stats));
-    trackers::routes(api)
+    console::routes(trackers::routes(api))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(app.clone(), count))
@@ -596,6 +597,7 @@ pub fn serve(engine: Engine, cfg: Config) -> Result<()> {
         );
     }
     cfg.check()?;
+    std::thread::spawn(console::precompress);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The browser test: posthog-js from npm in Debian's Chromium, driven by
-# playwright-core (which cannot download its own browser here). Installs
+# The browser tests: posthog-js from npm, and the web console, in Debian's
+# Chromium, driven by playwright-core (which cannot download its own
+# browser here). Installs
 # what is missing: `chromium` with apt (needs root, as on CI), the npm
 # packages (pinned) into the target directory. A missing part is a
 # failure, never a skip.
@@ -19,6 +20,11 @@ if [ ! -d "$mods/node_modules/posthog-js" ] || [ ! -d "$mods/node_modules/playwr
     posthog-js@1.449.2 playwright-core@1.65.1)
 fi
 cargo build -q --profile test -p footprint-server --bin footprint
-# The test resolves its modules next to itself: run a copy from there.
-cp tests/browser/test_posthog_js.mjs "$mods/"
-CHROMIUM="$(command -v chromium)" node "$mods/test_posthog_js.mjs" "$target/debug/footprint"
+# Each test resolves its modules next to itself: run a copy from there.
+# Both run even when the first fails.
+cp tests/browser/test_posthog_js.mjs tests/browser/test_console.mjs "$mods/"
+status=0
+CHROMIUM="$(command -v chromium)" node "$mods/test_posthog_js.mjs" "$target/debug/footprint" || status=1
+# The console test also writes the README's screenshots into docs/.
+CHROMIUM="$(command -v chromium)" node "$mods/test_console.mjs" "$target/debug/footprint" docs || status=1
+exit $status

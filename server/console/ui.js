@@ -1,0 +1,242 @@
+// Small DOM and chart helpers shared by the pages.
+import { curl, query } from './api.js';
+
+export function el(tag, attrs = {}, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (k === 'text') e.textContent = v;
+    else if (k in e && k !== 'list') e[k] = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of kids.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+export const fmt = (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US'));
+export const pct = (x) => (x === null || x === undefined ? '–' : (x * 100).toFixed(1) + '%');
+
+export function duration(ms) {
+  if (ms === null || ms === undefined) return '–';
+  const s = ms / 1000;
+  if (s < 60) return s.toFixed(1) + ' s';
+  if (s < 3600) return (s / 60).toFixed(1) + ' min';
+  if (s < 86400) return (s / 3600).toFixed(1) + ' h';
+  return (s / 86400).toFixed(1) + ' d';
+}
+
+export function select(options, value, attrs = {}) {
+  return el('select', attrs, options.map((o) => {
+    const [v, label] = Array.isArray(o) ? o : [o, o];
+    return el('option', { value: v, text: label, selected: v === value });
+  }));
+}
+
+// Charts created by the page on screen; disposed when the page changes.
+const live = new Set();
+export function chart(container) {
+  const c = echarts.init(container, null, { renderer: 'canvas' });
+  live.add(c);
+  return c;
+}
+export function disposeCharts() {
+  for (const c of live) c.dispose();
+  live.clear();
+}
+window.addEventListener('resize', () => { for (const c of live) c.resize(); });
+
+export const palette = ['#2f6fde', '#e8833a', '#3aa57a', '#c9475c', '#8a5cc9', '#c9a227', '#3bb0c9', '#7a7a7a', '#d65db1', '#5a8f29'];
+
+// Shows an API error next to the form, and marks the control whose
+// data-path is the longest prefix of the error's JSON path.
+export function showError(box, form, err) {
+  clearError(box, form);
+  box.hidden = false;
+  box.append(
+    el('strong', { text: err.status ? `${err.status} ${err.code}` : err.code }), ' ',
+    el('span', { class: 'msg', text: err.message }),
+    err.path ? el('span', {}, ' at ', el('code', { class: 'path', text: err.path })) : null,
+  );
+  if (!form || !err.path) return;
+  let best = null;
+  for (const c of form.querySelectorAll('[data-path]')) {
+    const p = c.dataset.path;
+    if ((err.path === p || err.path.startsWith(p + '.') || err.path.startsWith(p + '['))
+      && (!best || p.length > best.dataset.path.length)) best = c;
+  }
+  if (best) best.classList.add('bad');
+}
+export function clearError(box, form) {
+  box.replaceChildren();
+  box.hidden = true;
+  if (form) for (const c of form.querySelectorAll('.bad')) c.classList.remove('bad');
+}
+
+export function warnings(box, result) {
+  box.replaceChildren(...(result.warnings || []).map((w) => el('div', { class: 'warn', text: 'Warning: ' + w })));
+}
+
+// The query JSON with a "copy as curl" button.
+export function queryPanel(q) {
+  const cmd = curl(q);
+  const status = el('span', { class: 'copied' });
+  const btn = el('button', {
+    type: 'button', class: 'copy', text: 'Copy as curl',
+    onclick: async () => {
+      try {
+        await navigator.clipboard.writeText(cmd);
+        status.textContent = 'copied';
+      } catch {
+        status.textContent = 'select the command below and copy it';
+      }
+    },
+  });
+  return el('details', { class: 'querypanel', open: true },
+    el('summary', { text: 'Query JSON' }),
+    el('pre', { class: 'json', text: JSON.stringify(q, null, 2) }),
+    el('div', { class: 'row' }, btn, status),
+    el('pre', { class: 'curl', text: cmd }));
+}
+
+// The query the page's URL carries (#/page?q=…), or null.
+export function queryFromHash(params) {
+  const raw = params.get('q');
+  if (!raw) return null;
+  try { return JSON.parse(raw); } catch { return null; }
+}
+export function setHashQuery(page, q) {
+  history.replaceState(null, '', `#/${page}?q=${encodeURIComponent(JSON.stringify(q))}`);
+}
+
+export function loading(box) {
+  box.replaceChildren(el('div', { class: 'loading', text: 'running…' }));
+}
+
+// The frame every insight page shares: its form, the error beside it,
+// warnings, and the result; `run` sends a query, records it in the URL and
+// draws the answer with `draw(out, q, result)`.
+export function insight(root, id, title, draw) {
+  const form = el('form', { class: 'builder', id: `${id}-form`, noValidate: true });
+  const err = el('div', { class: 'error', id: `${id}-error`, hidden: true });
+  const warn = el('div', { class: 'warnings' });
+  const out = el('div', { class: 'result' });
+  root.append(el('h1', { text: title }), form, err, warn, out);
+  const range = rangeControls();
+  form.append(range.field);
+  // A run the form asked for takes the range and time zone from the
+  // controls; one from the URL sets the controls from its query.
+  let fromForm = false;
+  form.addEventListener('submit', () => { fromForm = true; }, true);
+  const run = (q) => {
+    if (fromForm) range.apply(q);
+    else range.load(q);
+    fromForm = false;
+    clearError(err, form);
+    setHashQuery(id, q);
+    loading(out);
+    warn.replaceChildren();
+    query(q).then((r) => { warnings(warn, r); draw(out, q, r); }, (e) => {
+      out.replaceChildren(queryPanel(q));
+      showError(err, form, e);
+    });
+  };
+  return { form, err, run, fail: (e) => showError(err, null, e) };
+}
+
+// A breakdown field: the schema's event properties to pick from, or any
+// name typed by hand (the server warns about one no event has).
+export function breakdownSelect(q, props) {
+  let list = document.getElementById('fp-props');
+  if (!list) {
+    list = el('datalist', { id: 'fp-props' });
+    document.body.append(list);
+  }
+  list.replaceChildren(...props.map((p) => el('option', { value: p })));
+  const bd = q && Array.isArray(q.breakdown) && q.breakdown[0] ? q.breakdown[0].event_prop || '' : '';
+  return el('input', { type: 'text', id: 'breakdown', list: 'fp-props', placeholder: 'none', value: bd, 'data-path': 'breakdown', autocomplete: 'off' });
+}
+
+// A figure with its label, as in the overview's and the stats' cards.
+export const card = (label, value) => el('div', { class: 'card' }, el('div', { class: 'v', text: value }), el('div', { class: 'l', text: label }));
+
+const DAY = 86400000;
+const OPS = ['eq', 'ne', 'in', 'not_in', 'gt', 'gte', 'lt', 'lte', 'contains', 'starts_with', 'is_set', 'is_not_set'];
+// A value as typed: a number or true/false when it reads as one, else text.
+const typed = (x) => (x !== '' && Number.isFinite(Number(x)) ? Number(x) : x === 'true' ? true : x === 'false' ? false : x);
+const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
+
+// The date range (presets or dates, in UTC) and the time zone of buckets,
+// the same on every insight page.
+function rangeControls() {
+  const preset = select([['all', 'All time'], ['7', 'Last 7 days'], ['30', 'Last 30 days'], ['90', 'Last 90 days'], ['custom', 'Dates']], 'all',
+    { id: 'range', 'data-path': 'time_range' });
+  const from = el('input', { type: 'date', id: 'range-from', 'data-path': 'time_range.from' });
+  const to = el('input', { type: 'date', id: 'range-to', 'data-path': 'time_range.to' });
+  const dates = el('span', { class: 'dates', hidden: true }, from, ' through ', to, el('span', { class: 'sub', text: ' (UTC)' }));
+  const tz = el('input', { type: 'text', id: 'timezone', 'data-path': 'timezone', placeholder: 'UTC', size: 16,
+    title: 'IANA time zone of day, week and month buckets, e.g. Asia/Shanghai' });
+  preset.addEventListener('change', () => { dates.hidden = preset.value !== 'custom'; });
+  const filters = el('span', { class: 'filters', 'data-path': 'where' });
+  const addFilter = (f = {}) => {
+    const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
+    const row = el('span', { class: 'filter' },
+      el('input', { type: 'text', class: 'f-prop', list: 'fp-props', placeholder: 'property', size: 12, value: f.prop || '' }),
+      select(OPS, f.op || 'eq', { class: 'f-op' }),
+      el('input', { type: 'text', class: 'f-value', placeholder: 'value', size: 12, value: v }),
+      el('button', { type: 'button', class: 'remove', text: '×', title: 'Remove', onclick: () => row.remove() }));
+    filters.append(row);
+  };
+  const cohort = el('input', { type: 'text', id: 'cohort', 'data-path': 'users', placeholder: 'all users', size: 14 });
+  const field = el('div', { class: 'field inline range' }, el('label', { for: 'range', text: 'Range' }), preset, dates,
+    el('label', { for: 'timezone', text: 'Time zone' }), tz,
+    el('label', { text: 'Where' }), filters, el('button', { type: 'button', id: 'add-filter', text: '+ Filter', onclick: () => addFilter() }),
+    el('label', { for: 'cohort', text: 'Users in cohort' }), cohort);
+  const readFilters = () => [...filters.querySelectorAll('.filter')].map((row) => {
+    const op = row.querySelector('.f-op').value;
+    const f = { prop: row.querySelector('.f-prop').value.trim(), op };
+    const raw = row.querySelector('.f-value').value.trim();
+    if (op === 'in' || op === 'not_in') f.value = raw.split(',').map((x) => typed(x.trim()));
+    else if (op !== 'is_set' && op !== 'is_not_set') f.value = typed(raw);
+    return f;
+  });
+  const apply = (q) => {
+    delete q.time_range;
+    delete q.timezone;
+    if (preset.value === 'custom') {
+      q.time_range = {};
+      if (from.value) q.time_range.from = `${from.value}T00:00:00Z`;
+      if (to.value) q.time_range.to = `${isoDay(Date.parse(to.value + 'T00:00:00Z') + DAY)}T00:00:00Z`;
+    } else if (preset.value !== 'all') {
+      const end = Date.now();
+      q.time_range = { from: new Date(end - Number(preset.value) * DAY).toISOString(), to: new Date(end).toISOString() };
+    }
+    if (tz.value.trim()) q.timezone = tz.value.trim();
+    delete q.where;
+    const fs = readFilters();
+    if (fs.length) q.where = fs.length === 1 ? fs[0] : { and: fs };
+    delete q.users;
+    if (cohort.value.trim()) q.users = { cohort: cohort.value.trim() };
+  };
+  const load = (q) => {
+    const r = q && q.time_range;
+    const day = (v, back) => {
+      const t = typeof v === 'number' ? v : Date.parse(v);
+      return Number.isFinite(t) ? isoDay(t - (back ? 1 : 0)) : '';
+    };
+    if (r && typeof r === 'object') {
+      preset.value = 'custom';
+      from.value = r.from === undefined ? '' : day(r.from, false);
+      to.value = r.to === undefined ? '' : day(r.to, true);
+    }
+    dates.hidden = preset.value !== 'custom';
+    if (q && typeof q.timezone === 'string') tz.value = q.timezone;
+    const w = q && q.where;
+    for (const f of w && Array.isArray(w.and) ? w.and : w ? [w] : []) if (f && typeof f === 'object' && 'prop' in f) addFilter(f);
+    if (q && q.users && typeof q.users.cohort === 'string') cohort.value = q.users.cohort;
+  };
+  return { field, apply, load };
+}

@@ -1,0 +1,380 @@
+// The web console in a real headless Chromium (Debian's `chromium`, driven
+// by playwright-core), against the real server on a generated demo data
+// set. A person's steps: open the overview, build a funnel with the
+// controls, follow the funnel's link, try bad input, run trends,
+// retention and raw JSON, and use an API key. The numbers the charts and
+// tables show must equal what `POST /v1/query` answers for the same query
+// JSON; no request may leave the loopback host; the first chart must be
+// drawn within 1 s of navigation. Screenshots go to docs/.
+//
+//   node test_console.mjs PATH/TO/footprint DOCS_DIR
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BIN = process.argv[2];
+const DOCS = process.argv[3];
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const QUERY_KEY = 'console-query-key-0001';
+const INGEST_KEY = 'console-ingest-key-001';
+const FIRST_CHART_MS = 1000;
+const failures = [];
+
+function check(what, got, want) {
+  const ok = JSON.stringify(got) === JSON.stringify(want);
+  console.log((ok ? 'ok   ' : 'FAIL ') + what + (ok ? '' : `: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`));
+  if (!ok) failures.push(what);
+}
+
+function serve(data, keys) {
+  const args = ['serve', '--data', data, '--addr', '127.0.0.1:0'];
+  if (keys) args.push('--keys', keys);
+  const p = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on (http:\/\/\S+)/);
+      if (m) resolve({ proc: p, host: m[1] });
+    });
+    p.on('exit', (c) => reject(new Error(`footprint serve exited ${c}`)));
+  });
+}
+
+function stop(fp) {
+  return new Promise((resolve) => { fp.proc.removeAllListeners('exit'); fp.proc.on('exit', resolve); fp.proc.kill('SIGTERM'); });
+}
+
+async function api(host, q, key) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (key) headers.Authorization = 'Bearer ' + key;
+  const r = await fetch(host + '/v1/query', { method: 'POST', body: JSON.stringify(q), headers });
+  return { status: r.status, body: await r.json() };
+}
+
+// The data of a chart's series, as the chart instance holds it.
+const seriesData = (page, sel) => page.evaluate((s) => {
+  const c = echarts.getInstanceByDom(document.querySelector(s));
+  return c ? c.getOption().series.map((x) => x.data.map((d) => (d && typeof d === 'object' && !Array.isArray(d) ? d.value : d))) : null;
+}, sel);
+const chartDrawn = (page, sel) => page.waitForFunction((s) => {
+  const e = document.querySelector(s);
+  const c = e && echarts.getInstanceByDom(e);
+  const ser = c && c.getOption().series;
+  return ser && ser.length && ser[0].data && ser[0].data.length > 0;
+}, sel, { timeout: 10000 });
+const cells = (page, sel) => page.$$eval(sel, (tds) => tds.map((t) => t.textContent));
+const num = (s) => Number(s.replace(/,/g, ''));
+
+async function main() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'fp-console-'));
+  const data = path.join(dir, 'data');
+  execFileSync(BIN, ['gen', '--data', data, '--events', '200000', '--users', '5000', '--days', '30'], { stdio: 'ignore' });
+  let fp = await serve(data);
+  const host = fp.host;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  try {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const hosts = new Set();
+    const errors = [];
+    ctx.on('request', (r) => hosts.add(new URL(r.url()).host));
+    const page = await ctx.newPage();
+    page.on('pageerror', (e) => errors.push(String(e)));
+    // The bad inputs below are answered 400 or 501 on purpose; Chromium logs
+    // each failed request, which is not an error of the console's.
+    page.on('console', (m) => {
+      if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of (400|501)/.test(m.text())) errors.push(m.text());
+    });
+
+    // Served compressed, with caching headers.
+    for (const [file, cache] of [['/', 'no-cache'], ['/console/funnel.js', 'no-cache'], ['/console/vendor/echarts-6.1.0.min.js', 'public, max-age=604800']]) {
+      const r = await fetch(host + file, { headers: { 'Accept-Encoding': 'gzip' } });
+      await r.arrayBuffer();
+      check(`${file}: gzip, ${cache}`, [r.status, r.headers.get('content-encoding'), r.headers.get('cache-control')], [200, 'gzip', cache]);
+    }
+
+    // Overview, cold: the first chart within the target.
+    let t0 = Date.now();
+    await page.goto(host + '/');
+    await chartDrawn(page, '#daily');
+    const overviewMs = Date.now() - t0;
+    console.log(`     overview: first chart drawn ${overviewMs} ms after navigation (cold cache)`);
+    check(`overview chart within ${FIRST_CHART_MS} ms`, overviewMs <= FIRST_CHART_MS, true);
+    const daily = await api(host, { kind: 'events', interval: 'day', metrics: [{ event: '$any', agg: 'count' }, { event: '$any', agg: 'users' }] });
+    check('overview: events and users per day as the API', await seriesData(page, '#daily'), daily.body.series.map((s) => s.values));
+    await chartDrawn(page, '#top');
+    const schema = await (await fetch(host + '/v1/schema')).json();
+    const top = Object.entries(schema.events).sort((a, b) => b[1] - a[1]).slice(0, 12).reverse();
+    check('overview: top events as the schema', await seriesData(page, '#top'), [top.map((e) => e[1])]);
+    await page.waitForFunction(() => /events\/s now/.test(document.querySelector('.ratenow').textContent), null, { timeout: 8000 });
+    check('overview: live rate measured', true, true);
+    await page.screenshot({ path: path.join(DOCS, 'console-overview.png'), fullPage: true });
+
+    // Funnel, built through the controls.
+    await page.goto(host + '/#/funnel');
+    await page.waitForSelector('#funnel-form .step-event');
+    const steps = () => page.$$('#funnel-form .step-event');
+    await (await steps())[0].selectOption('visit');
+    await (await steps())[1].selectOption('signup');
+    await page.click('#add-step');
+    await (await steps())[2].selectOption('create_report');
+    await page.fill('#window-value', '7');
+    await page.selectOption('#window-unit', 'day');
+    await page.fill('#breakdown', 'utm_source');
+    await page.click('#run');
+    await page.waitForSelector('#funnel-table');
+    await chartDrawn(page, '#funnel-chart');
+    const fq = { kind: 'funnel', steps: [{ event: 'visit' }, { event: 'signup' }, { event: 'create_report' }], window: { value: 7, unit: 'day' }, breakdown: [{ event_prop: 'utm_source' }] };
+    check('funnel: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), fq);
+    const fr = (await api(host, fq)).body;
+    const shown = await seriesData(page, '#funnel-chart');
+    check('funnel: chart bars = API users per step', shown[0], fr.steps.map((s) => s.users));
+    check('funnel: table users = API', (await cells(page, '#funnel-table td.users')).map(num), fr.steps.map((s) => s.users));
+    check('funnel: table conversion = API', await cells(page, '#funnel-table td.conv'),
+      fr.steps.map((s) => (s.conversion_from_first * 100).toFixed(1) + '%'));
+    const groups = fr.groups.slice().sort((a, b) => b.steps[0].users - a.steps[0].users).slice(0, 8);
+    check('funnel: grouped bars = API groups', shown.slice(1), groups.map((g) => g.steps.map((s) => s.users)));
+    check('funnel: copy as curl offers the same query',
+      (await page.textContent('.querypanel pre.curl')).includes(JSON.stringify(fq)), true);
+    await page.screenshot({ path: path.join(DOCS, 'console-funnel.png'), fullPage: true });
+
+    // The link reproduces the chart, in a fresh tab, within the target.
+    const link = page.url();
+    const tab = await ctx.newPage();
+    tab.on('pageerror', (e) => errors.push(String(e)));
+    t0 = Date.now();
+    await tab.goto(link);
+    await chartDrawn(tab, '#funnel-chart');
+    const funnelMs = Date.now() - t0;
+    console.log(`     funnel link: chart drawn ${funnelMs} ms after navigation`);
+    check(`funnel link: chart within ${FIRST_CHART_MS} ms`, funnelMs <= FIRST_CHART_MS, true);
+    check('funnel link: same bars', (await seriesData(tab, '#funnel-chart'))[0], fr.steps.map((s) => s.users));
+    await tab.close();
+
+    // Bad input: the API's own error, beside the form; nothing breaks.
+    const errorShown = async (q, what) => {
+      const want = await api(host, q);
+      check(`${what}: the API refuses it`, want.status, 400);
+      await page.waitForSelector('#funnel-error:not([hidden])');
+      check(`${what}: the API's message is shown`, await page.textContent('#funnel-error .msg'), want.body.error.message);
+      check(`${what}: its JSON path is shown`, await page.textContent('#funnel-error .path'), want.body.error.path);
+      return want;
+    };
+    await page.fill('#window-value', '-1');
+    await page.click('#run');
+    await errorShown({ ...fq, window: { value: -1, unit: 'day' } }, 'window of -1');
+    check('window of -1: the window control is marked', await page.$eval('#window-value', (e) => e.classList.contains('bad')), true);
+    // A window of 0 is a valid query (steps in the same millisecond):
+    // the console shows the API's answer, and the error is gone.
+    await page.fill('#window-value', '0');
+    await page.click('#run');
+    await page.waitForSelector('#funnel-table');
+    const zero = (await api(host, { ...fq, window: { value: 0, unit: 'day' } })).body;
+    check('window of 0: the API answers and the table shows it', (await cells(page, '#funnel-table td.users')).map(num), zero.steps.map((s) => s.users));
+    check('window of 0: no error left on screen', await page.$eval('#funnel-error', (e) => e.hidden), true);
+    await page.check('#modes input[value=allow_reentry]');
+    await page.click('#run');
+    await errorShown({ ...fq, window: { value: 0, unit: 'day' }, mode: ['allow_reentry'] }, 'allow_reentry without strict_order');
+    check('allow_reentry alone: the mode controls are marked', await page.$eval('#modes', (e) => e.classList.contains('bad')), true);
+    await page.uncheck('#modes input[value=allow_reentry]');
+    while ((await page.$$('#funnel-form .steps .remove')).length) await page.click('#funnel-form .steps .remove');
+    await page.click('#run');
+    await errorShown({ kind: 'funnel', steps: [], window: { value: 0, unit: 'day' }, breakdown: [{ event_prop: 'utm_source' }] }, 'empty funnel');
+    await page.click('#add-step');
+    await (await steps())[0].selectOption('visit');
+    await page.fill('#window-value', '7');
+    await page.click('#run');
+    await page.waitForSelector('#funnel-table');
+    check('after errors the funnel runs again', (await cells(page, '#funnel-table td.users')).map(num),
+      (await api(host, { ...fq, steps: [{ event: 'visit' }] })).body.steps.map((s) => s.users));
+
+    // Trends: runs its default, then a metric of users per week.
+    await page.goto(host + '/#/trends');
+    await chartDrawn(page, '#trends-chart');
+    await page.selectOption('#trends-form .m-event', 'login');
+    await page.selectOption('#trends-form .m-agg', 'users');
+    await page.selectOption('#interval', 'week');
+    await page.click('#trends-form button.primary');
+    await page.waitForFunction(() => /login/.test(document.querySelector('#trends-table')?.textContent || ''));
+    const tq = { kind: 'events', interval: 'week', metrics: [{ event: 'login', agg: 'users' }] };
+    const tr = (await api(host, tq)).body;
+    check('trends: line = API values', (await seriesData(page, '#trends-chart'))[0], tr.series[0].values);
+    check('trends: total = API total', (await cells(page, '#trends-table td.num')).map(num), [tr.series[0].total]);
+    await page.screenshot({ path: path.join(DOCS, 'console-trends.png'), fullPage: true });
+    // A date range and a time zone, the same controls on every page.
+    await page.selectOption('#range', 'custom');
+    await page.fill('#range-from', '2026-01-05');
+    await page.fill('#range-to', '2026-01-11');
+    await page.fill('#timezone', 'Asia/Shanghai');
+    await page.click('#trends-form button.primary');
+    await page.waitForFunction(() => /Asia\/Shanghai/.test(document.querySelector('.querypanel pre.json')?.textContent || ''));
+    const rangeQ = { ...tq, time_range: { from: '2026-01-05T00:00:00Z', to: '2026-01-12T00:00:00Z' }, timezone: 'Asia/Shanghai' };
+    check('range and time zone: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), rangeQ);
+    await chartDrawn(page, '#trends-chart');
+    const rr2 = (await api(host, rangeQ)).body;
+    check('range and time zone: line = API values', (await seriesData(page, '#trends-chart'))[0], rr2.series[0].values);
+    const rtab = await ctx.newPage();
+    await rtab.goto(page.url());
+    await chartDrawn(rtab, '#trends-chart');
+    check('range and time zone: the link restores the controls',
+      await rtab.evaluate(() => ['range', 'range-from', 'range-to', 'timezone'].map((i) => document.getElementById(i).value)),
+      ['custom', '2026-01-05', '2026-01-11', 'Asia/Shanghai']);
+    await rtab.close();
+    await page.selectOption('#range', 'all');
+    await page.fill('#timezone', '');
+
+    // A filter on an event property.
+    await page.selectOption('#trends-form .m-event', 'visit');
+    await page.click('#add-filter');
+    await page.fill('.filter .f-prop', 'utm_source');
+    await page.selectOption('.filter .f-op', 'in');
+    await page.fill('.filter .f-value', 'baidu, google');
+    await page.click('#trends-form button.primary');
+    await page.waitForFunction(() => /baidu/.test(document.querySelector('.querypanel pre.json')?.textContent || ''));
+    const whereQ = { kind: 'events', interval: 'week', metrics: [{ event: 'visit', agg: 'users' }], where: { prop: 'utm_source', op: 'in', value: ['baidu', 'google'] } };
+    check('where filter: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), whereQ);
+    await chartDrawn(page, '#trends-chart');
+    const wr = (await api(host, whereQ)).body;
+    check('where filter: line = API values', (await seriesData(page, '#trends-chart'))[0], wr.series[0].values);
+    await page.click('.filter .remove');
+    await page.selectOption('#trends-form .m-event', 'login');
+
+    // A property name typed by hand that no event has: the API's error,
+    // with its suggestion, on the breakdown field.
+    await page.fill('#breakdown', 'utm_sourse');
+    await page.click('#trends-form button.primary');
+    await page.waitForSelector('#trends-error:not([hidden])');
+    const typo = await api(host, { ...tq, breakdown: [{ event_prop: 'utm_sourse' }] });
+    check('unknown property typed by hand: the API refuses it', typo.status, 400);
+    check('unknown property typed by hand: its message and path are shown',
+      [await page.textContent('#trends-error .msg'), await page.textContent('#trends-error .path')], [typo.body.error.message, typo.body.error.path]);
+    check('unknown property typed by hand: the breakdown field is marked', await page.$eval('#breakdown', (e) => e.classList.contains('bad')), true);
+
+    // Retention.
+    await page.goto(host + '/#/retention');
+    await page.waitForSelector('#start option[value=signup]', { state: 'attached' });
+    await page.selectOption('#start', 'signup');
+    await page.selectOption('#return', 'login');
+    await page.selectOption('#unit', 'week');
+    await page.fill('#periods', '4');
+    await page.click('#retention-form button.primary');
+    await chartDrawn(page, '#retention-chart');
+    const rq = { kind: 'retention', start: { event: 'signup' }, return: { event: 'login' }, unit: 'week', periods: 4, first_time: true };
+    const rr = (await api(host, rq)).body;
+    check('retention: total row = API', (await cells(page, '#retention-table tr.total td.num')).map(num), [rr.total.users, ...rr.total.retained]);
+    // Each drawn cell [period, cohort row, percent, count]; the rows run
+    // upwards (newest cohort first in the data); blank cells are not drawn.
+    const heat = (await seriesData(page, '#retention-chart'))[0];
+    const cohortsUp = rr.cohorts.slice().reverse();
+    check('retention: heat map counts = API', heat.map((d) => d[3]), heat.map((d) => cohortsUp[d[1]].retained[d[0]]));
+    check('retention: heat map percents = API', heat.map((d) => d[2]),
+      heat.map((d) => Math.round((1000 * cohortsUp[d[1]].retained[d[0]]) / cohortsUp[d[1]].users) / 10));
+    check('retention: every non-zero count is drawn', heat.length >= rr.cohorts.flatMap((c) => c.retained).filter((v) => v > 0).length, true);
+    await page.screenshot({ path: path.join(DOCS, 'console-retention.png'), fullPage: true });
+
+    // Interval: signup to the first pay.
+    await page.goto(host + '/#/interval');
+    await page.waitForSelector('#from option[value=signup]', { state: 'attached' });
+    await page.selectOption('#from', 'signup');
+    await page.selectOption('#to', 'pay');
+    await page.selectOption('#pairs', 'first');
+    await page.click('#interval-form button.primary');
+    await chartDrawn(page, '#interval-chart');
+    const iq = { kind: 'interval', from: { event: 'signup' }, to: { event: 'pay' }, pairs: 'first' };
+    const ir = (await api(host, iq)).body;
+    check('interval: histogram = API', (await seriesData(page, '#interval-chart'))[0], ir.histogram.map((h) => h.count));
+    check('interval: pairs = API count', num(await page.textContent('#interval-stats .card .v')), ir.count);
+    await page.screenshot({ path: path.join(DOCS, 'console-interval.png'), fullPage: true });
+
+    // Distribution: users by how often they logged in; then bounds typed
+    // by hand out of order.
+    await page.goto(host + '/#/distribution');
+    await page.waitForSelector('#event option[value=login]', { state: 'attached' });
+    await page.selectOption('#event', 'login');
+    await page.fill('#buckets', '1, 2, 3, 6, 11');
+    await page.click('#distribution-form button.primary');
+    await chartDrawn(page, '#distribution-chart');
+    const dq = { kind: 'distribution', event: 'login', measure: 'count', buckets: [1, 2, 3, 6, 11] };
+    const dr = (await api(host, dq)).body;
+    check('distribution: bars = API users per bucket', (await seriesData(page, '#distribution-chart'))[0], dr.buckets.map((b) => b.users));
+    check('distribution: users = API', num(await page.textContent('#distribution-stats .card .v')), dr.users);
+    await page.screenshot({ path: path.join(DOCS, 'console-distribution.png'), fullPage: true });
+    await page.fill('#buckets', '3, 1');
+    await page.click('#distribution-form button.primary');
+    await page.waitForSelector('#distribution-error:not([hidden])');
+    const bad = (await api(host, { ...dq, buckets: [3, 1] })).body.error;
+    check('bounds out of order: the API message and path', [await page.textContent('#distribution-error .msg'), await page.textContent('#distribution-error .path')], [bad.message, bad.path]);
+    check('bounds out of order: the bounds field is marked', await page.$eval('#buckets', (e) => e.classList.contains('bad')), true);
+
+    // Cohorts: users who logged in at least 3 times and never paid, saved.
+    await page.goto(host + '/#/cohorts');
+    await page.waitForSelector('#did .c-event option[value=login]', { state: 'attached' });
+    await page.selectOption('#did .c-event', 'login');
+    await page.fill('#did .c-n', '3');
+    await page.click('#add-did_not');
+    await page.selectOption('#did_not .c-event', 'pay');
+    await page.fill('#save_as', 'console_loyal_unpaid');
+    await page.fill('#return_users', '5');
+    await page.click('#cohorts-form button.primary');
+    await page.waitForSelector('#cohorts-ids');
+    const cq = { kind: 'users', did: [{ event: 'login', count: { op: 'gte', value: 3 } }], did_not: [{ event: 'pay' }], save_as: 'console_loyal_unpaid', return_users: 5 };
+    check('cohorts: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), cq);
+    const cr = (await api(host, cq)).body;
+    check('cohorts: users = API', num(await page.textContent('#cohorts-stats .card .v')), cr.users);
+    check('cohorts: ids = API', await cells(page, '#cohorts-ids td'), cr.ids);
+    const inCohort = (await api(host, { kind: 'events', interval: 'total', users: { cohort: 'console_loyal_unpaid' }, metrics: [{ event: '$any', agg: 'users' }] })).body;
+    check('cohorts: the saved cohort is usable in a query', inCohort.series[0].total, cr.users);
+    await page.screenshot({ path: path.join(DOCS, 'console-cohorts.png'), fullPage: true });
+
+    // A kind the server lacks, on the raw page and its own page.
+    await page.goto(host + '/#/raw');
+    await page.fill('#raw-json', '{"kind": "paths"}');
+    await page.click('#raw-run');
+    await page.waitForSelector('#raw-error:not([hidden])');
+    const paths = (await api(host, { kind: 'paths' })).body.error;
+    check('raw: the API error for a kind not built', await page.textContent('#raw-error .msg'), paths.message);
+    await page.goto(host + '/#/paths');
+    check('paths page says it is not available yet', /not available yet/.test(await page.textContent('main')), true);
+
+    check('no request left the loopback host', [...hosts].filter((h) => h !== new URL(host).host), []);
+    check('no error in the browser console', errors, []);
+    await ctx.close();
+
+    // With keys: ask for one, say 401 and 403 plainly, keep it for the tab.
+    await stop(fp);
+    fp = null;
+    const keys = path.join(dir, 'keys.json');
+    writeFileSync(keys, JSON.stringify({ keys: [{ key: QUERY_KEY, role: 'query' }, { key: INGEST_KEY, role: 'ingest' }] }));
+    fp = await serve(data, keys);
+    const kctx = await browser.newContext();
+    const kp = await kctx.newPage();
+    await kp.goto(fp.host + '/');
+    await kp.waitForSelector('#keybar:not([hidden])');
+    check('no key: 401 asks for a query key', /^401: .*query role/.test(await kp.textContent('#keymsg')), true);
+    await kp.fill('#keyinput', INGEST_KEY);
+    await kp.click('#keyform button[type=submit]');
+    await kp.waitForFunction(() => /^403/.test(document.querySelector('#keymsg').textContent) && !document.querySelector('#keybar').hidden);
+    check('ingest key: 403 says so', true, true);
+    await kp.fill('#keyinput', QUERY_KEY);
+    await kp.click('#keyform button[type=submit]');
+    await chartDrawn(kp, '#daily');
+    check('query key: the overview draws, the bar is gone', await kp.$eval('#keybar', (e) => e.hidden), true);
+    await kp.reload();
+    await chartDrawn(kp, '#daily');
+    check('the key is kept for the tab', await kp.evaluate(() => sessionStorage.getItem('footprint.key')), QUERY_KEY);
+    await kctx.close();
+  } finally {
+    await browser.close();
+    if (fp) await stop(fp);
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (failures.length) {
+    console.log(`${failures.length} console check(s) failed`);
+    process.exit(1);
+  }
+  console.log('console: all checks passed');
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
