@@ -23,8 +23,8 @@ const pages = [
 // Pages this console does not have yet; each says so and points to Query JSON
 // when the server already answers the kind.
 const missing = [
-  ['sessions', 'Sessions', false], ['paths', 'Paths', false], ['attribution', 'Attribution', false],
-  ['lifecycle', 'Lifecycle', false], ['stickiness', 'Stickiness', false], ['heatmap', 'Heatmap', false],
+  ['sessions', 'Sessions', true], ['paths', 'Paths', true], ['attribution', 'Attribution', true],
+  ['lifecycle', 'Lifecycle', true], ['stickiness', 'Stickiness', true], ['heatmap', 'Heatmap', true],
   ['live', 'Live events', false],
 ];
 

@@ -25,6 +25,9 @@ cargo build -q --profile test -p footprint-server --bin footprint
 cp tests/browser/test_posthog_js.mjs tests/browser/test_console.mjs "$mods/"
 status=0
 CHROMIUM="$(command -v chromium)" node "$mods/test_posthog_js.mjs" "$target/debug/footprint" || status=1
-# The console test also writes the README's screenshots into docs/.
-CHROMIUM="$(command -v chromium)" node "$mods/test_console.mjs" "$target/debug/footprint" docs || status=1
+# The console test takes screenshots: into the target directory, or with
+# FOOTPRINT_SCREENSHOTS=docs into the README's docs/ (to refresh them).
+shots="${FOOTPRINT_SCREENSHOTS:-$target/screenshots}"
+mkdir -p "$shots"
+CHROMIUM="$(command -v chromium)" node "$mods/test_console.mjs" "$target/debug/footprint" "$shots" || status=1
 exit $status
