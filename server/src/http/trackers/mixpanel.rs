@@ -195,7 +195,7 @@ pub(super) fn reply(ep: Endpoint, result: Result<(Wire, Batch), Failure>) -> Res
         return axum::Json(json!({"code": 200, "num_records_imported": written, "status": "OK"}))
             .into_response();
     }
-    let ok = !(written == 0 && failed);
+    let ok = !b.all_refused();
     if verbose {
         let error = if failed {
             Json::from(b.errors.join("; "))

@@ -84,6 +84,12 @@ impl Batch {
         }
     }
 
+    /// Once written: every record was refused (none stored, none already
+    /// stored), which each tracker answers as a bad request.
+    fn all_refused(&self) -> bool {
+        self.rejected > 0 && self.duplicates == 0 && self.written.iter().all(|&n| n == 0)
+    }
+
     /// Records accepted in any form.
     fn accepted(&self) -> usize {
         self.events.len() + self.profiles.len() + self.aliases.len()

@@ -355,7 +355,7 @@ fn value_json(v: footprint_engine::Value) -> Json {
 /// posthog-python reports.
 pub(super) fn reply(result: Result<(Wire, Batch), Failure>) -> Response {
     match result {
-        Ok((_, b)) if b.written.iter().sum::<usize>() + b.duplicates == 0 && b.rejected > 0 => (
+        Ok((_, b)) if b.all_refused() => (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({
                 "type": "validation_error",

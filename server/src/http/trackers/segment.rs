@@ -233,7 +233,7 @@ pub(super) fn domain(url: &str) -> Option<String> {
 /// Segment's answers: `{"success": true}`, or an error with a message.
 pub(super) fn reply(result: Result<(Wire, Batch), Failure>) -> Response {
     match result {
-        Ok((_, b)) if b.written.iter().sum::<usize>() + b.duplicates == 0 && b.rejected > 0 => (
+        Ok((_, b)) if b.all_refused() => (
             StatusCode::BAD_REQUEST,
             axum::Json(json!({
                 "success": false,
