@@ -1,11 +1,11 @@
 //! The execution context: name resolution, the columns a query needs, and
 //! the parallel per-shard executor with cancellation and a time budget.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use footprint_storage::profiles::Profile;
 use footprint_storage::{ScanSpec, Snapshot, Store, UserRows, Value};
 use rayon::prelude::*;
 use roaring::RoaringBitmap;
@@ -178,17 +178,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// The profile of `uid`.
-    pub fn profile(&self, uid: u32) -> Option<&BTreeMap<String, Value>> {
+    pub fn profile(&self, uid: u32) -> Option<Profile<'_>> {
         self.snapshot.profiles.get(uid)
     }
 
     /// The profile of `uid` (`Some(None)` without one) when the query's
     /// `users` filter admits the user; `None` when it does not.
-    pub fn admit(
-        &self,
-        c: &crate::model::Common,
-        uid: u32,
-    ) -> Option<Option<&BTreeMap<String, Value>>> {
+    pub fn admit(&self, c: &crate::model::Common, uid: u32) -> Option<Option<Profile<'_>>> {
         let profile = self.profile(uid);
         (c.users.is_true() || c.users.eval(&UserProps(profile))).then_some(profile)
     }
@@ -355,6 +351,14 @@ impl<'a> Ctx<'a> {
         per_user: impl Fn(&mut A, &UserRows<'_>) + Sync,
         merge: impl Fn(A, A) -> A + Sync,
     ) -> Result<A> {
+        if self.profiles {
+            // A damaged profile base is an error, never a wrong answer.
+            self.snapshot.profiles.verify().map_err(|e| QueryError {
+                kind: ErrorKind::Storage,
+                path: String::new(),
+                message: e.to_string(),
+            })?;
+        }
         if range.is_some_and(|(from, to)| from >= to) {
             // An empty range (`from == to`, or a zero window) shows no event.
             return Ok(init());
@@ -652,7 +656,7 @@ pub struct RowProps<'r, 'a> {
     /// The event index.
     pub i: usize,
     /// The user's profile.
-    pub profile: Option<&'r BTreeMap<String, Value>>,
+    pub profile: Option<Profile<'r>>,
 }
 
 impl Props for RowProps<'_, '_> {
@@ -665,7 +669,7 @@ impl Props for RowProps<'_, '_> {
 }
 
 /// Profile-only property access (for `users` conditions).
-pub struct UserProps<'r>(pub Option<&'r BTreeMap<String, Value>>);
+pub struct UserProps<'r>(pub Option<Profile<'r>>);
 
 impl Props for UserProps<'_> {
     fn event(&self, _: usize) -> Option<&Value> {

@@ -397,7 +397,7 @@ pub fn dim_value<'a>(
     d: &Breakdown,
     u: &footprint_storage::UserRows<'a>,
     row: usize,
-    profile: Option<&'a std::collections::BTreeMap<String, Value>>,
+    profile: Option<footprint_storage::profiles::Profile<'a>>,
 ) -> Option<&'a Value> {
     match d {
         Breakdown::Event { slot: Some(k), .. } => u.prop(*k, row),
@@ -425,7 +425,7 @@ impl Keys {
         dims: &[Breakdown],
         u: &footprint_storage::UserRows<'_>,
         row: usize,
-        profile: Option<&std::collections::BTreeMap<String, Value>>,
+        profile: Option<footprint_storage::profiles::Profile<'_>>,
     ) -> u32 {
         if let [d] = dims {
             return match dim_value(d, u, row, profile) {
@@ -485,7 +485,7 @@ pub fn for_each_match(
     m: &Matcher,
     global: &Filter,
     u: &footprint_storage::UserRows<'_>,
-    profile: Option<&std::collections::BTreeMap<String, Value>>,
+    profile: Option<footprint_storage::profiles::Profile<'_>>,
     mut f: impl FnMut(usize, u64),
 ) {
     if global.is_true() && !m.has_filters() {

@@ -512,7 +512,7 @@ fn close(
     c: &Common,
     acc: &mut Tallies,
     u: &UserRows<'_>,
-    profile: Option<&std::collections::BTreeMap<String, footprint_storage::Value>>,
+    profile: Option<footprint_storage::profiles::Profile<'_>>,
     mut s: Session,
 ) {
     s.bounce = s.pages > 0 && s.pages <= 1 && s.duration() < q.bounce_under;

@@ -34,6 +34,13 @@ pub enum ProfileOp {
     Unset,
     /// Add numbers to numeric counters (missing counts as 0).
     Add,
+    /// Append a value to a list property.
+    Append,
+    /// Add the values (a list's elements) a list property does not hold yet.
+    Union,
+    /// Remove every element equal to the value (or a list's elements)
+    /// from a list property.
+    Remove,
 }
 
 /// A profile update for one user.

@@ -54,8 +54,12 @@ pub struct Manifest {
     pub dicts: DictCounts,
     /// Live segments.
     pub segments: Vec<SegmentEntry>,
-    /// Id of the live profile snapshot, if any.
+    /// Id of the live profile snapshot (the changes since the profile
+    /// base, and the aliases), if any.
     pub profiles: Option<u64>,
+    /// Id of the live profile base file (`profiles/{id:08}.pcol`), if any.
+    #[serde(default)]
+    pub profile_base: Option<u64>,
 }
 
 impl Manifest {
@@ -69,6 +73,7 @@ impl Manifest {
             dicts: DictCounts::default(),
             segments: Vec::new(),
             profiles: None,
+            profile_base: None,
         }
     }
 

@@ -688,7 +688,11 @@ fn csv_row(cols: &[String], rec: &csv::StringRecord) -> Result<Event, String> {
     })
 }
 
-/// Parses one profile update: `{"user": U, "op": "set|set_once|unset|add", "props": {...}}`
+/// The profile operations, as named in rows.
+pub const PROFILE_OPS: &str = "set, set_once, unset, add, append, union, remove";
+
+/// Parses one profile update: `{"user": U, "op": OP, "props": {...}}`
+/// (OP one of [`PROFILE_OPS`])
 /// (for `unset`, `props` may also be a list of names).
 pub fn parse_profile_update(v: Json) -> Result<ProfileUpdate, String> {
     let Json::Object(mut obj) = v else {
@@ -706,13 +710,12 @@ pub fn parse_profile_update(v: Json) -> Result<ProfileUpdate, String> {
             "set_once" => ProfileOp::SetOnce,
             "unset" => ProfileOp::Unset,
             "add" => ProfileOp::Add,
-            other => {
-                return Err(format!(
-                    "unknown op \"{other}\" (allowed: set, set_once, unset, add)"
-                ))
-            }
+            "append" => ProfileOp::Append,
+            "union" => ProfileOp::Union,
+            "remove" => ProfileOp::Remove,
+            other => return Err(format!("unknown op \"{other}\" (allowed: {PROFILE_OPS})")),
         },
-        None => return Err("missing op (set, set_once, unset, add)".into()),
+        None => return Err(format!("missing op ({PROFILE_OPS})")),
         Some(other) => return Err(format!("op must be a string, got {}", json_kind(&other))),
     };
     let props = match (op, obj.remove("props")) {

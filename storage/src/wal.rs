@@ -65,6 +65,9 @@ impl WalRecord {
                         ProfileOp::SetOnce => 1,
                         ProfileOp::Unset => 2,
                         ProfileOp::Add => 3,
+                        ProfileOp::Append => 4,
+                        ProfileOp::Union => 5,
+                        ProfileOp::Remove => 6,
                     });
                     e.var(u.props.len() as u64);
                     for (k, v) in &u.props {
@@ -122,6 +125,9 @@ impl WalRecord {
                         1 => ProfileOp::SetOnce,
                         2 => ProfileOp::Unset,
                         3 => ProfileOp::Add,
+                        4 => ProfileOp::Append,
+                        5 => ProfileOp::Union,
+                        6 => ProfileOp::Remove,
                         t => return Err(d.err(format!("unknown profile op {t}"))),
                     };
                     let np = d.len(d.remaining(), "property count")?;

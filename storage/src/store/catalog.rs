@@ -35,6 +35,10 @@ pub(crate) fn prof_path(dir: &Path, id: u64) -> PathBuf {
     dir.join("profiles").join(format!("{id:08}.prof"))
 }
 
+pub(crate) fn base_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join("profiles").join(format!("{id:08}.pcol"))
+}
+
 pub(crate) struct Catalog {
     dir: PathBuf,
     format: SegmentFormat,
@@ -97,9 +101,11 @@ impl Catalog {
 
     /// Writes the memtable (and changed profiles) to segments, publishes
     /// them in a new manifest, and drops the WAL files they cover.
-    pub fn flush(&self, write: &WritePath, tables: &Tables) -> Result<()> {
+    /// Profile changes are merged into a new base file once `merge_at`
+    /// users changed.
+    pub fn flush(&self, write: &WritePath, tables: &Tables, merge_at: usize) -> Result<()> {
         let mut held = self.lock();
-        let Some((frozen, wal_start)) = write.freeze(tables) else {
+        let Some((frozen, wal_start)) = write.freeze(tables, merge_at) else {
             return Ok(());
         };
         let mut new_segs = Vec::new();
@@ -111,10 +117,18 @@ impl Catalog {
             new_segs.push(self.write_new_segment(shard as u32, &data)?);
         }
         fsutil::sync_dir(&self.dir.join("segments"))?;
+        let mut new_base = None;
         let profile_id = match &frozen.profiles {
-            Some((table, aliases)) => {
+            Some(out) => {
+                if let Some((base, changes)) = &out.merge {
+                    let id = self.reserve_id();
+                    let path = base_path(&self.dir, id);
+                    let changes: Vec<_> = changes.iter().collect();
+                    profiles::write_merged(&path, base.as_deref(), &changes)?;
+                    new_base = Some((id, Arc::new(profiles::ProfileBase::open(&path)?)));
+                }
                 let id = self.reserve_id();
-                profiles::save_snapshot(&prof_path(&self.dir, id), table, aliases)?;
+                profiles::save_snapshot(&prof_path(&self.dir, id), &out.changes, &out.aliases)?;
                 Some(id)
             }
             None => None,
@@ -126,8 +140,12 @@ impl Catalog {
         m.dicts = counts;
         m.segments.extend(new_segs.iter().map(|(e, _)| e.clone()));
         let old_profile = m.profiles;
+        let old_base = m.profile_base;
         if profile_id.is_some() {
             m.profiles = profile_id;
+        }
+        if let Some((id, _)) = &new_base {
+            m.profile_base = Some(*id);
         }
         self.store(&mut held, m)?;
         tables.write(|st| {
@@ -136,6 +154,9 @@ impl Catalog {
                 st.segments[e.shard as usize].push((e.id, seg));
             }
             st.frozen = None;
+            if let Some((_, base)) = new_base.take() {
+                st.profiles.merged(base);
+            }
         });
         // Only now is nothing referencing these.
         let wdir = self.dir.join("wal");
@@ -147,6 +168,10 @@ impl Catalog {
         }
         if let (Some(old), Some(_)) = (old_profile, profile_id) {
             let p = prof_path(&self.dir, old);
+            std::fs::remove_file(&p).at(&p)?;
+        }
+        if let Some(old) = old_base.filter(|_| held.profile_base != old_base) {
+            let p = base_path(&self.dir, old);
             std::fs::remove_file(&p).at(&p)?;
         }
         Ok(())

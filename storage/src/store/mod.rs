@@ -34,7 +34,7 @@ use crate::event::{Alias, Event, ProfileUpdate};
 use crate::fsutil;
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::memtable::{MemBatch, Memtable};
-use crate::profiles::{Aliases, ProfileTable, Profiles};
+use crate::profiles::{Aliases, ProfileBase, ProfileTable, Profiles};
 use crate::scan::{ScanSpec, ShardSnapshot};
 use crate::segment::{Segment, SegmentData, SegmentFormat};
 use crate::value::Value;
@@ -46,7 +46,7 @@ mod merge;
 mod tables;
 mod write;
 
-use catalog::{prof_path, seg_path, Catalog, MANIFEST};
+use catalog::{base_path, prof_path, seg_path, Catalog, MANIFEST};
 pub(crate) use merge::sort_batches;
 use tables::{State, Tables};
 use write::WritePath;
@@ -67,6 +67,10 @@ pub struct StoreOptions {
     /// the ingest says so ([`Ingested::dropped`]). Names already known are
     /// always kept; a store holding more (from a larger limit) keeps them.
     pub max_props: usize,
+    /// A flush merges the changed profiles into a new profile base file
+    /// once this many users changed since the last merge (below, it
+    /// writes the changes alone).
+    pub profile_merge_at: usize,
 }
 
 /// Default of [`StoreOptions::max_props`].
@@ -113,6 +117,7 @@ impl Default for StoreOptions {
             max_segments_per_shard: 8,
             segment_format: SegmentFormat::default(),
             max_props: DEFAULT_MAX_PROPS,
+            profile_merge_at: crate::profiles::MERGE_AT,
         }
     }
 }
@@ -283,6 +288,9 @@ impl Store {
                         Ok(id) => manifest.profiles == Some(id),
                         Err(_) => true,
                     },
+                    (Some("pcol"), Some(stem)) if sub == "profiles" => stem
+                        .parse::<u64>()
+                        .map_or(true, |id| manifest.profile_base == Some(id)),
                     (Some("tmp"), _) => false,
                     _ => true,
                 };
@@ -306,12 +314,18 @@ impl Store {
             }
         }
         let mut users = users;
+        let base = match manifest.profile_base {
+            Some(id) => Some(Arc::new(ProfileBase::open(&base_path(dir, id))?)),
+            None => None,
+        };
         let (profiles, aliases) = match manifest.profiles {
             Some(id) => {
                 let n = users.len();
-                crate::profiles::load_snapshot(&prof_path(dir, id), n, |name| users.intern(name))?
+                crate::profiles::load_snapshot(&prof_path(dir, id), base, n, |name| {
+                    users.intern(name)
+                })?
             }
-            None => (ProfileTable::default(), Aliases::default()),
+            None => (ProfileTable::with_base(base), Aliases::default()),
         };
 
         let mut state = State {
@@ -447,8 +461,18 @@ impl Store {
     /// Writes the memtable (and changed profiles) to segments, publishes them
     /// in a new manifest, and drops the WAL files they cover.
     pub fn flush(&self) -> Result<()> {
+        self.flush_merging(self.opts.profile_merge_at)
+    }
+
+    /// [`flush`](Self::flush), and merges every profile change into a new
+    /// profile base file (after a bulk profile import, and by `compact`).
+    pub fn merge_profiles(&self) -> Result<()> {
+        self.flush_merging(1)
+    }
+
+    fn flush_merging(&self, merge_at: usize) -> Result<()> {
         self.write.check()?;
-        let r = self.catalog.flush(&self.write, &self.tables);
+        let r = self.catalog.flush(&self.write, &self.tables, merge_at);
         self.write.poisoned(r)
     }
 

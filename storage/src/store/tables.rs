@@ -15,7 +15,7 @@ use crate::dict::{Dict, DictTail};
 use crate::event::Event;
 use crate::manifest::DictCounts;
 use crate::memtable::{push_run, MemBatch, Memtable};
-use crate::profiles::{Aliases, ProfileTable};
+use crate::profiles::{Aliases, Overlay, ProfileBase, ProfileTable};
 use crate::scan::ShardSnapshot;
 use crate::segment::Segment;
 use crate::value::Value;
@@ -41,7 +41,16 @@ pub(crate) struct State {
 pub(crate) struct Frozen {
     pub mem: Arc<Memtable>,
     /// Profiles and aliases to write, when they changed.
-    pub profiles: Option<(ProfileTable, Arc<Aliases>)>,
+    pub profiles: Option<ProfilesOut>,
+}
+
+/// The profile files a flush writes.
+pub(crate) struct ProfilesOut {
+    /// A new base to write: the old one and the changes a merge took.
+    pub merge: Option<(Option<Arc<ProfileBase>>, Arc<Overlay>)>,
+    /// The changes the snapshot file holds (those not merged).
+    pub changes: Overlay,
+    pub aliases: Arc<Aliases>,
 }
 
 /// The dictionary names not yet durable, copied out for a manifest update.
@@ -139,10 +148,12 @@ impl Tables {
     }
 
     /// Swaps out the memtable (and changed profiles) for a flush; `None`
-    /// when there is nothing to write.
-    pub fn freeze(&self) -> Option<Frozen> {
+    /// when there is nothing to write. Profile changes are merged into a
+    /// new base once `merge_at` users changed.
+    pub fn freeze(&self, merge_at: usize) -> Option<Frozen> {
         let mut st = self.state.write();
-        if st.mem.rows == 0 && !st.profiles_dirty {
+        let merge = st.profiles.overlay().len() >= merge_at.max(1);
+        if st.mem.rows == 0 && !st.profiles_dirty && !merge {
             return None;
         }
         let mem = Arc::new(std::mem::replace(
@@ -150,9 +161,17 @@ impl Tables {
             Memtable::new(self.shards as usize),
         ));
         st.frozen = Some(mem.clone());
-        let profiles = st
-            .profiles_dirty
-            .then(|| (st.profiles.clone(), st.aliases.clone()));
+        let profiles = (st.profiles_dirty || merge).then(|| {
+            let merge = if merge { st.profiles.freeze() } else { None };
+            ProfilesOut {
+                changes: match merge {
+                    Some(_) => Overlay::default(),
+                    None => st.profiles.overlay().clone(),
+                },
+                merge,
+                aliases: st.aliases.clone(),
+            }
+        });
         st.profiles_dirty = false;
         Some(Frozen { mem, profiles })
     }

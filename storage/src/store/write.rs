@@ -72,9 +72,9 @@ impl WritePath {
     /// Swaps the memtable out of `tables` and starts a new WAL file, at one
     /// instant: the returned memtable holds exactly the records of the WAL
     /// files before the returned number.
-    pub fn freeze(&self, tables: &Tables) -> Option<(Frozen, u64)> {
+    pub fn freeze(&self, tables: &Tables, merge_at: usize) -> Option<(Frozen, u64)> {
         let _g = self.gate.write();
-        let frozen = tables.freeze()?;
+        let frozen = tables.freeze(merge_at)?;
         Some((frozen, self.wal.rotate()))
     }
 

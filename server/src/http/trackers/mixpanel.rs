@@ -139,10 +139,11 @@ fn engage(r: &Json, batch: &mut Batch) -> Result<(), String> {
                 }
                 continue;
             }
-            "$append" | "$union" | "$remove" | "$delete" => {
-                return Err(format!(
-                    "{k} is not supported (list properties are not stored yet)"
-                ))
+            "$append" => ProfileOp::Append,
+            "$union" => ProfileOp::Union,
+            "$remove" => ProfileOp::Remove,
+            "$delete" => {
+                return Err("$delete is not supported (unset the properties instead)".into())
             }
             _ => continue,
         };

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::codec::{Dec, Enc};
 use crate::error::{Error, IoContext, Result};
-use crate::event::{Alias, ProfileOp, ProfileUpdate};
+use crate::event::{Alias, ProfileUpdate};
 use crate::value::Value;
 
 /// Magic bytes of a profile snapshot keyed by user name (format 1, read).
@@ -25,54 +25,138 @@ pub const PROFILE_MAGIC_V2: &[u8; 8] = b"FPPROF02";
 /// One user's properties.
 pub type PropMap = BTreeMap<String, Value>;
 
-/// Applies one update to one user's properties.
-fn apply_ops(p: &mut PropMap, u: &ProfileUpdate) {
-    for (k, v) in &u.props {
-        match u.op {
-            ProfileOp::Set => {
-                p.insert(k.clone(), v.clone());
-            }
-            ProfileOp::SetOnce => {
-                p.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            ProfileOp::Unset => {
-                p.remove(k);
-            }
-            ProfileOp::Add => {
-                let cur = p.get(k).cloned();
-                let next = match (cur, v) {
-                    (Some(Value::Int(a)), Value::Int(b)) => match a.checked_add(*b) {
-                        Some(s) => Value::Int(s),
-                        None => Value::Float(a as f64 + *b as f64),
-                    },
-                    (None, Value::Int(b)) => Value::Int(*b),
-                    (cur, v) => {
-                        // A non-numeric current value is replaced: `add`
-                        // defines the property as a counter.
-                        let a = cur.and_then(|c| c.as_f64()).unwrap_or(0.0);
-                        Value::Float(a + v.as_f64().unwrap_or(0.0))
-                    }
-                };
-                p.insert(k.clone(), next);
-            }
+mod base;
+mod ops;
+
+pub use base::{write_merged, ProfileBase, BASE_MAGIC};
+pub use ops::apply_ops;
+
+const CHUNK: usize = 1024;
+
+/// 1,024 users' slots of an [`Overlay`].
+type Chunk = Arc<Vec<Option<Arc<PropMap>>>>;
+
+/// Whole profiles of the users changed since the base was written, by
+/// dense user id, copy-on-write in chunks of 1,024 users. An empty map is
+/// a user whose profile was emptied.
+#[derive(Debug, Clone, Default)]
+pub struct Overlay {
+    chunks: Vec<Option<Chunk>>,
+    count: usize,
+}
+
+impl Overlay {
+    fn get(&self, uid: u32) -> Option<&Arc<PropMap>> {
+        let u = uid as usize;
+        self.chunks
+            .get(u / CHUNK)?
+            .as_ref()?
+            .get(u % CHUNK)?
+            .as_ref()
+    }
+
+    fn set(&mut self, uid: u32, props: Arc<PropMap>) {
+        let u = uid as usize;
+        let (c, i) = (u / CHUNK, u % CHUNK);
+        if self.chunks.len() <= c {
+            self.chunks.resize_with(c + 1, || None);
+        }
+        let chunk = self.chunks[c].get_or_insert_with(|| Arc::new(vec![None; CHUNK]));
+        let slot = &mut Arc::make_mut(chunk)[i];
+        if slot.is_none() {
+            self.count += 1;
+        }
+        *slot = Some(props);
+    }
+
+    /// Users it holds (emptied ones included).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True when it holds no user.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Every user it holds, ascending.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &PropMap)> + '_ {
+        self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
+            chunk
+                .iter()
+                .flat_map(|ch| ch.iter())
+                .enumerate()
+                .filter_map(move |(i, p)| Some(((c * CHUNK + i) as u32, p.as_deref()?)))
+        })
+    }
+}
+
+/// A user's profile as a query reads it: a whole map (changed since the
+/// base was written) or a row of the base.
+#[derive(Debug, Clone, Copy)]
+pub enum Profile<'a> {
+    /// A profile held in memory.
+    Map(&'a PropMap),
+    /// A user's row in the base file.
+    Base(&'a ProfileBase, u32),
+}
+
+impl<'a> Profile<'a> {
+    /// Property `name`.
+    pub fn get(&self, name: &str) -> Option<&'a Value> {
+        match *self {
+            Profile::Map(m) => m.get(name),
+            Profile::Base(b, uid) => b.get(uid, name),
+        }
+    }
+
+    /// Every property, as a map.
+    pub fn to_map(&self) -> PropMap {
+        match *self {
+            Profile::Map(m) => m.clone(),
+            Profile::Base(b, uid) => b.row(uid),
         }
     }
 }
 
-const CHUNK: usize = 1024;
+/// Users in the overlay at which a flush merges it into a new base file.
+pub const MERGE_AT: usize = 32_768;
 
-/// Profiles by dense user id, copy-on-write in chunks of 1,024 users.
+/// Profiles by dense user id: a sealed base file (mapped), the overlay
+/// a running merge is writing into the next base (still read), and the
+/// overlay of later changes. Cloning is cheap (the overlay's chunks are
+/// shared until changed), so a read snapshot takes it whole.
 #[derive(Debug, Clone, Default)]
 pub struct ProfileTable {
-    chunks: Vec<Arc<Vec<Option<Arc<PropMap>>>>>,
+    base: Option<Arc<ProfileBase>>,
+    frozen: Option<Arc<Overlay>>,
+    overlay: Overlay,
     len: usize,
 }
 
 impl ProfileTable {
-    /// The properties of user `uid`, if they have any.
-    pub fn get(&self, uid: u32) -> Option<&PropMap> {
-        let u = uid as usize;
-        self.chunks.get(u / CHUNK)?.get(u % CHUNK)?.as_deref()
+    /// A table over `base` (no changes yet).
+    pub fn with_base(base: Option<Arc<ProfileBase>>) -> Self {
+        let len = base.as_ref().map_or(0, |b| b.len());
+        ProfileTable {
+            base,
+            frozen: None,
+            overlay: Overlay::default(),
+            len,
+        }
+    }
+
+    /// The profile of user `uid`, if they have one.
+    pub fn get(&self, uid: u32) -> Option<Profile<'_>> {
+        let changed = self
+            .overlay
+            .get(uid)
+            .or_else(|| self.frozen.as_ref()?.get(uid));
+        if let Some(m) = changed {
+            return (!m.is_empty()).then_some(Profile::Map(m));
+        }
+        let b = self.base.as_deref()?;
+        b.has_user(uid).then_some(Profile::Base(b, uid))
     }
 
     /// Users with a profile.
@@ -85,54 +169,87 @@ impl ProfileTable {
         self.len == 0
     }
 
+    /// Checks the base file's columns (once per file); queries call it
+    /// before reading profiles, so damage is an error, not a wrong answer.
+    pub fn verify(&self) -> Result<()> {
+        self.base.as_ref().map_or(Ok(()), |b| b.verify())
+    }
+
+    /// The base file, if any.
+    pub fn base(&self) -> Option<&Arc<ProfileBase>> {
+        self.base.as_ref()
+    }
+
+    /// The changes since the base that no merge has taken yet.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
     /// Applies one update to user `uid`.
     pub fn apply(&mut self, uid: u32, u: &ProfileUpdate) {
-        let u_ = uid as usize;
-        let (c, i) = (u_ / CHUNK, u_ % CHUNK);
-        if self.chunks.len() <= c {
-            self.chunks
-                .resize_with(c + 1, || Arc::new(vec![None; CHUNK]));
+        let (had, mut props) = match self.overlay.get(uid) {
+            Some(p) => (!p.is_empty(), p.clone()),
+            None => match self.get(uid) {
+                Some(p) => (true, Arc::new(p.to_map())),
+                None => (false, Arc::default()),
+            },
+        };
+        // Drop the overlay's reference first, so an unshared map is
+        // changed in place.
+        if self.overlay.get(uid).is_some() {
+            self.overlay.set(uid, Arc::default());
         }
-        let chunk = Arc::make_mut(&mut self.chunks[c]);
-        let slot = &mut chunk[i];
-        let had = slot.is_some();
-        let mut props = slot.take().unwrap_or_default();
         apply_ops(Arc::make_mut(&mut props), u);
-        if !props.is_empty() {
-            *slot = Some(props);
-        }
-        match (had, slot.is_some()) {
+        let has = !props.is_empty();
+        self.overlay.set(uid, props);
+        self.count(had, has);
+    }
+
+    fn count(&mut self, had: bool, has: bool) {
+        match (had, has) {
             (false, true) => self.len += 1,
             (true, false) => self.len -= 1,
             _ => {}
         }
     }
 
-    /// Replaces the properties of user `uid` (loading a snapshot).
+    /// Sets the whole profile of `uid` (loading a snapshot of changes).
     fn put(&mut self, uid: u32, props: PropMap) {
-        let u = uid as usize;
-        let (c, i) = (u / CHUNK, u % CHUNK);
-        if self.chunks.len() <= c {
-            self.chunks
-                .resize_with(c + 1, || Arc::new(vec![None; CHUNK]));
-        }
-        let slot = &mut Arc::make_mut(&mut self.chunks[c])[i];
-        match (slot.is_some(), props.is_empty()) {
-            (false, false) => self.len += 1,
-            (true, true) => self.len -= 1,
-            _ => {}
-        }
-        *slot = (!props.is_empty()).then(|| Arc::new(props));
+        let had = self.get(uid).is_some();
+        let has = !props.is_empty();
+        self.overlay.set(uid, Arc::new(props));
+        self.count(had, has);
     }
 
-    /// Every profile, by ascending user id.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &PropMap)> + '_ {
-        self.chunks.iter().enumerate().flat_map(|(c, chunk)| {
-            chunk
-                .iter()
-                .enumerate()
-                .filter_map(move |(i, p)| Some(((c * CHUNK + i) as u32, p.as_deref()?)))
-        })
+    /// Starts a merge: the overlay becomes the frozen overlay (still read)
+    /// and a new one takes later changes. Returns the base and the frozen
+    /// overlay to write; `None` while another merge runs.
+    pub fn freeze(&mut self) -> Option<(Option<Arc<ProfileBase>>, Arc<Overlay>)> {
+        if self.frozen.is_some() {
+            return None;
+        }
+        let frozen = Arc::new(std::mem::take(&mut self.overlay));
+        self.frozen = Some(frozen.clone());
+        Some((self.base.clone(), frozen))
+    }
+
+    /// Ends a merge: `base` holds the old base and the frozen overlay.
+    pub fn merged(&mut self, base: Arc<ProfileBase>) {
+        self.base = Some(base);
+        self.frozen = None;
+    }
+
+    /// Every profile, by ascending user id (each materialised).
+    pub fn iter(&self) -> impl Iterator<Item = (u32, PropMap)> + '_ {
+        let mut ids: Vec<u32> = self.base.iter().flat_map(|b| b.users()).collect();
+        if let Some(f) = &self.frozen {
+            ids.extend(f.iter().map(|(u, _)| u));
+        }
+        ids.extend(self.overlay.iter().map(|(u, _)| u));
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter()
+            .filter_map(|u| Some((u, self.get(u)?.to_map())))
     }
 }
 
@@ -217,9 +334,11 @@ impl Aliases {
     }
 }
 
-/// Writes a snapshot of `profiles` and `aliases` keyed by user id
-/// (format 2: temp file, fsync, rename, fsync dir).
-pub fn save_snapshot(path: &Path, profiles: &ProfileTable, aliases: &Aliases) -> Result<()> {
+/// Writes a snapshot of the changes of `profiles` since its base (each a
+/// whole profile; an empty one is a profile emptied since) and of
+/// `aliases`, keyed by user id (format 2: temp file, fsync, rename, fsync
+/// dir). A format 2 file without a base is a snapshot of every profile.
+pub fn save_snapshot(path: &Path, profiles: &Overlay, aliases: &Aliases) -> Result<()> {
     let mut e = Enc::new();
     e.var(profiles.len() as u64);
     for (uid, props) in profiles.iter() {
@@ -240,11 +359,12 @@ pub fn save_snapshot(path: &Path, profiles: &ProfileTable, aliases: &Aliases) ->
     crate::fsutil::write_atomic(path, &bytes)
 }
 
-/// Loads a snapshot of either format. `users` names the users of a
-/// format 2 file (ids must be below `users.len()`); a format 1 file names
-/// its users, and `intern` gives their ids.
+/// Loads a snapshot of either format over `base`. `user_count` bounds
+/// the user ids of a format 2 file; a format 1 file names its users, and
+/// `intern` gives their ids.
 pub fn load_snapshot(
     path: &Path,
+    base: Option<Arc<ProfileBase>>,
     user_count: usize,
     mut intern: impl FnMut(&str) -> u32,
 ) -> Result<(ProfileTable, Aliases)> {
@@ -252,7 +372,7 @@ pub fn load_snapshot(
     let bad = |why: String| Error::corrupt(PathBuf::from(path), why);
     if data.len() >= 8 && &data[..8] == PROFILE_MAGIC {
         let p = Profiles::load(path)?;
-        let mut table = ProfileTable::default();
+        let mut table = ProfileTable::with_base(base);
         let mut aliases = Aliases::default();
         for (user, props) in p.users {
             table.put(intern(&user), props);
@@ -275,7 +395,7 @@ pub fn load_snapshot(
             }
             Ok(v as u32)
         };
-        let mut table = ProfileTable::default();
+        let mut table = ProfileTable::with_base(base.clone());
         let n = d
             .len(d.remaining(), "user count")
             .map_err(|e| e.to_string())?;
@@ -420,6 +540,94 @@ impl Profiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::ProfileOp;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Update(u32, ProfileOp, String, Value),
+        /// A flush that merges into a new base.
+        Merge,
+        /// A flush that writes the changes, then a reopen.
+        Reopen,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let op = prop_oneof![
+            Just(ProfileOp::Set),
+            Just(ProfileOp::SetOnce),
+            Just(ProfileOp::Unset),
+            Just(ProfileOp::Add),
+            Just(ProfileOp::Append),
+            Just(ProfileOp::Union),
+            Just(ProfileOp::Remove),
+        ];
+        let value = prop_oneof![
+            (0i64..4).prop_map(Value::Int),
+            prop::sample::select(vec!["a", "b", "[\"a\"]"]).prop_map(|s| Value::Str(s.into())),
+            Just(Value::Float(0.5)),
+            any::<bool>().prop_map(Value::Bool),
+        ];
+        prop_oneof![
+            8 => (0u32..40, op, prop::sample::select(vec!["plan", "n", "tags"]), value)
+                .prop_map(|(u, op, k, v)| Step::Update(u, op, k.to_owned(), v)),
+            1 => Just(Step::Merge),
+            1 => Just(Step::Reopen),
+        ]
+    }
+
+    proptest! {
+        /// The table (base file, frozen and live overlays, snapshot files)
+        /// always reads like a plain map of maps updated in order.
+        #[test]
+        fn table_equals_a_plain_model(steps in prop::collection::vec(step(), 1..80)) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut model: BTreeMap<u32, PropMap> = BTreeMap::new();
+            let mut table = ProfileTable::default();
+            for (n, s) in steps.into_iter().enumerate() {
+                match s {
+                    Step::Update(uid, op, k, v) => {
+                        let u = ProfileUpdate { user: String::new(), op, props: vec![(k, v)] };
+                        let m = model.entry(uid).or_default();
+                        apply_ops(m, &u);
+                        if m.is_empty() {
+                            model.remove(&uid);
+                        }
+                        table.apply(uid, &u);
+                    }
+                    Step::Merge => {
+                        let (base, frozen) = table.freeze().unwrap();
+                        // Reads during the merge see the frozen changes.
+                        prop_assert_eq!(table.len(), model.len());
+                        let path = dir.path().join(format!("{n}.pcol"));
+                        let changes: Vec<_> = frozen.iter().collect();
+                        write_merged(&path, base.as_deref(), &changes).unwrap();
+                        table.merged(Arc::new(ProfileBase::open(&path).unwrap()));
+                    }
+                    Step::Reopen => {
+                        let path = dir.path().join(format!("{n}.prof"));
+                        save_snapshot(&path, table.overlay(), &Aliases::default()).unwrap();
+                        let base = table.base().cloned();
+                        table = load_snapshot(&path, base, 40, |_| 0).unwrap().0;
+                    }
+                }
+                prop_assert_eq!(table.len(), model.len());
+            }
+            table.verify().unwrap();
+            let got: BTreeMap<u32, PropMap> = table.iter().collect();
+            prop_assert_eq!(&got, &model);
+            for uid in 0..40 {
+                let p = table.get(uid);
+                prop_assert_eq!(p.is_some(), model.contains_key(&uid));
+                for k in ["plan", "n", "tags"] {
+                    prop_assert_eq!(
+                        p.and_then(|p| p.get(k)),
+                        model.get(&uid).and_then(|m| m.get(k))
+                    );
+                }
+            }
+        }
+    }
 
     fn up(op: ProfileOp, k: &str, v: Value) -> ProfileUpdate {
         ProfileUpdate {
