@@ -182,6 +182,16 @@ impl<'a> Ctx<'a> {
         self.snapshot.profiles.get(uid)
     }
 
+    /// Users with a profile, ascending.
+    pub fn profile_users(&self) -> Vec<u32> {
+        self.snapshot.profiles.user_ids()
+    }
+
+    /// False when a saved cohort in `users` leaves `uid` out.
+    pub fn in_cohort(&self, uid: u32) -> bool {
+        self.cohort.as_ref().is_none_or(|c| c.contains(uid))
+    }
+
     /// The profile of `uid` (`Some(None)` without one) when the query's
     /// `users` filter admits the user; `None` when it does not.
     pub fn admit(&self, c: &crate::model::Common, uid: u32) -> Option<Option<Profile<'_>>> {

@@ -41,10 +41,14 @@ pub enum Op {
     IsSet,
     /// Absent or null.
     IsNotSet,
+    /// A time (RFC 3339 or date text, or epoch milliseconds) from a
+    /// duration before now up to now, both inclusive.
+    WithinLast,
+    /// A time from now up to a duration after now, both inclusive.
+    WithinNext,
 }
 
-const OPS: &str =
-    "eq, ne, in, not_in, gt, gte, lt, lte, between, contains, starts_with, is_set, is_not_set";
+const OPS: &str = "eq, ne, in, not_in, gt, gte, lt, lte, between, contains, starts_with, is_set, is_not_set, within_last, within_next";
 
 /// Where a compared property lives.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,6 +174,8 @@ impl Filter {
             "starts_with" => Op::StartsWith,
             "is_set" => Op::IsSet,
             "is_not_set" => Op::IsNotSet,
+            "within_last" => Op::WithinLast,
+            "within_next" => Op::WithinNext,
             other => {
                 let hint = crate::suggest::nearest(other, OPS.split(", "))
                     .map(|s| format!(" (did you mean \"{s}\"?)"))
@@ -191,6 +197,19 @@ impl Filter {
                     ));
                 }
                 Vec::new()
+            }
+            Op::WithinLast | Op::WithinNext => {
+                // Bounds fixed now, at parse: one query reads one instant.
+                let raw = raw.ok_or_else(|| QueryError::invalid(&vpath, "is required"))?;
+                let d = crate::time::parse_window(raw, &vpath)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |t| t.as_millis() as i64);
+                let (lo, hi) = match op {
+                    Op::WithinLast => (now.saturating_sub(d), now),
+                    _ => (now, now.saturating_add(d)),
+                };
+                vec![Value::Int(lo), Value::Int(hi)]
             }
             Op::In | Op::NotIn | Op::Between => {
                 let raw = raw.ok_or_else(|| QueryError::invalid(&vpath, "is required"))?;
@@ -304,6 +323,10 @@ pub fn compare(v: Option<&Value>, op: Op, values: &[Value]) -> bool {
     match op {
         Op::IsSet => return v.is_some(),
         Op::IsNotSet => return v.is_none(),
+        Op::WithinLast | Op::WithinNext => {
+            let t = v.and_then(footprint_storage::value::time_of);
+            return matches!((t, values), (Some(t), [Value::Int(lo), Value::Int(hi)]) if *lo <= t && t <= *hi);
+        }
         _ => {}
     }
     let Some(v) = v else { return false };
@@ -336,7 +359,7 @@ pub fn compare(v: Option<&Value>, op: Op, values: &[Value]) -> bool {
         Op::StartsWith => {
             matches!((v, first), (Value::Str(a), Value::Str(b)) if a.starts_with(b.as_str()))
         }
-        Op::IsSet | Op::IsNotSet => false,
+        Op::IsSet | Op::IsNotSet | Op::WithinLast | Op::WithinNext => false,
     }
 }
 

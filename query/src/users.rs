@@ -229,6 +229,8 @@ fn parse_count(v: &Json, path: &str) -> Result<(CountOp, u64)> {
 #[derive(Default)]
 struct Acc {
     members: RoaringBitmap,
+    /// Every user the scan read (when profile-only users count too).
+    seen: Option<RoaringBitmap>,
     counts: Vec<u64>,
     /// Breakdown groups: members per key id.
     keys: Keys,
@@ -247,13 +249,28 @@ impl Metered for Acc {
 
 /// Runs a users query; saves the cohort when asked.
 pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
-    let acc = ctx.run(
+    // Over all time, without `where` and without a condition that needs an
+    // event, the population is every user: those with events, and those
+    // with only a profile (a CRM import of customers not seen yet).
+    let everyone = c.range.is_none() && c.filter.is_true() && !q.some_event_needed();
+    let mut acc = ctx.run(
         q.scan_range(c.range),
         q.prune(),
-        Acc::default,
-        |acc, u| per_user(q, c, ctx, acc, u),
+        || Acc {
+            seen: everyone.then(RoaringBitmap::new),
+            ..Acc::default()
+        },
+        |acc, u| {
+            if let Some(seen) = &mut acc.seen {
+                seen.insert(u.uid);
+            }
+            per_user(q, c, ctx, acc, u)
+        },
         |mut a, b| {
             a.members |= b.members;
+            if let (Some(x), Some(y)) = (&mut a.seen, b.seen) {
+                *x |= y;
+            }
             for (key, n) in b.keys.list.into_iter().zip(b.sizes) {
                 let id = a.keys.of(key) as usize;
                 if id == a.sizes.len() {
@@ -265,6 +282,9 @@ pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             a
         },
     )?;
+    if let Some(seen) = acc.seen.take() {
+        profile_only(q, c, ctx, &mut acc, &seen);
+    }
     let ids: Vec<u32> = acc.members.iter().take(q.return_users).collect();
     let total = acc.members.len();
     let mut out = json!({
@@ -288,6 +308,39 @@ pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         out["saved_as"] = json!(name);
     }
     Ok(out)
+}
+
+/// Adds the members among users with a profile and no event (the scan did
+/// not read them): every condition holds at zero for them, so the
+/// profile conditions decide.
+fn profile_only(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, seen: &RoaringBitmap) {
+    for uid in ctx.profile_users() {
+        if seen.contains(uid) || !ctx.in_cohort(uid) {
+            continue;
+        }
+        let Some(profile) = ctx.admit(c, uid) else {
+            continue;
+        };
+        if !q.profile.is_true() && !q.profile.eval(&UserProps(profile)) {
+            continue;
+        }
+        acc.members.insert(uid);
+        if !c.breakdown.is_empty() {
+            let key: Key = c
+                .breakdown
+                .iter()
+                .map(|d| match d {
+                    Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
+                    _ => None,
+                })
+                .collect();
+            let id = acc.keys.of(key) as usize;
+            if id == acc.sizes.len() {
+                acc.sizes.push(0);
+            }
+            acc.sizes[id] += 1;
+        }
+    }
 }
 
 fn per_user(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_>) {

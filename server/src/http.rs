@@ -336,6 +336,18 @@ async fn health(State(app): State<Arc<App>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// How a batch write reads its rows: `fast` reads a plain NDJSON line
+/// without a JSON tree (`None`: the line goes to `json`), `json` reads one
+/// JSON row, `csv` a whole CSV body (`None`: CSV is refused with 415).
+struct RowParsers<T> {
+    fast: Option<fn(&str) -> Option<T>>,
+    json: fn(Json) -> std::result::Result<T, String>,
+    csv: Option<CsvRows<T>>,
+}
+
+/// Reads the rows of a whole CSV body.
+type CsvRows<T> = fn(&[u8]) -> parse::Rows<T>;
+
 /// A batch write (events, profiles, aliases): within an ingest slot and the
 /// memory budget, read and decode the body, parse its rows one at a time,
 /// apply the good ones in one durable write, and reply with the count of
@@ -344,13 +356,32 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     app: Arc<App>,
     headers: HeaderMap,
     body: Body,
-    fast: Option<fn(&str) -> Option<T>>,
-    parse: fn(Json) -> std::result::Result<T, String>,
+    parsers: RowParsers<T>,
     apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<Option<String>>,
     events: bool,
 ) -> ApiResult {
     app.authorize(&headers, Role::Ingest)?;
     let encoding = Encoding::of(&headers)?;
+    let is_csv = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/csv"));
+    let RowParsers {
+        fast,
+        json: parse,
+        csv,
+    } = parsers;
+    let csv = match (is_csv, csv) {
+        (false, _) => None,
+        (true, Some(csv)) => Some(csv),
+        (true, None) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "this endpoint takes NDJSON or a JSON array; CSV is taken by /v1/profiles (and `footprint ingest` for events)",
+            ))
+        }
+    };
     let slot = app.ingest_slot()?;
     let (raw, mut charge) = app.read_body(&headers, body).await?;
     let a = app.clone();
@@ -359,7 +390,10 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     let rows = blocking(move || -> std::result::Result<_, ApiError> {
         let _slot = slot;
         let text = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
-        let rows = body::parse_rows(text, &mut charge, fast, parse)?;
+        let rows = match csv {
+            Some(csv) => body::parse_csv_rows(text, &mut charge, csv)?,
+            None => body::parse_rows(text, &mut charge, fast, parse)?,
+        };
         let accepted = rows.rows.len();
         let warning = apply(&a.engine, rows.rows)?;
         Ok((accepted, rows.rejected, rows.errors, warning))
@@ -385,8 +419,11 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         app,
         headers,
         body,
-        Some(parse::fast_event),
-        parse::event_from_json,
+        RowParsers {
+            fast: Some(parse::fast_event),
+            json: parse::event_from_json,
+            csv: None,
+        },
         |e, evs| {
             let max = e.store().options().max_props;
             Ok(e.ingest(evs)?.warning(max))
@@ -401,8 +438,13 @@ async fn profiles(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         app,
         headers,
         body,
-        None,
-        parse::parse_profile_update,
+        RowParsers {
+            fast: None,
+            json: parse::parse_profile_update,
+            csv: Some(|b| {
+                parse::parse_profile_csv(b, 1, footprint_engine::storage::ProfileOp::Set)
+            }),
+        },
         |e, ups| e.upsert_profiles(ups).map(|()| None),
         false,
     )
@@ -414,8 +456,11 @@ async fn alias(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
         app,
         headers,
         body,
-        None,
-        parse::parse_alias,
+        RowParsers {
+            fast: None,
+            json: parse::parse_alias,
+            csv: None,
+        },
         |e, links| e.alias(links).map(|()| None),
         false,
     )

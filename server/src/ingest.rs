@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use footprint_engine::storage::parse::{self, Format};
+use footprint_engine::storage::{ProfileOp, ProfileUpdate};
 use footprint_engine::{Engine, RowError};
 use rayon::prelude::*;
 
@@ -87,6 +88,14 @@ impl Unit {
         match self.part {
             Some(part) => parse::parse_json_array_part(&self.bytes, self.first, part),
             None => parse::parse_batch(&self.bytes, self.format, self.first),
+        }
+    }
+
+    /// The unit's rows as profile updates (CSV rows get `op`).
+    fn parse_profiles(&self, op: ProfileOp) -> parse::Rows<ProfileUpdate> {
+        match self.part {
+            Some(part) => parse::parse_profile_array_part(&self.bytes, self.first, part),
+            None => parse::parse_profile_batch(&self.bytes, self.format, self.first, op),
         }
     }
 }
@@ -294,37 +303,19 @@ pub fn load(
     } else {
         Some(store.bulk_load(4_000_000)?)
     };
-    for src in sources {
-        let name = src.name();
-        let reader: Box<dyn Read> = match src {
-            Source::File(p) => Box::new(
-                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
-            ),
-            Source::Stdin => Box::new(std::io::stdin().lock()),
-        };
-        let mut chunker = Chunker::new(name.clone(), reader, format);
-        let mut done = false;
-        while !done {
-            // Read a group of units, one per core, and parse them in parallel.
-            let mut units = Vec::new();
-            let mut rejected = Vec::new();
-            for _ in 0..rayon::current_num_threads().max(2) {
-                match chunker.next_unit(&mut summary, progress, &mut rejected)? {
-                    Some(u) => units.push(u),
-                    None => {
-                        done = true;
-                        break;
-                    }
-                }
-            }
-            summary.rejected += rejected.len() as u64;
-            record_errors(&mut summary, &name, rejected, max_errors_shown);
+    read_units(
+        sources,
+        format,
+        &mut summary,
+        progress,
+        max_errors_shown,
+        |summary, name, units| {
             let parsed: Vec<parse::Parsed> = units.par_iter().map(Unit::parse).collect();
             drop(units);
             for p in parsed {
                 summary.accepted += p.events.len() as u64;
                 summary.rejected += p.rejected as u64;
-                record_errors(&mut summary, &name, p.errors, max_errors_shown);
+                record_errors(summary, name, p.errors, max_errors_shown);
                 let outcome = match bulk.as_mut() {
                     Some(b) => b.add(p.events)?,
                     None => engine.ingest(p.events)?,
@@ -336,8 +327,9 @@ pub fn load(
                 summary.accepted,
                 summary.accepted as f64 / start.elapsed().as_secs_f64().max(1e-9)
             ));
-        }
-    }
+            Ok(())
+        },
+    )?;
     summary
         .warnings
         .extend(dropped.warning(engine.store().options().max_props));
@@ -349,6 +341,102 @@ pub fn load(
         None if flush => engine.flush()?,
         None => {}
     }
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Reads every source in units of whole rows, a group of units (one per
+/// core) at a time, and hands each group to `group`; rows the chunker
+/// itself rejects are counted and described in `summary`.
+fn read_units(
+    sources: &[Source],
+    format: Format,
+    summary: &mut LoadSummary,
+    progress: &indicatif::ProgressBar,
+    max_errors_shown: usize,
+    mut group: impl FnMut(&mut LoadSummary, &str, Vec<Unit>) -> Result<()>,
+) -> Result<()> {
+    for src in sources {
+        let name = src.name();
+        let reader: Box<dyn Read> = match src {
+            Source::File(p) => Box::new(
+                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+            ),
+            Source::Stdin => Box::new(std::io::stdin().lock()),
+        };
+        let mut chunker = Chunker::new(name.clone(), reader, format);
+        let mut done = false;
+        while !done {
+            let mut units = Vec::new();
+            let mut rejected = Vec::new();
+            for _ in 0..rayon::current_num_threads().max(2) {
+                match chunker.next_unit(summary, progress, &mut rejected)? {
+                    Some(u) => units.push(u),
+                    None => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            summary.rejected += rejected.len() as u64;
+            record_errors(summary, &name, rejected, max_errors_shown);
+            group(summary, &name, units)?;
+        }
+    }
+    Ok(())
+}
+
+/// Profile rows written between flushes of an import: each flush merges
+/// the changes into the profile base once enough users changed, so an
+/// import's memory stays bounded by this many rows.
+const PROFILE_ROWS_PER_FLUSH: u64 = 262_144;
+
+/// Upserts profile rows (a CRM export: CSV with a header, NDJSON or a
+/// JSON array of update rows) into `engine`, durably through the WAL, and
+/// merges them into the profile base at the end.
+pub fn load_profiles(
+    engine: &Engine,
+    sources: &[Source],
+    format: Format,
+    op: ProfileOp,
+    max_errors_shown: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<LoadSummary> {
+    let start = Instant::now();
+    let mut summary = LoadSummary::default();
+    let mut since_flush = 0u64;
+    read_units(
+        sources,
+        format,
+        &mut summary,
+        progress,
+        max_errors_shown,
+        |summary, name, units| {
+            let parsed: Vec<parse::Rows<ProfileUpdate>> =
+                units.par_iter().map(|u| u.parse_profiles(op)).collect();
+            drop(units);
+            for p in parsed {
+                summary.accepted += p.rows.len() as u64;
+                summary.rejected += p.rejected as u64;
+                since_flush += p.rows.len() as u64;
+                record_errors(summary, name, p.errors, max_errors_shown);
+                engine.upsert_profiles(p.rows)?;
+            }
+            if since_flush >= PROFILE_ROWS_PER_FLUSH {
+                progress.set_message("merging profiles");
+                engine.flush()?;
+                since_flush = 0;
+            }
+            progress.set_message(format!(
+                "{} profiles, {:.0}/s",
+                summary.accepted,
+                summary.accepted as f64 / start.elapsed().as_secs_f64().max(1e-9)
+            ));
+            Ok(())
+        },
+    )?;
+    progress.set_message("merging profiles");
+    engine.store().merge_profiles()?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use footprint_engine::storage::ProfileOp;
 use footprint_engine::{Engine, EngineOptions, Format, StoreOptions};
 use footprint_server::{http, ingest};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -109,6 +110,11 @@ enum Cmd {
         /// Input files.
         #[arg(required = true)]
         files: Vec<String>,
+    },
+    /// User profiles: bulk import of a CRM export.
+    Profiles {
+        #[command(subcommand)]
+        cmd: ProfilesCmd,
     },
     /// Show events, users, segments and bytes on disk per column.
     Stats {
@@ -217,11 +223,118 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ProfilesCmd {
+    /// Upsert profiles from files: CSV with a header `user,<prop>[:<type>],…`
+    /// (types: string, int, number, bool, time), NDJSON or a JSON array of
+    /// update rows `{"user", "op", "props"}`; `-` is stdin. Bad rows are
+    /// reported by line and skipped; the others are kept, durably.
+    Import {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Input format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+        format: FormatArg,
+        /// The operation applied with each CSV row (JSON rows name their own).
+        #[arg(long, value_enum, default_value_t = OpArg::Set)]
+        op: OpArg,
+        /// How many rejected rows to print.
+        #[arg(long, default_value_t = 20)]
+        show_errors: usize,
+        /// Shards of a new data directory.
+        #[arg(long, default_value_t = 16)]
+        shards: u32,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Input files.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OpArg {
+    Set,
+    SetOnce,
+    Unset,
+    Add,
+    Append,
+    Union,
+    Remove,
+}
+
+impl From<OpArg> for ProfileOp {
+    fn from(o: OpArg) -> Self {
+        match o {
+            OpArg::Set => ProfileOp::Set,
+            OpArg::SetOnce => ProfileOp::SetOnce,
+            OpArg::Unset => ProfileOp::Unset,
+            OpArg::Add => ProfileOp::Add,
+            OpArg::Append => ProfileOp::Append,
+            OpArg::Union => ProfileOp::Union,
+            OpArg::Remove => ProfileOp::Remove,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum FormatArg {
     Auto,
     Json,
     Csv,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Auto => Format::Auto,
+            FormatArg::Json => Format::Json,
+            FormatArg::Csv => Format::Csv,
+        }
+    }
+}
+
+/// Input files by name, `-` for stdin.
+fn sources(files: &[String]) -> Vec<ingest::Source> {
+    files
+        .iter()
+        .map(|f| match f.as_str() {
+            "-" => ingest::Source::Stdin,
+            f => ingest::Source::File(PathBuf::from(f)),
+        })
+        .collect()
+}
+
+/// Prints a load's summary (`what`: the rows it loads); the exit code is 2
+/// when rows were rejected.
+fn print_load(summary: &ingest::LoadSummary, json: bool, what: &str) -> Result<i32> {
+    if json {
+        out!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        for e in &summary.errors {
+            eprintln!("rejected {e}");
+        }
+        for w in &summary.warnings {
+            eprintln!("warning: {w}");
+        }
+        if summary.rejected as usize > summary.errors.len() {
+            eprintln!(
+                "… and {} more rejected rows",
+                summary.rejected as usize - summary.errors.len()
+            );
+        }
+        out!(
+            "accepted {} {what}, rejected {} rows, {:.1} MB in {:.2} s ({:.0} {what}/s); durable",
+            summary.accepted,
+            summary.rejected,
+            summary.bytes as f64 / 1e6,
+            summary.seconds,
+            summary.accepted as f64 / summary.seconds.max(1e-9)
+        );
+    }
+    Ok(if summary.rejected > 0 { 2 } else { 0 })
 }
 
 /// Ends the process after a failed write to stdout.
@@ -317,21 +430,8 @@ fn run(cli: Cli) -> Result<i32> {
             no_flush,
             files,
         } => {
-            let sources: Vec<ingest::Source> = files
-                .iter()
-                .map(|f| {
-                    if f == "-" {
-                        ingest::Source::Stdin
-                    } else {
-                        ingest::Source::File(PathBuf::from(f))
-                    }
-                })
-                .collect();
-            let format = match format {
-                FormatArg::Auto => Format::Auto,
-                FormatArg::Json => Format::Json,
-                FormatArg::Csv => Format::Csv,
-            };
+            let sources = sources(&files);
+            let format = format.into();
             // No background thread with --no-flush: it would flush.
             let engine = open(&data, shards, !no_flush)?;
             let pb = bar(ingest::total_bytes(&sources), "ingest");
@@ -356,31 +456,34 @@ fn run(cli: Cli) -> Result<i32> {
             } else {
                 engine.close()?;
             }
-            if json {
-                out!("{}", serde_json::to_string_pretty(&summary)?);
-            } else {
-                for e in &summary.errors {
-                    eprintln!("rejected {e}");
-                }
-                for w in &summary.warnings {
-                    eprintln!("warning: {w}");
-                }
-                if summary.rejected as usize > summary.errors.len() {
-                    eprintln!(
-                        "… and {} more rejected rows",
-                        summary.rejected as usize - summary.errors.len()
-                    );
-                }
-                out!(
-                    "accepted {} events, rejected {} rows, {:.1} MB in {:.2} s ({:.0} events/s); durable",
-                    summary.accepted,
-                    summary.rejected,
-                    summary.bytes as f64 / 1e6,
-                    summary.seconds,
-                    summary.accepted as f64 / summary.seconds.max(1e-9)
-                );
-            }
-            Ok(if summary.rejected > 0 { 2 } else { 0 })
+            print_load(&summary, json, "events")
+        }
+        Cmd::Profiles {
+            cmd:
+                ProfilesCmd::Import {
+                    data,
+                    format,
+                    op,
+                    show_errors,
+                    shards,
+                    json,
+                    files,
+                },
+        } => {
+            let sources = sources(&files);
+            let engine = open(&data, shards, true)?;
+            let pb = bar(ingest::total_bytes(&sources), "import");
+            let summary = ingest::load_profiles(
+                &engine,
+                &sources,
+                format.into(),
+                op.into(),
+                show_errors,
+                &pb,
+            )?;
+            pb.finish_and_clear();
+            engine.close()?;
+            print_load(&summary, json, "profiles")
         }
         Cmd::Stats { data, json } => {
             let engine = open(&data, 16, false)?;

@@ -12,6 +12,9 @@ use crate::value::{Props, Value};
 
 mod array;
 mod fast;
+mod profiles;
+
+pub use profiles::{parse_profile_array_part, parse_profile_batch, parse_profile_csv};
 
 pub use array::{array_cut, ArrayPart};
 

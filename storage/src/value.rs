@@ -129,3 +129,58 @@ impl std::hash::Hash for Value {
         }
     }
 }
+
+/// The instant (epoch milliseconds) a text names: RFC 3339, a date
+/// `YYYY-MM-DD` (midnight UTC), `YYYY-MM-DD HH:MM:SS` or
+/// `YYYY-MM-DDTHH:MM:SS` without an offset (UTC), or epoch milliseconds.
+pub fn time_of_str(s: &str) -> Option<i64> {
+    use chrono::{DateTime, NaiveDate, NaiveDateTime};
+    let t = s.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return t.parse().ok();
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.timestamp_millis());
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
+            return Some(dt.and_utc().timestamp_millis());
+        }
+    }
+    let d = NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
+}
+
+/// The instant a value names, read as a time: an integer is epoch
+/// milliseconds, a text as [`time_of_str`] reads it.
+pub fn time_of(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(ms) => Some(*ms),
+        Value::Str(s) => time_of_str(s),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn times_in_the_shapes_crms_export() {
+        let day = 1_798_761_600_000; // 2027-01-01T00:00:00Z
+        for s in [
+            "2027-01-01",
+            "2027-01-01T00:00:00Z",
+            "2027-01-01 00:00:00",
+            "2027-01-01T08:00:00+08:00",
+            " 1798761600000 ",
+        ] {
+            assert_eq!(time_of_str(s), Some(day), "{s}");
+        }
+        assert_eq!(time_of(&Value::Int(5)), Some(5));
+        for s in ["", "next week", "2027-13-01", "2027-01-01T00:00"] {
+            assert_eq!(time_of_str(s), None, "{s}");
+        }
+        assert_eq!(time_of(&Value::Float(1.0)), None);
+    }
+}

@@ -318,6 +318,22 @@ pub(crate) fn parse_rows<T: HeapSize>(
     Ok(rows)
 }
 
+/// Rows parsed from a decoded CSV body with `csv`. The rows are charged
+/// once parsed (a CSV row holds about what its text did), and the text is
+/// dropped before this returns.
+pub(crate) fn parse_csv_rows<T: HeapSize>(
+    text: Vec<u8>,
+    charge: &mut Charge,
+    csv: fn(&[u8]) -> parse::Rows<T>,
+) -> Result<parse::Rows<T>, ApiError> {
+    let rows = csv(&text);
+    let held: usize = rows.rows.iter().map(HeapSize::heap_size).sum();
+    charge.cover(text.len() + held)?;
+    drop(text);
+    charge.shrink_to(held);
+    Ok(rows)
+}
+
 /// An estimate of the memory a parsed row holds.
 pub(crate) trait HeapSize {
     /// Bytes, counting the row itself and what it owns.

@@ -239,16 +239,47 @@ impl ProfileTable {
         self.frozen = None;
     }
 
+    /// The users with a profile, ascending.
+    pub fn user_ids(&self) -> Vec<u32> {
+        // Changed users with whether they have a profile now (the live
+        // overlay, later, wins over the frozen one).
+        let mut changed: Vec<(u32, bool)> = self
+            .frozen
+            .iter()
+            .flat_map(|f| f.iter())
+            .chain(self.overlay.iter())
+            .map(|(u, p)| (u, !p.is_empty()))
+            .collect();
+        changed.reverse();
+        changed.sort_by_key(|&(u, _)| u); // stable: the latest first
+        changed.dedup_by_key(|&mut (u, _)| u);
+        let mut out = Vec::with_capacity(self.len);
+        let mut ch = changed.iter().peekable();
+        for u in self.base.iter().flat_map(|b| b.users()) {
+            while let Some(&&(c, has)) = ch.peek() {
+                if c > u {
+                    break;
+                }
+                if has {
+                    out.push(c);
+                }
+                ch.next();
+                if c == u {
+                    break;
+                }
+            }
+            if out.last() != Some(&u) && changed.binary_search_by_key(&u, |&(c, _)| c).is_err() {
+                out.push(u);
+            }
+        }
+        out.extend(ch.filter(|&&(_, has)| has).map(|&(c, _)| c));
+        out
+    }
+
     /// Every profile, by ascending user id (each materialised).
     pub fn iter(&self) -> impl Iterator<Item = (u32, PropMap)> + '_ {
-        let mut ids: Vec<u32> = self.base.iter().flat_map(|b| b.users()).collect();
-        if let Some(f) = &self.frozen {
-            ids.extend(f.iter().map(|(u, _)| u));
-        }
-        ids.extend(self.overlay.iter().map(|(u, _)| u));
-        ids.sort_unstable();
-        ids.dedup();
-        ids.into_iter()
+        self.user_ids()
+            .into_iter()
             .filter_map(|u| Some((u, self.get(u)?.to_map())))
     }
 }
