@@ -357,6 +357,22 @@ pub fn write_profile_ndjson(u: &ProfileUpdate, out: &mut String) {
     out.push('\n');
 }
 
+/// The header of [`write_profile_csv`]'s rows: a CRM export with typed
+/// columns, for `footprint profiles import`.
+pub const PROFILE_CSV_HEADER: &str = "user,plan,industry,csm_owner,contract_end:time,seats:int\n";
+
+/// Appends one profile (as [`user_profile`] makes them) as a CSV row.
+pub fn write_profile_csv(u: &ProfileUpdate, out: &mut String) {
+    out.push_str(&u.user);
+    for name in ["plan", "industry", "csm_owner", "contract_end", "seats"] {
+        out.push(',');
+        if let Some((_, v)) = u.props.iter().find(|(k, _)| k == name) {
+            out.push_str(&v.to_string());
+        }
+    }
+    out.push('\n');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,9 @@ static MAX_PROPS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Generate a deterministic synthetic SaaS event stream.
+    /// Generate a deterministic synthetic SaaS event stream (with `--out
+    /// FILE`, the users' CRM profiles go to FILE.profiles.ndjson and, as a
+    /// typed CSV export, FILE.profiles.csv).
     Gen {
         /// Number of users.
         #[arg(long, default_value_t = 10_000)]
@@ -69,7 +71,7 @@ enum Cmd {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Write NDJSON events here (profiles go to FILE.profiles.ndjson).
+        /// Write NDJSON events here (profiles go to FILE.profiles.ndjson and FILE.profiles.csv).
         #[arg(long, conflicts_with = "data")]
         out: Option<PathBuf>,
         /// Load straight into this data directory.
@@ -842,13 +844,24 @@ fn cmd_gen(
                 std::fs::File::create(&ppath)
                     .with_context(|| format!("cannot create {}", ppath.display()))?,
             );
-            let mut s = String::new();
+            let cpath = PathBuf::from(format!("{}.profiles.csv", path.display()));
+            let mut cw = std::io::BufWriter::new(
+                std::fs::File::create(&cpath)
+                    .with_context(|| format!("cannot create {}", cpath.display()))?,
+            );
+            cw.write_all(gen::PROFILE_CSV_HEADER.as_bytes())?;
+            let (mut s, mut c) = (String::new(), String::new());
             for i in 0..spec.users {
                 s.clear();
-                gen::write_profile_ndjson(&gen::user_profile(&spec, i), &mut s);
+                c.clear();
+                let p = gen::user_profile(&spec, i);
+                gen::write_profile_ndjson(&p, &mut s);
+                gen::write_profile_csv(&p, &mut c);
                 pw.write_all(s.as_bytes())?;
+                cw.write_all(c.as_bytes())?;
             }
             pw.flush()?;
+            cw.flush()?;
             pb.finish_and_clear();
             out!(
                 "wrote {} events of {} users to {} and profiles to {} in {:.2} s",
