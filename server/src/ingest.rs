@@ -386,14 +386,14 @@ fn read_units(
     Ok(())
 }
 
-/// Profile rows written between flushes of an import: each flush merges
-/// the changes into the profile base once enough users changed, so an
-/// import's memory stays bounded by this many rows.
-const PROFILE_ROWS_PER_FLUSH: u64 = 262_144;
+/// Profile rows held before they are written into a new profile base, so
+/// an import's memory stays bounded by this many rows (each batch
+/// rewrites the base).
+const PROFILE_ROWS_PER_IMPORT: usize = 1 << 18;
 
 /// Upserts profile rows (a CRM export: CSV with a header, NDJSON or a
-/// JSON array of update rows) into `engine`, durably through the WAL, and
-/// merges them into the profile base at the end.
+/// JSON array of update rows) into `engine`: straight into a new profile
+/// base file per batch of rows, durable once this returns.
 pub fn load_profiles(
     engine: &Engine,
     sources: &[Source],
@@ -404,7 +404,7 @@ pub fn load_profiles(
 ) -> Result<LoadSummary> {
     let start = Instant::now();
     let mut summary = LoadSummary::default();
-    let mut since_flush = 0u64;
+    let mut pending: Vec<ProfileUpdate> = Vec::new();
     read_units(
         sources,
         format,
@@ -418,14 +418,14 @@ pub fn load_profiles(
             for p in parsed {
                 summary.accepted += p.rows.len() as u64;
                 summary.rejected += p.rejected as u64;
-                since_flush += p.rows.len() as u64;
                 record_errors(summary, name, p.errors, max_errors_shown);
-                engine.upsert_profiles(p.rows)?;
+                pending.extend(p.rows);
             }
-            if since_flush >= PROFILE_ROWS_PER_FLUSH {
-                progress.set_message("merging profiles");
-                engine.flush()?;
-                since_flush = 0;
+            if pending.len() >= PROFILE_ROWS_PER_IMPORT {
+                progress.set_message("writing profiles");
+                engine
+                    .store()
+                    .import_profiles(std::mem::take(&mut pending))?;
             }
             progress.set_message(format!(
                 "{} profiles, {:.0}/s",
@@ -435,8 +435,8 @@ pub fn load_profiles(
             Ok(())
         },
     )?;
-    progress.set_message("merging profiles");
-    engine.store().merge_profiles()?;
+    progress.set_message("writing profiles");
+    engine.store().import_profiles(pending)?;
     summary.seconds = start.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -167,7 +167,20 @@ fn plain_date(b: &[u8]) -> Option<i64> {
     let n = |ds: &[u8]| ds.iter().fold(0i64, |a, &d| a * 10 + i64::from(d - b'0'));
     let (y, m, d) = (n(&digits[..4]), n(&digits[4..6]), n(&digits[6..]));
     let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let days_in = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let days_in = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&m) || d < 1 || d > days_in[(m - 1) as usize] {
         return None;
     }

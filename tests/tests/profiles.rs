@@ -1,4 +1,5 @@
-//! Property test: profile updates interleaved with event ingest, aliases,
+//! Property test: profile updates (logged, and bulk imports) interleaved
+//! with event ingest, aliases,
 //! flushes (merging the profile changes into a new base file at a tiny
 //! threshold), compactions and reopens read exactly like the same writes
 //! made at once into a fresh store — both the profiles themselves and a
@@ -12,6 +13,8 @@ use proptest::prelude::*;
 #[derive(Debug, Clone)]
 enum Op {
     Profiles(Vec<ProfileUpdate>),
+    /// A bulk import (`Store::import_profiles`).
+    Import(Vec<ProfileUpdate>),
     Events(Vec<Event>),
     Alias(String, String),
     Flush,
@@ -60,6 +63,7 @@ fn update() -> impl Strategy<Value = ProfileUpdate> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => prop::collection::vec(update(), 1..6).prop_map(Op::Profiles),
+        2 => prop::collection::vec(update(), 1..12).prop_map(Op::Import),
         2 => prop::collection::vec((user(), 0i64..1000), 1..5).prop_map(|evs| Op::Events(
             evs.into_iter()
                 .map(|(user, t)| Event { user, event: "login".into(), time: 1_767_225_600_000 + t, props: vec![] })
@@ -119,6 +123,10 @@ proptest! {
                 Op::Profiles(u) => {
                     ups.extend(u.iter().cloned());
                     e.upsert_profiles(u).unwrap();
+                }
+                Op::Import(u) => {
+                    ups.extend(u.iter().cloned());
+                    e.store().import_profiles(u).unwrap();
                 }
                 Op::Events(v) => {
                     evs.extend(v.iter().cloned());

@@ -46,7 +46,8 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    fn get(&self, uid: u32) -> Option<&Arc<PropMap>> {
+    /// The whole profile of changed user `uid` (empty: emptied).
+    pub fn get(&self, uid: u32) -> Option<&Arc<PropMap>> {
         let u = uid as usize;
         self.chunks
             .get(u / CHUNK)?
@@ -117,6 +118,53 @@ impl<'a> Profile<'a> {
             Profile::Base(b, uid) => b.row(uid),
         }
     }
+}
+
+/// The whole profiles of the users of an import (by ascending user id,
+/// each with its updates in order), each started from its profile in
+/// `changes` or else in `base`.
+pub fn apply_import(
+    base: Option<&ProfileBase>,
+    changes: &Overlay,
+    import: &[(u32, Vec<ProfileUpdate>)],
+) -> Vec<(u32, PropMap)> {
+    import
+        .iter()
+        .map(|(uid, ups)| {
+            let mut p = match changes.get(*uid) {
+                Some(m) => PropMap::clone(m),
+                None => match base {
+                    Some(b) if b.has_user(*uid) => b.row(*uid),
+                    _ => PropMap::new(),
+                },
+            };
+            for u in ups {
+                apply_ops(&mut p, u);
+            }
+            (*uid, p)
+        })
+        .collect()
+}
+
+/// The changes a merge writes: those of `changes`, and `imported` (which
+/// replace them for the same user), ascending by user.
+pub fn merge_changes<'a>(
+    changes: &'a Overlay,
+    imported: Option<&'a [(u32, PropMap)]>,
+) -> Vec<(u32, &'a PropMap)> {
+    let imported = imported.unwrap_or_default();
+    let mut out = Vec::with_capacity(changes.len() + imported.len());
+    let mut imp = imported.iter().peekable();
+    for (u, p) in changes.iter() {
+        while let Some((i, q)) = imp.next_if(|(i, _)| *i <= u) {
+            out.push((*i, q));
+        }
+        if out.last().is_none_or(|&(l, _)| l != u) {
+            out.push((u, p));
+        }
+    }
+    out.extend(imp.map(|(i, q)| (*i, q)));
+    out
 }
 
 /// Users in the overlay at which a flush merges it into a new base file.
@@ -233,10 +281,14 @@ impl ProfileTable {
         Some((self.base.clone(), frozen))
     }
 
-    /// Ends a merge: `base` holds the old base and the frozen overlay.
-    pub fn merged(&mut self, base: Arc<ProfileBase>) {
+    /// Ends a merge: `base` holds the old base and the frozen overlay
+    /// (and, when `imported`, rows imported on top, which change the count).
+    pub fn merged(&mut self, base: Arc<ProfileBase>, imported: bool) {
         self.base = Some(base);
         self.frozen = None;
+        if imported {
+            self.len = self.user_ids().len();
+        }
     }
 
     /// The users with a profile, ascending.
@@ -633,7 +685,7 @@ mod tests {
                         let path = dir.path().join(format!("{n}.pcol"));
                         let changes: Vec<_> = frozen.iter().collect();
                         write_merged(&path, base.as_deref(), &changes).unwrap();
-                        table.merged(Arc::new(ProfileBase::open(&path).unwrap()));
+                        table.merged(Arc::new(ProfileBase::open(&path).unwrap()), false);
                     }
                     Step::Reopen => {
                         let path = dir.path().join(format!("{n}.prof"));

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::error::{IoContext, Result};
+use crate::event::ProfileUpdate;
 use crate::fsutil;
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::profiles;
@@ -102,9 +103,17 @@ impl Catalog {
     /// Writes the memtable (and changed profiles) to segments, publishes
     /// them in a new manifest, and drops the WAL files they cover.
     /// Profile changes are merged into a new base file once `merge_at`
-    /// users changed.
-    pub fn flush(&self, write: &WritePath, tables: &Tables, merge_at: usize) -> Result<()> {
+    /// users changed (0: always). `import` (by ascending user id) is
+    /// applied on top of the merged changes, into the new base.
+    pub fn flush(
+        &self,
+        write: &WritePath,
+        tables: &Tables,
+        merge_at: usize,
+        import: Option<&[(u32, Vec<ProfileUpdate>)]>,
+    ) -> Result<()> {
         let mut held = self.lock();
+        let merge_at = if import.is_some() { 0 } else { merge_at };
         let Some((frozen, wal_start)) = write.freeze(tables, merge_at) else {
             return Ok(());
         };
@@ -123,8 +132,12 @@ impl Catalog {
                 if let Some((base, changes)) = &out.merge {
                     let id = self.reserve_id();
                     let path = base_path(&self.dir, id);
-                    let changes: Vec<_> = changes.iter().collect();
-                    profiles::write_merged(&path, base.as_deref(), &changes)?;
+                    let imported =
+                        import.map(|imp| profiles::apply_import(base.as_deref(), changes, imp));
+                    let list = profiles::merge_changes(changes, imported.as_deref());
+                    profiles::write_merged(&path, base.as_deref(), &list)?;
+                    drop(list);
+                    drop(imported);
                     new_base = Some((id, Arc::new(profiles::ProfileBase::open(&path)?)));
                 }
                 let id = self.reserve_id();
@@ -155,7 +168,7 @@ impl Catalog {
             }
             st.frozen = None;
             if let Some((_, base)) = new_base.take() {
-                st.profiles.merged(base);
+                st.profiles.merged(base, import.is_some());
             }
         });
         // Only now is nothing referencing these.

@@ -472,8 +472,43 @@ impl Store {
 
     fn flush_merging(&self, merge_at: usize) -> Result<()> {
         self.write.check()?;
-        let r = self.catalog.flush(&self.write, &self.tables, merge_at);
+        let r = self
+            .catalog
+            .flush(&self.write, &self.tables, merge_at, None);
         self.write.poisoned(r)
+    }
+
+    /// Upserts many profile rows at once (a CRM import), all or nothing:
+    /// with everything logged before it, they are written straight into a
+    /// new profile base file, published by one manifest update (no WAL).
+    /// Durable when this returns. Profile writes to the same users made
+    /// while it runs keep their own whole profile (the import's rows for
+    /// those users are lost): run imports apart from such writes, as the
+    /// CLI does. Returns the number of users the rows name.
+    pub fn import_profiles(&self, updates: Vec<ProfileUpdate>) -> Result<usize> {
+        self.write.check()?;
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let mut keyed: Vec<(u32, ProfileUpdate)> = self.tables.write(|st| {
+            updates
+                .into_iter()
+                .map(|u| (st.users.intern(&u.user), u))
+                .collect()
+        });
+        keyed.sort_by_key(|(uid, _)| *uid); // stable: rows keep their order
+        let mut import: Vec<(u32, Vec<ProfileUpdate>)> = Vec::new();
+        for (uid, u) in keyed {
+            match import.last_mut() {
+                Some((last, ups)) if *last == uid => ups.push(u),
+                _ => import.push((uid, vec![u])),
+            }
+        }
+        let users = import.len();
+        let r = self
+            .catalog
+            .flush(&self.write, &self.tables, 0, Some(&import));
+        self.write.poisoned(r).map(|()| users)
     }
 
     /// Merges small segments of shards that have too many. Returns the

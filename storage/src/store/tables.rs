@@ -149,10 +149,10 @@ impl Tables {
 
     /// Swaps out the memtable (and changed profiles) for a flush; `None`
     /// when there is nothing to write. Profile changes are merged into a
-    /// new base once `merge_at` users changed.
+    /// new base once `merge_at` users changed (0: always, even none).
     pub fn freeze(&self, merge_at: usize) -> Option<Frozen> {
         let mut st = self.state.write();
-        let merge = st.profiles.overlay().len() >= merge_at.max(1);
+        let merge = st.profiles.overlay().len() >= merge_at;
         if st.mem.rows == 0 && !st.profiles_dirty && !merge {
             return None;
         }
