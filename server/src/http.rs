@@ -5,6 +5,7 @@
 
 mod body;
 mod console;
+mod live;
 mod metrics;
 mod trackers;
 
@@ -139,6 +140,8 @@ struct App {
     /// Memory held by request bodies.
     budget: Budget,
     metrics: Metrics,
+    /// The last events stored, for `GET /v1/live`.
+    live: live::Live,
 }
 
 /// An error response: `{"error": {"code", "message", "path"}}`.
@@ -346,7 +349,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     body: Body,
     fast: Option<fn(&str) -> Option<T>>,
     parse: fn(Json) -> std::result::Result<T, String>,
-    apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<Option<String>>,
+    apply: fn(&App, Vec<T>) -> footprint_engine::Result<Option<String>>,
     events: bool,
 ) -> ApiResult {
     app.authorize(&headers, Role::Ingest)?;
@@ -361,7 +364,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
         let text = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
         let rows = body::parse_rows(text, &mut charge, fast, parse)?;
         let accepted = rows.rows.len();
-        let warning = apply(&a.engine, rows.rows)?;
+        let warning = apply(&a, rows.rows)?;
         Ok((accepted, rows.rejected, rows.errors, warning))
     })
     .await??;
@@ -387,9 +390,12 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
         body,
         Some(parse::fast_event),
         parse::event_from_json,
-        |e, evs| {
-            let max = e.store().options().max_props;
-            Ok(e.ingest(evs)?.warning(max))
+        |a, evs| {
+            let max = a.engine.store().options().max_props;
+            let (tail, n) = (live::tail(evs.iter()), evs.len());
+            let warning = a.engine.ingest(evs)?.warning(max);
+            a.live.record(tail, n, live::now_ms());
+            Ok(warning)
         },
         true,
     )
@@ -403,7 +409,7 @@ async fn profiles(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
         body,
         None,
         parse::parse_profile_update,
-        |e, ups| e.upsert_profiles(ups).map(|()| None),
+        |a, ups| a.engine.upsert_profiles(ups).map(|()| None),
         false,
     )
     .await
@@ -416,7 +422,7 @@ async fn alias(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
         body,
         None,
         parse::parse_alias,
-        |e, links| e.alias(links).map(|()| None),
+        |a, links| a.engine.alias(links).map(|()| None),
         false,
     )
     .await
@@ -519,6 +525,46 @@ async fn schema(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     Ok(axum::Json(json!({"events": events, "properties": props})).into_response())
 }
 
+/// `GET /v1/live?limit=N`: the last events this server stored (newest
+/// first, at most [`live::KEEP`], 20 unless `limit` says) and the count
+/// stored in each of the last [`live::MINUTES`] minutes.
+async fn live_tail(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiResult {
+    app.authorize(&headers, Role::Query)?;
+    let mut limit = 20;
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= live::KEEP)
+                    .ok_or_else(|| ApiError {
+                        status: StatusCode::BAD_REQUEST,
+                        code: "invalid",
+                        message: format!(
+                            "limit: expected a whole number from 0 to {}, got {v:?}",
+                            live::KEEP
+                        ),
+                        path: "limit".into(),
+                    })?;
+            }
+            other => {
+                return Err(ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "invalid",
+                    message: format!("unknown parameter {other:?}; this endpoint takes limit"),
+                    path: other.into(),
+                })
+            }
+        }
+    }
+    Ok(axum::Json(app.live.snapshot(limit, live::now_ms())).into_response())
+}
+
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -566,6 +612,7 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         ingests: Arc::new(Semaphore::new(cfg.max_ingests.max(1))),
         budget: Budget::new(cfg.max_inflight),
         metrics: Metrics::new(),
+        live: live::Live::new(live::now_ms()),
         cfg: cfg.clone(),
     });
     let api = Router::new()
@@ -576,7 +623,8 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         .route("/v1/alias", post(alias_or_segment))
         .route("/v1/query", post(query))
         .route("/v1/schema", get(schema))
-        .route("/v1/stats", get(stats));
+        .route("/v1/stats", get(stats))
+        .route("/v1/live", get(live_tail));
     console::routes(trackers::routes(api))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -304,3 +304,61 @@ fn a_gzip_body_of_several_members_is_read_whole() {
     assert_eq!(st, 400, "{b}");
     assert!(b.contains("gzip body cannot be decoded"), "{b}");
 }
+
+#[test]
+fn live_tail_shows_the_last_events_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(
+        &keys,
+        r#"{"keys": [{"key": "ingest-key-0123456789", "role": "ingest"},
+                      {"key": "query-key-0123456789", "role": "query"}]}"#,
+    )
+    .unwrap();
+    let s = Server::start(&dir.path().join("d"), &["--keys", keys.to_str().unwrap()]);
+    let ingest = [("Authorization", "Bearer ingest-key-0123456789")];
+    let query = [("Authorization", "Bearer query-key-0123456789")];
+    let (st, r) = s.json("GET", "/v1/live", &query, "");
+    assert_eq!((st, r["total"].as_u64()), (200, Some(0)), "{r}");
+    assert_eq!(r["per_minute"].as_array().unwrap().len(), 60);
+    // Ingest keys may not read it.
+    assert_eq!(s.json("GET", "/v1/live", &ingest, "").0, 403);
+    let (st, _) = s.json(
+        "POST",
+        "/v1/events",
+        &ingest,
+        "{\"user\":\"u1\",\"event\":\"visit\",\"time\":1767225600000,\"props\":{\"page\":\"/\"}}\n{\"user\":\"u2\",\"event\":\"signup\",\"time\":1767225660000}\nbad\n",
+    );
+    assert_eq!(st, 200);
+    // A tracker's event too (PostHog's capture).
+    let (st, _) = s.json(
+        "POST",
+        "/capture/",
+        &[],
+        r#"{"api_key":"ingest-key-0123456789","event":"pay","distinct_id":"u3","properties":{"amount":5}}"#,
+    );
+    assert_eq!(st, 200);
+    let (st, r) = s.json("GET", "/v1/live?limit=2", &query, "");
+    assert_eq!(st, 200);
+    assert_eq!(r["total"], 3);
+    let evs = r["events"].as_array().unwrap();
+    assert_eq!(evs.len(), 2);
+    assert_eq!(
+        (&evs[0]["event"], &evs[0]["user"]),
+        (&"pay".into(), &"u3".into())
+    );
+    assert_eq!(evs[0]["props"]["amount"], 5);
+    assert_eq!(
+        (&evs[1]["event"], evs[1]["time"].as_i64()),
+        (&"signup".into(), Some(1767225660000))
+    );
+    let per_minute: u64 = r["per_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_minute, 3);
+    let (st, r) = s.json("GET", "/v1/live?limit=1000", &query, "");
+    assert_eq!((st, r["error"]["path"].as_str()), (400, Some("limit")));
+}
