@@ -8,6 +8,13 @@ import * as retention from './retention.js';
 import * as interval from './interval.js';
 import * as distribution from './distribution.js';
 import * as cohorts from './cohorts.js';
+import * as sessions from './sessions.js';
+import * as paths from './paths.js';
+import * as attribution from './attribution.js';
+import * as lifecycle from './lifecycle.js';
+import * as stickiness from './stickiness.js';
+import * as heatmap from './heatmap.js';
+import * as live from './live.js';
 import * as raw from './raw.js';
 
 const pages = [
@@ -17,23 +24,19 @@ const pages = [
   ['retention', 'Retention', retention],
   ['interval', 'Interval', interval],
   ['distribution', 'Distribution', distribution],
+  ['sessions', 'Sessions', sessions],
+  ['paths', 'Paths', paths],
+  ['attribution', 'Attribution', attribution],
+  ['lifecycle', 'Lifecycle', lifecycle],
+  ['stickiness', 'Stickiness', stickiness],
+  ['heatmap', 'Heatmap', heatmap],
   ['cohorts', 'Cohorts', cohorts],
+  ['live', 'Live', live],
   ['raw', 'Query JSON', raw],
-];
-// Pages this console does not have yet; each says so and points to Query JSON
-// when the server already answers the kind.
-const missing = [
-  ['sessions', 'Sessions', true], ['paths', 'Paths', true], ['attribution', 'Attribution', true],
-  ['lifecycle', 'Lifecycle', true], ['stickiness', 'Stickiness', true], ['heatmap', 'Heatmap', true],
-  ['live', 'Live events', false],
 ];
 
 const nav = document.getElementById('nav');
-nav.append(
-  ...pages.map(([id, label]) => el('a', { href: '#/' + id, 'data-page': id, text: label })),
-  el('span', { class: 'sep' }),
-  ...missing.map(([id, label]) => el('a', { href: '#/' + id, 'data-page': id, class: 'later', text: label })),
-);
+nav.append(...pages.map(([id, label]) => el('a', { href: '#/' + id, 'data-page': id, text: label })));
 
 let cleanup = null;
 function route() {
@@ -51,15 +54,8 @@ function route() {
     cleanup = page[2].render(root, params) || null;
     return;
   }
-  const m = missing.find(([p]) => p === id);
-  document.title = 'Not available yet · Footprint';
-  root.append(el('h1', { text: m ? m[1] : 'No such page' }),
-    el('p', { class: 'notyet', text: m
-      ? (m[2]
-        ? `The console has no ${m[1].toLowerCase()} page yet. The server answers this kind: run it on the Query JSON page.`
-        : `The ${m[1].toLowerCase()} page is not available yet: the server does not compute it yet.`)
-      : 'There is no page at this address.' }),
-    m && m[2] ? el('a', { href: '#/raw', text: 'Open Query JSON' }) : null);
+  document.title = 'No such page · Footprint';
+  root.append(el('h1', { text: 'No such page' }), el('p', { class: 'notyet', text: 'There is no page at this address.' }), el('a', { href: '#/', text: 'Open the overview' }));
 }
 
 // The key bar: shown on 401/403, hidden once a request succeeds.

@@ -147,17 +147,60 @@ export function insight(root, id, title, draw) {
   return { form, err, run, fail: (e) => showError(err, null, e) };
 }
 
-// A breakdown field: the schema's event properties to pick from, or any
-// name typed by hand (the server warns about one no event has).
-export function breakdownSelect(q, props) {
+// The datalist of the schema's event properties, shared by the fields
+// that take a property name.
+export function propList(props) {
   let list = document.getElementById('fp-props');
   if (!list) {
     list = el('datalist', { id: 'fp-props' });
     document.body.append(list);
   }
   list.replaceChildren(...props.map((p) => el('option', { value: p })));
-  const bd = q && Array.isArray(q.breakdown) && q.breakdown[0] ? q.breakdown[0].event_prop || '' : '';
-  return el('input', { type: 'text', id: 'breakdown', list: 'fp-props', placeholder: 'none', value: bd, 'data-path': 'breakdown', autocomplete: 'off' });
+  return list;
+}
+
+// A breakdown field: an event property picked from the schema or typed by
+// hand (the server refuses one no event has, and suggests a name), a
+// profile property typed by hand, or the channel of the event.
+// `read()` gives the query's `breakdown`, or undefined for none.
+export function breakdownField(q, props) {
+  propList(props);
+  const b = q && Array.isArray(q.breakdown) && q.breakdown[0] && typeof q.breakdown[0] === 'object' ? q.breakdown[0] : {};
+  const scopeOf = b.channel === true ? 'channel' : 'user_prop' in b ? 'user_prop' : 'event_prop';
+  const scope = select([['event_prop', 'event property'], ['user_prop', 'user property'], ['channel', 'channel']], scopeOf,
+    { id: 'breakdown-scope', 'data-path': 'breakdown[0]' });
+  const input = el('input', { type: 'text', id: 'breakdown', list: 'fp-props', placeholder: 'none', 'data-path': 'breakdown',
+    value: String(b.event_prop ?? b.user_prop ?? ''), autocomplete: 'off' });
+  const sync = () => {
+    input.hidden = scope.value === 'channel';
+    input.setAttribute('list', scope.value === 'event_prop' ? 'fp-props' : '');
+  };
+  scope.addEventListener('change', sync);
+  sync();
+  const node = el('span', { class: 'breakdown' }, scope, input);
+  const read = () => {
+    if (scope.value === 'channel') return [{ channel: true }];
+    const v = input.value.trim();
+    return v ? [{ [scope.value]: v }] : undefined;
+  };
+  return { node, read };
+}
+
+// A breakdown group's key as a label: its values, `(not set)` for null.
+export const keyLabel = (k) => Object.values(k || {}).map((v) => (v === null ? '(not set)' : String(v))).join(' · ');
+
+// An event picker: the schema's names, most frequent first, and `$any`
+// (any event) when `any` is true.
+export function eventSelect(events, value, attrs, any) {
+  return select([any ? ['$any', 'any event'] : ['', '— pick an event —'], ...events], value || (any ? '$any' : ''), attrs);
+}
+
+// A table: header cells, then rows of cells; a cell is text, or
+// [text, class] (class `num` aligns it right).
+export function table(id, head, rows) {
+  const td = (c) => (Array.isArray(c) ? el('td', { class: c[1], text: c[0] }) : el('td', { text: c }));
+  return el('table', { id }, el('thead', {}, el('tr', {}, head.map((h) => el('th', { text: h })))),
+    el('tbody', {}, rows.map((r) => el('tr', {}, r.map(td)))));
 }
 
 // A figure with its label, as in the overview's and the stats' cards.
@@ -181,10 +224,13 @@ function rangeControls() {
     title: 'IANA time zone of day, week and month buckets, e.g. Asia/Shanghai' });
   preset.addEventListener('change', () => { dates.hidden = preset.value !== 'custom'; });
   const filters = el('span', { class: 'filters', 'data-path': 'where' });
-  const addFilter = (f = {}) => {
+  // A filter reads the event's property (into `where`) or the user's
+  // profile (into `users`, beside the cohort).
+  const addFilter = (f = {}, scope = 'prop') => {
     const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
     const row = el('span', { class: 'filter' },
-      el('input', { type: 'text', class: 'f-prop', list: 'fp-props', placeholder: 'property', size: 12, value: f.prop || '' }),
+      select([['prop', 'event'], ['user_prop', 'user']], scope, { class: 'f-scope', title: 'an event property, or a property of the user\'s profile' }),
+      el('input', { type: 'text', class: 'f-prop', list: 'fp-props', placeholder: 'property', size: 12, value: f[scope] || '' }),
       select(OPS, f.op || 'eq', { class: 'f-op' }),
       el('input', { type: 'text', class: 'f-value', placeholder: 'value', size: 12, value: v }),
       el('button', { type: 'button', class: 'remove', text: '×', title: 'Remove', onclick: () => row.remove() }));
@@ -197,12 +243,14 @@ function rangeControls() {
     el('label', { for: 'cohort', text: 'Users in cohort' }), cohort);
   const readFilters = () => [...filters.querySelectorAll('.filter')].map((row) => {
     const op = row.querySelector('.f-op').value;
-    const f = { prop: row.querySelector('.f-prop').value.trim(), op };
+    const scope = row.querySelector('.f-scope').value;
+    const f = { [scope]: row.querySelector('.f-prop').value.trim(), op };
     const raw = row.querySelector('.f-value').value.trim();
     if (op === 'in' || op === 'not_in') f.value = raw.split(',').map((x) => typed(x.trim()));
     else if (op !== 'is_set' && op !== 'is_not_set') f.value = typed(raw);
     return f;
   });
+  const one = (fs) => (fs.length === 1 ? fs[0] : { and: fs });
   const apply = (q) => {
     delete q.time_range;
     delete q.timezone;
@@ -216,10 +264,13 @@ function rangeControls() {
     }
     if (tz.value.trim()) q.timezone = tz.value.trim();
     delete q.where;
-    const fs = readFilters();
-    if (fs.length) q.where = fs.length === 1 ? fs[0] : { and: fs };
     delete q.users;
-    if (cohort.value.trim()) q.users = { cohort: cohort.value.trim() };
+    const fs = readFilters();
+    const ev = fs.filter((f) => 'prop' in f);
+    if (ev.length) q.where = one(ev);
+    const us = fs.filter((f) => 'user_prop' in f);
+    if (cohort.value.trim()) us.unshift({ cohort: cohort.value.trim() });
+    if (us.length) q.users = one(us);
   };
   const load = (q) => {
     const r = q && q.time_range;
@@ -236,7 +287,11 @@ function rangeControls() {
     if (q && typeof q.timezone === 'string') tz.value = q.timezone;
     const w = q && q.where;
     for (const f of w && Array.isArray(w.and) ? w.and : w ? [w] : []) if (f && typeof f === 'object' && 'prop' in f) addFilter(f);
-    if (q && q.users && typeof q.users.cohort === 'string') cohort.value = q.users.cohort;
+    const u = q && q.users;
+    for (const f of u && Array.isArray(u.and) ? u.and : u ? [u] : []) {
+      if (f && typeof f.cohort === 'string') cohort.value = f.cohort;
+      else if (f && typeof f === 'object' && ('user_prop' in f || 'prop' in f)) addFilter({ ...f, user_prop: f.user_prop ?? f.prop }, 'user_prop');
+    }
   };
   return { field, apply, load };
 }
