@@ -2,47 +2,39 @@
 import { whenUnauthorized, setKey, key } from './api.js';
 import { el, disposeCharts } from './ui.js';
 import * as overview from './overview.js';
-import * as funnel from './funnel.js';
-import * as trends from './trends.js';
-import * as retention from './retention.js';
-import * as interval from './interval.js';
-import * as distribution from './distribution.js';
-import * as cohorts from './cohorts.js';
-import * as sessions from './sessions.js';
-import * as paths from './paths.js';
-import * as attribution from './attribution.js';
-import * as lifecycle from './lifecycle.js';
-import * as stickiness from './stickiness.js';
-import * as heatmap from './heatmap.js';
-import * as live from './live.js';
-import * as raw from './raw.js';
+
+// The overview comes with the shell; every other page's module is loaded
+// when it is first opened, so the first screen waits for few files.
+const lazy = (f) => ({ load: () => import(`./${f}.js`) });
 
 const pages = [
-  ['', 'Overview', overview],
-  ['funnel', 'Funnel', funnel],
-  ['trends', 'Trends', trends],
-  ['retention', 'Retention', retention],
-  ['interval', 'Interval', interval],
-  ['distribution', 'Distribution', distribution],
-  ['sessions', 'Sessions', sessions],
-  ['paths', 'Paths', paths],
-  ['attribution', 'Attribution', attribution],
-  ['lifecycle', 'Lifecycle', lifecycle],
-  ['stickiness', 'Stickiness', stickiness],
-  ['heatmap', 'Heatmap', heatmap],
-  ['cohorts', 'Cohorts', cohorts],
-  ['live', 'Live', live],
-  ['raw', 'Query JSON', raw],
+  ['', 'Overview', { load: async () => overview }],
+  ['funnel', 'Funnel', lazy('funnel')],
+  ['trends', 'Trends', lazy('trends')],
+  ['retention', 'Retention', lazy('retention')],
+  ['interval', 'Interval', lazy('interval')],
+  ['distribution', 'Distribution', lazy('distribution')],
+  ['sessions', 'Sessions', lazy('sessions')],
+  ['paths', 'Paths', lazy('paths')],
+  ['attribution', 'Attribution', lazy('attribution')],
+  ['lifecycle', 'Lifecycle', lazy('lifecycle')],
+  ['stickiness', 'Stickiness', lazy('stickiness')],
+  ['heatmap', 'Heatmap', lazy('heatmap')],
+  ['cohorts', 'Cohorts', lazy('cohorts')],
+  ['live', 'Live', lazy('live')],
+  ['raw', 'Query JSON', lazy('raw')],
 ];
 
 const nav = document.getElementById('nav');
 nav.append(...pages.map(([id, label]) => el('a', { href: '#/' + id, 'data-page': id, text: label })));
 
 let cleanup = null;
+let shown = 0;
 function route() {
   const h = location.hash.replace(/^#\/?/, '');
   const [id, qs] = h.split('?');
   const params = new URLSearchParams(qs || '');
+  const seen = ++shown;
   if (cleanup) { cleanup(); cleanup = null; }
   disposeCharts();
   for (const a of nav.querySelectorAll('a')) a.classList.toggle('active', a.dataset.page === id);
@@ -51,7 +43,10 @@ function route() {
   const page = pages.find(([p]) => p === id);
   if (page) {
     document.title = `${page[1]} · Footprint`;
-    cleanup = page[2].render(root, params) || null;
+    page[2].load().then((m) => {
+      // A page left before its module arrived is not drawn.
+      if (seen === shown) cleanup = m.render(root, params) || null;
+    }, (e) => root.append(el('p', { class: 'error', text: `The page's script did not load: ${e.message}` })));
     return;
   }
   document.title = 'No such page · Footprint';

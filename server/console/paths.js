@@ -62,6 +62,12 @@ export function render(root, params) {
 const nodeName = (step, label) => `${step}. ${label}`;
 
 function draw(out, q, r) {
+  // One colour per label, whatever its step.
+  const colours = new Map();
+  const colour = (label) => {
+    if (!colours.has(label)) colours.set(label, label === '$other' ? '#9aa3b2' : palette[colours.size % palette.length]);
+    return colours.get(label);
+  };
   const steps = Math.max(0, ...r.nodes.map((n) => n.step));
   const perStep = Math.max(1, ...[...Array(steps).keys()].map((s) => r.nodes.filter((n) => n.step === s + 1).length));
   const box = el('div', { class: 'chart', id: 'paths-chart', style: `height: ${Math.max(360, perStep * 46)}px` });
@@ -89,7 +95,9 @@ function draw(out, q, r) {
       emphasis: { focus: 'adjacency' },
       lineStyle: { color: 'gradient', opacity: 0.35 },
       label: { formatter: (p) => `${p.data.text}  ${fmt(p.data.value)}` },
-      data: r.nodes.map((n) => ({ name: nodeName(n.step, n.label), text: n.label, value: n.count, dropoff: n.dropoff, depth: n.step - 1 })),
+      data: r.nodes.map((n) => ({
+        name: nodeName(n.step, n.label), text: n.label, value: n.count, dropoff: n.dropoff, depth: n.step - 1, itemStyle: { color: colour(n.label) },
+      })),
       links: r.links.map((l) => ({ source: nodeName(...l.from), target: nodeName(...l.to), value: l.count })),
     }],
   });

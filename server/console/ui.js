@@ -171,8 +171,12 @@ export function breakdownField(q, props) {
     { id: 'breakdown-scope', 'data-path': 'breakdown[0]' });
   const input = el('input', { type: 'text', id: 'breakdown', list: 'fp-props', placeholder: 'none', 'data-path': 'breakdown',
     value: String(b.event_prop ?? b.user_prop ?? ''), autocomplete: 'off' });
+  // An error in the breakdown marks the name typed, or the scope when
+  // there is none (the channel).
   const sync = () => {
     input.hidden = scope.value === 'channel';
+    input.dataset.path = input.hidden ? 'breakdown[0].none' : 'breakdown[0]';
+    scope.dataset.path = input.hidden ? 'breakdown[0]' : 'breakdown';
     input.setAttribute('list', scope.value === 'event_prop' ? 'fp-props' : '');
   };
   scope.addEventListener('change', sync);
