@@ -216,6 +216,32 @@ const OPS = ['eq', 'ne', 'in', 'not_in', 'gt', 'gte', 'lt', 'lte', 'contains', '
 const typed = (x) => (x !== '' && Number.isFinite(Number(x)) ? Number(x) : x === 'true' ? true : x === 'false' ? false : x);
 const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
 
+// One comparison: a property, an operator and a value. With `scope` it
+// reads the event's property (`prop`, into `where`) or the user's profile
+// (`user_prop`, into `users`) as picked; without, always `prop`.
+export function filterRow(f = {}, scope = 'prop', scoped = true) {
+  const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
+  const pick = scoped ? select([['prop', 'event'], ['user_prop', 'user']], scope, { class: 'f-scope', title: 'an event property, or a property of the user\'s profile' }) : null;
+  // The schema lists event properties only: profile names are typed.
+  const name = el('input', { type: 'text', class: 'f-prop', placeholder: 'property', size: 12, value: f[scope] || '' });
+  const sync = () => name.setAttribute('list', pick && pick.value === 'prop' ? 'fp-props' : '');
+  if (pick) pick.addEventListener('change', sync);
+  sync();
+  const row = el('span', { class: 'filter' }, pick, name, select(OPS, f.op || 'eq', { class: 'f-op' }),
+    el('input', { type: 'text', class: 'f-value', placeholder: 'value', size: 12, value: v }),
+    el('button', { type: 'button', class: 'remove', text: '×', title: 'Remove', onclick: () => row.remove() }));
+  return row;
+}
+export function readFilter(row) {
+  const op = row.querySelector('.f-op').value;
+  const scope = row.querySelector('.f-scope')?.value || 'prop';
+  const f = { [scope]: row.querySelector('.f-prop').value.trim(), op };
+  const raw = row.querySelector('.f-value').value.trim();
+  if (op === 'in' || op === 'not_in') f.value = raw.split(',').map((x) => typed(x.trim()));
+  else if (op !== 'is_set' && op !== 'is_not_set') f.value = typed(raw);
+  return f;
+}
+
 // The date range (presets or dates, in UTC) and the time zone of buckets,
 // the same on every insight page.
 function rangeControls() {
@@ -228,32 +254,12 @@ function rangeControls() {
     title: 'IANA time zone of day, week and month buckets, e.g. Asia/Shanghai' });
   preset.addEventListener('change', () => { dates.hidden = preset.value !== 'custom'; });
   const filters = el('span', { class: 'filters', 'data-path': 'where' });
-  // A filter reads the event's property (into `where`) or the user's
-  // profile (into `users`, beside the cohort).
-  const addFilter = (f = {}, scope = 'prop') => {
-    const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
-    const row = el('span', { class: 'filter' },
-      select([['prop', 'event'], ['user_prop', 'user']], scope, { class: 'f-scope', title: 'an event property, or a property of the user\'s profile' }),
-      el('input', { type: 'text', class: 'f-prop', list: 'fp-props', placeholder: 'property', size: 12, value: f[scope] || '' }),
-      select(OPS, f.op || 'eq', { class: 'f-op' }),
-      el('input', { type: 'text', class: 'f-value', placeholder: 'value', size: 12, value: v }),
-      el('button', { type: 'button', class: 'remove', text: '×', title: 'Remove', onclick: () => row.remove() }));
-    filters.append(row);
-  };
+  const addFilter = (f, scope) => filters.append(filterRow(f, scope));
   const cohort = el('input', { type: 'text', id: 'cohort', 'data-path': 'users', placeholder: 'all users', size: 14 });
   const field = el('div', { class: 'field inline range' }, el('label', { for: 'range', text: 'Range' }), preset, dates,
     el('label', { for: 'timezone', text: 'Time zone' }), tz,
     el('label', { text: 'Where' }), filters, el('button', { type: 'button', id: 'add-filter', text: '+ Filter', onclick: () => addFilter() }),
     el('label', { for: 'cohort', text: 'Users in cohort' }), cohort);
-  const readFilters = () => [...filters.querySelectorAll('.filter')].map((row) => {
-    const op = row.querySelector('.f-op').value;
-    const scope = row.querySelector('.f-scope').value;
-    const f = { [scope]: row.querySelector('.f-prop').value.trim(), op };
-    const raw = row.querySelector('.f-value').value.trim();
-    if (op === 'in' || op === 'not_in') f.value = raw.split(',').map((x) => typed(x.trim()));
-    else if (op !== 'is_set' && op !== 'is_not_set') f.value = typed(raw);
-    return f;
-  });
   const one = (fs) => (fs.length === 1 ? fs[0] : { and: fs });
   const apply = (q) => {
     delete q.time_range;
@@ -269,12 +275,16 @@ function rangeControls() {
     if (tz.value.trim()) q.timezone = tz.value.trim();
     delete q.where;
     delete q.users;
-    const fs = readFilters();
-    const ev = fs.filter((f) => 'prop' in f);
-    if (ev.length) q.where = one(ev);
-    const us = fs.filter((f) => 'user_prop' in f);
-    if (cohort.value.trim()) us.unshift({ cohort: cohort.value.trim() });
-    if (us.length) q.users = one(us);
+    // Each row learns its JSON path, so an error there outlines it.
+    const rows = [...filters.querySelectorAll('.filter')].map((row) => [row, readFilter(row)]);
+    const ev = rows.filter(([, f]) => 'prop' in f);
+    const us = rows.filter(([, f]) => 'user_prop' in f);
+    if (cohort.value.trim()) us.unshift([cohort, { cohort: cohort.value.trim() }]);
+    cohort.dataset.path = 'users';
+    ev.forEach(([row], i) => { row.dataset.path = ev.length === 1 ? 'where' : `where.and[${i}]`; });
+    us.forEach(([row], i) => { row.dataset.path = us.length === 1 ? 'users' : `users.and[${i}]`; });
+    if (ev.length) q.where = one(ev.map(([, f]) => f));
+    if (us.length) q.users = one(us.map(([, f]) => f));
   };
   const load = (q) => {
     const r = q && q.time_range;

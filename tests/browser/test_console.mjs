@@ -381,6 +381,23 @@ async function main() {
     const inCohort = (await api(host, { kind: 'events', interval: 'total', users: { cohort: 'console_loyal_unpaid' }, metrics: [{ event: '$any', agg: 'users' }] })).body;
     check('cohorts: the saved cohort is usable in a query', inCohort.series[0].total, cr.users);
     await shot(page, 'console-cohorts.png');
+    // A profile condition (typed by hand) and the members counted by a
+    // profile property.
+    await page.click('#add-profile');
+    await page.fill('#profile .f-prop', 'plan');
+    await page.selectOption('#profile .f-op', 'in');
+    await page.fill('#profile .f-value', 'pro, team');
+    await page.fill('#cohort-by', 'industry');
+    await page.fill('#save_as', '');
+    await page.click('#cohorts-form button.primary');
+    await chartDrawn(page, '#cohorts-chart');
+    const cpq = { kind: 'users', profile: { prop: 'plan', op: 'in', value: ['pro', 'team'] }, did: cq.did, did_not: cq.did_not, breakdown: [{ user_prop: 'industry' }], return_users: 5 };
+    check('cohorts with a profile: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), cpq);
+    const cpr = (await api(host, cpq)).body;
+    check('cohorts with a profile: fewer users', cpr.users > 0 && cpr.users < cr.users, true);
+    check('cohorts with a profile: users = API', num(await page.textContent('#cohorts-stats .card .v')), cpr.users);
+    check('cohorts by industry: bars = API groups', (await seriesData(page, '#cohorts-chart'))[0], cpr.groups.slice().reverse().map((g) => g.users));
+    check('cohorts by industry: values = API', await cells(page, '#cohorts-groups td:first-child'), cpr.groups.map((g) => Object.values(g.key).join('')));
 
     // Sessions: page events and their page property, per week.
     await page.goto(host + '/#/sessions');
