@@ -48,6 +48,7 @@ export async function api(method, path, body) {
 
 export const query = (q) => api('POST', '/v1/query', q);
 export const stats = () => api('GET', '/v1/stats');
+export const profiles = (users) => api('GET', '/v1/profiles?' + users.map((u) => 'user=' + encodeURIComponent(u)).join('&'));
 export const live = (limit) => api('GET', `/v1/live?limit=${limit}`);
 
 let schemaP = null;

@@ -1,7 +1,7 @@
 // Cohorts (`users`): users whose profile matches, who did events (with
 // counts and windows) and did not do others; the members counted by a
 // profile property; save the cohort by name for any query's `users`.
-import { eventNames } from './api.js';
+import { eventNames, profiles } from './api.js';
 import {
   el, card, fmt, pct, select, chart, palette, queryPanel, queryFromHash, insight, filterRow, readFilter, keyLabel, table,
 } from './ui.js';
@@ -91,9 +91,17 @@ function draw(out, q, r) {
   const stats = el('div', { class: 'stats', id: 'cohorts-stats' }, card('users', fmt(r.users)),
     r.saved_as ? card('saved: use {"cohort": "' + r.saved_as + '"} in any query', r.saved_as) : null);
   const members = r.ids || [];
-  const ids = el('table', { id: 'cohorts-ids' },
-    el('thead', {}, el('tr', {}, el('th', { text: `User ids (${fmt(members.length)} of ${fmt(r.users)})` }))),
-    el('tbody', {}, members.map((id) => el('tr', {}, el('td', { text: id })))));
+  const ids = el('div', { id: 'cohorts-members' }, el('h2', { text: `Members (${fmt(members.length)} of ${fmt(r.users)}) and their profiles` }),
+    table('cohorts-ids', ['User'], members.map((id) => [id])));
+  // The members' profiles, one column per property any of them has.
+  if (members.length) {
+    profiles(members).then((p) => {
+      const names = [...new Set(p.profiles.flatMap((x) => Object.keys(x.props || {})))].sort();
+      ids.replaceChildren(ids.firstChild, table('cohorts-ids', ['User', ...names],
+        p.profiles.map((x) => [x.user, ...names.map((n) => (x.props && n in x.props ? String(x.props[n]) : ''))])));
+      ids.dataset.profiles = 'shown';
+    }, (e) => ids.append(el('p', { class: 'sub', text: `Profiles not shown: ${e.message}` })));
+  }
   const groups = r.groups || [];
   if (!groups.length) {
     out.replaceChildren(stats, ids, queryPanel(q));

@@ -7,6 +7,7 @@ mod body;
 mod console;
 mod live;
 mod metrics;
+mod profile_read;
 mod trackers;
 
 use std::collections::BTreeMap;
@@ -619,7 +620,7 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/events", post(events))
-        .route("/v1/profiles", post(profiles))
+        .route("/v1/profiles", post(profiles).get(profile_read::get))
         .route("/v1/alias", post(alias_or_segment))
         .route("/v1/query", post(query))
         .route("/v1/schema", get(schema))

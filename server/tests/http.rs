@@ -305,19 +305,27 @@ fn a_gzip_body_of_several_members_is_read_whole() {
     assert!(b.contains("gzip body cannot be decoded"), "{b}");
 }
 
-#[test]
-fn live_tail_shows_the_last_events_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys.json");
+const INGEST: [(&str, &str); 1] = [("Authorization", "Bearer ingest-key-0123456789")];
+const QUERY: [(&str, &str); 1] = [("Authorization", "Bearer query-key-0123456789")];
+
+/// A server in `dir` with one ingest key ([`INGEST`]) and one query key
+/// ([`QUERY`]).
+fn with_ingest_and_query_keys(dir: &std::path::Path) -> Server {
+    let keys = dir.join("keys.json");
     std::fs::write(
         &keys,
         r#"{"keys": [{"key": "ingest-key-0123456789", "role": "ingest"},
                       {"key": "query-key-0123456789", "role": "query"}]}"#,
     )
     .unwrap();
-    let s = Server::start(&dir.path().join("d"), &["--keys", keys.to_str().unwrap()]);
-    let ingest = [("Authorization", "Bearer ingest-key-0123456789")];
-    let query = [("Authorization", "Bearer query-key-0123456789")];
+    Server::start(&dir.join("d"), &["--keys", keys.to_str().unwrap()])
+}
+
+#[test]
+fn live_tail_shows_the_last_events_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_ingest_and_query_keys(dir.path());
+    let (ingest, query) = (INGEST, QUERY);
     let (st, r) = s.json("GET", "/v1/live", &query, "");
     assert_eq!((st, r["total"].as_u64()), (200, Some(0)), "{r}");
     assert_eq!(r["per_minute"].as_array().unwrap().len(), 60);
@@ -361,4 +369,37 @@ fn live_tail_shows_the_last_events_stored() {
     assert_eq!(per_minute, 3);
     let (st, r) = s.json("GET", "/v1/live?limit=1000", &query, "");
     assert_eq!((st, r["error"]["path"].as_str()), (400, Some("limit")));
+}
+
+#[test]
+fn profiles_are_read_back_by_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_ingest_and_query_keys(dir.path());
+    let (ingest, query) = (INGEST, QUERY);
+    let (st, _) = s.json(
+        "POST",
+        "/v1/profiles",
+        &ingest,
+        "{\"user\":\"u1\",\"op\":\"set\",\"props\":{\"plan\":\"pro\",\"seats\":5}}\n{\"user\":\"u 2\",\"op\":\"set\",\"props\":{\"plan\":\"free\"}}",
+    );
+    assert_eq!(st, 200);
+    let (st, r) = s.json(
+        "GET",
+        "/v1/profiles?user=u%202&user=u1&user=nobody",
+        &query,
+        "",
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        r,
+        serde_json::json!({"profiles": [
+            {"user": "u 2", "props": {"plan": "free"}},
+            {"user": "u1", "props": {"plan": "pro", "seats": 5}},
+            {"user": "nobody", "props": null}]})
+    );
+    assert_eq!(s.json("GET", "/v1/profiles?user=u1", &ingest, "").0, 403);
+    let (st, r) = s.json("GET", "/v1/profiles", &query, "");
+    assert_eq!((st, r["error"]["path"].as_str()), (400, Some("user")));
+    let (st, r) = s.json("GET", "/v1/profiles?users=u1", &query, "");
+    assert_eq!((st, r["error"]["path"].as_str()), (400, Some("users")));
 }

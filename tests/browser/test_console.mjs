@@ -377,7 +377,15 @@ async function main() {
     check('cohorts: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), cq);
     const cr = (await api(host, cq)).body;
     check('cohorts: users = API', num(await page.textContent('#cohorts-stats .card .v')), cr.users);
-    check('cohorts: ids = API', await cells(page, '#cohorts-ids td'), cr.ids);
+    await page.waitForSelector('#cohorts-members[data-profiles=shown]');
+    check('cohorts: ids = API', await cells(page, '#cohorts-ids td:first-child'), cr.ids);
+    // The members' profiles as GET /v1/profiles has them.
+    const profs = await (await fetch(host + '/v1/profiles?' + cr.ids.map((u) => 'user=' + encodeURIComponent(u)).join('&'))).json();
+    const pnames = await page.$$eval('#cohorts-ids th', (ths) => ths.slice(1).map((t) => t.textContent));
+    check('cohorts: profile columns = the properties the members have', pnames, [...new Set(profs.profiles.flatMap((x) => Object.keys(x.props || {})))].sort());
+    check('cohorts: profiles shown = GET /v1/profiles', await page.$$eval('#cohorts-ids tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent))),
+      profs.profiles.map((x) => [x.user, ...pnames.map((n) => (x.props && n in x.props ? String(x.props[n]) : ''))]));
+    check('cohorts: the members have profiles (demo data)', pnames.length > 0, true);
     const inCohort = (await api(host, { kind: 'events', interval: 'total', users: { cohort: 'console_loyal_unpaid' }, metrics: [{ event: '$any', agg: 'users' }] })).body;
     check('cohorts: the saved cohort is usable in a query', inCohort.series[0].total, cr.users);
     await shot(page, 'console-cohorts.png');
