@@ -256,11 +256,13 @@ function rangeControls() {
   const filters = el('span', { class: 'filters', 'data-path': 'where' });
   const addFilter = (f, scope) => filters.append(filterRow(f, scope));
   const cohort = el('input', { type: 'text', id: 'cohort', 'data-path': 'users', placeholder: 'all users', size: 14 });
+  // Filters hold all together (`and`) or any one of them (`or`).
+  const match = select([['and', 'all of'], ['or', 'any of']], 'and', { id: 'match', title: 'the filters must all hold, or any one of them' });
   const field = el('div', { class: 'field inline range' }, el('label', { for: 'range', text: 'Range' }), preset, dates,
     el('label', { for: 'timezone', text: 'Time zone' }), tz,
-    el('label', { text: 'Where' }), filters, el('button', { type: 'button', id: 'add-filter', text: '+ Filter', onclick: () => addFilter() }),
+    el('label', { text: 'Where' }), match, filters, el('button', { type: 'button', id: 'add-filter', text: '+ Filter', onclick: () => addFilter() }),
     el('label', { for: 'cohort', text: 'Users in cohort' }), cohort);
-  const one = (fs) => (fs.length === 1 ? fs[0] : { and: fs });
+  const one = (fs, op) => (fs.length === 1 ? fs[0] : { [op]: fs });
   const apply = (q) => {
     delete q.time_range;
     delete q.timezone;
@@ -276,15 +278,26 @@ function rangeControls() {
     delete q.where;
     delete q.users;
     // Each row learns its JSON path, so an error there outlines it.
+    // A saved cohort stands in the top-level `and` of `users`, beside the
+    // profile filters (all of them, or an `or` of them).
+    const op = match.value;
     const rows = [...filters.querySelectorAll('.filter')].map((row) => [row, readFilter(row)]);
     const ev = rows.filter(([, f]) => 'prop' in f);
     const us = rows.filter(([, f]) => 'user_prop' in f);
-    if (cohort.value.trim()) us.unshift([cohort, { cohort: cohort.value.trim() }]);
-    cohort.dataset.path = 'users';
-    ev.forEach(([row], i) => { row.dataset.path = ev.length === 1 ? 'where' : `where.and[${i}]`; });
-    us.forEach(([row], i) => { row.dataset.path = us.length === 1 ? 'users' : `users.and[${i}]`; });
-    if (ev.length) q.where = one(ev.map(([, f]) => f));
-    if (us.length) q.users = one(us.map(([, f]) => f));
+    const name = cohort.value.trim();
+    ev.forEach(([row], i) => { row.dataset.path = ev.length === 1 ? 'where' : `where.${op}[${i}]`; });
+    if (ev.length) q.where = one(ev.map(([, f]) => f), op);
+    if (op === 'or' && name && us.length > 1) {
+      cohort.dataset.path = 'users.and[0]';
+      us.forEach(([row], i) => { row.dataset.path = `users.and[1].or[${i}]`; });
+      q.users = { and: [{ cohort: name }, { or: us.map(([, f]) => f) }] };
+    } else {
+      if (name) us.unshift([cohort, { cohort: name }]);
+      const uop = name ? 'and' : op;
+      us.forEach(([row], i) => { row.dataset.path = us.length === 1 ? 'users' : `users.${uop}[${i}]`; });
+      if (us.length) q.users = one(us.map(([, f]) => f), uop);
+    }
+    if (!name) cohort.dataset.path = 'users';
   };
   const load = (q) => {
     const r = q && q.time_range;
@@ -299,13 +312,19 @@ function rangeControls() {
     }
     dates.hidden = preset.value !== 'custom';
     if (q && typeof q.timezone === 'string') tz.value = q.timezone;
-    const w = q && q.where;
-    for (const f of w && Array.isArray(w.and) ? w.and : w ? [w] : []) if (f && typeof f === 'object' && 'prop' in f) addFilter(f);
-    const u = q && q.users;
-    for (const f of u && Array.isArray(u.and) ? u.and : u ? [u] : []) {
+    // The filters of a list under `and` or `or` (the match it sets), or
+    // of one comparison.
+    const items = (x) => {
+      if (x && Array.isArray(x.or)) { match.value = 'or'; return x.or; }
+      return x && Array.isArray(x.and) ? x.and : x ? [x] : [];
+    };
+    for (const f of items(q && q.where)) if (f && typeof f === 'object' && 'prop' in f) addFilter(f);
+    const user = (f) => {
       if (f && typeof f.cohort === 'string') cohort.value = f.cohort;
+      else if (f && Array.isArray(f.or)) items(f).forEach(user);
       else if (f && typeof f === 'object' && ('user_prop' in f || 'prop' in f)) addFilter({ ...f, user_prop: f.user_prop ?? f.prop }, 'user_prop');
-    }
+    };
+    items(q && q.users).forEach(user);
   };
   return { field, apply, load };
 }

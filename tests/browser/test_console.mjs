@@ -284,6 +284,31 @@ async function main() {
     check('user filter: fewer users than without it', ur.series[0].total < tr.series[0].total, true);
     await page.click('.filter .remove');
 
+    // Any of two filters: an `or`, which the link brings back.
+    await page.selectOption('#match', 'or');
+    for (const v of ['baidu', 'google']) {
+      await page.click('#add-filter');
+      await page.fill('.filter:last-child .f-prop', 'utm_source');
+      await page.fill('.filter:last-child .f-value', v);
+    }
+    await page.selectOption('#trends-form .m-event', 'visit');
+    await page.click('#trends-form button.primary');
+    await page.waitForFunction(() => /"or"/.test(document.querySelector('.querypanel pre.json')?.textContent || ''));
+    const orQ = { kind: 'events', interval: 'week', metrics: [{ event: 'visit', agg: 'users' }],
+      where: { or: [{ prop: 'utm_source', op: 'eq', value: 'baidu' }, { prop: 'utm_source', op: 'eq', value: 'google' }] } };
+    check('any of two filters: the query JSON shown', JSON.parse(await page.textContent('.querypanel pre.json')), orQ);
+    await chartDrawn(page, '#trends-chart');
+    check('any of two filters: line = API values', (await seriesData(page, '#trends-chart'))[0], (await api(host, orQ)).body.series[0].values);
+    const otab = await ctx.newPage();
+    await otab.goto(page.url());
+    await chartDrawn(otab, '#trends-chart');
+    check('any of two filters: the link restores them', await otab.evaluate(() => [document.getElementById('match').value,
+      ...[...document.querySelectorAll('.filter .f-value')].map((i) => i.value)]), ['or', 'baidu', 'google']);
+    await otab.close();
+    while ((await page.$$('.filter .remove')).length) await page.click('.filter .remove');
+    await page.selectOption('#match', 'and');
+    await page.selectOption('#trends-form .m-event', 'login');
+
     // A property name typed by hand that no event has: the API's error,
     // with its suggestion, on the breakdown field.
     await page.fill('#breakdown', 'utm_sourse');
