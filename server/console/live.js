@@ -38,7 +38,7 @@ export function render(root) {
       series: [{ type: 'bar', data: pm.map((m) => m.events) }],
     });
     list.replaceChildren(r.events.length
-      ? table('live-table', ['Received', 'Event', 'User', 'Event time', 'Properties'],
+      ? table('live-table', ['Received (your clock)', 'Event', 'User', 'Event time', 'Properties'],
         r.events.map((e) => [clock(e.received), e.event, e.user, when(e.time), [JSON.stringify(e.props), 'props']]))
       : el('p', { class: 'sub', id: 'live-empty', text: 'No event has arrived since the server started. Send one (a tracker, or POST /v1/events) and it shows here within 2 s.' }));
   }, (e) => { if (!stopped) showError(err, null, e); });

@@ -81,6 +81,6 @@ function draw(out, q, r) {
     grid: { left: 70, right: 20, top: 50, bottom: 30 },
     xAxis: { type: 'category', data: r.buckets },
     yAxis: { type: 'value' },
-    series: rows.map(({ label, s }) => ({ name: label, type: bars ? 'bar' : 'line', symbol: 'none', data: s.values })),
+    series: rows.map(({ label, s }) => ({ name: label, type: bars ? 'bar' : 'line', symbol: r.buckets.length > 16 ? 'none' : 'circle', data: s.values })),
   });
 }
