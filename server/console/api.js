@@ -68,6 +68,12 @@ export async function propNames() {
   return Object.keys(s.properties || {}).sort();
 }
 
+// Profile property names, the most common first.
+export async function userPropNames() {
+  const s = await schema();
+  return Object.entries(s.profile_properties || {}).sort((a, b) => b[1] - a[1]).map(([n]) => n);
+}
+
 // The same query as a shell command. The key is never written out: the
 // command reads it from $FOOTPRINT_KEY.
 export function curl(q) {

@@ -50,13 +50,13 @@ export function render(root, params) {
     const did = list('did', 'Did', true);
     const didNot = list('did_not', 'Did not', false);
     if (!Array.isArray(q0.did) && !Array.isArray(q0.did_not)) did.add();
-    // Profile conditions, typed by hand (the API lists no profile names).
+    // Profile conditions on the schema's profile properties.
     const profile = el('span', { class: 'filters', id: 'profile', 'data-path': 'profile' });
     const p0 = q0.profile;
     for (const f of p0 && Array.isArray(p0.and) ? p0.and : p0 ? [p0] : []) {
       if (f && typeof f === 'object') profile.append(filterRow({ ...f, prop: f.prop ?? f.user_prop }, 'prop', false));
     }
-    const by = el('input', { type: 'text', id: 'cohort-by', size: 12, placeholder: 'none', 'data-path': 'breakdown',
+    const by = el('input', { type: 'text', id: 'cohort-by', list: 'fp-user-props', size: 12, placeholder: 'none', 'data-path': 'breakdown',
       value: Array.isArray(q0.breakdown) && q0.breakdown[0] ? q0.breakdown[0].user_prop || '' : '' });
     const save = el('input', { type: 'text', id: 'save_as', 'data-path': 'save_as', placeholder: 'optional', value: q0.save_as || '' });
     const show = el('input', { type: 'number', id: 'return_users', min: '0', 'data-path': 'return_users', value: String(q0.return_users ?? 20) });

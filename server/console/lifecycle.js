@@ -12,8 +12,8 @@ export function render(root, params) {
     const q0 = fromUrl || {};
     const ev = eventSelect(events, q0.event?.event, { id: 'event', 'data-path': 'event' }, true);
     const interval = select(['day', 'week', 'month'], q0.interval || 'week', { id: 'interval', 'data-path': 'interval' });
-    const newBy = el('input', { type: 'text', id: 'new_by', size: 14, placeholder: 'first event', 'data-path': 'new_by',
-      value: q0.new_by?.user_prop || '', title: 'a profile property holding the time the user was created (typed by hand)' });
+    const newBy = el('input', { type: 'text', id: 'new_by', list: 'fp-user-props', size: 14, placeholder: 'first event', 'data-path': 'new_by',
+      value: q0.new_by?.user_prop || '', title: 'a profile property holding the time the user was created' });
     form.append(
       el('div', { class: 'field inline' }, el('label', { for: 'event', text: 'Active means did' }), ev,
         el('label', { for: 'interval', text: 'per' }), interval),

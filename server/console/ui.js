@@ -1,5 +1,5 @@
 // Small DOM and chart helpers shared by the pages.
-import { curl, query } from './api.js';
+import { curl, query, userPropNames } from './api.js';
 
 export function el(tag, attrs = {}, ...kids) {
   const e = document.createElement(tag);
@@ -125,6 +125,7 @@ export function insight(root, id, title, draw) {
   const warn = el('div', { class: 'warnings' });
   const out = el('div', { class: 'result' });
   root.append(el('h1', { text: title }), form, err, warn, out);
+  userPropNames().then((names) => datalist('fp-user-props', names), () => {});
   const range = rangeControls();
   form.append(range.field);
   // A run the form asked for takes the range and time zone from the
@@ -147,17 +148,20 @@ export function insight(root, id, title, draw) {
   return { form, err, run, fail: (e) => showError(err, null, e) };
 }
 
-// The datalist of the schema's event properties, shared by the fields
-// that take a property name.
-export function propList(props) {
-  let list = document.getElementById('fp-props');
+// The datalists of the schema's event properties (`fp-props`) and
+// profile properties (`fp-user-props`), shared by the fields that take a
+// property name.
+function datalist(id, names) {
+  let list = document.getElementById(id);
   if (!list) {
-    list = el('datalist', { id: 'fp-props' });
+    list = el('datalist', { id });
     document.body.append(list);
   }
-  list.replaceChildren(...props.map((p) => el('option', { value: p })));
+  list.replaceChildren(...names.map((p) => el('option', { value: p })));
   return list;
 }
+export const propList = (props) => datalist('fp-props', props);
+const listOf = (scope) => (scope === 'prop' ? 'fp-props' : 'fp-user-props');
 
 // A breakdown field: an event property picked from the schema or typed by
 // hand (the server refuses one no event has, and suggests a name), a
@@ -177,7 +181,7 @@ export function breakdownField(q, props) {
     input.hidden = scope.value === 'channel';
     input.dataset.path = input.hidden ? 'breakdown[0].none' : 'breakdown[0]';
     scope.dataset.path = input.hidden ? 'breakdown[0]' : 'breakdown';
-    input.setAttribute('list', scope.value === 'event_prop' ? 'fp-props' : '');
+    input.setAttribute('list', scope.value === 'event_prop' ? 'fp-props' : 'fp-user-props');
   };
   scope.addEventListener('change', sync);
   sync();
@@ -222,9 +226,8 @@ const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
 export function filterRow(f = {}, scope = 'prop', scoped = true) {
   const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
   const pick = scoped ? select([['prop', 'event'], ['user_prop', 'user']], scope, { class: 'f-scope', title: 'an event property, or a property of the user\'s profile' }) : null;
-  // The schema lists event properties only: profile names are typed.
   const name = el('input', { type: 'text', class: 'f-prop', placeholder: 'property', size: 12, value: f[scope] || '' });
-  const sync = () => name.setAttribute('list', pick && pick.value === 'prop' ? 'fp-props' : '');
+  const sync = () => name.setAttribute('list', pick ? listOf(pick.value) : 'fp-user-props');
   if (pick) pick.addEventListener('change', sync);
   sync();
   const row = el('span', { class: 'filter' }, pick, name, select(OPS, f.op || 'eq', { class: 'f-op' }),

@@ -513,17 +513,40 @@ async fn schema(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     // The schema has the query time budget: a data set with a great many
     // property names answers 504, not after minutes.
     let deadline = Instant::now() + app.cfg.query_timeout;
-    let (events, props) = blocking(move || -> std::result::Result<_, ApiError> {
+    let (events, props, profile_props) = blocking(move || -> std::result::Result<_, ApiError> {
         let st = a.engine.store();
-        Ok((
-            st.event_counts().map_err(footprint_engine::Error::from)?,
-            st.prop_types_within(Some(deadline))
-                .map_err(footprint_engine::Error::from)?,
-        ))
+        let events = st.event_counts().map_err(footprint_engine::Error::from)?;
+        let props = st
+            .prop_types_within(Some(deadline))
+            .map_err(footprint_engine::Error::from)?;
+        // Profile property names, with how many users have each: one pass
+        // over the profiles, within the same budget.
+        let mut profile_props: BTreeMap<String, u64> = BTreeMap::new();
+        for (i, (_, p)) in st.snapshot().profiles.iter().enumerate() {
+            if i % 4096 == 4095 && Instant::now() > deadline {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout",
+                    "listing the profile properties ran over the query time budget",
+                ));
+            }
+            for k in p.keys() {
+                match profile_props.get_mut(k) {
+                    Some(n) => *n += 1,
+                    None => {
+                        profile_props.insert(k.clone(), 1);
+                    }
+                }
+            }
+        }
+        Ok((events, props, profile_props))
     })
     .await??;
     let props: BTreeMap<String, Json> = props.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    Ok(axum::Json(json!({"events": events, "properties": props})).into_response())
+    Ok(axum::Json(
+        json!({"events": events, "properties": props, "profile_properties": profile_props}),
+    )
+    .into_response())
 }
 
 /// `GET /v1/live?limit=N`: the last events this server stored (newest

@@ -99,6 +99,7 @@ fn endpoints_and_error_codes() {
     assert_eq!(r["properties"]["utm_source"]["string"], 1);
     assert_eq!(r["events"]["visit"], 3);
     assert_eq!(r["events"]["signup"], 1);
+    assert_eq!(r["profile_properties"], serde_json::json!({"plan": 1}));
     let (st, r) = s.json("GET", "/v1/stats", &[], "");
     assert_eq!((st, r["events"].as_u64()), (200, Some(4)));
     let (st, h, b) = s.req("GET", "/metrics", &[], b"");

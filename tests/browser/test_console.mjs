@@ -416,6 +416,9 @@ async function main() {
     await shot(page, 'console-cohorts.png');
     // A profile condition (typed by hand) and the members counted by a
     // profile property.
+    check('profile property names offered = /v1/schema', await page.$$eval('#fp-user-props option', (os) => os.map((o) => o.value)),
+      Object.entries(schema.profile_properties).sort((a, b) => b[1] - a[1]).map((e) => e[0]));
+    check('the demo data has profile properties', Object.keys(schema.profile_properties).includes('plan'), true);
     await page.click('#add-profile');
     await page.fill('#profile .f-prop', 'plan');
     await page.selectOption('#profile .f-op', 'in');
