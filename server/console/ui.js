@@ -68,12 +68,17 @@ export function showError(box, form, err) {
     if ((err.path === p || err.path.startsWith(p + '.') || err.path.startsWith(p + '['))
       && (!best || p.length > best.dataset.path.length)) best = c;
   }
-  if (best) best.classList.add('bad');
+  if (!best) return;
+  // The message beside the control itself, as well as above the result.
+  best.classList.add('bad');
+  best.after(el('span', { class: 'fieldmsg', role: 'alert', text: err.message }));
 }
 export function clearError(box, form) {
   box.replaceChildren();
   box.hidden = true;
-  if (form) for (const c of form.querySelectorAll('.bad')) c.classList.remove('bad');
+  if (!form) return;
+  for (const c of form.querySelectorAll('.bad')) c.classList.remove('bad');
+  for (const m of form.querySelectorAll('.fieldmsg')) m.remove();
 }
 
 export function warnings(box, result) {

@@ -193,6 +193,8 @@ async function main() {
     await page.click('#run');
     await errorShown({ ...fq, window: { value: -1, unit: 'day' } }, 'window of -1');
     check('window of -1: the window control is marked', await page.$eval('#window-value', (e) => e.classList.contains('bad')), true);
+    check('window of -1: the message stands beside the control', await page.$eval('#window-value + .fieldmsg', (e) => e.textContent),
+      (await api(host, { ...fq, window: { value: -1, unit: 'day' } })).body.error.message);
     // A window of 0 is a valid query (steps in the same millisecond):
     // the console shows the API's answer, and the error is gone.
     await page.fill('#window-value', '0');
@@ -200,7 +202,7 @@ async function main() {
     await page.waitForSelector('#funnel-table');
     const zero = (await api(host, { ...fq, window: { value: 0, unit: 'day' } })).body;
     check('window of 0: the API answers and the table shows it', (await cells(page, '#funnel-table td.users')).map(num), zero.steps.map((s) => s.users));
-    check('window of 0: no error left on screen', await page.$eval('#funnel-error', (e) => e.hidden), true);
+    check('window of 0: no error left on screen', [await page.$eval('#funnel-error', (e) => e.hidden), (await page.$$('#funnel-form .fieldmsg')).length], [true, 0]);
     await page.check('#modes input[value=allow_reentry]');
     await page.click('#run');
     await errorShown({ ...fq, window: { value: 0, unit: 'day' }, mode: ['allow_reentry'] }, 'allow_reentry without strict_order');
