@@ -48,6 +48,8 @@ export async function api(method, path, body) {
 
 export const query = (q) => api('POST', '/v1/query', q);
 export const stats = () => api('GET', '/v1/stats');
+export const profiles = (users) => api('GET', '/v1/profiles?' + users.map((u) => 'user=' + encodeURIComponent(u)).join('&'));
+export const live = (limit) => api('GET', `/v1/live?limit=${limit}`);
 
 let schemaP = null;
 export function schema() {
@@ -64,6 +66,12 @@ export async function eventNames() {
 export async function propNames() {
   const s = await schema();
   return Object.keys(s.properties || {}).sort();
+}
+
+// Profile property names, the most common first.
+export async function userPropNames() {
+  const s = await schema();
+  return Object.entries(s.profile_properties || {}).sort((a, b) => b[1] - a[1]).map(([n]) => n);
 }
 
 // The same query as a shell command. The key is never written out: the

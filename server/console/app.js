@@ -2,44 +2,39 @@
 import { whenUnauthorized, setKey, key } from './api.js';
 import { el, disposeCharts } from './ui.js';
 import * as overview from './overview.js';
-import * as funnel from './funnel.js';
-import * as trends from './trends.js';
-import * as retention from './retention.js';
-import * as interval from './interval.js';
-import * as distribution from './distribution.js';
-import * as cohorts from './cohorts.js';
-import * as raw from './raw.js';
+
+// The overview comes with the shell; every other page's module is loaded
+// when it is first opened, so the first screen waits for few files.
+const lazy = (f) => ({ load: () => import(`./${f}.js`) });
 
 const pages = [
-  ['', 'Overview', overview],
-  ['funnel', 'Funnel', funnel],
-  ['trends', 'Trends', trends],
-  ['retention', 'Retention', retention],
-  ['interval', 'Interval', interval],
-  ['distribution', 'Distribution', distribution],
-  ['cohorts', 'Cohorts', cohorts],
-  ['raw', 'Query JSON', raw],
-];
-// Pages this console does not have yet; each says so and points to Query JSON
-// when the server already answers the kind.
-const missing = [
-  ['sessions', 'Sessions', true], ['paths', 'Paths', true], ['attribution', 'Attribution', true],
-  ['lifecycle', 'Lifecycle', true], ['stickiness', 'Stickiness', true], ['heatmap', 'Heatmap', true],
-  ['live', 'Live events', false],
+  ['', 'Overview', { load: async () => overview }],
+  ['funnel', 'Funnel', lazy('funnel')],
+  ['trends', 'Trends', lazy('trends')],
+  ['retention', 'Retention', lazy('retention')],
+  ['interval', 'Interval', lazy('interval')],
+  ['distribution', 'Distribution', lazy('distribution')],
+  ['sessions', 'Sessions', lazy('sessions')],
+  ['paths', 'Paths', lazy('paths')],
+  ['attribution', 'Attribution', lazy('attribution')],
+  ['lifecycle', 'Lifecycle', lazy('lifecycle')],
+  ['stickiness', 'Stickiness', lazy('stickiness')],
+  ['heatmap', 'Heatmap', lazy('heatmap')],
+  ['cohorts', 'Cohorts', lazy('cohorts')],
+  ['live', 'Live', lazy('live')],
+  ['raw', 'Query JSON', lazy('raw')],
 ];
 
 const nav = document.getElementById('nav');
-nav.append(
-  ...pages.map(([id, label]) => el('a', { href: '#/' + id, 'data-page': id, text: label })),
-  el('span', { class: 'sep' }),
-  ...missing.map(([id, label]) => el('a', { href: '#/' + id, 'data-page': id, class: 'later', text: label })),
-);
+nav.append(...pages.map(([id, label]) => el('a', { href: '#/' + id, 'data-page': id, text: label })));
 
 let cleanup = null;
+let shown = 0;
 function route() {
   const h = location.hash.replace(/^#\/?/, '');
   const [id, qs] = h.split('?');
   const params = new URLSearchParams(qs || '');
+  const seen = ++shown;
   if (cleanup) { cleanup(); cleanup = null; }
   disposeCharts();
   for (const a of nav.querySelectorAll('a')) a.classList.toggle('active', a.dataset.page === id);
@@ -48,18 +43,14 @@ function route() {
   const page = pages.find(([p]) => p === id);
   if (page) {
     document.title = `${page[1]} · Footprint`;
-    cleanup = page[2].render(root, params) || null;
+    page[2].load().then((m) => {
+      // A page left before its module arrived is not drawn.
+      if (seen === shown) cleanup = m.render(root, params) || null;
+    }, (e) => root.append(el('p', { class: 'error', text: `The page's script did not load: ${e.message}` })));
     return;
   }
-  const m = missing.find(([p]) => p === id);
-  document.title = 'Not available yet · Footprint';
-  root.append(el('h1', { text: m ? m[1] : 'No such page' }),
-    el('p', { class: 'notyet', text: m
-      ? (m[2]
-        ? `The console has no ${m[1].toLowerCase()} page yet. The server answers this kind: run it on the Query JSON page.`
-        : `The ${m[1].toLowerCase()} page is not available yet: the server does not compute it yet.`)
-      : 'There is no page at this address.' }),
-    m && m[2] ? el('a', { href: '#/raw', text: 'Open Query JSON' }) : null);
+  document.title = 'No such page · Footprint';
+  root.append(el('h1', { text: 'No such page' }), el('p', { class: 'notyet', text: 'There is no page at this address.' }), el('a', { href: '#/', text: 'Open the overview' }));
 }
 
 // The key bar: shown on 401/403, hidden once a request succeeds.

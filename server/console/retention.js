@@ -1,12 +1,16 @@
-// Retention: the cohort triangle as a heat map of percentages, with counts.
-import { eventNames } from './api.js';
-import { el, fmt, select, chart, queryPanel, queryFromHash, insight } from './ui.js';
+// Retention: the cohort triangle as a heat map of percentages, with
+// counts; with a breakdown, each group's retention curve.
+import { eventNames, propNames } from './api.js';
+import {
+  el, fmt, select, chart, palette, queryPanel, queryFromHash, insight, breakdownField, keyLabel, table,
+} from './ui.js';
 
 export function render(root, params) {
   const { form, run, fail } = insight(root, 'retention', 'Retention', draw);
 
-  eventNames().then((events) => {
+  Promise.all([eventNames(), propNames()]).then(([events, props]) => {
     const q0 = queryFromHash(params) || {};
+    const breakdown = breakdownField(q0, props);
     const start = select([['', '— pick an event —'], ...events], q0.start?.event || '', { id: 'start', 'data-path': 'start' });
     const ret = select([['', '— pick an event —'], ...events], q0.return?.event || '', { id: 'return', 'data-path': 'return' });
     const unit = select(['day', 'week', 'month'], q0.unit || 'week', { id: 'unit', 'data-path': 'unit' });
@@ -18,11 +22,17 @@ export function render(root, params) {
       el('div', { class: 'field inline' }, el('label', { for: 'unit', text: 'Per' }), unit,
         el('label', { for: 'periods', text: 'Periods' }), periods,
         el('label', { class: 'check' }, first, ' first time only')),
+      el('div', { class: 'field inline' }, el('label', { for: 'breakdown', text: 'Breakdown by' }), breakdown.node),
       el('button', { type: 'submit', class: 'primary', text: 'Run retention' }));
-    const build = () => ({
-      kind: 'retention', start: { event: start.value }, return: { event: ret.value }, unit: unit.value,
-      periods: periods.value.trim() === '' ? null : Number(periods.value), first_time: first.checked,
-    });
+    const build = () => {
+      const q = {
+        kind: 'retention', start: { event: start.value }, return: { event: ret.value }, unit: unit.value,
+        periods: periods.value.trim() === '' ? null : Number(periods.value), first_time: first.checked,
+      };
+      const bd = breakdown.read();
+      if (bd) q.breakdown = bd;
+      return q;
+    };
     form.addEventListener('submit', (e) => { e.preventDefault(); run(build()); });
     if (q0.kind === 'retention') run(q0);
   }, fail);
@@ -43,7 +53,7 @@ function draw(out, q, r) {
     data.push([x, y, c.users ? Math.round((1000 * v) / c.users) / 10 : 0, v]);
   }));
   const box = el('div', { class: 'chart tall', id: 'retention-chart' });
-  const table = el('table', { id: 'retention-table' },
+  const counts = el('table', { id: 'retention-table' },
     el('thead', {}, el('tr', {}, el('th', { text: 'Cohort' }), el('th', { text: 'Users' }), ks.map((k) => el('th', { text: k })))),
     el('tbody', {},
       el('tr', { class: 'total' }, el('td', { text: 'total' }), el('td', { class: 'num', text: fmt(r.total.users) }),
@@ -51,7 +61,28 @@ function draw(out, q, r) {
       r.cohorts.map((c) => el('tr', {}, el('td', { text: c.cohort }), el('td', { class: 'num', text: fmt(c.users) }),
         c.retained.map((v) => el('td', { class: 'num', text: fmt(v) }))))));
   const note = el('p', { class: 'sub', text: 'Percent of each cohort that came back in period k; a blank cell starts after the newest cohort and has no returns counted yet.' });
-  out.replaceChildren(box, note, table, queryPanel(q));
+  const parts = [box, note, counts];
+  const groups = (r.groups || []).slice(0, 10);
+  let gbox = null;
+  if (groups.length) {
+    const share = (g, k) => (g.total.users ? Math.round((1000 * g.total.retained[k]) / g.total.users) / 10 : null);
+    gbox = el('div', { class: 'chart', id: 'retention-groups-chart' });
+    parts.push(el('h2', { text: `By ${Object.keys(groups[0].key).join(', ')}: percent of all cohorts retained (largest ${groups.length} of ${r.groups.length})` }), gbox,
+      table('retention-groups', ['Group', 'Users', ...ks], groups.map((g) => [keyLabel(g.key), [fmt(g.total.users), 'num'],
+        ...g.total.retained.map((v, k) => [`${fmt(v)} (${share(g, k)}%)`, 'num'])])));
+    out.replaceChildren(...parts, queryPanel(q));
+    chart(gbox).setOption({
+      color: palette,
+      tooltip: { trigger: 'axis', valueFormatter: (v) => v + '%' },
+      legend: { type: 'scroll', top: 0 },
+      grid: { left: 50, right: 20, top: 40, bottom: 30 },
+      xAxis: { type: 'category', data: ks },
+      yAxis: { type: 'value', max: 100, axisLabel: { formatter: '{value}%' } },
+      series: groups.map((g) => ({ name: keyLabel(g.key), type: 'line', data: g.total.retained.map((_, k) => share(g, k)) })),
+    });
+  } else {
+    out.replaceChildren(...parts, queryPanel(q));
+  }
   chart(box).setOption({
     tooltip: { formatter: (p) => `${cohorts[p.data[1]].cohort}, ${ks[p.data[0]]}: ${p.data[2]}% (${fmt(p.data[3])} users)` },
     grid: { left: 100, right: 20, top: 10, bottom: 70 },

@@ -2,7 +2,7 @@
 // a totals table.
 import { eventNames, propNames } from './api.js';
 import {
-  el, fmt, select, chart, palette, queryPanel, queryFromHash, insight, breakdownSelect,
+  el, fmt, select, chart, palette, queryPanel, queryFromHash, insight, breakdownField,
 } from './ui.js';
 
 const AGGS = ['count', 'users', 'per_user', 'sum', 'avg', 'min', 'max', 'p50', 'p90', 'p99'];
@@ -30,12 +30,12 @@ export function render(root, params) {
     };
     for (const m of (initial && Array.isArray(initial.metrics) ? initial.metrics : [{ event: '$any', agg: 'count' }])) addMetric(m);
     const interval = select(INTERVALS, (initial && initial.interval) || 'day', { id: 'interval', 'data-path': 'interval' });
-    const breakdown = breakdownSelect(initial, props);
+    const breakdown = breakdownField(initial, props);
     form.append(
       el('div', { class: 'field' }, el('label', { text: 'Metrics' }), metrics,
         el('button', { type: 'button', text: '+ Add metric', onclick: () => addMetric() })),
       el('div', { class: 'field inline' }, el('label', { for: 'interval', text: 'Interval' }), interval),
-      el('div', { class: 'field inline' }, el('label', { for: 'breakdown', text: 'Breakdown by' }), breakdown),
+      el('div', { class: 'field inline' }, el('label', { for: 'breakdown', text: 'Breakdown by' }), breakdown.node),
       el('button', { type: 'submit', class: 'primary', text: 'Run' }));
     const build = () => {
       const q = {
@@ -47,7 +47,8 @@ export function render(root, params) {
           return m;
         }),
       };
-      if (breakdown.value.trim()) q.breakdown = [{ event_prop: breakdown.value.trim() }];
+      const bd = breakdown.read();
+      if (bd) q.breakdown = bd;
       return q;
     };
     form.addEventListener('submit', (e) => { e.preventDefault(); run(build()); });
@@ -80,6 +81,6 @@ function draw(out, q, r) {
     grid: { left: 70, right: 20, top: 50, bottom: 30 },
     xAxis: { type: 'category', data: r.buckets },
     yAxis: { type: 'value' },
-    series: rows.map(({ label, s }) => ({ name: label, type: bars ? 'bar' : 'line', symbol: 'none', data: s.values })),
+    series: rows.map(({ label, s }) => ({ name: label, type: bars ? 'bar' : 'line', symbol: r.buckets.length > 16 ? 'none' : 'circle', data: s.values })),
   });
 }

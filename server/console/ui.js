@@ -1,5 +1,5 @@
 // Small DOM and chart helpers shared by the pages.
-import { curl, query } from './api.js';
+import { curl, query, userPropNames } from './api.js';
 
 export function el(tag, attrs = {}, ...kids) {
   const e = document.createElement(tag);
@@ -68,12 +68,17 @@ export function showError(box, form, err) {
     if ((err.path === p || err.path.startsWith(p + '.') || err.path.startsWith(p + '['))
       && (!best || p.length > best.dataset.path.length)) best = c;
   }
-  if (best) best.classList.add('bad');
+  if (!best) return;
+  // The message beside the control itself, as well as above the result.
+  best.classList.add('bad');
+  best.after(el('span', { class: 'fieldmsg', role: 'alert', text: err.message }));
 }
 export function clearError(box, form) {
   box.replaceChildren();
   box.hidden = true;
-  if (form) for (const c of form.querySelectorAll('.bad')) c.classList.remove('bad');
+  if (!form) return;
+  for (const c of form.querySelectorAll('.bad')) c.classList.remove('bad');
+  for (const m of form.querySelectorAll('.fieldmsg')) m.remove();
 }
 
 export function warnings(box, result) {
@@ -125,6 +130,7 @@ export function insight(root, id, title, draw) {
   const warn = el('div', { class: 'warnings' });
   const out = el('div', { class: 'result' });
   root.append(el('h1', { text: title }), form, err, warn, out);
+  userPropNames().then((names) => datalist('fp-user-props', names), () => {});
   const range = rangeControls();
   form.append(range.field);
   // A run the form asked for takes the range and time zone from the
@@ -147,17 +153,67 @@ export function insight(root, id, title, draw) {
   return { form, err, run, fail: (e) => showError(err, null, e) };
 }
 
-// A breakdown field: the schema's event properties to pick from, or any
-// name typed by hand (the server warns about one no event has).
-export function breakdownSelect(q, props) {
-  let list = document.getElementById('fp-props');
+// The datalists of the schema's event properties (`fp-props`) and
+// profile properties (`fp-user-props`), shared by the fields that take a
+// property name.
+function datalist(id, names) {
+  let list = document.getElementById(id);
   if (!list) {
-    list = el('datalist', { id: 'fp-props' });
+    list = el('datalist', { id });
     document.body.append(list);
   }
-  list.replaceChildren(...props.map((p) => el('option', { value: p })));
-  const bd = q && Array.isArray(q.breakdown) && q.breakdown[0] ? q.breakdown[0].event_prop || '' : '';
-  return el('input', { type: 'text', id: 'breakdown', list: 'fp-props', placeholder: 'none', value: bd, 'data-path': 'breakdown', autocomplete: 'off' });
+  list.replaceChildren(...names.map((p) => el('option', { value: p })));
+  return list;
+}
+export const propList = (props) => datalist('fp-props', props);
+const listOf = (scope) => (scope === 'prop' ? 'fp-props' : 'fp-user-props');
+
+// A breakdown field: an event property picked from the schema or typed by
+// hand (the server refuses one no event has, and suggests a name), a
+// profile property typed by hand, or the channel of the event.
+// `read()` gives the query's `breakdown`, or undefined for none.
+export function breakdownField(q, props) {
+  propList(props);
+  const b = q && Array.isArray(q.breakdown) && q.breakdown[0] && typeof q.breakdown[0] === 'object' ? q.breakdown[0] : {};
+  const scopeOf = b.channel === true ? 'channel' : 'user_prop' in b ? 'user_prop' : 'event_prop';
+  const scope = select([['event_prop', 'event property'], ['user_prop', 'user property'], ['channel', 'channel']], scopeOf,
+    { id: 'breakdown-scope', 'data-path': 'breakdown[0]' });
+  const input = el('input', { type: 'text', id: 'breakdown', list: 'fp-props', placeholder: 'none', 'data-path': 'breakdown',
+    value: String(b.event_prop ?? b.user_prop ?? ''), autocomplete: 'off' });
+  // An error in the breakdown marks the name typed, or the scope when
+  // there is none (the channel).
+  const sync = () => {
+    input.hidden = scope.value === 'channel';
+    input.dataset.path = input.hidden ? 'breakdown[0].none' : 'breakdown[0]';
+    scope.dataset.path = input.hidden ? 'breakdown[0]' : 'breakdown';
+    input.setAttribute('list', scope.value === 'event_prop' ? 'fp-props' : 'fp-user-props');
+  };
+  scope.addEventListener('change', sync);
+  sync();
+  const node = el('span', { class: 'breakdown' }, scope, input);
+  const read = () => {
+    if (scope.value === 'channel') return [{ channel: true }];
+    const v = input.value.trim();
+    return v ? [{ [scope.value]: v }] : undefined;
+  };
+  return { node, read };
+}
+
+// A breakdown group's key as a label: its values, `(not set)` for null.
+export const keyLabel = (k) => Object.values(k || {}).map((v) => (v === null ? '(not set)' : String(v))).join(' · ');
+
+// An event picker: the schema's names, most frequent first, and `$any`
+// (any event) when `any` is true.
+export function eventSelect(events, value, attrs, any) {
+  return select([any ? ['$any', 'any event'] : ['', '— pick an event —'], ...events], value || (any ? '$any' : ''), attrs);
+}
+
+// A table: header cells, then rows of cells; a cell is text, or
+// [text, class] (class `num` aligns it right).
+export function table(id, head, rows) {
+  const td = (c) => (Array.isArray(c) ? el('td', { class: c[1], text: c[0] }) : el('td', { text: c }));
+  return el('table', { id }, el('thead', {}, el('tr', {}, head.map((h) => el('th', { text: h })))),
+    el('tbody', {}, rows.map((r) => el('tr', {}, r.map(td)))));
 }
 
 // A figure with its label, as in the overview's and the stats' cards.
@@ -168,6 +224,31 @@ const OPS = ['eq', 'ne', 'in', 'not_in', 'gt', 'gte', 'lt', 'lte', 'contains', '
 // A value as typed: a number or true/false when it reads as one, else text.
 const typed = (x) => (x !== '' && Number.isFinite(Number(x)) ? Number(x) : x === 'true' ? true : x === 'false' ? false : x);
 const isoDay = (t) => new Date(t).toISOString().slice(0, 10);
+
+// One comparison: a property, an operator and a value. With `scope` it
+// reads the event's property (`prop`, into `where`) or the user's profile
+// (`user_prop`, into `users`) as picked; without, always `prop`.
+export function filterRow(f = {}, scope = 'prop', scoped = true) {
+  const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
+  const pick = scoped ? select([['prop', 'event'], ['user_prop', 'user']], scope, { class: 'f-scope', title: 'an event property, or a property of the user\'s profile' }) : null;
+  const name = el('input', { type: 'text', class: 'f-prop', placeholder: 'property', size: 12, value: f[scope] || '' });
+  const sync = () => name.setAttribute('list', pick ? listOf(pick.value) : 'fp-user-props');
+  if (pick) pick.addEventListener('change', sync);
+  sync();
+  const row = el('span', { class: 'filter' }, pick, name, select(OPS, f.op || 'eq', { class: 'f-op' }),
+    el('input', { type: 'text', class: 'f-value', placeholder: 'value', size: 12, value: v }),
+    el('button', { type: 'button', class: 'remove', text: '×', title: 'Remove', onclick: () => row.remove() }));
+  return row;
+}
+export function readFilter(row) {
+  const op = row.querySelector('.f-op').value;
+  const scope = row.querySelector('.f-scope')?.value || 'prop';
+  const f = { [scope]: row.querySelector('.f-prop').value.trim(), op };
+  const raw = row.querySelector('.f-value').value.trim();
+  if (op === 'in' || op === 'not_in') f.value = raw.split(',').map((x) => typed(x.trim()));
+  else if (op !== 'is_set' && op !== 'is_not_set') f.value = typed(raw);
+  return f;
+}
 
 // The date range (presets or dates, in UTC) and the time zone of buckets,
 // the same on every insight page.
@@ -181,28 +262,15 @@ function rangeControls() {
     title: 'IANA time zone of day, week and month buckets, e.g. Asia/Shanghai' });
   preset.addEventListener('change', () => { dates.hidden = preset.value !== 'custom'; });
   const filters = el('span', { class: 'filters', 'data-path': 'where' });
-  const addFilter = (f = {}) => {
-    const v = f.value === undefined ? '' : Array.isArray(f.value) ? f.value.join(', ') : String(f.value);
-    const row = el('span', { class: 'filter' },
-      el('input', { type: 'text', class: 'f-prop', list: 'fp-props', placeholder: 'property', size: 12, value: f.prop || '' }),
-      select(OPS, f.op || 'eq', { class: 'f-op' }),
-      el('input', { type: 'text', class: 'f-value', placeholder: 'value', size: 12, value: v }),
-      el('button', { type: 'button', class: 'remove', text: '×', title: 'Remove', onclick: () => row.remove() }));
-    filters.append(row);
-  };
+  const addFilter = (f, scope) => filters.append(filterRow(f, scope));
   const cohort = el('input', { type: 'text', id: 'cohort', 'data-path': 'users', placeholder: 'all users', size: 14 });
+  // Filters hold all together (`and`) or any one of them (`or`).
+  const match = select([['and', 'all of'], ['or', 'any of']], 'and', { id: 'match', title: 'the filters must all hold, or any one of them' });
   const field = el('div', { class: 'field inline range' }, el('label', { for: 'range', text: 'Range' }), preset, dates,
     el('label', { for: 'timezone', text: 'Time zone' }), tz,
-    el('label', { text: 'Where' }), filters, el('button', { type: 'button', id: 'add-filter', text: '+ Filter', onclick: () => addFilter() }),
+    el('label', { text: 'Where' }), match, filters, el('button', { type: 'button', id: 'add-filter', text: '+ Filter', onclick: () => addFilter() }),
     el('label', { for: 'cohort', text: 'Users in cohort' }), cohort);
-  const readFilters = () => [...filters.querySelectorAll('.filter')].map((row) => {
-    const op = row.querySelector('.f-op').value;
-    const f = { prop: row.querySelector('.f-prop').value.trim(), op };
-    const raw = row.querySelector('.f-value').value.trim();
-    if (op === 'in' || op === 'not_in') f.value = raw.split(',').map((x) => typed(x.trim()));
-    else if (op !== 'is_set' && op !== 'is_not_set') f.value = typed(raw);
-    return f;
-  });
+  const one = (fs, op) => (fs.length === 1 ? fs[0] : { [op]: fs });
   const apply = (q) => {
     delete q.time_range;
     delete q.timezone;
@@ -216,10 +284,28 @@ function rangeControls() {
     }
     if (tz.value.trim()) q.timezone = tz.value.trim();
     delete q.where;
-    const fs = readFilters();
-    if (fs.length) q.where = fs.length === 1 ? fs[0] : { and: fs };
     delete q.users;
-    if (cohort.value.trim()) q.users = { cohort: cohort.value.trim() };
+    // Each row learns its JSON path, so an error there outlines it.
+    // A saved cohort stands in the top-level `and` of `users`, beside the
+    // profile filters (all of them, or an `or` of them).
+    const op = match.value;
+    const rows = [...filters.querySelectorAll('.filter')].map((row) => [row, readFilter(row)]);
+    const ev = rows.filter(([, f]) => 'prop' in f);
+    const us = rows.filter(([, f]) => 'user_prop' in f);
+    const name = cohort.value.trim();
+    ev.forEach(([row], i) => { row.dataset.path = ev.length === 1 ? 'where' : `where.${op}[${i}]`; });
+    if (ev.length) q.where = one(ev.map(([, f]) => f), op);
+    if (op === 'or' && name && us.length > 1) {
+      cohort.dataset.path = 'users.and[0]';
+      us.forEach(([row], i) => { row.dataset.path = `users.and[1].or[${i}]`; });
+      q.users = { and: [{ cohort: name }, { or: us.map(([, f]) => f) }] };
+    } else {
+      if (name) us.unshift([cohort, { cohort: name }]);
+      const uop = name ? 'and' : op;
+      us.forEach(([row], i) => { row.dataset.path = us.length === 1 ? 'users' : `users.${uop}[${i}]`; });
+      if (us.length) q.users = one(us.map(([, f]) => f), uop);
+    }
+    if (!name) cohort.dataset.path = 'users';
   };
   const load = (q) => {
     const r = q && q.time_range;
@@ -234,9 +320,19 @@ function rangeControls() {
     }
     dates.hidden = preset.value !== 'custom';
     if (q && typeof q.timezone === 'string') tz.value = q.timezone;
-    const w = q && q.where;
-    for (const f of w && Array.isArray(w.and) ? w.and : w ? [w] : []) if (f && typeof f === 'object' && 'prop' in f) addFilter(f);
-    if (q && q.users && typeof q.users.cohort === 'string') cohort.value = q.users.cohort;
+    // The filters of a list under `and` or `or` (the match it sets), or
+    // of one comparison.
+    const items = (x) => {
+      if (x && Array.isArray(x.or)) { match.value = 'or'; return x.or; }
+      return x && Array.isArray(x.and) ? x.and : x ? [x] : [];
+    };
+    for (const f of items(q && q.where)) if (f && typeof f === 'object' && 'prop' in f) addFilter(f);
+    const user = (f) => {
+      if (f && typeof f.cohort === 'string') cohort.value = f.cohort;
+      else if (f && Array.isArray(f.or)) items(f).forEach(user);
+      else if (f && typeof f === 'object' && ('user_prop' in f || 'prop' in f)) addFilter({ ...f, user_prop: f.user_prop ?? f.prop }, 'user_prop');
+    };
+    items(q && q.users).forEach(user);
   };
   return { field, apply, load };
 }

@@ -5,7 +5,9 @@
 
 mod body;
 mod console;
+mod live;
 mod metrics;
+mod profile_read;
 mod trackers;
 
 use std::collections::BTreeMap;
@@ -139,6 +141,8 @@ struct App {
     /// Memory held by request bodies.
     budget: Budget,
     metrics: Metrics,
+    /// The last events stored, for `GET /v1/live`.
+    live: live::Live,
 }
 
 /// An error response: `{"error": {"code", "message", "path"}}`.
@@ -357,7 +361,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
     headers: HeaderMap,
     body: Body,
     parsers: RowParsers<T>,
-    apply: fn(&Engine, Vec<T>) -> footprint_engine::Result<Option<String>>,
+    apply: fn(&App, Vec<T>) -> footprint_engine::Result<Option<String>>,
     events: bool,
 ) -> ApiResult {
     app.authorize(&headers, Role::Ingest)?;
@@ -395,7 +399,7 @@ async fn write_rows<T: HeapSize + Send + 'static>(
             None => body::parse_rows(text, &mut charge, fast, parse)?,
         };
         let accepted = rows.rows.len();
-        let warning = apply(&a.engine, rows.rows)?;
+        let warning = apply(&a, rows.rows)?;
         Ok((accepted, rows.rejected, rows.errors, warning))
     })
     .await??;
@@ -424,9 +428,12 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
             json: parse::event_from_json,
             csv: None,
         },
-        |e, evs| {
-            let max = e.store().options().max_props;
-            Ok(e.ingest(evs)?.warning(max))
+        |a, evs| {
+            let max = a.engine.store().options().max_props;
+            let (tail, n) = (live::tail(evs.iter()), evs.len());
+            let warning = a.engine.ingest(evs)?.warning(max);
+            a.live.record(tail, n, live::now_ms());
+            Ok(warning)
         },
         true,
     )
@@ -445,7 +452,7 @@ async fn profiles(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -
                 parse::parse_profile_csv(b, 1, footprint_engine::storage::ProfileOp::Set)
             }),
         },
-        |e, ups| e.upsert_profiles(ups).map(|()| None),
+        |a, ups| a.engine.upsert_profiles(ups).map(|()| None),
         false,
     )
     .await
@@ -461,7 +468,7 @@ async fn alias(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
             json: parse::parse_alias,
             csv: None,
         },
-        |e, links| e.alias(links).map(|()| None),
+        |a, links| a.engine.alias(links).map(|()| None),
         false,
     )
     .await
@@ -551,17 +558,63 @@ async fn schema(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     // The schema has the query time budget: a data set with a great many
     // property names answers 504, not after minutes.
     let deadline = Instant::now() + app.cfg.query_timeout;
-    let (events, props) = blocking(move || -> std::result::Result<_, ApiError> {
+    let (events, props, profile_props) = blocking(move || -> std::result::Result<_, ApiError> {
         let st = a.engine.store();
-        Ok((
-            st.event_counts().map_err(footprint_engine::Error::from)?,
-            st.prop_types_within(Some(deadline))
-                .map_err(footprint_engine::Error::from)?,
-        ))
+        let events = st.event_counts().map_err(footprint_engine::Error::from)?;
+        let props = st
+            .prop_types_within(Some(deadline))
+            .map_err(footprint_engine::Error::from)?;
+        // Profile property names, with how many users have each: the
+        // base file's column sizes, corrected by the changes since.
+        let profile_props = st.snapshot().profiles.property_counts();
+        Ok((events, props, profile_props))
     })
     .await??;
     let props: BTreeMap<String, Json> = props.into_iter().map(|(k, v)| (k, json!(v))).collect();
-    Ok(axum::Json(json!({"events": events, "properties": props})).into_response())
+    Ok(axum::Json(
+        json!({"events": events, "properties": props, "profile_properties": profile_props}),
+    )
+    .into_response())
+}
+
+/// `GET /v1/live?limit=N`: the last events this server stored (newest
+/// first, at most [`live::KEEP`], 20 unless `limit` says) and the count
+/// stored in each of the last [`live::MINUTES`] minutes.
+async fn live_tail(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> ApiResult {
+    app.authorize(&headers, Role::Query)?;
+    let mut limit = 20;
+    for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n <= live::KEEP)
+                    .ok_or_else(|| ApiError {
+                        status: StatusCode::BAD_REQUEST,
+                        code: "invalid",
+                        message: format!(
+                            "limit: expected a whole number from 0 to {}, got {v:?}",
+                            live::KEEP
+                        ),
+                        path: "limit".into(),
+                    })?;
+            }
+            other => {
+                return Err(ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "invalid",
+                    message: format!("unknown parameter {other:?}; this endpoint takes limit"),
+                    path: other.into(),
+                })
+            }
+        }
+    }
+    Ok(axum::Json(app.live.snapshot(limit, live::now_ms())).into_response())
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -611,17 +664,19 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         ingests: Arc::new(Semaphore::new(cfg.max_ingests.max(1))),
         budget: Budget::new(cfg.max_inflight),
         metrics: Metrics::new(),
+        live: live::Live::new(live::now_ms()),
         cfg: cfg.clone(),
     });
     let api = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/events", post(events))
-        .route("/v1/profiles", post(profiles))
+        .route("/v1/profiles", post(profiles).get(profile_read::get))
         .route("/v1/alias", post(alias_or_segment))
         .route("/v1/query", post(query))
         .route("/v1/schema", get(schema))
-        .route("/v1/stats", get(stats));
+        .route("/v1/stats", get(stats))
+        .route("/v1/live", get(live_tail));
     console::routes(trackers::routes(api))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -99,6 +99,7 @@ fn endpoints_and_error_codes() {
     assert_eq!(r["properties"]["utm_source"]["string"], 1);
     assert_eq!(r["events"]["visit"], 3);
     assert_eq!(r["events"]["signup"], 1);
+    assert_eq!(r["profile_properties"], serde_json::json!({"plan": 1}));
     let (st, r) = s.json("GET", "/v1/stats", &[], "");
     assert_eq!((st, r["events"].as_u64()), (200, Some(4)));
     let (st, h, b) = s.req("GET", "/metrics", &[], b"");
@@ -303,4 +304,103 @@ fn a_gzip_body_of_several_members_is_read_whole() {
     let (st, _, b) = s.req("POST", "/v1/events", &[("Content-Encoding", "gzip")], &bad);
     assert_eq!(st, 400, "{b}");
     assert!(b.contains("gzip body cannot be decoded"), "{b}");
+}
+
+const INGEST: [(&str, &str); 1] = [("Authorization", "Bearer ingest-key-0123456789")];
+const QUERY: [(&str, &str); 1] = [("Authorization", "Bearer query-key-0123456789")];
+
+/// A server in `dir` with one ingest key ([`INGEST`]) and one query key
+/// ([`QUERY`]).
+fn with_ingest_and_query_keys(dir: &std::path::Path) -> Server {
+    let keys = dir.join("keys.json");
+    std::fs::write(
+        &keys,
+        r#"{"keys": [{"key": "ingest-key-0123456789", "role": "ingest"},
+                      {"key": "query-key-0123456789", "role": "query"}]}"#,
+    )
+    .unwrap();
+    Server::start(&dir.join("d"), &["--keys", keys.to_str().unwrap()])
+}
+
+#[test]
+fn live_tail_shows_the_last_events_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_ingest_and_query_keys(dir.path());
+    let (ingest, query) = (INGEST, QUERY);
+    let (st, r) = s.json("GET", "/v1/live", &query, "");
+    assert_eq!((st, r["total"].as_u64()), (200, Some(0)), "{r}");
+    assert_eq!(r["per_minute"].as_array().unwrap().len(), 60);
+    // Ingest keys may not read it.
+    assert_eq!(s.json("GET", "/v1/live", &ingest, "").0, 403);
+    let (st, _) = s.json(
+        "POST",
+        "/v1/events",
+        &ingest,
+        "{\"user\":\"u1\",\"event\":\"visit\",\"time\":1767225600000,\"props\":{\"page\":\"/\"}}\n{\"user\":\"u2\",\"event\":\"signup\",\"time\":1767225660000}\nbad\n",
+    );
+    assert_eq!(st, 200);
+    // A tracker's event too (PostHog's capture).
+    let (st, _) = s.json(
+        "POST",
+        "/capture/",
+        &[],
+        r#"{"api_key":"ingest-key-0123456789","event":"pay","distinct_id":"u3","properties":{"amount":5}}"#,
+    );
+    assert_eq!(st, 200);
+    let (st, r) = s.json("GET", "/v1/live?limit=2", &query, "");
+    assert_eq!(st, 200);
+    assert_eq!(r["total"], 3);
+    let evs = r["events"].as_array().unwrap();
+    assert_eq!(evs.len(), 2);
+    assert_eq!(
+        (&evs[0]["event"], &evs[0]["user"]),
+        (&"pay".into(), &"u3".into())
+    );
+    assert_eq!(evs[0]["props"]["amount"], 5);
+    assert_eq!(
+        (&evs[1]["event"], evs[1]["time"].as_i64()),
+        (&"signup".into(), Some(1767225660000))
+    );
+    let per_minute: u64 = r["per_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_minute, 3);
+    let (st, r) = s.json("GET", "/v1/live?limit=1000", &query, "");
+    assert_eq!((st, r["error"]["path"].as_str()), (400, Some("limit")));
+}
+
+#[test]
+fn profiles_are_read_back_by_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = with_ingest_and_query_keys(dir.path());
+    let (ingest, query) = (INGEST, QUERY);
+    let (st, _) = s.json(
+        "POST",
+        "/v1/profiles",
+        &ingest,
+        "{\"user\":\"u1\",\"op\":\"set\",\"props\":{\"plan\":\"pro\",\"seats\":5}}\n{\"user\":\"u 2\",\"op\":\"set\",\"props\":{\"plan\":\"free\"}}",
+    );
+    assert_eq!(st, 200);
+    let (st, r) = s.json(
+        "GET",
+        "/v1/profiles?user=u%202&user=u1&user=nobody",
+        &query,
+        "",
+    );
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(
+        r,
+        serde_json::json!({"profiles": [
+            {"user": "u 2", "props": {"plan": "free"}},
+            {"user": "u1", "props": {"plan": "pro", "seats": 5}},
+            {"user": "nobody", "props": null}]})
+    );
+    assert_eq!(s.json("GET", "/v1/profiles?user=u1", &ingest, "").0, 403);
+    let (st, r) = s.json("GET", "/v1/profiles", &query, "");
+    assert_eq!((st, r["error"]["path"].as_str()), (400, Some("user")));
+    let (st, r) = s.json("GET", "/v1/profiles?users=u1", &query, "");
+    assert_eq!((st, r["error"]["path"].as_str()), (400, Some("users")));
 }

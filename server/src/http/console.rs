@@ -48,6 +48,13 @@ static ASSETS: &[Asset] = &[
     asset!("interval.js", "text/javascript; charset=utf-8"),
     asset!("distribution.js", "text/javascript; charset=utf-8"),
     asset!("cohorts.js", "text/javascript; charset=utf-8"),
+    asset!("sessions.js", "text/javascript; charset=utf-8"),
+    asset!("paths.js", "text/javascript; charset=utf-8"),
+    asset!("attribution.js", "text/javascript; charset=utf-8"),
+    asset!("lifecycle.js", "text/javascript; charset=utf-8"),
+    asset!("stickiness.js", "text/javascript; charset=utf-8"),
+    asset!("heatmap.js", "text/javascript; charset=utf-8"),
+    asset!("live.js", "text/javascript; charset=utf-8"),
     asset!("raw.js", "text/javascript; charset=utf-8"),
     asset!(
         "vendor/echarts-6.1.0.min.js",

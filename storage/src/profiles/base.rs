@@ -270,6 +270,11 @@ impl ProfileBase {
         self.columns.iter().map(|c| c.name.as_str())
     }
 
+    /// Every property name with the number of users who have it.
+    pub fn column_sizes(&self) -> impl Iterator<Item = (&str, usize)> + '_ {
+        self.columns.iter().map(|c| (c.name.as_str(), c.entries))
+    }
+
     /// True when `uid` has a profile here. A damaged user list reads as
     /// empty ([`verify`](Self::verify) reports it).
     pub fn has_user(&self, uid: u32) -> bool {

@@ -579,7 +579,9 @@ fn write(app: &App, batch: &mut Batch) -> Result<(), ApiError> {
     }
     if !events.is_empty() {
         let max = e.store().options().max_props;
+        let tail = super::live::tail(events.iter().map(|(e, _)| e));
         let done = e.ingest_once(events)?;
+        app.live.record(tail, done.stored, super::live::now_ms());
         batch.written[0] = done.stored;
         batch.duplicates = done.duplicates;
         if let Some(w) = done.ingested.warning(max) {
