@@ -9,6 +9,7 @@ mod live;
 mod metrics;
 mod profile_read;
 mod trackers;
+mod user_detail;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -676,7 +677,8 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         .route("/v1/query", post(query))
         .route("/v1/schema", get(schema))
         .route("/v1/stats", get(stats))
-        .route("/v1/live", get(live_tail));
+        .route("/v1/live", get(live_tail))
+        .route("/v1/users/{id}", get(user_detail::get));
     console::routes(trackers::routes(api))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

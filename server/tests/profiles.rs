@@ -208,3 +208,103 @@ fn http_takes_the_same_csv_rows() {
     );
     s.stop();
 }
+
+#[test]
+fn user_detail_shows_the_person_and_pages_their_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("d"), &[]);
+    // u1 and the anonymous id they used before signing up; three events at
+    // one instant, so pages must split a tie.
+    let mut body = String::new();
+    for (user, event, t) in [
+        ("anon-7", "visit", 1_000),
+        ("anon-7", "view_pricing", 2_000),
+        ("u1", "signup", 3_000),
+        ("u1", "login", 5_000),
+        ("u1", "create_report", 5_000),
+        ("u1", "invite", 5_000),
+        ("u1", "login", 9_000),
+        ("u2", "login", 4_000),
+    ] {
+        body.push_str(&format!(
+            "{{\"user\":\"{user}\",\"event\":\"{event}\",\"time\":{},\"props\":{{\"n\":{t}}}}}\n",
+            1_767_225_600_000i64 + t
+        ));
+    }
+    assert_eq!(s.json("POST", "/v1/events", &[], &body).0, 200);
+    assert_eq!(
+        s.json(
+            "POST",
+            "/v1/alias",
+            &[],
+            r#"{"anonymous":"anon-7","known":"u1"}"#
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        s.json(
+            "POST",
+            "/v1/profiles",
+            &[("Content-Type", "text/csv")],
+            "user,plan,csm_owner\nu1,pro,alice\n"
+        )
+        .0,
+        200
+    );
+    let (st, r) = s.json(
+        "POST",
+        "/v1/query",
+        &[],
+        r#"{"kind":"users","did":[{"event":"view_pricing"}],"save_as":"pricing_viewers"}"#,
+    );
+    assert_eq!(st, 200, "{r}");
+
+    // Looked up by either id: the same person.
+    let (st, all) = s.json("GET", "/v1/users/anon-7?limit=1000", &[], "");
+    assert_eq!(st, 200, "{all}");
+    assert_eq!(all["ids"], serde_json::json!(["u1", "anon-7"]));
+    assert_eq!(
+        all["profile"],
+        serde_json::json!({"plan": "pro", "csm_owner": "alice"})
+    );
+    assert_eq!(all["cohorts"], serde_json::json!(["pricing_viewers"]));
+    assert_eq!(all["events_in_range"], 7);
+    assert_eq!(all["next"], serde_json::Value::Null);
+    let times: Vec<i64> = all["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["time"].as_i64().unwrap() - 1_767_225_600_000)
+        .collect();
+    assert_eq!(times, [9_000, 5_000, 5_000, 5_000, 3_000, 2_000, 1_000]);
+    assert_eq!(all["events"][6]["props"]["n"], 1_000);
+    // Pages of two walk the same timeline, the tie at 5 000 included.
+    let mut paged = Vec::new();
+    let mut url = "/v1/users/u1?limit=2".to_owned();
+    for _ in 0..10 {
+        let (st, page) = s.json("GET", &url, &[], "");
+        assert_eq!(st, 200, "{page}");
+        paged.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next"].as_object() {
+            Some(n) => {
+                url = format!(
+                    "/v1/users/u1?limit=2&before={}&skip={}",
+                    n["before"], n["skip"]
+                )
+            }
+            None => break,
+        }
+    }
+    assert_eq!(serde_json::Value::Array(paged), all["events"]);
+    // Unknown users and bad parameters are named.
+    let (st, r) = s.json("GET", "/v1/users/nobody", &[], "");
+    assert_eq!(st, 404, "{r}");
+    let (st, r) = s.json("GET", "/v1/users/u1?limit=many", &[], "");
+    assert_eq!(
+        (st, r["error"]["path"].as_str()),
+        (400, Some("limit")),
+        "{r}"
+    );
+    s.stop();
+}

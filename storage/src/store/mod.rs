@@ -793,6 +793,73 @@ impl Store {
         Ok(())
     }
 
+    /// The events of users `ids` (a person's ids) before `before` (all
+    /// time: `None`), newest first, at most `limit`, with all their
+    /// properties; and how many such events there are in all. Reads only
+    /// the shards and rows of those users.
+    pub fn user_events(
+        &self,
+        ids: &[u32],
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<Event>, u64)> {
+        let snap = self.snapshot();
+        let (users, events, prop_names): (Dict, Dict, Vec<String>) = self.tables.read(|st| {
+            (
+                st.users.clone(),
+                st.events.clone(),
+                st.props.iter().map(str::to_owned).collect(),
+            )
+        });
+        let mut shards: BTreeMap<u32, roaring::RoaringBitmap> = BTreeMap::new();
+        for &id in ids {
+            shards.entry(id % self.shards).or_default().insert(id);
+        }
+        // (time, arrival within the user, user) of every row, then the
+        // newest `limit` decoded with their properties.
+        let mut rows: Vec<Event> = Vec::new();
+        let mut total = 0u64;
+        for (shard, members) in shards {
+            let Some(shard) = snap.shards.get(shard as usize) else {
+                continue;
+            };
+            let spec = ScanSpec {
+                range: before.map(|b| (i64::MIN, b)),
+                props: (0..prop_names.len() as u32).collect(),
+                users: Some(members),
+                skip: None,
+                events: None,
+                skip_times: false,
+                runs: false,
+                origins: false,
+            };
+            shard.scan(&spec, |u| {
+                total += u.len() as u64;
+                let user = users.name(u.uid);
+                // A user's rows come in (time, arrival) order: keep the last.
+                for i in u.len().saturating_sub(limit)..u.len() {
+                    let props = prop_names
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(k, name)| Some((name.clone(), u.prop(k, i)?.clone())))
+                        .collect();
+                    rows.push(Event {
+                        user: user.to_owned(),
+                        event: events.name(u.events[i]).to_owned(),
+                        time: u.times[i],
+                        props,
+                    });
+                }
+            })?;
+        }
+        // Newest first; one user's equal times keep their arrival order
+        // reversed (the stable sort keeps scan order, then reversed).
+        rows.reverse();
+        rows.sort_by_key(|e| std::cmp::Reverse(e.time));
+        rows.truncate(limit);
+        Ok((rows, total))
+    }
+
     /// [`Store::for_each_event`] for one shard.
     pub fn for_each_event_in_shard(&self, shard: u32, mut f: impl FnMut(Event)) -> Result<()> {
         let snap = self.snapshot();
