@@ -135,6 +135,9 @@ def send(host):
     mp.people_set("mp-1", {"plan": "enterprise", "email": "m@x.io"})
     mp.people_increment("mp-1", {"logins": 2})
     mp.people_unset("mp-1", ["email"])
+    mp.people_append("mp-1", {"tags": "vip"})
+    mp.people_union("mp-1", {"tags": ["renewal", "vip"]})
+    mp.people_remove("mp-1", {"tags": "vip"})
     mp.track("anon-m", "visit")
     mp.track("mp-2", "$identify", {"$anon_distinct_id": "anon-m"})
     mp.track("mp-2", "signup")
@@ -155,6 +158,9 @@ def verify(host):
     logins = query(host, {"kind": "users", "profile": {"and": [
         {"prop": "logins", "op": "eq", "value": 2}, {"prop": "email", "op": "is_not_set"}]}, "return_users": 10})
     check("Mixpanel $add and $unset on the profile", logins.get("ids"), ["mp-1"])
+    tags = query(host, {"kind": "users", "profile": {"and": [
+        {"prop": "tags", "op": "eq", "value": '["renewal"]'}]}, "return_users": 10})
+    check("Mixpanel $append, $union, $remove on a list property", tags.get("ids"), ["mp-1"])
     once = query(host, {"kind": "users", "profile": {"prop": "first_plan", "op": "eq", "value": "trial"},
                         "return_users": 10})
     check("PostHog $set_once on the profile", once.get("ids"), ["ph-1"])
