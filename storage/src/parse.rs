@@ -283,6 +283,12 @@ pub fn event_from_json(v: Json) -> Result<Event, String> {
     };
     let (user, time, props) = match shape {
         Shape::Native => {
+            if obj.contains_key("op") && !obj.contains_key("event") {
+                return Err(
+                    "this is a profile update row (it has \"op\", no \"event\"): send it to /v1/profiles or load it with `footprint profiles import`"
+                        .into(),
+                );
+            }
             for k in obj.keys() {
                 if !matches!(k.as_str(), "user" | "event" | "time" | "props") {
                     return Err(format!(
@@ -840,6 +846,10 @@ mod tests {
             (
                 r#"{"user":"u","event":"a","time":1,"evnt":2}"#,
                 "unknown field \"evnt\"",
+            ),
+            (
+                r#"{"user":"u","op":"set","props":{"plan":"pro"}}"#,
+                "footprint profiles import",
             ),
             (
                 r#"{"user":"u","event":"a","time":1,"props":3}"#,
