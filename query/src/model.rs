@@ -428,22 +428,28 @@ impl Keys {
         profile: Option<footprint_storage::profiles::Profile<'_>>,
     ) -> u32 {
         if let [d] = dims {
-            return match dim_value(d, u, row, profile) {
-                Some(v) => match self.one.get(v) {
-                    Some(&id) => id,
-                    None => self.insert(vec![Some(v.clone())]),
-                },
-                None => match self.none {
-                    Some(id) => id,
-                    None => self.insert(vec![None]),
-                },
-            };
+            return self.id_one(dim_value(d, u, row, profile));
         }
         let key: Key = dims
             .iter()
             .map(|d| dim_value(d, u, row, profile).cloned())
             .collect();
         self.of(key)
+    }
+
+    /// The id of the key of one dimension whose value is `v`, without
+    /// copying it unless it is new.
+    pub fn id_one(&mut self, v: Option<&Value>) -> u32 {
+        match v {
+            Some(v) => match self.one.get(v) {
+                Some(&id) => id,
+                None => self.insert(vec![Some(v.clone())]),
+            },
+            None => match self.none {
+                Some(id) => id,
+                None => self.insert(vec![None]),
+            },
+        }
     }
 
     /// The id of an owned key (merging accumulators).

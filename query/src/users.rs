@@ -326,15 +326,16 @@ fn profile_only(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, seen: &Roar
         }
         acc.members.insert(uid);
         if !c.breakdown.is_empty() {
-            let key: Key = c
-                .breakdown
-                .iter()
-                .map(|d| match d {
-                    Breakdown::User(name) => profile.and_then(|p| p.get(name)).cloned(),
-                    _ => None,
-                })
-                .collect();
-            let id = acc.keys.of(key) as usize;
+            let value = |d: &Breakdown| match d {
+                Breakdown::User(name) => profile.and_then(|p| p.get(name)),
+                _ => None,
+            };
+            let id = match &c.breakdown[..] {
+                [d] => acc.keys.id_one(value(d)),
+                dims => acc
+                    .keys
+                    .of(dims.iter().map(|d| value(d).cloned()).collect()),
+            } as usize;
             if id == acc.sizes.len() {
                 acc.sizes.push(0);
             }
