@@ -119,6 +119,12 @@ pub fn execute_with_limits(
         "stickiness" => &stickiness::FIELDS,
         _ => &[],
     };
+    if kind == "users" && query.get("score").is_some() {
+        return Err(QueryError::unsupported(
+            "score",
+            "health scores are not implemented yet",
+        ));
+    }
     if !own.is_empty() {
         let mut allowed: Vec<&str> = COMMON.split(", ").collect();
         allowed.extend_from_slice(own);

@@ -56,6 +56,10 @@ pub struct ApiKey {
     /// A label for logs.
     #[serde(default)]
     pub name: String,
+    /// A user condition scoping the key (issue 16): not supported yet,
+    /// so a keys file that sets it is refused rather than ignored.
+    #[serde(default)]
+    pub users: Option<Json>,
 }
 
 #[derive(serde::Deserialize)]
@@ -72,6 +76,13 @@ pub fn load_keys(path: &std::path::Path) -> Result<Vec<ApiKey>> {
         .with_context(|| format!("{}: not a keys file", path.display()))?;
     if f.keys.is_empty() {
         bail!("{}: no keys", path.display());
+    }
+    if let Some(k) = f.keys.iter().find(|k| k.users.is_some()) {
+        bail!(
+            "{}: key {:?} has a \"users\" condition: keys scoped to some users are not supported yet; remove it (the key would see every user)",
+            path.display(),
+            k.name
+        );
     }
     if let Some(k) = f.keys.iter().find(|k| k.key.len() < 16) {
         bail!(

@@ -267,3 +267,41 @@ fn a_live_cohort_is_stale_at_most_the_stated_bound() {
     let (_, c) = s.json("GET", "/v1/cohorts/pro", &[], "");
     assert_eq!(c["size"], 3, "{c}");
 }
+
+/// What issue 16 has not built yet says so instead of being ignored.
+#[test]
+fn health_scores_and_scoped_keys_are_refused_as_not_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(dir.path(), &[]);
+    let (st, e) = s.json(
+        "POST",
+        "/v1/query",
+        &[],
+        r#"{"kind":"users","score":{"components":[]}}"#,
+    );
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (501, &json!("not_supported")),
+        "{e}"
+    );
+    s.stop();
+    let keys = dir.path().join("keys.json");
+    std::fs::write(
+        &keys,
+        r#"{"keys":[{"key":"a-long-enough-secret-key","role":"query","name":"alice",
+                     "users":{"user_prop":"csm_owner","op":"eq","value":"alice"}}]}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_footprint"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("d2"))
+        .arg("--keys")
+        .arg(&keys)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not supported yet"),
+        "{err}"
+    );
+}
