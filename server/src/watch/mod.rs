@@ -778,3 +778,83 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&text).with_context(|| format!("{}: damaged", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use footprint_engine::EngineOptions;
+
+    fn engine(dir: &Path) -> Engine {
+        let opts = EngineOptions {
+            background: false,
+            ..Default::default()
+        };
+        let e = Engine::open(dir, opts).unwrap();
+        e.ingest_text(
+            r#"{"user":"u1","event":"login","time":1767225600000}"#,
+            footprint_engine::Format::Auto,
+        )
+        .unwrap();
+        e
+    }
+
+    fn watch(e: &Engine) -> Watch {
+        let v = json!({
+            "cohort": {"kind": "users", "did": [{"event": "login"}]},
+            "every": {"value": 1, "unit": "hour"}, "initial": "enter",
+            // Nothing listens on the discard port: every post fails.
+            "webhook": "http://127.0.0.1:9/hook",
+        });
+        Watch::parse(&v, e).unwrap()
+    }
+
+    /// A crash after a part file was written but before the state commit
+    /// leaves a part of an uncommitted batch: it was never posted and is
+    /// removed; a committed part that fails to post stays, and no new
+    /// evaluation runs while it waits.
+    #[test]
+    fn uncommitted_parts_go_and_committed_ones_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let ws = Watches::open(dir.path()).unwrap();
+        let w = watch(&e);
+        let id = w.id.clone();
+        ws.create(w).unwrap();
+        let out = dir.path().join("watches").join(&id).join("out");
+        let orphan = out.join(part_name(7, 0));
+        std::fs::write(&orphan, b"{}").unwrap();
+        let r = ws.run(&e, &id, false, 1).unwrap();
+        assert!(
+            !orphan.exists(),
+            "a part of an uncommitted batch is removed"
+        );
+        assert!(r.evaluated && r.entered == 1 && r.pending == 1, "{r:?}");
+        assert!(
+            r.error.as_deref().unwrap_or("").contains("127.0.0.1:9"),
+            "{r:?}"
+        );
+        let parts_now = parts(&out).unwrap();
+        assert_eq!(parts_now.len(), 1);
+        assert_eq!(parts_now[0].0, 0, "batch 0 is committed and owed");
+        // Forced again: the part is retried; nothing new is evaluated.
+        let r = ws.run(&e, &id, true, 1).unwrap();
+        assert!(!r.evaluated && r.pending == 1, "{r:?}");
+        // A reopened set of watches (a restart) still owes the same part.
+        drop(ws);
+        let ws = Watches::open(dir.path()).unwrap();
+        assert_eq!(ws.status(&id).unwrap()["pending"], 1);
+        assert!(ws.delete(&id).unwrap());
+        assert!(ws.ids().is_empty());
+    }
+
+    /// A folder without `watch.json` (a create or delete cut short) is
+    /// removed at open.
+    #[test]
+    fn unfinished_folders_are_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let half = dir.path().join("watches").join("w0000000000000000");
+        std::fs::create_dir_all(half.join("out")).unwrap();
+        let ws = Watches::open(dir.path()).unwrap();
+        assert!(ws.ids().is_empty() && !half.exists());
+    }
+}
