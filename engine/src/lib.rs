@@ -30,10 +30,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+pub mod cohorts;
 pub mod dedupe;
 pub mod export;
 
+pub use cohorts::StaticSaved;
 pub use dedupe::IngestedOnce;
+pub use footprint_storage::cohorts::Cohort;
 
 pub use footprint_query as query;
 pub use footprint_query::{ErrorKind, Limits, QueryError, QueryOptions, ScanStats};

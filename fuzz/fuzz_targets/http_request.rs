@@ -95,6 +95,7 @@ fn server() -> Server {
             key: key.into(),
             role,
             name: String::new(),
+            users: None,
         })
         .collect();
     Server {

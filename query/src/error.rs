@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Cancelled,
     /// Storage failed while reading (I/O, corruption).
     Storage,
+    /// A named thing (a saved cohort) does not exist.
+    NotFound,
 }
 
 /// A query failure.

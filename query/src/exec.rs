@@ -25,6 +25,10 @@ pub struct QueryOptions {
     pub cancel: Option<Arc<AtomicBool>>,
     /// Filled with what the query read, when given.
     pub stats: Option<Arc<ScanStats>>,
+    /// A live cohort read by the query is re-evaluated first when its
+    /// members are older than this (`None`:
+    /// [`crate::cohorts::DEFAULT_MAX_AGE`]).
+    pub cohort_max_age: Option<Duration>,
 }
 
 /// What a query read (for benchmarks and `--timing`).
@@ -66,6 +70,9 @@ pub struct Ctx<'a> {
     runs: bool,
     /// What the query may hold, and holds so far.
     budget: Budget,
+    /// The live cohorts being evaluated around this query, outermost
+    /// first (a definition may not reach its own name).
+    chain: Vec<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -87,6 +94,7 @@ impl<'a> Ctx<'a> {
             skip_times: false,
             runs: false,
             budget: Budget::new(limits),
+            chain: Vec::new(),
         }
         .with_aliases()
     }
@@ -199,46 +207,38 @@ impl<'a> Ctx<'a> {
         (c.users.is_true() || c.users.eval(&UserProps(profile))).then_some(profile)
     }
 
+    /// Marks this query as the evaluation of live cohorts `chain`
+    /// (outermost first): reading any of them again is a cycle.
+    pub fn within_cohorts(&mut self, chain: Vec<String>) {
+        self.chain = chain;
+    }
+
+    /// The store this query reads.
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
     /// Restricts the query to the members of saved cohort `name` (several
-    /// cohorts intersect).
+    /// cohorts intersect). A live cohort older than the staleness bound is
+    /// re-evaluated first.
     pub fn restrict_to_cohort(&mut self, name: &str, path: &str) -> Result<()> {
-        let members = self
-            .store
-            .cohort(name)
-            .map_err(|e| QueryError::invalid(path, e.to_string()))?;
-        let Some(members) = members else {
-            let names = self.store.cohort_names().unwrap_or_default();
-            let hint = crate::suggest::nearest(name, names.iter().map(|s| s.as_str()))
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
-            return Err(QueryError::invalid(
-                path,
-                format!(
-                    "no cohort named \"{name}\"{hint}; save one with a users query and \"save_as\"{}",
-                    if names.is_empty() {
-                        String::new()
-                    } else {
-                        format!("; saved: {}", names.join(", "))
-                    }
-                ),
-            ));
-        };
+        let cohort =
+            crate::cohorts::current(self.store, name, &self.opts, &self.chain).map_err(|e| {
+                QueryError {
+                    kind: match e.kind {
+                        ErrorKind::NotFound => ErrorKind::Invalid,
+                        k => k,
+                    },
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                }
+            })?;
+        let members = cohort.members;
         self.cohort = Some(match self.cohort.take() {
             Some(c) => c & members,
             None => members,
         });
         Ok(())
-    }
-
-    /// Saves `members` as cohort `name`.
-    pub fn save_cohort(&self, name: &str, members: &RoaringBitmap) -> Result<()> {
-        self.store
-            .save_cohort(name, members)
-            .map_err(|e| QueryError {
-                kind: ErrorKind::Storage,
-                path: "save_as".into(),
-                message: e.to_string(),
-            })
     }
 
     /// The id of a user name, `None` for a user never seen.

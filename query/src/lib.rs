@@ -17,6 +17,7 @@
 pub mod attribution;
 pub mod chain;
 pub mod channels;
+pub mod cohorts;
 pub mod distribution;
 pub mod error;
 pub mod events;
@@ -64,6 +65,8 @@ pub const KINDS: [&str; 12] = [
     "heatmap",
 ];
 const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
+/// The fields of a `users` query beside [`COMMON`].
+const USERS_FIELDS: [&str; 5] = ["profile", "did", "did_not", "save_as", "return_users"];
 
 /// Parses, validates and runs a query against a snapshot of `store`, within
 /// the default [`Limits`].
@@ -107,7 +110,7 @@ pub fn execute_with_limits(
         "interval" => &["from", "to", "pairs", "window", "approximate"],
         "events" => &["interval", "metrics"],
         "distribution" => &["event", "measure", "buckets"],
-        "users" => &["profile", "did", "did_not", "save_as", "return_users"],
+        "users" => &USERS_FIELDS,
         "sessions" => &sessions::FIELDS,
         "paths" => &paths::FIELDS,
         "heatmap" => &heatmap::FIELDS,
@@ -116,12 +119,23 @@ pub fn execute_with_limits(
         "stickiness" => &stickiness::FIELDS,
         _ => &[],
     };
+    if kind == "users" && query.get("score").is_some() {
+        return Err(QueryError::unsupported(
+            "score",
+            "health scores are not implemented yet",
+        ));
+    }
     if !own.is_empty() {
         let mut allowed: Vec<&str> = COMMON.split(", ").collect();
         allowed.extend_from_slice(own);
         json::check_keys(query, "", &allowed)?;
     }
     let mut ctx = exec::Ctx::new(store, opts, limits);
+    if let Some(name) = query.get("save_as").and_then(Json::as_str) {
+        // A saved cohort is re-evaluated from this query: it may not read
+        // the cohort it saves.
+        ctx.within_cohorts(vec![name.to_owned()]);
+    }
     let common = model::Common::parse(&mut o, &mut ctx)?;
     // A heatmap's `limit` cuts its element rows, attribution's its rows.
     let limit_cuts_rows = kind == "heatmap" || kind == "attribution";
@@ -204,29 +218,10 @@ pub fn execute_with_limits(
             distribution::run(&q, &common, &ctx)?
         }
         "users" => {
-            // `within` windows end at the end of the range, or now.
-            let end = common.range.map_or_else(now_ms, |r| r.1);
-            let q = users::Users::parse(&mut o, &mut ctx, &common, end)?;
-            ctx.limit_hint("a breakdown with fewer values");
-            o.finish(&format!(
-                "{COMMON}, profile, did, did_not, save_as, return_users"
-            ))?;
-            prepare(
-                &mut ctx,
-                &common,
-                q.conditions.iter().map(|c| &c.event.filter),
-            );
-            if !q.profile.is_true() {
-                ctx.need_profiles();
-            }
-            // Users with none of the conditions' events are members when
-            // every condition holds at zero, so only then are all rows needed
-            // (to find a visible event, one that passes `where`).
-            if q.some_event_needed() {
-                ctx.only_events(q.conditions.iter().map(|c| &c.event));
-            }
-            if q.order_free(&common) {
-                ctx.order_free();
+            let mut q = users_plan(&mut o, &mut ctx, &common)?;
+            o.finish(&format!("{COMMON}, {}", USERS_FIELDS.join(", ")))?;
+            if q.save_as.is_some() {
+                q.definition = Some(cohorts::definition_of(query));
             }
             users::run(&q, &common, &ctx)?
         }
@@ -272,6 +267,33 @@ pub fn execute_with_limits(
         }
     }
     Ok(result)
+}
+
+/// Parses the fields of a `users` query and plans what its scan reads
+/// (shared by queries and cohort definitions).
+fn users_plan(
+    o: &mut json::Obj<'_>,
+    ctx: &mut exec::Ctx<'_>,
+    common: &model::Common,
+) -> Result<users::Users> {
+    // `within` windows end at the end of the range, or now.
+    let end = common.range.map_or_else(now_ms, |r| r.1);
+    let q = users::Users::parse(o, ctx, common, end)?;
+    ctx.limit_hint("a breakdown with fewer values");
+    prepare(ctx, common, q.conditions.iter().map(|c| &c.event.filter));
+    if !q.profile.is_true() {
+        ctx.need_profiles();
+    }
+    // Users with none of the conditions' events are members when
+    // every condition holds at zero, so only then are all rows needed
+    // (to find a visible event, one that passes `where`).
+    if q.some_event_needed() {
+        ctx.only_events(q.conditions.iter().map(|c| &c.event));
+    }
+    if q.order_free(common) {
+        ctx.order_free();
+    }
+    Ok(q)
 }
 
 /// The kinds of ANALYSES.md's first part (sessions, paths, heatmap).

@@ -75,6 +75,9 @@ pub struct Users {
     pub return_users: usize,
     /// Name to save the members under.
     pub save_as: Option<String>,
+    /// The definition saved with the members (the query without the
+    /// fields that shape only its answer), set when `save_as` is.
+    pub definition: Option<Json>,
     matcher: Matcher,
 }
 
@@ -152,6 +155,7 @@ impl Users {
             conditions,
             return_users,
             save_as,
+            definition: None,
             matcher,
         })
     }
@@ -247,8 +251,12 @@ impl Metered for Acc {
     }
 }
 
-/// Runs a users query; saves the cohort when asked.
-pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
+/// The members of a users query (a cohort definition's evaluation).
+pub fn members(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<RoaringBitmap> {
+    Ok(scan(q, c, ctx)?.members)
+}
+
+fn scan(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Acc> {
     // Over all time, without `where` and without a condition that needs an
     // event, the population is every user: those with events, and those
     // with only a profile (a CRM import of customers not seen yet).
@@ -285,6 +293,14 @@ pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     if let Some(seen) = acc.seen.take() {
         profile_only(q, c, ctx, &mut acc, &seen);
     }
+    Ok(acc)
+}
+
+/// Runs a users query; saves the cohort (live, with its definition) when
+/// asked.
+pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
+    let at = footprint_storage::cohorts::now_ms();
+    let acc = scan(q, c, ctx)?;
     let ids: Vec<u32> = acc.members.iter().take(q.return_users).collect();
     let total = acc.members.len();
     let mut out = json!({
@@ -303,8 +319,13 @@ pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             |n| json!({"users": n, "share": num(Some(n as f64 / total.max(1) as f64))}),
         );
     }
-    if let Some(name) = &q.save_as {
-        ctx.save_cohort(name, &acc.members)?;
+    if let (Some(name), Some(def)) = (&q.save_as, &q.definition) {
+        crate::cohorts::save_live(ctx.store(), name, def, acc.members, at).map_err(|e| {
+            QueryError {
+                path: "save_as".into(),
+                ..e
+            }
+        })?;
         out["saved_as"] = json!(name);
     }
     Ok(out)

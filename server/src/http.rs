@@ -4,12 +4,14 @@
 //! request bodies hold. See `server/API.md`.
 
 mod body;
+mod cohorts;
 mod console;
 mod live;
 mod metrics;
 mod profile_read;
 mod trackers;
 mod user_detail;
+mod watches;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +56,10 @@ pub struct ApiKey {
     /// A label for logs.
     #[serde(default)]
     pub name: String,
+    /// A user condition scoping the key (issue 16): not supported yet,
+    /// so a keys file that sets it is refused rather than ignored.
+    #[serde(default)]
+    pub users: Option<Json>,
 }
 
 #[derive(serde::Deserialize)]
@@ -70,6 +76,13 @@ pub fn load_keys(path: &std::path::Path) -> Result<Vec<ApiKey>> {
         .with_context(|| format!("{}: not a keys file", path.display()))?;
     if f.keys.is_empty() {
         bail!("{}: no keys", path.display());
+    }
+    if let Some(k) = f.keys.iter().find(|k| k.users.is_some()) {
+        bail!(
+            "{}: key {:?} has a \"users\" condition: keys scoped to some users are not supported yet; remove it (the key would see every user)",
+            path.display(),
+            k.name
+        );
     }
     if let Some(k) = f.keys.iter().find(|k| k.key.len() < 16) {
         bail!(
@@ -102,6 +115,9 @@ pub struct Config {
     pub max_inflight: usize,
     /// Time a client has to send its whole body; slower ones get 408.
     pub body_timeout: Duration,
+    /// A live cohort read is re-evaluated first when its members are
+    /// older than this.
+    pub cohort_max_age: Duration,
 }
 
 impl Config {
@@ -116,6 +132,7 @@ impl Config {
             max_ingests: 8,
             max_inflight: 1 << 30,
             body_timeout: Duration::from_secs(60),
+            cohort_max_age: footprint_engine::query::cohorts::DEFAULT_MAX_AGE,
         }
     }
 
@@ -144,6 +161,8 @@ struct App {
     metrics: Metrics,
     /// The last events stored, for `GET /v1/live`.
     live: live::Live,
+    /// The watches of the data directory.
+    watches: Arc<crate::watch::Watches>,
 }
 
 /// An error response: `{"error": {"code", "message", "path"}}`.
@@ -199,6 +218,7 @@ impl From<footprint_engine::Error> for ApiError {
                     ErrorKind::NotSupported => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
                     ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
                     ErrorKind::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "cancelled"),
+                    ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
                 };
                 ApiError {
@@ -226,6 +246,16 @@ impl From<footprint_engine::Error> for ApiError {
 type ApiResult = std::result::Result<Response, ApiError>;
 
 impl App {
+    /// Options of a query or cohort read: the time budget and the
+    /// staleness bound of live cohorts.
+    fn query_options(&self) -> QueryOptions {
+        QueryOptions {
+            timeout: Some(self.cfg.query_timeout),
+            cohort_max_age: Some(self.cfg.cohort_max_age),
+            ..Default::default()
+        }
+    }
+
     fn authorize(&self, headers: &HeaderMap, need: Role) -> std::result::Result<(), ApiError> {
         if self.cfg.keys.is_none() {
             return Ok(());
@@ -509,33 +539,18 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
     };
     let t = Instant::now();
     let a = app.clone();
-    let timeout = app.cfg.query_timeout;
+    let opts = app.query_options();
     let (kind, r) = blocking(move || -> std::result::Result<_, ApiError> {
         let _permit = permit;
         let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
-        let q: Json = serde_json::from_slice(&bytes).map_err(|e| ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_json",
-            message: format!(
-                "not valid JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-            path: String::new(),
-        })?;
+        let q = json_body(&bytes)?;
         drop(bytes);
         let kind = q
             .get("kind")
             .and_then(Json::as_str)
             .unwrap_or("")
             .to_owned();
-        let r = a.engine.query_json(
-            &q,
-            QueryOptions {
-                timeout: Some(timeout),
-                ..Default::default()
-            },
-        );
+        let r = a.engine.query_json(&q, opts);
         Ok((kind, r))
     })
     .await??;
@@ -544,6 +559,20 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
         Ok(v) => Ok(axum::Json(v).into_response()),
         Err(e) => Err(ApiError::from(e)),
     }
+}
+
+/// A request body as JSON; `400 bad_json` naming the line and column.
+fn json_body(bytes: &[u8]) -> std::result::Result<Json, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "bad_json",
+        message: format!(
+            "not valid JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ),
+        path: String::new(),
+    })
 }
 
 async fn stats(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
@@ -657,8 +686,20 @@ async fn count(
 }
 
 /// The API's routes over `engine`, as `serve` runs them; tests and fuzz
-/// targets drive it in-process.
+/// targets drive it in-process (watches are stored, but nothing runs
+/// them: [`serve`] starts their scheduler).
+/// A watch folder that cannot be read is logged and left out here;
+/// [`serve`] refuses to start over one.
 pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
+    let dir = engine.store().dir().to_owned();
+    let watches = crate::watch::Watches::open(&dir).unwrap_or_else(|e| {
+        tracing::error!("watches: {e:#}");
+        crate::watch::Watches::empty(&dir)
+    });
+    router_with(engine, cfg, Arc::new(watches))
+}
+
+fn router_with(engine: Arc<Engine>, cfg: Config, watches: Arc<crate::watch::Watches>) -> Router {
     let app = Arc::new(App {
         engine,
         slots: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
@@ -667,6 +708,7 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         metrics: Metrics::new(),
         live: live::Live::new(live::now_ms()),
         cfg: cfg.clone(),
+        watches,
     });
     let api = Router::new()
         .route("/health", get(health))
@@ -678,7 +720,18 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         .route("/v1/schema", get(schema))
         .route("/v1/stats", get(stats))
         .route("/v1/live", get(live_tail))
-        .route("/v1/users/{id}", get(user_detail::get));
+        .route("/v1/users/{id}", get(user_detail::get))
+        .route("/v1/cohorts", get(cohorts::list).post(cohorts::post))
+        .route(
+            "/v1/cohorts/{name}",
+            get(cohorts::get).put(cohorts::put).delete(cohorts::delete),
+        )
+        .route("/v1/cohorts/{name}/users", get(cohorts::users))
+        .route("/v1/watches", get(watches::list).post(watches::create))
+        .route(
+            "/v1/watches/{id}",
+            get(watches::get).delete(watches::delete),
+        );
     console::routes(trackers::routes(api))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -705,7 +758,9 @@ pub fn serve(engine: Engine, cfg: Config) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let engine = Arc::new(engine);
-    let router = router(engine.clone(), cfg.clone());
+    let watches = Arc::new(crate::watch::Watches::open(engine.store().dir())?);
+    let router = router_with(engine.clone(), cfg.clone(), watches.clone());
+    let scheduler = Scheduler::start(engine.clone(), watches)?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.addr)
             .await
@@ -721,6 +776,7 @@ pub fn serve(engine: Engine, cfg: Config) -> Result<()> {
         Ok::<_, anyhow::Error>(())
     })?;
     drop(rt);
+    scheduler.stop();
     match Arc::try_unwrap(engine) {
         Ok(e) => e.close()?,
         Err(_) => tracing::warn!(
@@ -729,6 +785,39 @@ pub fn serve(engine: Engine, cfg: Config) -> Result<()> {
     }
     eprintln!("stopped cleanly");
     Ok(())
+}
+
+/// The thread that runs due watches (every [`SCHEDULER_TICK`]).
+struct Scheduler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// How often the scheduler looks for due watches.
+const SCHEDULER_TICK: Duration = Duration::from_millis(200);
+
+impl Scheduler {
+    fn start(engine: Arc<Engine>, watches: Arc<crate::watch::Watches>) -> Result<Scheduler> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("footprint-watches".into())
+            .spawn(move || {
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    watches.tick(&engine);
+                    std::thread::sleep(SCHEDULER_TICK);
+                }
+            })
+            .context("cannot start the watch scheduler")?;
+        Ok(Scheduler { stop, thread })
+    }
+
+    /// Stops after the run in progress (a post waits at most
+    /// [`crate::watch::deliver::TIMEOUT`]).
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
 }
 
 async fn shutdown() {

@@ -118,6 +118,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ProfilesCmd,
     },
+    /// List the watches of a data directory, or run one once (post what
+    /// is waiting, evaluate, post the new batch). Not while a server has
+    /// the directory open.
+    Watch {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        #[command(subcommand)]
+        cmd: WatchCmd,
+    },
     /// Show events, users, segments and bytes on disk per column.
     Stats {
         /// The data directory.
@@ -204,6 +214,10 @@ enum Cmd {
         /// Milliseconds a client has to send a whole body (else 408).
         #[arg(long, default_value_t = 60_000)]
         body_timeout_ms: u64,
+        /// Seconds a live cohort's members may age before a read
+        /// re-evaluates its definition.
+        #[arg(long, default_value_t = 60)]
+        cohort_max_age_secs: u64,
         /// Shards of a new data directory.
         #[arg(long, default_value_t = 16)]
         shards: u32,
@@ -222,6 +236,17 @@ enum Cmd {
         /// The data directory.
         #[arg(long)]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum WatchCmd {
+    /// Every watch with its status, as JSON lines.
+    List,
+    /// Run watch ID once, now (each post tried up to 5 times).
+    Run {
+        /// The watch's id.
+        id: String,
     },
 }
 
@@ -487,6 +512,27 @@ fn run(cli: Cli) -> Result<i32> {
             engine.close()?;
             print_load(&summary, json, "profiles")
         }
+        Cmd::Watch { data, cmd } => {
+            let engine = open(&data, 16, false)?;
+            let watches = footprint_server::watch::Watches::open(&data)?;
+            match cmd {
+                WatchCmd::List => {
+                    for w in watches.list() {
+                        out!("{w}");
+                    }
+                    Ok(0)
+                }
+                WatchCmd::Run { id } => {
+                    if !watches.ids().contains(&id) {
+                        bail!("no watch {id:?}; `footprint watch --data DIR list` lists them");
+                    }
+                    let r = watches.run(&engine, &id, true, 5)?;
+                    out!("{}", serde_json::to_string(&r)?);
+                    engine.close()?;
+                    Ok(if r.error.is_some() { 1 } else { 0 })
+                }
+            }
+        }
         Cmd::Stats { data, json } => {
             let engine = open(&data, 16, false)?;
             let s = engine.stats()?;
@@ -586,6 +632,7 @@ fn run(cli: Cli) -> Result<i32> {
             max_ingests,
             max_inflight_mb,
             body_timeout_ms,
+            cohort_max_age_secs,
             shards,
         } => {
             let keys = match keys {
@@ -600,6 +647,7 @@ fn run(cli: Cli) -> Result<i32> {
                 max_ingests,
                 max_inflight: max_inflight_mb.saturating_mul(1 << 20),
                 body_timeout: std::time::Duration::from_millis(body_timeout_ms),
+                cohort_max_age: std::time::Duration::from_secs(cohort_max_age_secs),
                 ..http::Config::new(addr)
             };
             if cfg.keys.is_none() && !addr.ip().is_loopback() {
@@ -636,8 +684,8 @@ fn run(cli: Cli) -> Result<i32> {
             let stats = std::sync::Arc::new(footprint_engine::ScanStats::default());
             let opts = footprint_engine::QueryOptions {
                 timeout: timeout_ms.map(std::time::Duration::from_millis),
-                cancel: None,
                 stats: Some(stats.clone()),
+                ..Default::default()
             };
             let t = Instant::now();
             let result = engine.query_json(&q, opts)?;

@@ -29,7 +29,7 @@ pub mod dict;
 pub mod error;
 pub mod event;
 pub mod failpoint;
-mod fsutil;
+pub mod fsutil;
 pub mod manifest;
 pub mod memtable;
 mod mmap;

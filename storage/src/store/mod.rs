@@ -18,6 +18,9 @@
 //!    out: readers copy a [`Snapshot`] (profiles and aliases included)
 //!    and let go, so no code ever takes it twice on one thread.
 //! 5. The poison flag, a leaf.
+//! 6. The cohorts mutex, a leaf: serializes the read-modify-write of a
+//!    cohort file (a re-evaluation against a delete or a replace). Held
+//!    across that file's I/O only; never while a query runs.
 //!
 //! No lock is held while calling code that may take another, and no method
 //! of [`Store`] takes a callback that runs under a lock.
@@ -213,6 +216,7 @@ pub struct Store {
     catalog: Catalog,
     write: WritePath,
     tables: Tables,
+    cohorts: parking_lot::Mutex<()>,
 }
 
 impl Store {
@@ -389,6 +393,7 @@ impl Store {
             opts,
             write: WritePath::new(wal),
             tables: Tables::new(state, shards),
+            cohorts: parking_lot::Mutex::new(()),
         };
         Ok((store, report))
     }
@@ -581,12 +586,55 @@ impl Store {
         self.tables.read(|st| st.users.get(name))
     }
 
-    /// Saves (replaces) the cohort `name`: a set of user ids.
+    /// Saves (replaces) the cohort `name` as a static set of user ids.
     pub fn save_cohort(&self, name: &str, members: &roaring::RoaringBitmap) -> Result<()> {
+        let _g = self.cohorts.lock();
         crate::cohorts::save(&self.dir, name, members)
     }
 
-    /// The members of cohort `name`, `None` if there is none.
+    /// Creates or replaces the cohort `name` (live or static).
+    pub fn put_cohort(&self, name: &str, cohort: &crate::cohorts::Cohort) -> Result<()> {
+        let _g = self.cohorts.lock();
+        crate::cohorts::put(&self.dir, name, cohort)
+    }
+
+    /// Cohort `name` as saved (definition, history, members), `None` if
+    /// there is none.
+    pub fn cohort_record(&self, name: &str) -> Result<Option<crate::cohorts::Cohort>> {
+        crate::cohorts::get(&self.dir, name)
+    }
+
+    /// Stores a re-evaluation of cohort `name`: its new `members` at `at`,
+    /// when the cohort is still the `generation` that was evaluated (not
+    /// deleted or replaced meanwhile). Returns the cohort as now saved, or
+    /// `None` when the evaluation was dropped.
+    pub fn update_cohort(
+        &self,
+        name: &str,
+        generation: u64,
+        members: roaring::RoaringBitmap,
+        at: i64,
+    ) -> Result<Option<crate::cohorts::Cohort>> {
+        let _g = self.cohorts.lock();
+        let Some(mut c) = crate::cohorts::get(&self.dir, name)? else {
+            return Ok(None);
+        };
+        if c.generation != generation || c.evaluated_at > at {
+            return Ok(None);
+        }
+        c.evaluated(members, at);
+        crate::cohorts::put(&self.dir, name, &c)?;
+        Ok(Some(c))
+    }
+
+    /// Deletes cohort `name` durably; false if there was none.
+    pub fn delete_cohort(&self, name: &str) -> Result<bool> {
+        let _g = self.cohorts.lock();
+        crate::cohorts::delete(&self.dir, name)
+    }
+
+    /// The members of cohort `name` as last saved, `None` if there is
+    /// none (the query layer re-evaluates a stale live cohort first).
     pub fn cohort(&self, name: &str) -> Result<Option<roaring::RoaringBitmap>> {
         crate::cohorts::load(&self.dir, name)
     }
