@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Cancelled,
     /// Storage failed while reading (I/O, corruption).
     Storage,
+    /// The query is valid, but SQL cannot express one of its rules exactly
+    /// (see [`crate::sql`]); the path names the field.
+    NotTranslatable,
 }
 
 /// A query failure.
@@ -44,6 +47,17 @@ impl QueryError {
             kind: ErrorKind::NotSupported,
             path: path.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl QueryError {
+    /// A not-translatable error at `path` (see [`crate::sql`]).
+    pub fn not_translatable(path: impl Into<String>, message: impl Into<String>) -> Self {
+        QueryError {
+            kind: ErrorKind::NotTranslatable,
+            path: path.into(),
+            message: format!("not translatable to SQL: {}", message.into()),
         }
     }
 }

@@ -1,0 +1,179 @@
+//! funnel as SQL: the level of each user from `windowFunnel` with the
+//! query's modes, and the chain's step times (for `median_ms_from_first`
+//! and `avg_ms_from_first`) from the engine's scan (SEMANTICS.md §1.3)
+//! written as an `arrayFold` over the user's entries sorted by (time,
+//! step, arrival), as the engine sorts them.
+
+use super::{event_cond, long_form, num_leaf, quote, text_leaf};
+use crate::error::{QueryError, Result};
+use crate::funnel::Funnel;
+
+/// The funnel's SQL after `WITH ev AS (…),`.
+pub(super) fn sql(f: &Funnel) -> Result<String> {
+    refuse(f)?;
+    let n = f.steps.len();
+    let conds = f
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| event_cond(s, &format!("steps[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
+    let m = f.modes;
+    let mut modes = String::new();
+    for (on, name) in [
+        (m.strict_order, "strict_order"),
+        (m.strict_deduplication, "strict_deduplication"),
+        (m.strict_increase, "strict_increase"),
+        (m.allow_reentry, "allow_reentry"),
+    ] {
+        if on {
+            modes.push_str(&format!(", '{name}'"));
+        }
+    }
+    // The steps each row fills (1-based); under strict_order a row that
+    // fills none is an entry of step 0, which ends a started search.
+    let marks = format!(
+        "[{}]",
+        conds
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("toUInt8(if({c}, {}, 0))", i + 1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let filled = format!("arrayFilter(k -> k > 0, {marks})");
+    let row_steps = if m.strict_order {
+        format!("if(arrayExists(k -> k > 0, {marks}), {filled}, [toUInt8(0)])")
+    } else {
+        filled
+    };
+    let per_user = format!(
+        "SELECT user, windowFunnel({w}{modes})(toUInt64(ts), {cs}) AS level, \
+         arraySort(groupArrayArray(arrayMap(k -> (ts, k, seq), {row_steps}))) AS entries \
+         FROM ev GROUP BY user",
+        w = f.window,
+        cs = conds.join(", "),
+    );
+    let fold = fold(f, n);
+    let mut aggs = Vec::new();
+    for i in 1..=n {
+        aggs.push(format!("countIf(level >= {i}) AS u{i}"));
+        if i >= 2 {
+            let d = format!("chain[{i}] - chain[1]");
+            aggs.push(format!(
+                "quantileExactInclusiveIf(0.5)({d}, level >= {i}) AS m{i}, avgIf({d}, level >= {i}) AS a{i}"
+            ));
+        }
+    }
+    let agg = format!(
+        "SELECT {} FROM (SELECT level, ({fold}).6[level] AS chain FROM per_user WHERE level > 0)",
+        aggs.join(", ")
+    );
+    let mut leaves = Vec::new();
+    for (j, s) in f.steps.iter().enumerate() {
+        let i = j + 1;
+        let p = |field: &str| format!("'steps[{j}].{field}'");
+        let ratio = |a: usize, b: usize| format!("if(u{b} = 0, NULL, u{a} / u{b})");
+        leaves.push(text_leaf(&p("event"), &quote(&s.name)));
+        leaves.push(num_leaf(&p("users"), &format!("u{i}")));
+        leaves.push(num_leaf(
+            &p("conversion_from_previous"),
+            &ratio(i, i.saturating_sub(1).max(1)),
+        ));
+        leaves.push(num_leaf(&p("conversion_from_first"), &ratio(i, 1)));
+        let (med, avg) = if i == 1 {
+            ("NULL".to_owned(), "NULL".to_owned())
+        } else {
+            (
+                format!("if(u{i} = 0, NULL, m{i})"),
+                format!("if(u{i} = 0, NULL, a{i})"),
+            )
+        };
+        leaves.push(num_leaf(&p("median_ms_from_first"), &med));
+        leaves.push(num_leaf(&p("avg_ms_from_first"), &avg));
+    }
+    Ok(format!(
+        "per_user AS ({per_user})\n{}",
+        long_form(&format!("[{}]", leaves.join(", ")), &agg)
+    ))
+}
+
+/// The parts of a funnel this translation refuses, by field.
+fn refuse(f: &Funnel) -> Result<()> {
+    let no = |path: &str, why: &str| Err(QueryError::not_translatable(path, why));
+    if f.modes.strict_once {
+        return no(
+            "mode",
+            "strict_once: the chain times behind median_ms_from_first keep every partial chain, which the SQL does not express yet",
+        );
+    }
+    if !f.exclusions.is_empty() {
+        return no("exclusions", "exclusions are not translated yet");
+    }
+    if f.trend.is_some() {
+        return no("trend", "funnel trends are not translated yet");
+    }
+    if let Some(i) = f.extras.within.iter().position(Option::is_some) {
+        return no(
+            &format!("steps[{i}].within"),
+            "per-step windows are not translated yet",
+        );
+    }
+    if !f.extras.hold.is_empty() {
+        return no("hold", "held properties are not translated yet");
+    }
+    if !f.explain.is_empty() {
+        return no("explain_users", "explain_users is not translated");
+    }
+    Ok(())
+}
+
+/// The engine's scan as an `arrayFold` over `entries`: the state is
+/// (stopped, started, per level: reached, step-1 time, last time, the
+/// chain's step times).
+fn fold(f: &Funnel, n: usize) -> String {
+    let m = f.modes;
+    let set = |arr: &str, val: &str| {
+        format!("arrayMap((v, j) -> if(j = x.2, {val}, v), {arr}, arrayEnumerate({arr}))")
+    };
+    let stop = "(toUInt8(1), acc.2, acc.3, acc.4, acc.5, acc.6)";
+    let step1 = format!(
+        "(acc.1, toUInt8(1), {}, {}, {}, {})",
+        set("acc.3", "toUInt8(1)"),
+        set("acc.4", "x.1"),
+        set("acc.5", "x.1"),
+        set("acc.6", "[x.1]")
+    );
+    let extend = format!(
+        "(toUInt8(x.2 = {n}), acc.2, {}, {}, {}, {})",
+        set("acc.3", "toUInt8(1)"),
+        set("acc.4", "acc.4[x.2 - 1]"),
+        set("acc.5", "x.1"),
+        set("acc.6", "arrayPushBack(acc.6[x.2 - 1], x.1)")
+    );
+    let increase = if m.strict_increase {
+        " AND acc.5[x.2 - 1] < x.1"
+    } else {
+        ""
+    };
+    let mut body = format!(
+        "if(acc.3[x.2 - 1] = 1 AND x.1 - acc.4[x.2 - 1] <= {w}{increase}, {extend}, acc)",
+        w = f.window
+    );
+    if m.strict_order {
+        let skip = if m.allow_reentry { "acc" } else { stop };
+        body = format!("if(acc.2 = 1 AND acc.3[x.2 - 1] = 0, {skip}, {body})");
+    }
+    if m.strict_deduplication {
+        body = format!("if(acc.3[x.2] = 1, {stop}, {body})");
+    }
+    body = format!("if(x.2 = 1, {step1}, {body})");
+    if m.strict_order {
+        body = format!("if(x.2 = 0, if(acc.2 = 1, {stop}, acc), {body})");
+    }
+    format!(
+        "arrayFold((acc, x) -> if(acc.1 = 1, acc, {body}), entries, \
+         (toUInt8(0), toUInt8(0), arrayWithConstant({n}, toUInt8(0)), arrayWithConstant({n}, toInt64(0)), \
+         arrayWithConstant({n}, toInt64(0)), arrayWithConstant({n}, CAST([], 'Array(Int64)'))))"
+    )
+}

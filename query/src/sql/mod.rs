@@ -1,0 +1,216 @@
+//! Query JSON → ClickHouse SQL with the engine's semantics (issue 19).
+//!
+//! [`translate`] parses a query with the same parser, validation and errors
+//! as [`crate::execute`], then writes one ClickHouse `SELECT` that computes
+//! the same answer from the tables of `footprint export --parquet`:
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `user` | String | the user id |
+//! | `event` | String | the event name |
+//! | `time` | DateTime64(3) | the event time (epoch milliseconds) |
+//! | `seq` | UInt64 | the event's place in its user's (time, arrival) order |
+//! | `props` | String | every property as a JSON object |
+//!
+//! [`Options::table`] is that relation: a table name or a table function
+//! such as `file('out/events/*/*.parquet', Parquet, 'user String, event
+//! String, time DateTime64(3, \'UTC\'), seq UInt64, props String')` (name
+//! `props` String there: ClickHouse would otherwise read the Parquet JSON
+//! column as its `JSON` type).
+//!
+//! The SQL answers in long form, one row per leaf of the result JSON:
+//! `path` (String, `steps[1].users`), `num` (Nullable(Float64)) and `text`
+//! (Nullable(String)); [`rebuild`] turns those rows back into the result.
+//!
+//! A rule ClickHouse cannot express exactly, or that this translator does
+//! not express yet, is refused with [`crate::ErrorKind::NotTranslatable`]
+//! naming the field: the SQL never answers differently from the engine.
+//! Translated kinds: `funnel` (every mode but `strict_once`), `retention`,
+//! `interval`.
+
+mod filter;
+mod funnel;
+mod interval;
+mod retention;
+mod rows;
+
+use footprint_storage::Store;
+use serde_json::Value as Json;
+
+use crate::error::{QueryError, Result};
+use crate::model::{Breakdown, Common, EventRef};
+use crate::{Limits, QueryOptions};
+
+pub use rows::{rebuild, Leaf};
+
+/// The SQL dialects [`translate`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// ClickHouse (tested against ClickHouse 26 through chdb).
+    #[default]
+    ClickHouse,
+}
+
+/// How to translate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The SQL dialect.
+    pub dialect: Dialect,
+    /// The events relation: a table name or table function (see the
+    /// module documentation for its columns).
+    pub table: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dialect: Dialect::ClickHouse,
+            table: "events".to_owned(),
+        }
+    }
+}
+
+/// The kinds [`translate`] turns into SQL.
+pub const TRANSLATED: [&str; 3] = ["funnel", "retention", "interval"];
+
+/// Translates `query` into one SQL statement answering in long form.
+/// `store` resolves names exactly as a query on it would (unknown events
+/// and misspellings give the same errors); an empty store accepts every
+/// well-formed query.
+pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> {
+    let (kind, mut o, mut ctx, common) =
+        crate::head(store, query, QueryOptions::default(), Limits::default())?;
+    if !TRANSLATED.contains(&kind) {
+        return Err(QueryError::not_translatable(
+            "kind",
+            format!(
+                "kind \"{kind}\" has no SQL translation yet; translated: {}",
+                TRANSLATED.join(", ")
+            ),
+        ));
+    }
+    refuse_common(query, &common)?;
+    let base = base(&opts.table, &common)?;
+    let body = match kind {
+        "funnel" => {
+            let f = crate::funnel::Funnel::parse(&mut o, &mut ctx)?;
+            o.finish(crate::COMMON)?;
+            funnel::sql(&f)?
+        }
+        "retention" => {
+            let r = crate::retention::Retention::parse(&mut o, &mut ctx)?;
+            o.finish(crate::COMMON)?;
+            retention::sql(&r, &common)?
+        }
+        _ => {
+            let q = crate::interval::Interval::parse(&mut o, &mut ctx)?;
+            o.finish(crate::COMMON)?;
+            interval::sql(&q)?
+        }
+    };
+    Ok(format!("WITH ev AS ({base}),\n{body}\n"))
+}
+
+/// Refuses the common fields this translation does not express yet.
+fn refuse_common(query: &Json, c: &Common) -> Result<()> {
+    if query.get("users").is_some() {
+        return Err(QueryError::not_translatable(
+            "users",
+            "user conditions (profiles, saved cohorts) are not translated yet",
+        ));
+    }
+    if let Some(b) = c.breakdown.first() {
+        let what = match b {
+            Breakdown::Channel(_) => "a channel breakdown",
+            _ => "a breakdown",
+        };
+        return Err(QueryError::not_translatable(
+            "breakdown",
+            format!("{what} is not translated yet"),
+        ));
+    }
+    Ok(())
+}
+
+/// The visible events: the time range and the query-wide `where`, with
+/// `ts` as Int64 epoch milliseconds.
+fn base(table: &str, c: &Common) -> Result<String> {
+    let mut conds = Vec::new();
+    if let Some((from, to)) = c.range {
+        conds.push(format!("ts >= {from} AND ts < {to}"));
+    }
+    if !c.filter.is_true() {
+        conds.push(filter::expr(&c.filter, "where")?);
+    }
+    let cond = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    Ok(format!(
+        "SELECT user, event, ts, seq, props FROM (SELECT user, event, toInt64(toUnixTimestamp64Milli(time)) AS ts, toUInt64(seq) AS seq, props FROM {table}){cond}"
+    ))
+}
+
+/// A condition matching `r` (event name and its `where`).
+fn event_cond(r: &EventRef, path: &str) -> Result<String> {
+    let name = if r.name == "$any" {
+        "1".to_owned()
+    } else {
+        format!("event = {}", quote(&r.name))
+    };
+    if r.filter.is_true() {
+        return Ok(format!("({name})"));
+    }
+    Ok(format!(
+        "({name} AND {})",
+        filter::expr(&r.filter, &format!("{path}.where"))?
+    ))
+}
+
+/// A ClickHouse string literal.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// A leaf row `(path, num, text)` with a number; `path` is a SQL String
+/// expression.
+fn num_leaf(path: &str, value: &str) -> String {
+    format!("tuple({path}, CAST({value} AS Nullable(Float64)), CAST(NULL AS Nullable(String)))")
+}
+
+/// A leaf row with a string.
+fn text_leaf(path: &str, value: &str) -> String {
+    format!("tuple({path}, CAST(NULL AS Nullable(Float64)), CAST({value} AS Nullable(String)))")
+}
+
+/// The final `SELECT` of the long form: `leaves` is an Array(Tuple(path,
+/// num, text)) expression over one row of `from`.
+fn long_form(leaves: &str, from: &str) -> String {
+    format!(
+        "SELECT leaf.1 AS path, leaf.2 AS num, leaf.3 AS text FROM ({from}) ARRAY JOIN {leaves} AS leaf"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("a'b\\c"), "'a\\'b\\\\c'");
+        assert_eq!(quote("中文"), "'中文'");
+    }
+}

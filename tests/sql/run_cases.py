@@ -1,0 +1,139 @@
+"""The SQL translation equality test (issue 19): for every conformance case,
+load its events into a Footprint store, export them to Parquet, translate
+the case's query to ClickHouse SQL (`footprint sql`), run it in ClickHouse
+(chdb), rebuild the result JSON from the long-form rows and compare it with
+`footprint query` on the same store.
+
+A case whose query the translator refuses (`not translatable`) is reported
+as not covered, per kind; any other difference or error is a failure.
+
+usage: run_cases.py FOOTPRINT_BIN CASE_DIR...
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+
+import chdb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rebuild import rebuild  # noqa: E402
+
+SCHEMA = "user String, event String, time DateTime64(3, \\'UTC\\'), seq UInt64, props String"
+
+
+def same(a, b, path="$"):
+    """Equal JSON, numbers compared as numbers (relative 1e-9: sums and
+    averages may add in another order)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return None if a is b else f"{path}: {a!r} != {b!r}"
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        if a == b or math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0):
+            return None
+        return f"{path}: {a!r} != {b!r}"
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{path}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            d = same(a[k], b[k], f"{path}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = same(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path}: {a!r} != {b!r}"
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def one(bin_, case, work):
+    """'pass', 'not covered: …' or raises AssertionError with the difference."""
+    data, out = os.path.join(work, "db"), os.path.join(work, "pq")
+    ev = os.path.join(work, "events.ndjson")
+    with open(ev, "w") as f:
+        for e in case["events"]:
+            f.write(json.dumps(e) + "\n")
+    q = os.path.join(work, "query.json")
+    with open(q, "w") as f:
+        json.dump(case["query"], f)
+    r = run([bin_, "ingest", "--data", data, ev])
+    assert r.returncode == 0, f"ingest failed: {r.stderr}"
+    r = run([bin_, "query", "--data", data, q])
+    assert r.returncode == 0, f"footprint query failed: {r.stderr}"
+    want = json.loads(r.stdout)
+    # Warnings are advice about the store (an event never stored), not
+    # part of the answer.
+    want.pop("warnings", None)
+    r = run([bin_, "export", "--data", data, "--parquet", out])
+    assert r.returncode == 0, f"export failed: {r.stderr}"
+    table = f"file('{out}/events/*/*.parquet', Parquet, '{SCHEMA}')"
+    r = run([bin_, "sql", "--dialect", "clickhouse", "--data", data, "--table", table, q])
+    if r.returncode != 0:
+        if "not translatable to SQL" in r.stderr:
+            return "not covered: " + r.stderr.strip().removeprefix("error: ")
+        raise AssertionError(f"footprint sql failed: {r.stderr}")
+    try:
+        res = chdb.query(r.stdout, "JSONEachRow")
+    except Exception as e:  # chdb raises its own error types
+        raise AssertionError(f"ClickHouse refused the SQL: {e}\n{r.stdout}")
+    rows = [json.loads(line) for line in res.bytes().decode().splitlines() if line]
+    got = rebuild((x["path"], x["num"], x["text"]) for x in rows)
+    diff = same(want, got)
+    assert diff is None, f"{diff}\nengine: {json.dumps(want)}\nsql:    {json.dumps(got)}"
+    return "pass"
+
+
+def main():
+    bin_, dirs = sys.argv[1], sys.argv[2:]
+    files = sorted(os.path.join(d, f) for d in dirs for f in os.listdir(d) if f.endswith(".json"))
+    assert files, f"no cases in {dirs}"
+    tally = defaultdict(lambda: defaultdict(int))
+    failures, uncovered = [], defaultdict(list)
+    for path in files:
+        with open(path) as f:
+            case = json.load(f)
+        kind = case["query"]["kind"]
+        name = os.path.basename(path)
+        with tempfile.TemporaryDirectory() as work:
+            try:
+                verdict = one(bin_, case, work)
+            except AssertionError as e:
+                failures.append(f"{name}: {e}")
+                tally[kind]["fail"] += 1
+                continue
+        if verdict == "pass":
+            tally[kind]["pass"] += 1
+        else:
+            tally[kind]["not covered"] += 1
+            uncovered[kind].append(f"{name}: {verdict}")
+    print("SQL translation equality, per kind (cases):")
+    for kind in sorted(tally):
+        t = tally[kind]
+        print(f"  {kind:13} {t['pass']:3} equal, {t['fail']:3} failed, {t['not covered']:3} not covered")
+    for kind in sorted(uncovered):
+        reasons = defaultdict(int)
+        for u in uncovered[kind]:
+            reasons[u.split(": ", 1)[1]] += 1
+        for why, n in sorted(reasons.items()):
+            print(f"  not covered ({kind}, {n}): {why}")
+    for f in failures:
+        print("FAIL", f)
+    passed = sum(t["pass"] for t in tally.values())
+    print(f"{passed} equal, {len(failures)} failed, "
+          f"{sum(t['not covered'] for t in tally.values())} not covered, of {len(files)} cases")
+    sys.exit(1 if failures or passed == 0 else 0)
+
+
+if __name__ == "__main__":
+    main()
