@@ -194,6 +194,9 @@ impl From<footprint_engine::Error> for ApiError {
                     ErrorKind::NotSupported => (StatusCode::NOT_IMPLEMENTED, "not_supported"),
                     ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
                     ErrorKind::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "cancelled"),
+                    ErrorKind::NotTranslatable => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "not_translatable")
+                    }
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
                 };
                 ApiError {
@@ -460,16 +463,7 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
     let (kind, r) = blocking(move || -> std::result::Result<_, ApiError> {
         let _permit = permit;
         let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
-        let q: Json = serde_json::from_slice(&bytes).map_err(|e| ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_json",
-            message: format!(
-                "not valid JSON at line {} column {}: {e}",
-                e.line(),
-                e.column()
-            ),
-            path: String::new(),
-        })?;
+        let q = json_body(&bytes)?;
         drop(bytes);
         let kind = q
             .get("kind")
@@ -491,6 +485,68 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
         Ok(v) => Ok(axum::Json(v).into_response()),
         Err(e) => Err(ApiError::from(e)),
     }
+}
+
+/// A request body as JSON, or 400 `bad_json` with the position.
+fn json_body(bytes: &[u8]) -> std::result::Result<Json, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "bad_json",
+        message: format!(
+            "not valid JSON at line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ),
+        path: String::new(),
+    })
+}
+
+/// `POST /v1/sql/translate[?dialect=clickhouse&table=EXPR]`: the query JSON
+/// in the body, translated to SQL over the tables of `footprint export`
+/// (see `footprint_query::sql`), validated against this store as
+/// `/v1/query` validates it. Answers `{"dialect", "table", "sql"}`, or 422
+/// `not_translatable` naming the field SQL cannot express.
+async fn sql_translate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(params): axum::extract::RawQuery,
+    body: Body,
+) -> ApiResult {
+    app.authorize(&headers, Role::Query)?;
+    let mut opts = footprint_engine::query::sql::Options::default();
+    for (k, v) in form_urlencoded::parse(params.unwrap_or_default().as_bytes()) {
+        match (&*k, &*v) {
+            ("dialect", "clickhouse") => {}
+            ("dialect", other) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("unknown dialect \"{other}\"; allowed: clickhouse"),
+                ))
+            }
+            ("table", t) => t.clone_into(&mut opts.table),
+            (other, _) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("unknown parameter \"{other}\"; allowed: dialect, table"),
+                ))
+            }
+        }
+    }
+    let encoding = Encoding::of(&headers)?;
+    let (raw, mut charge) = app.read_body(&headers, body).await?;
+    let a = app.clone();
+    let sql = blocking(move || -> std::result::Result<_, ApiError> {
+        let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
+        let q = json_body(&bytes)?;
+        Ok(a.engine
+            .translate_sql(&q, &opts)
+            .map(|sql| (sql, opts.table)))
+    })
+    .await??;
+    let (sql, table) = sql.map_err(ApiError::from)?;
+    Ok(axum::Json(json!({"dialect": "clickhouse", "table": table, "sql": sql})).into_response())
 }
 
 async fn stats(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
@@ -575,6 +631,7 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         .route("/v1/profiles", post(profiles))
         .route("/v1/alias", post(alias_or_segment))
         .route("/v1/query", post(query))
+        .route("/v1/sql/translate", post(sql_translate))
         .route("/v1/schema", get(schema))
         .route("/v1/stats", get(stats));
     console::routes(trackers::routes(api))
