@@ -2,11 +2,16 @@
 //! query's modes, and the chain's step times (for `median_ms_from_first`
 //! and `avg_ms_from_first`) from the engine's scan (SEMANTICS.md §1.3)
 //! written as an `arrayFold` over the user's entries sorted by (time,
-//! step, arrival), as the engine sorts them.
+//! step, arrival), as the engine sorts them. Under `strict_once` the fold
+//! keeps every partial chain per level, as the engine does.
 
 use super::{event_cond, long_form, num_leaf, quote, text_leaf};
 use crate::error::{QueryError, Result};
 use crate::funnel::Funnel;
+
+/// Added to times for `windowFunnel`, which takes unsigned times only:
+/// events before 1970 keep their order and gaps.
+const OFFSET: i64 = 1 << 62;
 
 /// The funnel's SQL after `WITH ev AS (…),`.
 pub(super) fn sql(f: &Funnel) -> Result<String> {
@@ -24,6 +29,7 @@ pub(super) fn sql(f: &Funnel) -> Result<String> {
         (m.strict_order, "strict_order"),
         (m.strict_deduplication, "strict_deduplication"),
         (m.strict_increase, "strict_increase"),
+        (m.strict_once, "strict_once"),
         (m.allow_reentry, "allow_reentry"),
     ] {
         if on {
@@ -48,13 +54,17 @@ pub(super) fn sql(f: &Funnel) -> Result<String> {
         filled
     };
     let per_user = format!(
-        "SELECT user, windowFunnel({w}{modes})(toUInt64(ts), {cs}) AS level, \
+        "SELECT user, windowFunnel({w}{modes})(toUInt64(ts + {OFFSET}), {cs}) AS level, \
          arraySort(groupArrayArray(arrayMap(k -> (ts, k, seq), {row_steps}))) AS entries \
          FROM ev GROUP BY user",
         w = f.window,
         cs = conds.join(", "),
     );
-    let fold = fold(f, n);
+    let chain = if m.strict_once {
+        format!("({}).3[level][1].3", fold_once(f, n))
+    } else {
+        format!("({}).6[level]", fold(f, n))
+    };
     let mut aggs = Vec::new();
     for i in 1..=n {
         aggs.push(format!("countIf(level >= {i}) AS u{i}"));
@@ -66,7 +76,7 @@ pub(super) fn sql(f: &Funnel) -> Result<String> {
         }
     }
     let agg = format!(
-        "SELECT {} FROM (SELECT level, ({fold}).6[level] AS chain FROM per_user WHERE level > 0)",
+        "SELECT {} FROM (SELECT level, {chain} AS chain FROM per_user WHERE level > 0)",
         aggs.join(", ")
     );
     let mut leaves = Vec::new();
@@ -101,12 +111,6 @@ pub(super) fn sql(f: &Funnel) -> Result<String> {
 /// The parts of a funnel this translation refuses, by field.
 fn refuse(f: &Funnel) -> Result<()> {
     let no = |path: &str, why: &str| Err(QueryError::not_translatable(path, why));
-    if f.modes.strict_once {
-        return no(
-            "mode",
-            "strict_once: the chain times behind median_ms_from_first keep every partial chain, which the SQL does not express yet",
-        );
-    }
     if !f.exclusions.is_empty() {
         return no("exclusions", "exclusions are not translated yet");
     }
@@ -175,5 +179,66 @@ fn fold(f: &Funnel, n: usize) -> String {
         "arrayFold((acc, x) -> if(acc.1 = 1, acc, {body}), entries, \
          (toUInt8(0), toUInt8(0), arrayWithConstant({n}, toUInt8(0)), arrayWithConstant({n}, toInt64(0)), \
          arrayWithConstant({n}, toInt64(0)), arrayWithConstant({n}, CAST([], 'Array(Int64)'))))"
+    )
+}
+
+/// The engine's `strict_once` scan as an `arrayFold`: the state is
+/// (stopped, started, per level the partial chains in the order they were
+/// made, each (step-1 time, last time, step times, rows used)). Before a
+/// step extends the chains of the level below, those out of the window are
+/// dropped, but the last one stays when all are out (the engine removes
+/// one only while another remains).
+fn fold_once(f: &Funnel, n: usize) -> String {
+    let m = f.modes;
+    let w = f.window;
+    let chain_ty = "Array(Tuple(Int64, Int64, Array(Int64), Array(UInt64)))";
+    let stop = "(toUInt8(1), acc.2, acc.3)";
+    let set = |arr: &str, at: &str, val: &str| {
+        format!("arrayMap((v, j) -> if(j = {at}, {val}, v), {arr}, arrayEnumerate({arr}))")
+    };
+    let prev = "acc.3[x.2 - 1]";
+    let kept = format!(
+        "if(arrayExists(c -> x.1 - c.1 <= {w}, {prev}), arrayFilter(c -> x.1 - c.1 <= {w}, {prev}), arraySlice({prev}, -1))"
+    );
+    let increase = if m.strict_increase {
+        " AND c.2 < x.1"
+    } else {
+        ""
+    };
+    let grown = format!(
+        "arrayMap(c -> (c.1, x.1, arrayPushBack(c.3, x.1), arrayPushBack(c.4, x.3)), \
+         arrayFilter(c -> x.1 - c.1 <= {w} AND NOT has(c.4, x.3){increase}, kept))"
+    );
+    // The first chain to reach the last step ends the scan. `arrayMap(v
+    // -> …, [e])[1]` names a value computed once.
+    let cur =
+        format!("if(x.2 = {n} AND notEmpty(grown), [grown[1]], arrayConcat(acc.3[x.2], grown))");
+    let extend = format!(
+        "arrayMap(kept -> arrayMap(grown -> (toUInt8(x.2 = {n} AND notEmpty(grown)), acc.2, {}), [{grown}])[1], [{kept}])[1]",
+        set(&set("acc.3", "x.2 - 1", "kept"), "x.2", &cur)
+    );
+    let mut body = format!("if(notEmpty({prev}), {extend}, acc)");
+    if m.strict_order {
+        let skip = if m.allow_reentry { "acc" } else { stop };
+        body = format!("if(acc.2 = 1 AND empty({prev}), {skip}, {body})");
+    }
+    if m.strict_deduplication {
+        body = format!("if(notEmpty(acc.3[x.2]), {stop}, {body})");
+    }
+    let step1 = format!(
+        "(acc.1, toUInt8(1), {})",
+        set(
+            "acc.3",
+            "1",
+            "arrayPushBack(acc.3[1], (x.1, x.1, [x.1], [x.3]))"
+        )
+    );
+    body = format!("if(x.2 = 1, {step1}, {body})");
+    if m.strict_order {
+        body = format!("if(x.2 = 0, if(acc.2 = 1, {stop}, acc), {body})");
+    }
+    format!(
+        "arrayFold((acc, x) -> if(acc.1 = 1, acc, {body}), entries, \
+         (toUInt8(0), toUInt8(0), arrayWithConstant({n}, CAST([], '{chain_ty}'))))"
     )
 }

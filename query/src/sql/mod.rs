@@ -25,7 +25,8 @@
 //! A rule ClickHouse cannot express exactly, or that this translator does
 //! not express yet, is refused with [`crate::ErrorKind::NotTranslatable`]
 //! naming the field: the SQL never answers differently from the engine.
-//! Translated kinds: `funnel` (every mode but `strict_once`), `retention`,
+//! Translated kinds: `funnel` (every mode; not yet exclusions, trends,
+//! per-step `within`, `hold`, `explain_users`), `retention`,
 //! `interval`.
 
 mod filter;
@@ -91,6 +92,12 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         ));
     }
     refuse_common(query, &common)?;
+    if ctx.has_aliases() {
+        return Err(QueryError::not_translatable(
+            "",
+            "this store links user ids into people (aliases), which queries merge and the export does not",
+        ));
+    }
     let base = base(&opts.table, &common)?;
     let body = match kind {
         "funnel" => {
