@@ -489,6 +489,12 @@ fn sql_translates_and_refuses_with_the_path() {
         None,
     );
     assert!(err.contains("breakdown: not translatable to SQL"), "{err}");
+    // A trend's buckets without a time_range follow the stored data.
+    let err = fail(
+        r#"{"kind":"funnel","steps":[{"event":"a"}],"window":1,"trend":{"interval":"day"}}"#,
+        None,
+    );
+    assert!(err.contains("trend: not translatable to SQL"), "{err}");
     let err = fail(r#"{"kind":"lifecycle"}"#, None);
     assert!(err.contains("kind: not translatable to SQL"), "{err}");
 }

@@ -5,16 +5,18 @@
 //! step, arrival), as the engine sorts them. Under `strict_once` the fold
 //! keeps every partial chain per level, as the engine does.
 
+use super::buckets::{offset, Grid};
 use super::{event_cond, long_form, num_leaf, quote, text_leaf};
 use crate::error::{QueryError, Result};
 use crate::funnel::Funnel;
+use crate::model::Common;
 
 /// Added to times for `windowFunnel`, which takes unsigned times only:
 /// events before 1970 keep their order and gaps.
 const OFFSET: i64 = 1 << 62;
 
 /// The funnel's SQL after `WITH ev AS (…),`.
-pub(super) fn sql(f: &Funnel) -> Result<String> {
+pub(super) fn sql(f: &Funnel, c: &Common, grid: Option<&Grid>) -> Result<String> {
     refuse(f)?;
     let n = f.steps.len();
     let conds = f
@@ -102,10 +104,71 @@ pub(super) fn sql(f: &Funnel) -> Result<String> {
         leaves.push(num_leaf(&p("median_ms_from_first"), &med));
         leaves.push(num_leaf(&p("avg_ms_from_first"), &avg));
     }
-    Ok(format!(
+    let mut out = format!(
         "per_user AS ({per_user})\n{}",
         long_form(&format!("[{}]", leaves.join(", ")), &agg)
-    ))
+    );
+    if let Some(g) = grid {
+        out.push_str("\nUNION ALL\n");
+        out.push_str(&trend(f, c, g, &conds, &modes));
+    }
+    Ok(out)
+}
+
+/// The trend: per bucket of the grid, the funnel of each user whose step 1
+/// must lie in that bucket (`windowFunnel` with condition 1 "step 1 in
+/// bucket b"; the engine's rule, ANALYSES.md "funnel trends").
+fn trend(f: &Funnel, c: &Common, g: &Grid, conds: &[String], modes: &str) -> String {
+    let n = f.steps.len();
+    if g.labels.is_empty() {
+        // An empty range: no buckets.
+        return long_form(&format!("[{}]", num_leaf("'trend[]'", "NULL")), "SELECT 1");
+    }
+    let tz = quote(c.tz.name());
+    let at = |ts: &str| offset(g.unit, &tz, g.from, ts);
+    let buckets = format!(
+        "SELECT DISTINCT user, {b} AS b FROM ev WHERE {c1} AND b >= 0 AND b < {m}",
+        b = at("ts"),
+        c1 = conds[0],
+        m = g.labels.len()
+    );
+    let mut cs = conds.to_vec();
+    cs[0] = format!("({} AND {} = tb.b)", conds[0], at("e.ts"));
+    let levels = format!(
+        "SELECT tb.b AS b, windowFunnel({w}{modes})(toUInt64(e.ts + {OFFSET}), {cs}) AS level \
+         FROM ev AS e INNER JOIN ({buckets}) AS tb ON e.user = tb.user GROUP BY e.user, tb.b",
+        w = f.window,
+        cs = cs.join(", ")
+    );
+    let users = (1..=n)
+        .map(|i| format!("countIf(level >= {i})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = format!(
+        "SELECT groupArray((toInt64(b), s)) AS rows FROM (SELECT b, [{users}] AS s FROM ({levels}) GROUP BY b)"
+    );
+    let labels = g
+        .labels
+        .iter()
+        .map(|l| quote(l))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let p = |field: &str| format!("concat('trend[', toString(k), '].{field}')");
+    // `arrayMap(s -> …, [e])[1]` names a value computed once.
+    let leaves = format!(
+        "arrayConcat([{decl}], arrayFlatten(arrayMap((k, label) -> arrayMap(s -> arrayConcat([{bucket}, {conv}], \
+         arrayMap((x, i) -> {step}, s, arrayEnumerate(s))), [arrayResize(arrayFirst(r -> r.1 = k, rows).2, {n})])[1], \
+         range({m}), [{labels}])))",
+        decl = num_leaf("'trend[]'", "NULL"),
+        bucket = text_leaf(&p("bucket"), "label"),
+        conv = num_leaf(&p("conversion"), &format!("if(s[1] = 0, NULL, s[{n}] / s[1])")),
+        step = num_leaf(
+            "concat('trend[', toString(k), '].steps[', toString(i - 1), ']')",
+            "x"
+        ),
+        m = g.labels.len(),
+    );
+    long_form(&leaves, &rows)
 }
 
 /// The parts of a funnel this translation refuses, by field.
@@ -113,9 +176,6 @@ fn refuse(f: &Funnel) -> Result<()> {
     let no = |path: &str, why: &str| Err(QueryError::not_translatable(path, why));
     if !f.exclusions.is_empty() {
         return no("exclusions", "exclusions are not translated yet");
-    }
-    if f.trend.is_some() {
-        return no("trend", "funnel trends are not translated yet");
     }
     if let Some(i) = f.extras.within.iter().position(Option::is_some) {
         return no(

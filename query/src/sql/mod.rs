@@ -25,10 +25,11 @@
 //! A rule ClickHouse cannot express exactly, or that this translator does
 //! not express yet, is refused with [`crate::ErrorKind::NotTranslatable`]
 //! naming the field: the SQL never answers differently from the engine.
-//! Translated kinds: `funnel` (every mode; not yet exclusions, trends,
+//! Translated kinds: `funnel` (every mode, trends; not yet exclusions,
 //! per-step `within`, `hold`, `explain_users`), `retention`,
 //! `interval`.
 
+mod buckets;
 mod filter;
 mod funnel;
 mod interval;
@@ -103,7 +104,11 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         "funnel" => {
             let f = crate::funnel::Funnel::parse(&mut o, &mut ctx)?;
             o.finish(crate::COMMON)?;
-            funnel::sql(&f)?
+            let grid = match f.trend {
+                None => None,
+                Some(unit) => Some(grid(unit, &common, &ctx, "trend")?),
+            };
+            funnel::sql(&f, &common, grid.as_ref())?
         }
         "retention" => {
             let r = crate::retention::Retention::parse(&mut o, &mut ctx)?;
@@ -117,6 +122,30 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         }
     };
     Ok(format!("WITH ev AS ({base}),\n{body}\n"))
+}
+
+/// The engine's bucket grid of the query's `time_range`, computed here so
+/// that the SQL lists the same buckets. Without a range the engine takes
+/// the stored events' extent, which the SQL does not know.
+fn grid(
+    unit: crate::time::Unit,
+    c: &Common,
+    ctx: &crate::exec::Ctx<'_>,
+    path: &str,
+) -> Result<buckets::Grid> {
+    let Some((from, _)) = c.range else {
+        return Err(QueryError::not_translatable(
+            path,
+            "buckets without a time_range follow the stored events' extent; give a time_range",
+        ));
+    };
+    let g = crate::grid::Grid::new(unit, c, ctx, &format!("{path}.interval"))?;
+    let labels = g
+        .labels(&mut crate::time::Clock::new(c.tz))
+        .into_iter()
+        .map(|l| l.as_str().unwrap_or_default().to_owned())
+        .collect();
+    Ok(buckets::Grid { from, unit, labels })
 }
 
 /// Refuses the common fields this translation does not express yet.

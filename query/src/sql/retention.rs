@@ -8,29 +8,7 @@ use crate::model::Common;
 use crate::retention::Retention;
 use crate::time::Unit;
 
-/// The bucket of the instant `ts` (Int64 ms) and its label format.
-fn bucket(unit: Unit, tz: &str, ts: &str) -> (String, &'static str) {
-    let local = format!("fromUnixTimestamp64Milli({ts}, {tz})");
-    match unit {
-        Unit::Minute => (format!("toStartOfMinute({local})"), "%Y-%m-%dT%H:%i"),
-        Unit::Hour => (format!("toStartOfHour({local})"), "%Y-%m-%dT%H"),
-        Unit::Day => (format!("toDate({local})"), "%Y-%m-%d"),
-        Unit::Week => (format!("toMonday(toDate({local}))"), "%Y-%m-%d"),
-        Unit::Month => (format!("toStartOfMonth(toDate({local}))"), "%Y-%m"),
-    }
-}
-
-/// Periods from bucket `c` to bucket `b` (both bucket starts).
-fn periods(unit: Unit, c: &str, b: &str) -> String {
-    match unit {
-        // Real minutes and hours between the bucket starts.
-        Unit::Minute => format!("dateDiff('minute', {c}, {b})"),
-        Unit::Hour => format!("dateDiff('hour', {c}, {b})"),
-        Unit::Day => format!("dateDiff('day', {c}, {b})"),
-        Unit::Week => format!("intDiv(dateDiff('day', {c}, {b}), 7)"),
-        Unit::Month => format!("dateDiff('month', {c}, {b})"),
-    }
-}
+use super::buckets::{bucket, periods};
 
 /// The retention's SQL after `WITH ev AS (…),`.
 pub(super) fn sql(r: &Retention, c: &Common) -> Result<String> {
