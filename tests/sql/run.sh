@@ -17,5 +17,5 @@ fi
 # (conformance/SEMANTICS.md).
 "$venv/bin/pip" install -q --disable-pip-version-check "chdb==4.4.0"
 cargo build -q --profile test -p footprint-server --bin footprint
-"$venv/bin/python" tests/sql/run_cases.py "$target/debug/footprint" \
+"$venv/bin/python" tests/sql/run_cases.py "$target/debug/footprint" --queries tests/sql/queries \
   tests/conformance/cases tests/conformance/analyses/cases

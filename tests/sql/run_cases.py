@@ -58,17 +58,30 @@ def run(cmd, **kw):
 
 
 def one(bin_, case, work):
-    """'pass', 'not covered: …' or raises AssertionError with the difference."""
+    """A conformance case: its events in a fresh store, then `compare`."""
     data, out = os.path.join(work, "db"), os.path.join(work, "pq")
     ev = os.path.join(work, "events.ndjson")
     with open(ev, "w") as f:
         for e in case["events"]:
             f.write(json.dumps(e) + "\n")
+    r = run([bin_, "ingest", "--data", data, ev])
+    assert r.returncode == 0, f"ingest failed: {r.stderr}"
+    export(bin_, data, out)
     q = os.path.join(work, "query.json")
     with open(q, "w") as f:
         json.dump(case["query"], f)
-    r = run([bin_, "ingest", "--data", data, ev])
-    assert r.returncode == 0, f"ingest failed: {r.stderr}"
+    return compare(bin_, data, out, q)
+
+
+def export(bin_, data, out):
+    r = run([bin_, "export", "--data", data, "--parquet", out])
+    assert r.returncode == 0, f"export failed: {r.stderr}"
+
+
+def compare(bin_, data, out, q):
+    """'pass', 'not covered: …' or raises AssertionError with the difference:
+    query file `q` on store `data` (exported to `out`), through
+    `footprint query` and through its SQL in ClickHouse."""
     r = run([bin_, "query", "--data", data, q])
     if r.returncode != 0:
         # An invalid query: the translator must refuse it with the same
@@ -84,8 +97,6 @@ def one(bin_, case, work):
     # Warnings are advice about the store (an event never stored), not
     # part of the answer.
     want.pop("warnings", None)
-    r = run([bin_, "export", "--data", data, "--parquet", out])
-    assert r.returncode == 0, f"export failed: {r.stderr}"
     table = f"file('{out}/events/*/*.parquet', Parquet, '{SCHEMA}')"
     r = run([bin_, "sql", "--dialect", "clickhouse", "--data", data, "--table", table, q])
     if r.returncode != 0:
@@ -103,8 +114,35 @@ def one(bin_, case, work):
     return "pass"
 
 
+def tally_one(tally, failures, uncovered, kind, name, verdict):
+    if verdict == "pass":
+        tally[kind]["pass"] += 1
+    elif verdict.startswith("not covered: "):
+        tally[kind]["not covered"] += 1
+        uncovered[kind].append(verdict.removeprefix("not covered: "))
+    else:
+        tally[kind]["fail"] += 1
+        failures.append(f"{name}: {verdict}")
+
+
+def checked(f, *args):
+    try:
+        return f(*args)
+    except AssertionError as e:
+        return str(e) or "failed"
+
+
 def main():
-    bin_, dirs = sys.argv[1], sys.argv[2:]
+    """usage: run_cases.py FOOTPRINT_BIN [--queries DIR] CASE_DIR...
+
+    `--queries DIR`: also every query file in DIR, on one data set made
+    by `footprint gen` (profiles, typed properties, many users)."""
+    args = sys.argv[1:]
+    bin_, queries = args.pop(0), None
+    if args[:1] == ["--queries"]:
+        queries = args[1]
+        args = args[2:]
+    dirs = args
     files = sorted(os.path.join(d, f) for d in dirs for f in os.listdir(d) if f.endswith(".json"))
     assert files, f"no cases in {dirs}"
     tally = defaultdict(lambda: defaultdict(int))
@@ -112,20 +150,24 @@ def main():
     for path in files:
         with open(path) as f:
             case = json.load(f)
-        kind = case["query"]["kind"]
-        name = os.path.basename(path)
         with tempfile.TemporaryDirectory() as work:
-            try:
-                verdict = one(bin_, case, work)
-            except AssertionError as e:
-                failures.append(f"{name}: {e}")
-                tally[kind]["fail"] += 1
-                continue
-        if verdict == "pass":
-            tally[kind]["pass"] += 1
-        else:
-            tally[kind]["not covered"] += 1
-            uncovered[kind].append(verdict.removeprefix("not covered: "))
+            verdict = checked(one, bin_, case, work)
+        tally_one(tally, failures, uncovered, case["query"]["kind"], os.path.basename(path), verdict)
+    if queries:
+        qfiles = sorted(os.path.join(queries, f) for f in os.listdir(queries) if f.endswith(".json"))
+        assert qfiles, f"no queries in {queries}"
+        with tempfile.TemporaryDirectory() as work:
+            data, out = os.path.join(work, "db"), os.path.join(work, "pq")
+            r = run([bin_, "gen", "--users", "300", "--events", "12000", "--days", "14",
+                     "--seed", "19", "--data", data])
+            assert r.returncode == 0, f"gen failed: {r.stderr}"
+            export(bin_, data, out)
+            for q in qfiles:
+                with open(q) as f:
+                    kind = json.load(f)["kind"]
+                verdict = checked(compare, bin_, data, out, q)
+                tally_one(tally, failures, uncovered, kind, "gen: " + os.path.basename(q), verdict)
+        files += qfiles
     print("SQL translation equality, per kind (cases):")
     for kind in sorted(tally):
         t = tally[kind]

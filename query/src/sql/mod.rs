@@ -30,6 +30,7 @@
 //! `interval`.
 
 mod buckets;
+mod events;
 mod filter;
 mod funnel;
 mod interval;
@@ -74,7 +75,7 @@ impl Default for Options {
 }
 
 /// The kinds [`translate`] turns into SQL.
-pub const TRANSLATED: [&str; 3] = ["funnel", "retention", "interval"];
+pub const TRANSLATED: [&str; 4] = ["funnel", "retention", "interval", "events"];
 
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
@@ -104,16 +105,19 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         "funnel" => {
             let f = crate::funnel::Funnel::parse(&mut o, &mut ctx)?;
             o.finish(crate::COMMON)?;
-            let grid = match f.trend {
-                None => None,
-                Some(unit) => Some(grid(unit, &common, &ctx, "trend")?),
-            };
+            let grid = grid(f.trend, &common, &ctx, "trend.interval")?;
             funnel::sql(&f, &common, grid.as_ref())?
         }
         "retention" => {
             let r = crate::retention::Retention::parse(&mut o, &mut ctx)?;
             o.finish(crate::COMMON)?;
             retention::sql(&r, &common)?
+        }
+        "events" => {
+            let q = crate::events::Events::parse(&mut o, &mut ctx)?;
+            o.finish(crate::COMMON)?;
+            let grid = grid(q.unit, &common, &ctx, "interval")?;
+            events::sql(&q, &common, grid.as_ref())?
         }
         _ => {
             let q = crate::interval::Interval::parse(&mut o, &mut ctx)?;
@@ -124,28 +128,31 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
     Ok(format!("WITH ev AS ({base}),\n{body}\n"))
 }
 
-/// The engine's bucket grid of the query's `time_range`, computed here so
+/// The engine's bucket grid of the query's `time_range` (none without a
+/// unit), computed here so
 /// that the SQL lists the same buckets. Without a range the engine takes
 /// the stored events' extent, which the SQL does not know.
 fn grid(
-    unit: crate::time::Unit,
+    unit: Option<crate::time::Unit>,
     c: &Common,
     ctx: &crate::exec::Ctx<'_>,
     path: &str,
-) -> Result<buckets::Grid> {
+) -> Result<Option<buckets::Grid>> {
+    let Some(unit) = unit else { return Ok(None) };
     let Some((from, _)) = c.range else {
+        let path = path.split('.').next().unwrap_or(path);
         return Err(QueryError::not_translatable(
             path,
             "buckets without a time_range follow the stored events' extent; give a time_range",
         ));
     };
-    let g = crate::grid::Grid::new(unit, c, ctx, &format!("{path}.interval"))?;
+    let g = crate::grid::Grid::new(unit, c, ctx, path)?;
     let labels = g
         .labels(&mut crate::time::Clock::new(c.tz))
         .into_iter()
         .map(|l| l.as_str().unwrap_or_default().to_owned())
         .collect();
-    Ok(buckets::Grid { from, unit, labels })
+    Ok(Some(buckets::Grid { from, unit, labels }))
 }
 
 /// Refuses the common fields this translation does not express yet.
