@@ -30,6 +30,7 @@
 //! `interval`.
 
 mod buckets;
+mod distribution;
 mod events;
 mod filter;
 mod funnel;
@@ -75,7 +76,7 @@ impl Default for Options {
 }
 
 /// The kinds [`translate`] turns into SQL.
-pub const TRANSLATED: [&str; 4] = ["funnel", "retention", "interval", "events"];
+pub const TRANSLATED: [&str; 5] = ["funnel", "retention", "interval", "events", "distribution"];
 
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
@@ -118,6 +119,11 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             o.finish(crate::COMMON)?;
             let grid = grid(q.unit, &common, &ctx, "interval")?;
             events::sql(&q, &common, grid.as_ref())?
+        }
+        "distribution" => {
+            let q = crate::distribution::Distribution::parse(&mut o, &mut ctx)?;
+            o.finish(crate::COMMON)?;
+            distribution::sql(&q, &common)?
         }
         _ => {
             let q = crate::interval::Interval::parse(&mut o, &mut ctx)?;
