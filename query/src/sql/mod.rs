@@ -26,8 +26,8 @@
 //! not express yet, is refused with [`crate::ErrorKind::NotTranslatable`]
 //! naming the field: the SQL never answers differently from the engine.
 //! Translated kinds: `funnel` (every mode, trends; not yet exclusions,
-//! per-step `within`, `hold`, `explain_users`), `retention`,
-//! `interval`.
+//! per-step `within`, `hold`, `explain_users`), `retention`, `interval`,
+//! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`.
 
 mod buckets;
 mod distribution;
@@ -35,8 +35,10 @@ mod events;
 mod filter;
 mod funnel;
 mod interval;
+mod lifecycle;
 mod retention;
 mod rows;
+mod stickiness;
 
 use footprint_storage::Store;
 use serde_json::Value as Json;
@@ -76,7 +78,15 @@ impl Default for Options {
 }
 
 /// The kinds [`translate`] turns into SQL.
-pub const TRANSLATED: [&str; 5] = ["funnel", "retention", "interval", "events", "distribution"];
+pub const TRANSLATED: [&str; 7] = [
+    "funnel",
+    "retention",
+    "interval",
+    "events",
+    "distribution",
+    "lifecycle",
+    "stickiness",
+];
 
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
@@ -101,7 +111,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             "this store links user ids into people (aliases), which queries merge and the export does not",
         ));
     }
-    let base = base(&opts.table, &common)?;
+    let visible = base(&opts.table, &common, false)?;
     let body = match kind {
         "funnel" => {
             let f = crate::funnel::Funnel::parse(&mut o, &mut ctx)?;
@@ -125,13 +135,26 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             o.finish(crate::COMMON)?;
             distribution::sql(&q, &common)?
         }
+        "lifecycle" => {
+            let q = crate::lifecycle::Lifecycle::parse(&mut o, &mut ctx, &common)?;
+            o.finish(crate::COMMON)?;
+            let grid = grid(Some(q.unit), &common, &ctx, "interval")?;
+            let all = base(&opts.table, &common, true)?;
+            grid.map_or(Ok(String::new()), |g| lifecycle::sql(&q, &common, &g, &all))?
+        }
+        "stickiness" => {
+            let q = crate::stickiness::Stickiness::parse(&mut o, &mut ctx, &common)?;
+            o.finish(crate::COMMON)?;
+            let grid = grid(Some(q.unit), &common, &ctx, "interval")?;
+            grid.map_or(Ok(String::new()), |g| stickiness::sql(&q, &common, &g))?
+        }
         _ => {
             let q = crate::interval::Interval::parse(&mut o, &mut ctx)?;
             o.finish(crate::COMMON)?;
             interval::sql(&q)?
         }
     };
-    Ok(format!("WITH ev AS ({base}),\n{body}\n"))
+    Ok(format!("WITH ev AS ({visible}),\n{body}\n"))
 }
 
 /// The engine's bucket grid of the query's `time_range` (none without a
@@ -184,10 +207,13 @@ fn refuse_common(query: &Json, c: &Common) -> Result<()> {
 
 /// The visible events: the time range and the query-wide `where`, with
 /// `ts` as Int64 epoch milliseconds.
-fn base(table: &str, c: &Common) -> Result<String> {
+/// With `look_back`, events before the range's start stay (lifecycle).
+fn base(table: &str, c: &Common, look_back: bool) -> Result<String> {
     let mut conds = Vec::new();
-    if let Some((from, to)) = c.range {
-        conds.push(format!("ts >= {from} AND ts < {to}"));
+    match c.range {
+        Some((_, to)) if look_back => conds.push(format!("ts < {to}")),
+        Some((from, to)) => conds.push(format!("ts >= {from} AND ts < {to}")),
+        None => {}
     }
     if !c.filter.is_true() {
         conds.push(filter::expr(&c.filter, "where")?);
