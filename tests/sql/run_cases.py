@@ -166,12 +166,12 @@ def main():
                 with open(q) as f:
                     kind = json.load(f)["kind"]
                 verdict = checked(compare, bin_, data, out, q)
-                tally_one(tally, failures, uncovered, kind, "gen: " + os.path.basename(q), verdict)
+                tally_one(tally, failures, uncovered, kind + " (gen)", "gen: " + os.path.basename(q), verdict)
         files += qfiles
     print("SQL translation equality, per kind (cases):")
     for kind in sorted(tally):
         t = tally[kind]
-        print(f"  {kind:13} {t['pass']:3} equal, {t['fail']:3} failed, {t['not covered']:3} not covered")
+        print(f"  {kind:19} {t["pass"]:3} equal, {t['fail']:3} failed, {t['not covered']:3} not covered")
     for kind in sorted(uncovered):
         reasons = defaultdict(int)
         for why in uncovered[kind]:

@@ -27,13 +27,15 @@
 //! naming the field: the SQL never answers differently from the engine.
 //! Translated kinds: `funnel` (every mode, trends; not yet exclusions,
 //! per-step `within`, `hold`, `explain_users`), `retention`, `interval`,
-//! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`.
+//! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`,
+//! `heatmap`.
 
 mod buckets;
 mod distribution;
 mod events;
 mod filter;
 mod funnel;
+mod heatmap;
 mod interval;
 mod lifecycle;
 mod retention;
@@ -78,7 +80,7 @@ impl Default for Options {
 }
 
 /// The kinds [`translate`] turns into SQL.
-pub const TRANSLATED: [&str; 7] = [
+pub const TRANSLATED: [&str; 8] = [
     "funnel",
     "retention",
     "interval",
@@ -86,6 +88,7 @@ pub const TRANSLATED: [&str; 7] = [
     "distribution",
     "lifecycle",
     "stickiness",
+    "heatmap",
 ];
 
 /// Translates `query` into one SQL statement answering in long form.
@@ -104,6 +107,32 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             ),
         ));
     }
+    if kind == "heatmap" && !common.breakdown.is_empty() {
+        // As the engine answers (`session_kinds`).
+        return Err(QueryError::invalid(
+            "breakdown",
+            "heatmap takes no breakdown",
+        ));
+    }
+    // Parse the kind's fields first: an invalid query gets the engine's
+    // error, not a refusal.
+    let parsed = match kind {
+        "funnel" => Parsed::Funnel(crate::funnel::Funnel::parse(&mut o, &mut ctx)?),
+        "retention" => Parsed::Retention(crate::retention::Retention::parse(&mut o, &mut ctx)?),
+        "events" => Parsed::Events(crate::events::Events::parse(&mut o, &mut ctx)?),
+        "distribution" => {
+            Parsed::Distribution(crate::distribution::Distribution::parse(&mut o, &mut ctx)?)
+        }
+        "lifecycle" => Parsed::Lifecycle(crate::lifecycle::Lifecycle::parse(
+            &mut o, &mut ctx, &common,
+        )?),
+        "stickiness" => Parsed::Stickiness(crate::stickiness::Stickiness::parse(
+            &mut o, &mut ctx, &common,
+        )?),
+        "heatmap" => Parsed::Heatmap(crate::heatmap::Heatmap::parse(&mut o, &mut ctx)?),
+        _ => Parsed::Interval(crate::interval::Interval::parse(&mut o, &mut ctx)?),
+    };
+    o.finish(crate::COMMON)?;
     refuse_common(query, &common)?;
     if ctx.has_aliases() {
         return Err(QueryError::not_translatable(
@@ -112,49 +141,42 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         ));
     }
     let visible = base(&opts.table, &common, false)?;
-    let body = match kind {
-        "funnel" => {
-            let f = crate::funnel::Funnel::parse(&mut o, &mut ctx)?;
-            o.finish(crate::COMMON)?;
-            let grid = grid(f.trend, &common, &ctx, "trend.interval")?;
-            funnel::sql(&f, &common, grid.as_ref())?
+    let c = &common;
+    let body = match parsed {
+        Parsed::Funnel(f) => {
+            let grid = grid(f.trend, c, &ctx, "trend.interval")?;
+            funnel::sql(&f, c, grid.as_ref())?
         }
-        "retention" => {
-            let r = crate::retention::Retention::parse(&mut o, &mut ctx)?;
-            o.finish(crate::COMMON)?;
-            retention::sql(&r, &common)?
+        Parsed::Retention(r) => retention::sql(&r, c)?,
+        Parsed::Interval(q) => interval::sql(&q)?,
+        Parsed::Events(q) => {
+            let grid = grid(q.unit, c, &ctx, "interval")?;
+            events::sql(&q, c, grid.as_ref())?
         }
-        "events" => {
-            let q = crate::events::Events::parse(&mut o, &mut ctx)?;
-            o.finish(crate::COMMON)?;
-            let grid = grid(q.unit, &common, &ctx, "interval")?;
-            events::sql(&q, &common, grid.as_ref())?
-        }
-        "distribution" => {
-            let q = crate::distribution::Distribution::parse(&mut o, &mut ctx)?;
-            o.finish(crate::COMMON)?;
-            distribution::sql(&q, &common)?
-        }
-        "lifecycle" => {
-            let q = crate::lifecycle::Lifecycle::parse(&mut o, &mut ctx, &common)?;
-            o.finish(crate::COMMON)?;
-            let grid = grid(Some(q.unit), &common, &ctx, "interval")?;
-            let all = base(&opts.table, &common, true)?;
-            grid.map_or(Ok(String::new()), |g| lifecycle::sql(&q, &common, &g, &all))?
-        }
-        "stickiness" => {
-            let q = crate::stickiness::Stickiness::parse(&mut o, &mut ctx, &common)?;
-            o.finish(crate::COMMON)?;
-            let grid = grid(Some(q.unit), &common, &ctx, "interval")?;
-            grid.map_or(Ok(String::new()), |g| stickiness::sql(&q, &common, &g))?
-        }
-        _ => {
-            let q = crate::interval::Interval::parse(&mut o, &mut ctx)?;
-            o.finish(crate::COMMON)?;
-            interval::sql(&q)?
-        }
+        Parsed::Distribution(q) => distribution::sql(&q, c)?,
+        Parsed::Lifecycle(q) => match grid(Some(q.unit), c, &ctx, "interval")? {
+            Some(g) => lifecycle::sql(&q, c, &g, &base(&opts.table, c, true)?)?,
+            None => String::new(),
+        },
+        Parsed::Stickiness(q) => match grid(Some(q.unit), c, &ctx, "interval")? {
+            Some(g) => stickiness::sql(&q, c, &g)?,
+            None => String::new(),
+        },
+        Parsed::Heatmap(q) => heatmap::sql(&q, c, query)?,
     };
     Ok(format!("WITH ev AS ({visible}),\n{body}\n"))
+}
+
+/// A parsed query of a translated kind.
+enum Parsed {
+    Funnel(crate::funnel::Funnel),
+    Retention(crate::retention::Retention),
+    Interval(crate::interval::Interval),
+    Events(crate::events::Events),
+    Distribution(crate::distribution::Distribution),
+    Lifecycle(crate::lifecycle::Lifecycle),
+    Stickiness(crate::stickiness::Stickiness),
+    Heatmap(crate::heatmap::Heatmap),
 }
 
 /// The engine's bucket grid of the query's `time_range` (none without a
