@@ -171,7 +171,7 @@ def main():
     print("SQL translation equality, per kind (cases):")
     for kind in sorted(tally):
         t = tally[kind]
-        print(f"  {kind:19} {t["pass"]:3} equal, {t['fail']:3} failed, {t['not covered']:3} not covered")
+        print(f"  {kind:19} {t['pass']:3} equal, {t['fail']:3} failed, {t['not covered']:3} not covered")
     for kind in sorted(uncovered):
         reasons = defaultdict(int)
         for why in uncovered[kind]:
