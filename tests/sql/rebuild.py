@@ -11,7 +11,9 @@ def rebuild(rows):
     for path, num, text in rows:
         parts = [int(i) if i else ("[]" if k is None else k)
                  for i, k in ((m.group(1), m.group(2)) for m in _PART.finditer(path))]
-        if text is not None:
+        if text is not None and num is not None:
+            value = num != 0  # a boolean
+        elif text is not None:
             value = text
         elif num is not None and float(num).is_integer() and abs(num) < 9e15:
             value = int(num)

@@ -18,6 +18,12 @@ const OFFSET: i64 = 1 << 62;
 /// The funnel's SQL after `WITH ev AS (…),`.
 pub(super) fn sql(f: &Funnel, c: &Common, grid: Option<&Grid>) -> Result<String> {
     refuse(f)?;
+    if grid.is_some() && !c.breakdown.is_empty() {
+        return Err(QueryError::not_translatable(
+            "trend",
+            "a funnel trend with a breakdown is not translated yet",
+        ));
+    }
     let n = f.steps.len();
     let conds = f
         .steps
@@ -55,17 +61,30 @@ pub(super) fn sql(f: &Funnel, c: &Common, grid: Option<&Grid>) -> Result<String>
     } else {
         filled
     };
+    // Each entry carries its row's breakdown key (the group of a chain is
+    // that of its step-1 row).
+    let key = super::groups::key(c)?.unwrap_or_else(|| "''".to_owned());
     let per_user = format!(
         "SELECT user, windowFunnel({w}{modes})(toUInt64(ts + {OFFSET}), {cs}) AS level, \
-         arraySort(groupArrayArray(arrayMap(k -> (ts, k, seq), {row_steps}))) AS entries \
+         arraySort(groupArrayArray(arrayMap(k -> (ts, k, seq, {key}), {row_steps}))) AS entries \
          FROM ev GROUP BY user",
         w = f.window,
         cs = conds.join(", "),
     );
+    // (step times, step-1 row) of the chain that reached `level`.
     let chain = if m.strict_once {
-        format!("({}).3[level][1].3", fold_once(f, n))
+        format!(
+            "arrayMap(c -> (c.3, c.4[1]), [({}).3[level][1]])[1]",
+            fold_once(f, n)
+        )
+    } else if n == 1 && !m.strict_order {
+        // The first step-1 row, as the engine takes it.
+        "([entries[1].1], entries[1].3)".to_owned()
     } else {
-        format!("({}).6[level]", fold(f, n))
+        format!(
+            "arrayMap(s -> (s.6[level], s.7[level]), [{}])[1]",
+            fold(f, n)
+        )
     };
     let mut aggs = Vec::new();
     for i in 1..=n {
@@ -77,16 +96,39 @@ pub(super) fn sql(f: &Funnel, c: &Common, grid: Option<&Grid>) -> Result<String>
             ));
         }
     }
+    let (head, grouped) = super::groups::grouping(c);
     let agg = format!(
-        "SELECT {} FROM (SELECT level, {chain} AS chain FROM per_user WHERE level > 0)",
+        "SELECT {head}{} FROM (SELECT level, ch.1 AS chain, \
+         arrayFirst(e -> e.3 = ch.2, entries).4 AS g FROM \
+         (SELECT level, entries, {chain} AS ch FROM per_user WHERE level > 0)){grouped}",
         aggs.join(", ")
     );
+    let leaves = |pre: &str| -> String {
+        let mut leaves = Vec::new();
+        for (j, s) in f.steps.iter().enumerate() {
+            leaves.extend(step_leaves(pre, j, &s.name));
+        }
+        format!("[{}]", leaves.join(", "))
+    };
+    let mut out = format!(
+        "per_user AS ({per_user})\n{}",
+        super::groups::render(c, &agg, "u1", leaves)
+    );
+    if let Some(g) = grid {
+        out.push_str("\nUNION ALL\n");
+        out.push_str(&trend(f, c, g, &conds, &modes));
+    }
+    Ok(out)
+}
+
+/// The leaves of step `j` (0-based), paths starting with `pre`.
+fn step_leaves(pre: &str, j: usize, name: &str) -> Vec<String> {
     let mut leaves = Vec::new();
-    for (j, s) in f.steps.iter().enumerate() {
+    {
         let i = j + 1;
-        let p = |field: &str| format!("'steps[{j}].{field}'");
+        let p = |field: &str| format!("concat({pre}, 'steps[{j}].{field}')");
         let ratio = |a: usize, b: usize| format!("if(u{b} = 0, NULL, u{a} / u{b})");
-        leaves.push(text_leaf(&p("event"), &quote(&s.name)));
+        leaves.push(text_leaf(&p("event"), &quote(name)));
         leaves.push(num_leaf(&p("users"), &format!("u{i}")));
         leaves.push(num_leaf(
             &p("conversion_from_previous"),
@@ -104,15 +146,7 @@ pub(super) fn sql(f: &Funnel, c: &Common, grid: Option<&Grid>) -> Result<String>
         leaves.push(num_leaf(&p("median_ms_from_first"), &med));
         leaves.push(num_leaf(&p("avg_ms_from_first"), &avg));
     }
-    let mut out = format!(
-        "per_user AS ({per_user})\n{}",
-        long_form(&format!("[{}]", leaves.join(", ")), &agg)
-    );
-    if let Some(g) = grid {
-        out.push_str("\nUNION ALL\n");
-        out.push_str(&trend(f, c, g, &conds, &modes));
-    }
-    Ok(out)
+    leaves
 }
 
 /// The trend: per bucket of the grid, the funnel of each user whose step 1
@@ -194,26 +228,28 @@ fn refuse(f: &Funnel) -> Result<()> {
 
 /// The engine's scan as an `arrayFold` over `entries`: the state is
 /// (stopped, started, per level: reached, step-1 time, last time, the
-/// chain's step times).
+/// chain's step times, its step-1 row).
 fn fold(f: &Funnel, n: usize) -> String {
     let m = f.modes;
     let set = |arr: &str, val: &str| {
         format!("arrayMap((v, j) -> if(j = x.2, {val}, v), {arr}, arrayEnumerate({arr}))")
     };
-    let stop = "(toUInt8(1), acc.2, acc.3, acc.4, acc.5, acc.6)";
+    let stop = "(toUInt8(1), acc.2, acc.3, acc.4, acc.5, acc.6, acc.7)";
     let step1 = format!(
-        "(acc.1, toUInt8(1), {}, {}, {}, {})",
+        "(acc.1, toUInt8(1), {}, {}, {}, {}, {})",
         set("acc.3", "toUInt8(1)"),
         set("acc.4", "x.1"),
         set("acc.5", "x.1"),
-        set("acc.6", "[x.1]")
+        set("acc.6", "[x.1]"),
+        set("acc.7", "x.3")
     );
     let extend = format!(
-        "(toUInt8(x.2 = {n}), acc.2, {}, {}, {}, {})",
+        "(toUInt8(x.2 = {n}), acc.2, {}, {}, {}, {}, {})",
         set("acc.3", "toUInt8(1)"),
         set("acc.4", "acc.4[x.2 - 1]"),
         set("acc.5", "x.1"),
-        set("acc.6", "arrayPushBack(acc.6[x.2 - 1], x.1)")
+        set("acc.6", "arrayPushBack(acc.6[x.2 - 1], x.1)"),
+        set("acc.7", "acc.7[x.2 - 1]")
     );
     let increase = if m.strict_increase {
         " AND acc.5[x.2 - 1] < x.1"
@@ -238,7 +274,8 @@ fn fold(f: &Funnel, n: usize) -> String {
     format!(
         "arrayFold((acc, x) -> if(acc.1 = 1, acc, {body}), entries, \
          (toUInt8(0), toUInt8(0), arrayWithConstant({n}, toUInt8(0)), arrayWithConstant({n}, toInt64(0)), \
-         arrayWithConstant({n}, toInt64(0)), arrayWithConstant({n}, CAST([], 'Array(Int64)'))))"
+         arrayWithConstant({n}, toInt64(0)), arrayWithConstant({n}, CAST([], 'Array(Int64)')), \
+         arrayWithConstant({n}, toUInt64(0))))"
     )
 }
 

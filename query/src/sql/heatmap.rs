@@ -5,7 +5,7 @@
 use serde_json::Value as Json;
 
 use super::{event_cond, long_form, num_leaf, quote, text_leaf};
-use crate::error::{QueryError, Result};
+use crate::error::Result;
 use crate::heatmap::{By, Heatmap};
 use crate::model::Common;
 
@@ -39,21 +39,11 @@ pub(super) fn sql(q: &Heatmap, c: &Common, query: &Json) -> Result<String> {
 /// A property's string form (strings as they are, numbers as the JSON
 /// the engine prints, booleans `true`/`false`); NULL when absent.
 fn string_form(name: &str, path: &str) -> Result<String> {
-    if name
-        .chars()
-        .any(|ch| ch == '"' || ch == '\\' || ch.is_control())
-    {
-        // The raw number is found by the key's bytes in the JSON text.
-        return Err(QueryError::not_translatable(
-            path,
-            "a property name with quotes, backslashes or control characters",
-        ));
-    }
+    let raw = super::raw_value(name, path)?;
     let k = quote(name);
     Ok(format!(
         "multiIf(JSONType(props, {k}) = 'String', JSONExtractString(props, {k}), \
-         JSONType(props, {k}) = 'Bool', if(JSONExtractBool(props, {k}), 'true', 'false'), \
-         JSONType(props, {k}) IN ('Int64', 'UInt64', 'Double'), simpleJSONExtractRaw(props, {k}), NULL)"
+         JSONType(props, {k}) = 'Bool', if(JSONExtractBool(props, {k}), 'true', 'false'), {raw})"
     ))
 }
 

@@ -35,6 +35,7 @@ mod distribution;
 mod events;
 mod filter;
 mod funnel;
+mod groups;
 mod heatmap;
 mod interval;
 mod lifecycle;
@@ -46,7 +47,7 @@ use footprint_storage::Store;
 use serde_json::Value as Json;
 
 use crate::error::{QueryError, Result};
-use crate::model::{Breakdown, Common, EventRef};
+use crate::model::{Common, EventRef};
 use crate::{Limits, QueryOptions};
 
 pub use rows::{rebuild, Leaf};
@@ -91,6 +92,9 @@ pub const TRANSLATED: [&str; 8] = [
     "heatmap",
 ];
 
+/// The kinds whose `breakdown` (by event properties) translates.
+pub const GROUPED: [&str; 1] = ["funnel"];
+
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
 /// and misspellings give the same errors); an empty store accepts every
@@ -133,7 +137,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         _ => Parsed::Interval(crate::interval::Interval::parse(&mut o, &mut ctx)?),
     };
     o.finish(crate::COMMON)?;
-    refuse_common(query, &common)?;
+    refuse_common(query, &common, kind)?;
     if ctx.has_aliases() {
         return Err(QueryError::not_translatable(
             "",
@@ -207,21 +211,20 @@ fn grid(
 }
 
 /// Refuses the common fields this translation does not express yet.
-fn refuse_common(query: &Json, c: &Common) -> Result<()> {
+fn refuse_common(query: &Json, c: &Common, kind: &str) -> Result<()> {
     if query.get("users").is_some() {
         return Err(QueryError::not_translatable(
             "users",
             "user conditions (profiles, saved cohorts) are not translated yet",
         ));
     }
-    if let Some(b) = c.breakdown.first() {
-        let what = match b {
-            Breakdown::Channel(_) => "a channel breakdown",
-            _ => "a breakdown",
-        };
+    if !c.breakdown.is_empty() && !GROUPED.contains(&kind) {
         return Err(QueryError::not_translatable(
             "breakdown",
-            format!("{what} is not translated yet"),
+            format!(
+                "a breakdown of {kind} is not translated yet; translated for: {}",
+                GROUPED.join(", ")
+            ),
         ));
     }
     Ok(())
@@ -263,6 +266,25 @@ fn event_cond(r: &EventRef, path: &str) -> Result<String> {
     Ok(format!(
         "({name} AND {})",
         filter::expr(&r.filter, &format!("{path}.where"))?
+    ))
+}
+
+/// The raw JSON text of property `name` in `props` (as the export wrote
+/// it: numbers as the engine prints them), NULL when absent or null.
+fn raw_value(name: &str, path: &str) -> Result<String> {
+    if name
+        .chars()
+        .any(|ch| ch == '"' || ch == '\\' || ch.is_control())
+    {
+        // The raw value is found by the key's bytes in the JSON text.
+        return Err(QueryError::not_translatable(
+            path,
+            "a property name with quotes, backslashes or control characters",
+        ));
+    }
+    let k = quote(name);
+    Ok(format!(
+        "if(JSONType(props, {k}) = 'Null', NULL, simpleJSONExtractRaw(props, {k}))"
     ))
 }
 

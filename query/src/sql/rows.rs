@@ -3,8 +3,10 @@
 //!
 //! A path is a chain of object keys and array indices from the root:
 //! `steps[1].users`, `cohorts[0].retained[3]`, `histogram[2].to`. A row's
-//! value is `text` when it is not NULL, else `num` (an integral number
-//! below 2^53 in magnitude becomes a JSON integer), else `null`. A path
+//! value is a boolean when both `num` and `text` are set (`num` 1 or 0,
+//! `text` `true` or `false`: only breakdown keys have booleans), else
+//! `text` when it is not NULL, else `num` (an integral number below 2^53
+//! in magnitude becomes a JSON integer), else `null`. A path
 //! ending in `[]` only declares an array (so an empty one still appears):
 //! `cohorts[]`. Row order does not matter; indices place array elements,
 //! and an index past the end grows the array with nulls.
@@ -54,7 +56,8 @@ fn steps(path: &str) -> Result<Vec<Step<'_>>, String> {
 
 fn value(num: Option<f64>, text: Option<String>) -> Json {
     match (text, num) {
-        (Some(t), _) => Json::String(t),
+        (Some(_), Some(x)) => Json::Bool(x != 0.0),
+        (Some(t), None) => Json::String(t),
         (None, Some(x)) if x.fract() == 0.0 && x.abs() < 9.0e15 => Json::from(x as i64),
         (None, Some(x)) => serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number),
         (None, None) => Json::Null,
@@ -136,6 +139,7 @@ mod tests {
             leaf("total.retained[1]", Some(3.0), None),
             leaf("total.retained[0]", Some(5.0), None),
             leaf("groups[0].key.utm_source", None, Some("baidu")),
+            leaf("groups[0].key.paid", Some(1.0), Some("true")),
         ];
         let got = rebuild(rows).unwrap();
         assert_eq!(
@@ -145,7 +149,7 @@ mod tests {
                           {"event": "signup", "users": 2, "avg": 1.5}],
                 "histogram": [],
                 "total": {"retained": [5, 3]},
-                "groups": [{"key": {"utm_source": "baidu"}}],
+                "groups": [{"key": {"utm_source": "baidu", "paid": true}}],
             })
         );
     }

@@ -1,0 +1,96 @@
+//! Breakdown groups in SQL with the engine's rule (`crate::groups`): a
+//! group's key is the JSON text of `{dimension: value}` (values as the
+//! export's JSON has them), groups come largest first, ties by that text,
+//! and are cut at `limit` (`groups_truncated` then says how many there
+//! were).
+
+use super::{num_leaf, quote};
+use crate::error::{QueryError, Result};
+use crate::model::{Breakdown, Common};
+
+/// The key of the current row (`props`) as the engine prints it, or
+/// `None` without a breakdown.
+pub(super) fn key(c: &Common) -> Result<Option<String>> {
+    if c.breakdown.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for (i, d) in c.breakdown.iter().enumerate() {
+        let path = format!("breakdown[{i}]");
+        let Breakdown::Event { name, .. } = d else {
+            return Err(QueryError::not_translatable(
+                path,
+                "user_prop and channel breakdowns are not translated yet",
+            ));
+        };
+        if name.contains(['.', '[', ']']) {
+            return Err(QueryError::not_translatable(
+                format!("{path}.event_prop"),
+                "a name with '.', '[' or ']' does not fit a result path",
+            ));
+        }
+        let raw = super::raw_value(name, &format!("{path}.event_prop"))?;
+        let label = serde_json::to_string(name).unwrap_or_default();
+        let sep = if i == 0 { "" } else { "," };
+        parts.push(format!(
+            "{}, ifNull({raw}, 'null')",
+            quote(&format!("{sep}{label}:"))
+        ));
+    }
+    Ok(Some(format!("concat('{{', {}, '}}')", parts.join(", "))))
+}
+
+/// The long form of a kind's answer with its groups. `agg` has one row
+/// per group (column `g`, the key) and the total row (`is_total`, from
+/// `GROUPING SETS ((g), ())`), or only the total row without a
+/// breakdown; `size` orders groups; `leaves(pre)` is the Array of leaf
+/// tuples of one row, with paths starting with the String expression
+/// `pre`.
+pub(super) fn render(c: &Common, agg: &str, size: &str, leaves: impl Fn(&str) -> String) -> String {
+    if c.breakdown.is_empty() {
+        return super::long_form(&leaves("''"), agg);
+    }
+    let limit = c.limit;
+    let pre = "if(is_total, '', concat('groups[', toString(idx), '].'))";
+    let keys = c
+        .breakdown
+        .iter()
+        .map(|d| {
+            let k = quote(d.name());
+            let path = format!("concat(pre, 'key.', {k})");
+            format!(
+                "tuple({path}, \
+                 multiIf(JSONType(g, {k}) = 'Bool', toFloat64(JSONExtractBool(g, {k})), \
+                 JSONType(g, {k}) IN ('Int64', 'UInt64', 'Double'), JSONExtractFloat(g, {k}), NULL), \
+                 multiIf(JSONType(g, {k}) = 'String', JSONExtractString(g, {k}), \
+                 JSONType(g, {k}) = 'Bool', if(JSONExtractBool(g, {k}), 'true', 'false'), NULL))"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let extra = format!(
+        "if(is_total, [{}, tuple(if(ng > {limit}, 'groups_truncated', 'groups[]'), \
+         CAST(if(ng > {limit}, ng, NULL) AS Nullable(Float64)), CAST(NULL AS Nullable(String)))], [{keys}])",
+        num_leaf("'groups[]'", "NULL")
+    );
+    let ranked = format!(
+        "SELECT *, {pre} AS pre FROM (SELECT *, \
+         if(is_total, 0, row_number() OVER (PARTITION BY is_total ORDER BY {size} DESC, g ASC) - 1) AS idx, \
+         countIf(NOT is_total) OVER () AS ng FROM ({agg})) WHERE is_total OR idx < {limit}"
+    );
+    super::long_form(&format!("arrayConcat({}, {extra})", leaves("pre")), &ranked)
+}
+
+/// The select-list head (`is_total`, `g`) and the `GROUP BY` of a kind's
+/// aggregate over rows with a key column `g`: both empty without a
+/// breakdown.
+pub(super) fn grouping(c: &Common) -> (&'static str, &'static str) {
+    if c.breakdown.is_empty() {
+        ("", "")
+    } else {
+        (
+            "grouping(g) = 1 AS is_total, g, ",
+            " GROUP BY GROUPING SETS ((g), ())",
+        )
+    }
+}
