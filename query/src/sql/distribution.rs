@@ -4,7 +4,7 @@
 //! lower bounds and the statistics.
 
 use super::buckets::bucket;
-use super::{event_cond, long_form, num_leaf, quote};
+use super::{event_cond, num_leaf, quote};
 use crate::distribution::{Distribution, Measure};
 use crate::error::Result;
 use crate::model::Common;
@@ -28,7 +28,11 @@ pub(super) fn sql(q: &Distribution, c: &Common) -> Result<String> {
             )
         }
     };
-    let per_user = format!("SELECT user, {value} AS v FROM ev WHERE {cond} GROUP BY user");
+    // A user's group is that of their first matching row.
+    let key = super::groups::key(c)?.unwrap_or_else(|| "''".to_owned());
+    let per_user = format!(
+        "SELECT user, {value} AS v, argMin({key}, (ts, seq)) AS g FROM ev WHERE {cond} GROUP BY user"
+    );
     let b = &q.bounds;
     let hist = b
         .iter()
@@ -39,30 +43,37 @@ pub(super) fn sql(q: &Distribution, c: &Common) -> Result<String> {
         })
         .collect::<Vec<_>>()
         .join(", ");
+    let (head, grouped) = super::groups::grouping(c);
     let agg = format!(
-        "SELECT count() AS n, countIf(v < {b0:?}) AS below, [{hist}] AS hist, min(v) AS mn, \
-         quantileExactInclusive(0.5)(v) AS med, avg(v) AS av, max(v) AS mx FROM ({per_user})",
+        "SELECT {head}count() AS n, countIf(v < {b0:?}) AS below, [{hist}] AS hist, min(v) AS mn, \
+         quantileExactInclusive(0.5)(v) AS med, avg(v) AS av, max(v) AS mx FROM ({per_user}){grouped}",
         b0 = b[0]
     );
+    Ok(format!(
+        "agg AS ({agg})\n{}",
+        super::groups::render(c, "SELECT * FROM agg", "n", |pre| leaves(pre, b))
+    ))
+}
+
+/// The leaves of one distribution, paths starting with `pre`.
+fn leaves(pre: &str, b: &[f64]) -> String {
+    let p = |path: &str| format!("concat({pre}, {path})");
     let stat =
-        |name: &str, v: &str| num_leaf(&format!("'{name}'"), &format!("if(n = 0, NULL, {v})"));
+        |name: &str, v: &str| num_leaf(&p(&format!("'{name}'")), &format!("if(n = 0, NULL, {v})"));
     let mut leaves = vec![
-        num_leaf("'users'", "n - below"),
-        num_leaf("'below'", "below"),
+        num_leaf(&p("'users'"), "n - below"),
+        num_leaf(&p("'below'"), "below"),
         stat("min", "mn"),
         stat("median", "med"),
         stat("avg", "av"),
         stat("max", "mx"),
     ];
     for (i, lo) in b.iter().enumerate() {
-        let p = |f: &str| format!("'buckets[{i}].{f}'");
-        leaves.push(num_leaf(&p("from"), &format!("{lo:?}")));
+        let f = |f: &str| p(&format!("'buckets[{i}].{f}'"));
+        leaves.push(num_leaf(&f("from"), &format!("{lo:?}")));
         let hi = b.get(i + 1).map_or("NULL".to_owned(), |h| format!("{h:?}"));
-        leaves.push(num_leaf(&p("to"), &hi));
-        leaves.push(num_leaf(&p("users"), &format!("hist[{}]", i + 1)));
+        leaves.push(num_leaf(&f("to"), &hi));
+        leaves.push(num_leaf(&f("users"), &format!("hist[{}]", i + 1)));
     }
-    Ok(format!(
-        "agg AS ({agg})\n{}",
-        long_form(&format!("[{}]", leaves.join(", ")), "SELECT * FROM agg")
-    ))
+    format!("[{}]", leaves.join(", "))
 }

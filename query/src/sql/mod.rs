@@ -93,7 +93,7 @@ pub const TRANSLATED: [&str; 8] = [
 ];
 
 /// The kinds whose `breakdown` (by event properties) translates.
-pub const GROUPED: [&str; 1] = ["funnel"];
+pub const GROUPED: [&str; 3] = ["funnel", "interval", "distribution"];
 
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
@@ -152,7 +152,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             funnel::sql(&f, c, grid.as_ref())?
         }
         Parsed::Retention(r) => retention::sql(&r, c)?,
-        Parsed::Interval(q) => interval::sql(&q)?,
+        Parsed::Interval(q) => interval::sql(&q, c)?,
         Parsed::Events(q) => {
             let grid = grid(q.unit, c, &ctx, "interval")?;
             events::sql(&q, c, grid.as_ref())?
