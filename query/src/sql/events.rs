@@ -3,7 +3,7 @@
 //! whole range (distinct users over the range, not summed per bucket).
 
 use super::buckets::{offset, Grid};
-use super::{event_cond, long_form, num_leaf, quote, text_leaf};
+use super::{event_cond, num_leaf, quote, text_leaf};
 use crate::error::Result;
 use crate::events::{Agg, Events};
 use crate::model::Common;
@@ -23,15 +23,21 @@ pub(super) fn sql(q: &Events, c: &Common, grid: Option<&Grid>) -> Result<String>
     };
     let rs = format!("Resample(0, {n}, 1)");
     let mut cols = Vec::new();
-    let mut leaves = vec![
+    let mut top = vec![
         text_leaf("'interval'", &quote(interval)),
         num_leaf("'buckets[]'", "NULL"),
     ];
     for (k, l) in labels.iter().enumerate() {
-        leaves.push(text_leaf(&format!("'buckets[{k}]'"), &quote(l)));
+        top.push(text_leaf(&format!("'buckets[{k}]'"), &quote(l)));
     }
+    // Series leaves, their paths starting with column `pre` (the group's
+    // prefix, see `groups::render`).
+    let mut leaves = Vec::new();
+    let mut size = String::new();
+    let mut any = Vec::new();
     for (j, m) in q.metrics.iter().enumerate() {
         let cond = event_cond(&m.event, &format!("metrics[{j}]"))?;
+        any.push(cond.clone());
         let (v, num) = match &m.prop {
             Some(p) => (
                 format!("JSONExtractFloat(props, {})", quote(p)),
@@ -88,7 +94,11 @@ pub(super) fn sql(q: &Events, c: &Common, grid: Option<&Grid>) -> Result<String>
                 }
             }
         };
-        let p = |f: &str| format!("'series[{j}].{f}'");
+        let p = |f: &str| format!("concat(pre, 'series[{j}].{f}')");
+        if j == 0 {
+            // Groups are ordered by the first metric's total.
+            size.clone_from(&total);
+        }
         leaves.push(text_leaf(&p("event"), &quote(&m.event.name)));
         leaves.push(text_leaf(&p("agg"), &quote(m.agg.name())));
         if let Some(prop) = &m.prop {
@@ -96,31 +106,47 @@ pub(super) fn sql(q: &Events, c: &Common, grid: Option<&Grid>) -> Result<String>
         }
         leaves.push(num_leaf(&p("values[]"), "NULL"));
         leaves.push(num_leaf(&p("total"), &total));
-        let path = format!("concat('series[{j}].values[', toString(k - 1), ']')");
+        let path = format!("concat(pre, 'series[{j}].values[', toString(k - 1), ']')");
         leaves.push(format!(
             "arrayMap((x, k) -> {}, {values}, arrayEnumerate({values}))",
             num_leaf(&path, "x")
         ));
     }
     // Scalar leaves as one-element arrays, so every item is an array.
-    let all = leaves
-        .into_iter()
-        .map(|l| {
-            if l.starts_with("tuple(") {
-                format!("[{l}]")
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let arrays = |v: &[String]| {
+        v.iter()
+            .map(|l| {
+                if l.starts_with("tuple(") {
+                    format!("[{l}]")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let top = format!("arrayConcat({})", arrays(&top));
+    let series = arrays(&leaves);
+    let grouped = !c.breakdown.is_empty();
+    let all = |_: &str| {
+        let top = if grouped {
+            format!("if(is_total, {top}, [])")
+        } else {
+            top.clone()
+        };
+        format!("arrayConcat({top}, {series})")
+    };
+    // A row's group is its own key; only rows some metric reads make one.
+    let key = super::groups::key(c)?.unwrap_or_else(|| "''".to_owned());
+    let (head, by) = super::groups::grouping(c);
     let agg = format!(
-        "SELECT {} FROM (SELECT user, props, event, {b} AS b FROM ev) WHERE b >= 0 AND b < {n}",
-        cols.join(", ")
+        "SELECT {head}{} FROM (SELECT user, props, event, {b} AS b, {key} AS g FROM ev WHERE {}) WHERE b >= 0 AND b < {n}{by}",
+        cols.join(", "),
+        any.join(" OR ")
     );
     Ok(format!(
         "agg AS ({agg})\n{}",
-        long_form(&format!("arrayConcat({all})"), "SELECT * FROM agg")
+        super::groups::render(c, "SELECT * FROM agg", &size, all)
     ))
 }
 

@@ -45,10 +45,10 @@ pub(super) fn key(c: &Common) -> Result<Option<String>> {
 /// `GROUPING SETS ((g), ())`), or only the total row without a
 /// breakdown; `size` orders groups; `leaves(pre)` is the Array of leaf
 /// tuples of one row, with paths starting with the String expression
-/// `pre`.
+/// `pre` (always the column `pre`: the group's prefix, or '').
 pub(super) fn render(c: &Common, agg: &str, size: &str, leaves: impl Fn(&str) -> String) -> String {
     if c.breakdown.is_empty() {
-        return super::long_form(&leaves("''"), agg);
+        return super::long_form(&leaves("pre"), &format!("SELECT *, '' AS pre FROM ({agg})"));
     }
     let limit = c.limit;
     let pre = "if(is_total, '', concat('groups[', toString(idx), '].'))";

@@ -93,7 +93,7 @@ pub const TRANSLATED: [&str; 8] = [
 ];
 
 /// The kinds whose `breakdown` (by event properties) translates.
-pub const GROUPED: [&str; 3] = ["funnel", "interval", "distribution"];
+pub const GROUPED: [&str; 4] = ["funnel", "interval", "distribution", "events"];
 
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
