@@ -501,7 +501,7 @@ fn json_body(bytes: &[u8]) -> std::result::Result<Json, ApiError> {
     })
 }
 
-/// `POST /v1/sql/translate[?dialect=clickhouse&table=EXPR]`: the query JSON
+/// `POST /v1/sql/translate[?dialect=clickhouse&table=EXPR&profiles=EXPR]`: the query JSON
 /// in the body, translated to SQL over the tables of `footprint export`
 /// (see `footprint_query::sql`), validated against this store as
 /// `/v1/query` validates it. Answers `{"dialect", "table", "sql"}`, or 422
@@ -525,11 +525,12 @@ async fn sql_translate(
                 ))
             }
             ("table", t) => t.clone_into(&mut opts.table),
+            ("profiles", t) => t.clone_into(&mut opts.profiles),
             (other, _) => {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid",
-                    format!("unknown parameter \"{other}\"; allowed: dialect, table"),
+                    format!("unknown parameter \"{other}\"; allowed: dialect, table, profiles"),
                 ))
             }
         }

@@ -155,6 +155,10 @@ enum Cmd {
         /// The events relation: a table name or a table function.
         #[arg(long, default_value = "events")]
         table: String,
+        /// The profiles relation (user, props as JSON text), read by
+        /// queries with user conditions or user_prop.
+        #[arg(long, default_value = "profiles")]
+        profiles: String,
         /// A data directory whose names the query is checked against, as
         /// `query` checks them (default: none, any well-formed query).
         #[arg(long)]
@@ -541,6 +545,7 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Sql {
             dialect: DialectArg::Clickhouse,
             table,
+            profiles,
             data,
             file,
         } => {
@@ -562,6 +567,7 @@ fn run(cli: Cli) -> Result<i32> {
             };
             let opts = footprint_engine::query::sql::Options {
                 table,
+                profiles,
                 ..Default::default()
             };
             let sql = engine.translate_sql(&q, &opts)?;

@@ -485,10 +485,13 @@ fn sql_translates_and_refuses_with_the_path() {
         "{err}"
     );
     let err = fail(
-        r#"{"kind":"interval","from":{"event":"a"},"to":{"event":"b"},"breakdown":[{"event_prop":"x"}]}"#,
+        r#"{"kind":"interval","from":{"event":"a"},"to":{"event":"b"},"breakdown":[{"channel":true}]}"#,
         None,
     );
-    assert!(err.contains("breakdown: not translatable to SQL"), "{err}");
+    assert!(
+        err.contains("breakdown[0].channel: not translatable to SQL"),
+        "{err}"
+    );
     // A trend's buckets without a time_range follow the stored data.
     let err = fail(
         r#"{"kind":"funnel","steps":[{"event":"a"}],"window":1,"trend":{"interval":"day"}}"#,

@@ -98,7 +98,9 @@ def compare(bin_, data, out, q):
     # part of the answer.
     want.pop("warnings", None)
     table = f"file('{out}/events/*/*.parquet', Parquet, '{SCHEMA}')"
-    r = run([bin_, "sql", "--dialect", "clickhouse", "--data", data, "--table", table, q])
+    profiles = f"file('{out}/profiles.parquet', Parquet, 'user String, props String')"
+    r = run([bin_, "sql", "--dialect", "clickhouse", "--data", data, "--table", table,
+             "--profiles", profiles, q])
     if r.returncode != 0:
         if "not translatable to SQL" in r.stderr:
             return "not covered: " + r.stderr.strip().removeprefix("error: ")

@@ -1,11 +1,12 @@
-//! Filters as ClickHouse conditions over the `props` JSON column, with the
+//! Filters as ClickHouse conditions over the `props` JSON column (and
+//! `uprops`, the user's profile, for `user_prop`), with the
 //! type-family rule: a comparison holds only when the property is present,
 //! non-null and of the operand's family (`JSONType`), `ne` included.
 
 use footprint_storage::{Family, Value};
 
 use super::quote;
-use crate::error::{QueryError, Result};
+use crate::error::Result;
 use crate::filter::{Filter, Op, Target};
 
 /// The condition for `f`, found at JSON path `path` (for errors).
@@ -16,13 +17,9 @@ pub(super) fn expr(f: &Filter, path: &str) -> Result<String> {
         Filter::Or(fs) => join(fs, path, "OR")?,
         Filter::Not(f) => format!("(NOT {})", expr(f, path)?),
         Filter::Cmp { target, op, values } => match target {
-            Target::Event { name, .. } => cmp(name, *op, values),
-            Target::User(name) => {
-                return Err(QueryError::not_translatable(
-                    path,
-                    format!("user_prop \"{name}\": profile conditions are not translated yet"),
-                ))
-            }
+            Target::Event { name, .. } => cmp("props", name, *op, values),
+            // The profile's JSON, joined to every row (see `base`).
+            Target::User(name) => cmp("uprops", name, *op, values),
         },
     })
 }
@@ -35,9 +32,9 @@ fn join(fs: &[Filter], path: &str, op: &str) -> Result<String> {
     Ok(format!("({})", parts.join(&format!(" {op} "))))
 }
 
-fn cmp(name: &str, op: Op, values: &[Value]) -> String {
+fn cmp(col: &str, name: &str, op: Op, values: &[Value]) -> String {
     let key = quote(name);
-    let ty = format!("JSONType(props, {key})");
+    let ty = format!("JSONType({col}, {key})");
     match op {
         Op::IsSet => return format!("({ty} != 'Null')"),
         Op::IsNotSet => return format!("({ty} = 'Null')"),
@@ -50,15 +47,15 @@ fn cmp(name: &str, op: Op, values: &[Value]) -> String {
     let (family, v) = match first.family() {
         Family::String => (
             format!("{ty} = 'String'"),
-            format!("JSONExtractString(props, {key})"),
+            format!("JSONExtractString({col}, {key})"),
         ),
         Family::Bool => (
             format!("{ty} = 'Bool'"),
-            format!("JSONExtractBool(props, {key})"),
+            format!("JSONExtractBool({col}, {key})"),
         ),
         _ => (
             format!("{ty} IN ('Int64', 'UInt64', 'Double')"),
-            format!("JSONExtractFloat(props, {key})"),
+            format!("JSONExtractFloat({col}, {key})"),
         ),
     };
     let lits: Vec<String> = values.iter().map(literal).collect();
@@ -73,7 +70,7 @@ fn cmp(name: &str, op: Op, values: &[Value]) -> String {
                 _ => String::new(),
             })
             .collect();
-        let exact = test_of(op, &format!("JSONExtractInt(props, {key})"), &ints);
+        let exact = test_of(op, &format!("JSONExtractInt({col}, {key})"), &ints);
         return format!("({family} AND if({ty} = 'Int64', {exact}, {test}))");
     }
     format!("({family} AND {test})")

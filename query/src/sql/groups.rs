@@ -17,19 +17,23 @@ pub(super) fn key(c: &Common) -> Result<Option<String>> {
     let mut parts = Vec::new();
     for (i, d) in c.breakdown.iter().enumerate() {
         let path = format!("breakdown[{i}]");
-        let Breakdown::Event { name, .. } = d else {
-            return Err(QueryError::not_translatable(
-                path,
-                "user_prop and channel breakdowns are not translated yet",
-            ));
+        let (col, name, field) = match d {
+            Breakdown::Event { name, .. } => ("props", name, "event_prop"),
+            Breakdown::User(name) => ("uprops", name, "user_prop"),
+            Breakdown::Channel(_) => {
+                return Err(QueryError::not_translatable(
+                    format!("{path}.channel"),
+                    "channel breakdowns are not translated yet",
+                ))
+            }
         };
         if name.contains(['.', '[', ']']) {
             return Err(QueryError::not_translatable(
-                format!("{path}.event_prop"),
+                format!("{path}.{field}"),
                 "a name with '.', '[' or ']' does not fit a result path",
             ));
         }
-        let raw = super::raw_value(name, &format!("{path}.event_prop"))?;
+        let raw = super::raw_value(col, name, &format!("{path}.{field}"))?;
         let label = serde_json::to_string(name).unwrap_or_default();
         let sep = if i == 0 { "" } else { "," };
         parts.push(format!(

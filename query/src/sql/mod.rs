@@ -69,6 +69,9 @@ pub struct Options {
     /// The events relation: a table name or table function (see the
     /// module documentation for its columns).
     pub table: String,
+    /// The profiles relation (`user` String, `props` String: the profile
+    /// as a JSON object), read when the query reads profiles.
+    pub profiles: String,
 }
 
 impl Default for Options {
@@ -76,6 +79,7 @@ impl Default for Options {
         Options {
             dialect: Dialect::ClickHouse,
             table: "events".to_owned(),
+            profiles: "profiles".to_owned(),
         }
     }
 }
@@ -144,7 +148,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             "this store links user ids into people (aliases), which queries merge and the export does not",
         ));
     }
-    let visible = base(&opts.table, &common, false)?;
+    let visible = base(opts, query, &common, false)?;
     let c = &common;
     let body = match parsed {
         Parsed::Funnel(f) => {
@@ -159,7 +163,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         }
         Parsed::Distribution(q) => distribution::sql(&q, c)?,
         Parsed::Lifecycle(q) => match grid(Some(q.unit), c, &ctx, "interval")? {
-            Some(g) => lifecycle::sql(&q, c, &g, &base(&opts.table, c, true)?)?,
+            Some(g) => lifecycle::sql(&q, c, &g, &base(opts, query, c, true)?)?,
             None => String::new(),
         },
         Parsed::Stickiness(q) => match grid(Some(q.unit), c, &ctx, "interval")? {
@@ -212,10 +216,10 @@ fn grid(
 
 /// Refuses the common fields this translation does not express yet.
 fn refuse_common(query: &Json, c: &Common, kind: &str) -> Result<()> {
-    if query.get("users").is_some() {
+    if query.get("users").is_some_and(has_cohort) {
         return Err(QueryError::not_translatable(
             "users",
-            "user conditions (profiles, saved cohorts) are not translated yet",
+            "saved cohorts live in the store, not in the export",
         ));
     }
     if !c.breakdown.is_empty() && !GROUPED.contains(&kind) {
@@ -230,11 +234,30 @@ fn refuse_common(query: &Json, c: &Common, kind: &str) -> Result<()> {
     Ok(())
 }
 
-/// The visible events: the time range and the query-wide `where`, with
-/// `ts` as Int64 epoch milliseconds.
+/// Whether `key` is a key anywhere in `v`.
+fn mentions(v: &Json, key: &str) -> bool {
+    match v {
+        Json::Object(m) => m.contains_key(key) || m.values().any(|x| mentions(x, key)),
+        Json::Array(a) => a.iter().any(|x| mentions(x, key)),
+        _ => false,
+    }
+}
+
+/// Whether a `users` condition names a saved cohort.
+fn has_cohort(v: &Json) -> bool {
+    mentions(v, "cohort")
+}
+
+/// The visible events: the time range, the query-wide `where` and the
+/// `users` condition, with `ts` as Int64 epoch milliseconds, and the
+/// user's profile as `uprops` (a JSON object, `{}` without one).
 /// With `look_back`, events before the range's start stay (lifecycle).
-fn base(table: &str, c: &Common, look_back: bool) -> Result<String> {
+fn base(opts: &Options, query: &Json, c: &Common, look_back: bool) -> Result<String> {
+    let table = &opts.table;
     let mut conds = Vec::new();
+    if !c.users.is_true() {
+        conds.push(filter::expr(&c.users, "users")?);
+    }
     match c.range {
         Some((_, to)) if look_back => conds.push(format!("ts < {to}")),
         Some((from, to)) => conds.push(format!("ts >= {from} AND ts < {to}")),
@@ -248,8 +271,22 @@ fn base(table: &str, c: &Common, look_back: bool) -> Result<String> {
     } else {
         format!(" WHERE {}", conds.join(" AND "))
     };
+    let events = format!(
+        "SELECT user, event, toInt64(toUnixTimestamp64Milli(time)) AS ts, toUInt64(seq) AS seq, props FROM {table}"
+    );
+    let uses_profiles = !c.users.is_true() || mentions(query, "user_prop");
+    let rows = if uses_profiles {
+        format!(
+            "SELECT e.user AS user, e.event AS event, e.ts AS ts, e.seq AS seq, e.props AS props, \
+             if(p.props = '', '{{}}', p.props) AS uprops FROM ({events}) AS e \
+             LEFT JOIN (SELECT user, props FROM {}) AS p ON e.user = p.user",
+            opts.profiles
+        )
+    } else {
+        format!("SELECT *, '{{}}' AS uprops FROM ({events})")
+    };
     Ok(format!(
-        "SELECT user, event, ts, seq, props FROM (SELECT user, event, toInt64(toUnixTimestamp64Milli(time)) AS ts, toUInt64(seq) AS seq, props FROM {table}){cond}"
+        "SELECT user, event, ts, seq, props, uprops FROM ({rows}){cond}"
     ))
 }
 
@@ -269,9 +306,10 @@ fn event_cond(r: &EventRef, path: &str) -> Result<String> {
     ))
 }
 
-/// The raw JSON text of property `name` in `props` (as the export wrote
-/// it: numbers as the engine prints them), NULL when absent or null.
-fn raw_value(name: &str, path: &str) -> Result<String> {
+/// The raw JSON text of property `name` in the JSON column `col` (as the
+/// export wrote it: numbers as the engine prints them), NULL when absent
+/// or null.
+fn raw_value(col: &str, name: &str, path: &str) -> Result<String> {
     if name
         .chars()
         .any(|ch| ch == '"' || ch == '\\' || ch.is_control())
@@ -284,7 +322,7 @@ fn raw_value(name: &str, path: &str) -> Result<String> {
     }
     let k = quote(name);
     Ok(format!(
-        "if(JSONType(props, {k}) = 'Null', NULL, simpleJSONExtractRaw(props, {k}))"
+        "if(JSONType({col}, {k}) = 'Null', NULL, simpleJSONExtractRaw({col}, {k}))"
     ))
 }
 
