@@ -56,27 +56,7 @@ pub(super) fn render(c: &Common, agg: &str, size: &str, leaves: impl Fn(&str) ->
     }
     let limit = c.limit;
     let pre = "if(is_total, '', concat('groups[', toString(idx), '].'))";
-    let keys = c
-        .breakdown
-        .iter()
-        .map(|d| {
-            let k = quote(d.name());
-            let path = format!("concat(pre, 'key.', {k})");
-            format!(
-                "tuple({path}, \
-                 multiIf(JSONType(g, {k}) = 'Bool', toFloat64(JSONExtractBool(g, {k})), \
-                 JSONType(g, {k}) IN ('Int64', 'UInt64', 'Double'), JSONExtractFloat(g, {k}), NULL), \
-                 multiIf(JSONType(g, {k}) = 'String', JSONExtractString(g, {k}), \
-                 JSONType(g, {k}) = 'Bool', if(JSONExtractBool(g, {k}), 'true', 'false'), NULL))"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let extra = format!(
-        "if(is_total, [{}, tuple(if(ng > {limit}, 'groups_truncated', 'groups[]'), \
-         CAST(if(ng > {limit}, ng, NULL) AS Nullable(Float64)), CAST(NULL AS Nullable(String)))], [{keys}])",
-        num_leaf("'groups[]'", "NULL")
-    );
+    let extra = format!("if(is_total, {}, {})", declare(limit, "ng"), key_leaves(c));
     let ranked = format!(
         "SELECT *, {pre} AS pre FROM (SELECT *, \
          if(is_total, 0, row_number() OVER (PARTITION BY is_total ORDER BY {size} DESC, g ASC) - 1) AS idx, \
@@ -97,4 +77,36 @@ pub(super) fn grouping(c: &Common) -> (&'static str, &'static str) {
             " GROUP BY GROUPING SETS ((g), ())",
         )
     }
+}
+
+/// The leaves of a group's key (`pre` its prefix, `g` its key text), an
+/// Array expression.
+pub(super) fn key_leaves(c: &Common) -> String {
+    let keys = c
+        .breakdown
+        .iter()
+        .map(|d| {
+            let k = quote(d.name());
+            let path = format!("concat(pre, 'key.', {k})");
+            format!(
+                "tuple({path}, \
+                 multiIf(JSONType(g, {k}) = 'Bool', toFloat64(JSONExtractBool(g, {k})), \
+                 JSONType(g, {k}) IN ('Int64', 'UInt64', 'Double'), JSONExtractFloat(g, {k}), NULL), \
+                 multiIf(JSONType(g, {k}) = 'String', JSONExtractString(g, {k}), \
+                 JSONType(g, {k}) = 'Bool', if(JSONExtractBool(g, {k}), 'true', 'false'), NULL))"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("[{keys}]")
+}
+
+/// The top-level `groups` array's declaration, and `groups_truncated`
+/// when `ng` (the number of groups) is over `limit`: an Array expression.
+pub(super) fn declare(limit: usize, ng: &str) -> String {
+    format!(
+        "[{}, tuple(if({ng} > {limit}, 'groups_truncated', 'groups[]'), \
+         CAST(if({ng} > {limit}, {ng}, NULL) AS Nullable(Float64)), CAST(NULL AS Nullable(String)))]",
+        num_leaf("'groups[]'", "NULL")
+    )
 }

@@ -97,7 +97,7 @@ pub const TRANSLATED: [&str; 8] = [
 ];
 
 /// The kinds whose `breakdown` (by event properties) translates.
-pub const GROUPED: [&str; 4] = ["funnel", "interval", "distribution", "events"];
+pub const GROUPED: [&str; 5] = ["funnel", "interval", "distribution", "events", "retention"];
 
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
