@@ -38,7 +38,7 @@ pub(super) fn sql(q: &Heatmap, c: &Common, query: &Json) -> Result<String> {
 
 /// A property's string form (strings as they are, numbers as the JSON
 /// the engine prints, booleans `true`/`false`); NULL when absent.
-fn string_form(name: &str, path: &str) -> Result<String> {
+pub(super) fn string_form(name: &str, path: &str) -> Result<String> {
     let raw = super::raw_value("props", name, path)?;
     let k = quote(name);
     Ok(format!(

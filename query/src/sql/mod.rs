@@ -41,6 +41,7 @@ mod interval;
 mod lifecycle;
 mod retention;
 mod rows;
+mod sessions;
 mod stickiness;
 
 use footprint_storage::Store;
@@ -85,7 +86,7 @@ impl Default for Options {
 }
 
 /// The kinds [`translate`] turns into SQL.
-pub const TRANSLATED: [&str; 8] = [
+pub const TRANSLATED: [&str; 9] = [
     "funnel",
     "retention",
     "interval",
@@ -94,6 +95,7 @@ pub const TRANSLATED: [&str; 8] = [
     "lifecycle",
     "stickiness",
     "heatmap",
+    "sessions",
 ];
 
 /// The kinds whose `breakdown` (by event properties) translates.
@@ -113,6 +115,12 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
                 "kind \"{kind}\" has no SQL translation yet; translated: {}",
                 TRANSLATED.join(", ")
             ),
+        ));
+    }
+    if kind == "sessions" && !common.breakdown.is_empty() {
+        return Err(QueryError::not_translatable(
+            "breakdown",
+            "a breakdown of sessions is not translated yet",
         ));
     }
     if kind == "heatmap" && !common.breakdown.is_empty() {
@@ -138,6 +146,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             &mut o, &mut ctx, &common,
         )?),
         "heatmap" => Parsed::Heatmap(crate::heatmap::Heatmap::parse(&mut o, &mut ctx)?),
+        "sessions" => Parsed::Sessions(crate::sessions::Sessions::parse(&mut o, &mut ctx)?),
         _ => Parsed::Interval(crate::interval::Interval::parse(&mut o, &mut ctx)?),
     };
     o.finish(crate::COMMON)?;
@@ -171,6 +180,10 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             None => String::new(),
         },
         Parsed::Heatmap(q) => heatmap::sql(&q, c, query)?,
+        Parsed::Sessions(q) => match grid(Some(q.unit), c, &ctx, "interval")? {
+            Some(g) => sessions::sql(&q, c, &g, query)?,
+            None => String::new(),
+        },
     };
     Ok(format!("WITH ev AS ({visible}),\n{body}\n"))
 }
@@ -185,6 +198,7 @@ enum Parsed {
     Lifecycle(crate::lifecycle::Lifecycle),
     Stickiness(crate::stickiness::Stickiness),
     Heatmap(crate::heatmap::Heatmap),
+    Sessions(crate::sessions::Sessions),
 }
 
 /// The engine's bucket grid of the query's `time_range` (none without a
