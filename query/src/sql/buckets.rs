@@ -2,6 +2,7 @@
 //! `fromUnixTimestamp64Milli(ts, tz)` (SEMANTICS.md §2.1–2.2): the
 //! engine's `Clock` buckets and periods.
 
+use super::{num_leaf, quote, text_leaf};
 use crate::time::Unit;
 
 /// The bucket of the instant `ts` (Int64 ms) and its label format.
@@ -46,4 +47,15 @@ pub(super) struct Grid {
     pub unit: Unit,
     /// Each bucket's label, in order.
     pub labels: Vec<String>,
+}
+
+impl Grid {
+    /// The `buckets` leaves (labels), an Array expression.
+    pub(super) fn label_leaves(&self) -> String {
+        let mut leaves = vec![num_leaf("'buckets[]'", "NULL")];
+        for (i, l) in self.labels.iter().enumerate() {
+            leaves.push(text_leaf(&format!("'buckets[{i}]'"), &quote(l)));
+        }
+        format!("[{}]", leaves.join(", "))
+    }
 }

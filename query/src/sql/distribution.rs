@@ -34,15 +34,7 @@ pub(super) fn sql(q: &Distribution, c: &Common) -> Result<String> {
         "SELECT user, {value} AS v, argMin({key}, (ts, seq)) AS g FROM ev WHERE {cond} GROUP BY user"
     );
     let b = &q.bounds;
-    let hist = b
-        .iter()
-        .enumerate()
-        .map(|(i, lo)| match b.get(i + 1) {
-            Some(hi) => format!("countIf(v >= {lo:?} AND v < {hi:?})"),
-            None => format!("countIf(v >= {lo:?})"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let hist = super::bins(b, "v").join(", ");
     let (head, grouped) = super::groups::grouping(c);
     let agg = format!(
         "SELECT {head}count() AS n, countIf(v < {b0:?}) AS below, [{hist}] AS hist, min(v) AS mn, \

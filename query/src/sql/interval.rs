@@ -38,10 +38,11 @@ pub(super) fn sql(q: &Interval, c: &Common) -> Result<String> {
     };
     let hist = BOUNDS
         .iter()
+        .zip(super::bins(&BOUNDS, "d"))
         .enumerate()
-        .map(|(i, lo)| match BOUNDS.get(i + 1) {
-            Some(hi) => format!("({lo}, toNullable({hi}), countIf(d >= {lo} AND d < {hi}))"),
-            None => format!("({lo}, CAST(NULL AS Nullable(Int64)), countIf(d >= {lo}))"),
+        .map(|(i, (lo, n))| match BOUNDS.get(i + 1) {
+            Some(hi) => format!("({lo}, toNullable({hi}), {n})"),
+            None => format!("({lo}, CAST(NULL AS Nullable(Int64)), {n})"),
         })
         .collect::<Vec<_>>()
         .join(", ");

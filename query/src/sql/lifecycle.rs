@@ -4,7 +4,7 @@
 //! resurrecting and dormant users.
 
 use super::buckets::{offset, Grid};
-use super::{event_cond, long_form, num_leaf, quote, text_leaf};
+use super::{event_cond, long_form, num_leaf, quote};
 use crate::error::{QueryError, Result};
 use crate::lifecycle::Lifecycle;
 use crate::model::Common;
@@ -34,16 +34,7 @@ pub(super) fn sql(q: &Lifecycle, c: &Common, g: &Grid, all: &str) -> Result<Stri
          arrayMap(x -> -toInt64(x), countIfResample(0, {n}, 1)(NOT has(act, b) AND has(act, b - 1), b)) AS dormant \
          FROM ({per_user}) ARRAY JOIN arrayMap(x -> toInt64(x), range({n})) AS b"
     );
-    let mut leaves = vec![format!("[{}]", num_leaf("'buckets[]'", "NULL"))];
-    let labels: Vec<String> = g
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| text_leaf(&format!("'buckets[{i}]'"), &quote(l)))
-        .collect();
-    if !labels.is_empty() {
-        leaves.push(format!("[{}]", labels.join(", ")));
-    }
+    let mut leaves = vec![g.label_leaves()];
     for f in ["new", "returning", "resurrecting", "dormant"] {
         leaves.push(format!(
             "[{}], arrayMap((x, i) -> {}, {f}, arrayEnumerate({f}))",

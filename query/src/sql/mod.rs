@@ -340,6 +340,19 @@ fn raw_value(col: &str, name: &str, path: &str) -> Result<String> {
     ))
 }
 
+/// Counts of `col` per bucket of lower `bounds` (the last open-ended), as
+/// a comma-separated list of `countIf`s.
+fn bins<T: std::fmt::Debug>(bounds: &[T], col: &str) -> Vec<String> {
+    bounds
+        .iter()
+        .enumerate()
+        .map(|(i, lo)| match bounds.get(i + 1) {
+            Some(hi) => format!("countIf({col} >= {lo:?} AND {col} < {hi:?})"),
+            None => format!("countIf({col} >= {lo:?})"),
+        })
+        .collect()
+}
+
 /// A ClickHouse string literal.
 fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

@@ -99,15 +99,7 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
     let rs = format!("Resample(0, {n}, 1)");
     let rs2 = format!("Resample(0.5, 0, {n}, 1)");
     let ratio = |a: &str, b: &str| format!("arrayMap((x, y) -> if(y = 0, NULL, x / y), {a}, {b})");
-    let hist = HISTOGRAM
-        .iter()
-        .enumerate()
-        .map(|(i, lo)| match HISTOGRAM.get(i + 1) {
-            Some(hi) => format!("countIf(d >= {lo} AND d < {hi})"),
-            None => format!("countIf(d >= {lo})"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let hist = super::bins(&HISTOGRAM, "d").join(", ");
     let agg = format!(
         "SELECT count{rs}(b) AS bs, uniqExact{rs}(user, b) AS bu, sum{rs}(d, b) AS bd, \
          quantileExactInclusive{rs2}(d, b) AS bm, sum{rs}(events, b) AS be, \
@@ -120,16 +112,7 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
          FROM sessions WHERE exit IS NOT NULL GROUP BY exit)) AS exits \
          FROM sessions WHERE b >= 0 AND b < {n}"
     );
-    let mut leaves = vec![format!("[{}]", num_leaf("'buckets[]'", "NULL"))];
-    let labels: Vec<String> = g
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| text_leaf(&format!("'buckets[{i}]'"), &quote(l)))
-        .collect();
-    if !labels.is_empty() {
-        leaves.push(format!("[{}]", labels.join(", ")));
-    }
+    let mut leaves = vec![g.label_leaves()];
     let series = [
         ("sessions", "bs".to_owned()),
         ("users", "bu".to_owned()),
