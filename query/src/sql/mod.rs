@@ -30,6 +30,7 @@
 //! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`,
 //! `heatmap`.
 
+mod attribution;
 mod buckets;
 mod distribution;
 mod events;
@@ -86,7 +87,7 @@ impl Default for Options {
 }
 
 /// The kinds [`translate`] turns into SQL.
-pub const TRANSLATED: [&str; 9] = [
+pub const TRANSLATED: [&str; 10] = [
     "funnel",
     "retention",
     "interval",
@@ -96,6 +97,7 @@ pub const TRANSLATED: [&str; 9] = [
     "stickiness",
     "heatmap",
     "sessions",
+    "attribution",
 ];
 
 /// The kinds whose `breakdown` (by event properties) translates.
@@ -147,6 +149,9 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
         )?),
         "heatmap" => Parsed::Heatmap(crate::heatmap::Heatmap::parse(&mut o, &mut ctx)?),
         "sessions" => Parsed::Sessions(crate::sessions::Sessions::parse(&mut o, &mut ctx)?),
+        "attribution" => Parsed::Attribution(crate::attribution::Attribution::parse(
+            &mut o, &mut ctx, &common,
+        )?),
         _ => Parsed::Interval(crate::interval::Interval::parse(&mut o, &mut ctx)?),
     };
     o.finish(crate::COMMON)?;
@@ -180,6 +185,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             None => String::new(),
         },
         Parsed::Heatmap(q) => heatmap::sql(&q, c, query)?,
+        Parsed::Attribution(q) => attribution::sql(&q, c, query, &base(opts, query, c, true)?)?,
         Parsed::Sessions(q) => match grid(Some(q.unit), c, &ctx, "interval")? {
             Some(g) => sessions::sql(&q, c, &g, query)?,
             None => String::new(),
@@ -199,6 +205,7 @@ enum Parsed {
     Stickiness(crate::stickiness::Stickiness),
     Heatmap(crate::heatmap::Heatmap),
     Sessions(crate::sessions::Sessions),
+    Attribution(crate::attribution::Attribution),
 }
 
 /// The engine's bucket grid of the query's `time_range` (none without a
