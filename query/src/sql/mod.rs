@@ -101,7 +101,14 @@ pub const TRANSLATED: [&str; 10] = [
 ];
 
 /// The kinds whose `breakdown` (by event properties) translates.
-pub const GROUPED: [&str; 5] = ["funnel", "interval", "distribution", "events", "retention"];
+pub const GROUPED: [&str; 6] = [
+    "funnel",
+    "interval",
+    "distribution",
+    "events",
+    "retention",
+    "sessions",
+];
 
 /// Translates `query` into one SQL statement answering in long form.
 /// `store` resolves names exactly as a query on it would (unknown events
@@ -117,12 +124,6 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
                 "kind \"{kind}\" has no SQL translation yet; translated: {}",
                 TRANSLATED.join(", ")
             ),
-        ));
-    }
-    if kind == "sessions" && !common.breakdown.is_empty() {
-        return Err(QueryError::not_translatable(
-            "breakdown",
-            "a breakdown of sessions is not translated yet",
         ));
     }
     if kind == "heatmap" && !common.breakdown.is_empty() {

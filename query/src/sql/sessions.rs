@@ -8,8 +8,8 @@ use serde_json::Value as Json;
 
 use super::buckets::{bucket, offset, Grid};
 use super::heatmap::string_form;
-use super::{long_form, num_leaf, quote, text_leaf};
-use crate::error::{QueryError, Result};
+use super::{num_leaf, quote, text_leaf};
+use crate::error::Result;
 use crate::model::Common;
 use crate::sessionize::{Split, DEFAULT_IGNORE};
 use crate::sessions::{Sessions, HISTOGRAM};
@@ -36,12 +36,6 @@ fn in_list(names: &[String]) -> String {
 
 /// The sessions query's SQL after `WITH ev AS (…),`.
 pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<String> {
-    if !c.breakdown.is_empty() {
-        return Err(QueryError::not_translatable(
-            "breakdown",
-            "a breakdown of sessions is not translated yet",
-        ));
-    }
     let tz = quote(c.tz.name());
     let n = g.labels.len();
     let r = &q.rules;
@@ -70,8 +64,10 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
         _ => "''".to_owned(),
     };
     let midnight = matches!(r.split, Split::Midnight);
+    // A session's group is that of its first event (the landing event).
+    let key = super::groups::key(c)?.unwrap_or_else(|| "''".to_owned());
     let rows = format!(
-        "SELECT user, arraySort(groupArray((ts, seq, {day}, {split}, toUInt8({pages}), tuple({page_val})))) AS rs \
+        "SELECT user, arraySort(groupArray((ts, seq, {day}, {split}, toUInt8({pages}), tuple({page_val}), {key}))) AS rs \
          FROM ev WHERE NOT ({ignored}) GROUP BY user"
     );
     // State: (previous time, session start, previous day, the session's
@@ -90,7 +86,7 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
     );
     let sessions = format!(
         "SELECT user, sid, min(x.1) AS start, max(x.1) - min(x.1) AS d, count() AS events, \
-         sum(x.5) AS pages, argMinIf(x.6, (x.1, x.2), x.5 = 1).1 AS entry, argMaxIf(x.6, (x.1, x.2), x.5 = 1).1 AS exit, \
+         sum(x.5) AS pages, argMinIf(x.6, (x.1, x.2), x.5 = 1).1 AS entry, argMaxIf(x.6, (x.1, x.2), x.5 = 1).1 AS exit, argMin(x.7, (x.1, x.2)) AS g, \
          pages > 0 AND pages <= 1 AND d < {bu} AS bounce, {b} AS b \
          FROM (SELECT user, rs, {fold} AS sids FROM ({rows})) ARRAY JOIN rs AS x, sids AS sid GROUP BY user, sid",
         bu = q.bounce_under,
@@ -100,8 +96,9 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
     let rs2 = format!("Resample(0.5, 0, {n}, 1)");
     let ratio = |a: &str, b: &str| format!("arrayMap((x, y) -> if(y = 0, NULL, x / y), {a}, {b})");
     let hist = super::bins(&HISTOGRAM, "d").join(", ");
+    let (head, grouped) = super::groups::grouping(c);
     let agg = format!(
-        "SELECT count{rs}(b) AS bs, uniqExact{rs}(user, b) AS bu, sum{rs}(d, b) AS bd, \
+        "SELECT {head}count{rs}(b) AS bs, uniqExact{rs}(user, b) AS bu, sum{rs}(d, b) AS bd, \
          quantileExactInclusive{rs2}(d, b) AS bm, sum{rs}(events, b) AS be, \
          sum{rs}(toUInt64(bounce), b) AS bb, countIf{rs}(pages > 0, b) AS bp, \
          count() AS ts_, uniqExact(user) AS tu, sum(d) AS td, quantileExactInclusive(0.5)(d) AS tm, \
@@ -110,9 +107,11 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
          sum(toUInt64(bounce)) AS bo FROM sessions WHERE entry IS NOT NULL GROUP BY entry)) AS entries, \
          (SELECT arraySort(x -> (-x.2, x.1), groupArray((e, s))) FROM (SELECT exit AS e, count() AS s \
          FROM sessions WHERE exit IS NOT NULL GROUP BY exit)) AS exits \
-         FROM sessions WHERE b >= 0 AND b < {n}"
+         FROM sessions WHERE b >= 0 AND b < {n}{grouped}"
     );
-    let mut leaves = vec![g.label_leaves()];
+    // Groups have the series and the total; the rest is the top level's.
+    let mut top_only = vec![g.label_leaves()];
+    let mut leaves = Vec::new();
     let series = [
         ("sessions", "bs".to_owned()),
         ("users", "bu".to_owned()),
@@ -127,21 +126,27 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
     for (name, arr) in series {
         leaves.push(format!(
             "[{}], arrayMap((x, i) -> {}, {arr}, arrayEnumerate({arr}))",
-            num_leaf(&format!("'{name}[]'"), "NULL"),
-            num_leaf(&format!("concat('{name}[', toString(i - 1), ']')"), "x")
+            num_leaf(&format!("concat(pre, '{name}[]')"), "NULL"),
+            num_leaf(
+                &format!("concat(pre, '{name}[', toString(i - 1), ']')"),
+                "x"
+            )
         ));
     }
     let div = |a: &str, b: &str| format!("if({b} = 0, NULL, {a} / {b})");
     leaves.push(format!(
         "[{}]",
         [
-            num_leaf("'total.sessions'", "ts_"),
-            num_leaf("'total.users'", "tu"),
-            num_leaf("'total.avg_duration_ms'", &div("td", "ts_")),
-            num_leaf("'total.median_duration_ms'", "if(ts_ = 0, NULL, tm)"),
-            num_leaf("'total.events_per_session'", &div("te", "ts_")),
-            num_leaf("'total.bounce_rate'", &div("tb", "tp")),
-            num_leaf("'total.sessions_per_user'", &div("ts_", "tu")),
+            num_leaf("concat(pre, 'total.sessions')", "ts_"),
+            num_leaf("concat(pre, 'total.users')", "tu"),
+            num_leaf("concat(pre, 'total.avg_duration_ms')", &div("td", "ts_")),
+            num_leaf(
+                "concat(pre, 'total.median_duration_ms')",
+                "if(ts_ = 0, NULL, tm)"
+            ),
+            num_leaf("concat(pre, 'total.events_per_session')", &div("te", "ts_")),
+            num_leaf("concat(pre, 'total.bounce_rate')", &div("tb", "tp")),
+            num_leaf("concat(pre, 'total.sessions_per_user')", &div("ts_", "tu")),
         ]
         .join(", ")
     ));
@@ -156,9 +161,9 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
             &format!("hist[{}]", i + 1),
         ));
     }
-    leaves.push(format!("[{}]", hist_leaves.join(", ")));
+    top_only.push(format!("[{}]", hist_leaves.join(", ")));
     let top = q.top;
-    leaves.push(format!(
+    top_only.push(format!(
         "[{}, {}], arrayFlatten(arrayMap((x, i) -> [{}, {}, {}], arraySlice(entries, 1, {top}), arrayEnumerate(arraySlice(entries, 1, {top})))), \
          arrayFlatten(arrayMap((x, i) -> [{}, {}], arraySlice(exits, 1, {top}), arrayEnumerate(arraySlice(exits, 1, {top}))))",
         num_leaf("'entry[]'", "NULL"),
@@ -169,11 +174,15 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
         text_leaf("concat('exit[', toString(i - 1), '].value')", "x.1"),
         num_leaf("concat('exit[', toString(i - 1), '].sessions')", "x.2"),
     ));
+    let top_only = format!("arrayConcat({})", top_only.join(", "));
+    let top_only = if c.breakdown.is_empty() {
+        top_only
+    } else {
+        format!("if(is_total, {top_only}, [])")
+    };
+    let all = format!("arrayConcat({top_only}, {})", leaves.join(", "));
     Ok(format!(
         "sessions AS ({sessions}),\nagg AS ({agg})\n{}",
-        long_form(
-            &format!("arrayConcat({})", leaves.join(", ")),
-            "SELECT * FROM agg"
-        )
+        super::groups::render(c, "SELECT * FROM agg", "ts_", |_| all.clone())
     ))
 }
