@@ -28,7 +28,9 @@
 //! Translated kinds: `funnel` (every mode, trends; not yet exclusions,
 //! per-step `within`, `hold`, `explain_users`), `retention`, `interval`,
 //! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`,
-//! `heatmap`.
+//! `heatmap`, `sessions`, `attribution` (not by channel); breakdowns by
+//! event and user properties ([`GROUPED`] kinds); `users` conditions on
+//! profiles (the `profiles` relation: `user`, `props` as JSON text).
 
 mod attribution;
 mod buckets;
