@@ -485,19 +485,16 @@ fn sql_translates_and_refuses_with_the_path() {
         "{err}"
     );
     let err = fail(
-        r#"{"kind":"interval","from":{"event":"a"},"to":{"event":"b"},"breakdown":[{"channel":true}]}"#,
+        r#"{"kind":"funnel","steps":[{"event":"a"},{"event":"b"}],"window":1,"exclusions":[{"event":"x","between":[0,1]}]}"#,
         None,
     );
-    assert!(
-        err.contains("breakdown[0].channel: not translatable to SQL"),
-        "{err}"
-    );
+    assert!(err.contains("exclusions: not translatable to SQL"), "{err}");
     // A trend's buckets without a time_range follow the stored data.
     let err = fail(
         r#"{"kind":"funnel","steps":[{"event":"a"}],"window":1,"trend":{"interval":"day"}}"#,
         None,
     );
     assert!(err.contains("trend: not translatable to SQL"), "{err}");
-    let err = fail(r#"{"kind":"sessions"}"#, None);
+    let err = fail(r#"{"kind":"paths"}"#, None);
     assert!(err.contains("kind: not translatable to SQL"), "{err}");
 }

@@ -9,7 +9,7 @@ use serde_json::Value as Json;
 use super::heatmap::string_form;
 use super::{event_cond, long_form, num_leaf, quote, text_leaf};
 use crate::attribution::{Attribution, By, Model, DIRECT};
-use crate::error::{QueryError, Result};
+use crate::error::Result;
 use crate::model::Common;
 
 /// One model's credit to value `v` of a conversion whose touchpoints are
@@ -34,14 +34,15 @@ fn credit(m: Model) -> &'static str {
 /// The attribution's SQL after `WITH ev AS (…),`; `all` is the events
 /// relation before the range's end (touchpoints reach back).
 pub(super) fn sql(q: &Attribution, c: &Common, query: &Json, all: &str) -> Result<String> {
-    if matches!(q.by, By::Channel(_)) {
-        return Err(QueryError::not_translatable(
-            "by.channel",
-            "channel classification is not translated yet",
-        ));
-    }
-    let by = query["by"]["event_prop"].as_str().unwrap_or_default();
-    let value = string_form(by, "by.event_prop")?;
+    // Every touch has a channel; a property's value must be present and
+    // not empty.
+    let value = match q.by {
+        By::Channel(_) => super::channels::channel()?,
+        By::Prop(_) => {
+            let by = query["by"]["event_prop"].as_str().unwrap_or_default();
+            string_form(by, "by.event_prop")?
+        }
+    };
     let touch = event_cond(&q.touch, "touch")?;
     let conv = event_cond(&q.conversion, "conversion")?;
     let in_range = c.range.map_or("1".to_owned(), |(from, to)| {

@@ -17,14 +17,18 @@ pub(super) fn key(c: &Common) -> Result<Option<String>> {
     let mut parts = Vec::new();
     for (i, d) in c.breakdown.iter().enumerate() {
         let path = format!("breakdown[{i}]");
+        let sep = if i == 0 { "" } else { "," };
         let (col, name, field) = match d {
             Breakdown::Event { name, .. } => ("props", name, "event_prop"),
             Breakdown::User(name) => ("uprops", name, "user_prop"),
             Breakdown::Channel(_) => {
-                return Err(QueryError::not_translatable(
-                    format!("{path}.channel"),
-                    "channel breakdowns are not translated yet",
-                ))
+                // A channel name is a plain string.
+                parts.push(format!(
+                    "{}, '\"', {}, '\"'",
+                    quote(&format!("{sep}\"channel\":")),
+                    super::channels::channel()?
+                ));
+                continue;
             }
         };
         if name.contains(['.', '[', ']']) {
@@ -35,7 +39,6 @@ pub(super) fn key(c: &Common) -> Result<Option<String>> {
         }
         let raw = super::raw_value(col, name, &format!("{path}.{field}"))?;
         let label = serde_json::to_string(name).unwrap_or_default();
-        let sep = if i == 0 { "" } else { "," };
         parts.push(format!(
             "{}, ifNull({raw}, 'null')",
             quote(&format!("{sep}{label}:"))

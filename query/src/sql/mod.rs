@@ -28,12 +28,13 @@
 //! Translated kinds: `funnel` (every mode, trends; not yet exclusions,
 //! per-step `within`, `hold`, `explain_users`), `retention`, `interval`,
 //! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`,
-//! `heatmap`, `sessions`, `attribution` (not by channel); breakdowns by
-//! event and user properties ([`GROUPED`] kinds); `users` conditions on
+//! `heatmap`, `sessions`, `attribution`; breakdowns by event and user
+//! properties and channels ([`GROUPED`] kinds); `users` conditions on
 //! profiles (the `profiles` relation: `user`, `props` as JSON text).
 
 mod attribution;
 mod buckets;
+mod channels;
 mod distribution;
 mod events;
 mod filter;
