@@ -495,6 +495,6 @@ fn sql_translates_and_refuses_with_the_path() {
         None,
     );
     assert!(err.contains("trend: not translatable to SQL"), "{err}");
-    let err = fail(r#"{"kind":"paths"}"#, None);
+    let err = fail(r#"{"kind":"users"}"#, None);
     assert!(err.contains("kind: not translatable to SQL"), "{err}");
 }

@@ -357,7 +357,7 @@ fn sql_translate_endpoint() {
             r#"{"kind":"funnel","steps":[{"event":"signup"},{"event":"pay"}],"window":1,"exclusions":[{"event":"signup","between":[0,1]}]}"#,
             "exclusions",
         ),
-        (r#"{"kind":"paths"}"#, "kind"),
+        (r#"{"kind":"users"}"#, "kind"),
     ] {
         let (st, r) = s.json("POST", "/v1/sql/translate", &query, body);
         assert_eq!(

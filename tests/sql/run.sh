@@ -4,8 +4,10 @@
 # directory (once), builds `footprint`, and checks every conformance case
 # (tests/conformance/cases and analyses/cases) through
 # tests/sql/run_cases.py: the translated SQL, run in ClickHouse over the
-# case's Parquet export, must give `footprint query`'s answer. A missing
-# Python or a failed install is a failure, never a skip.
+# case's Parquet export, must give `footprint query`'s answer; so must
+# every query of tests/sql/queries on a `footprint gen` data set. Each
+# case and query translates, so a refused one fails too (--all). A missing Python
+# or a failed install is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -17,5 +19,5 @@ fi
 # (conformance/SEMANTICS.md).
 "$venv/bin/pip" install -q --disable-pip-version-check "chdb==4.4.0"
 cargo build -q --profile test -p footprint-server --bin footprint
-"$venv/bin/python" tests/sql/run_cases.py "$target/debug/footprint" --queries tests/sql/queries \
+"$venv/bin/python" tests/sql/run_cases.py "$target/debug/footprint" --all --queries tests/sql/queries \
   tests/conformance/cases tests/conformance/analyses/cases

@@ -135,12 +135,17 @@ def checked(f, *args):
 
 
 def main():
-    """usage: run_cases.py FOOTPRINT_BIN [--queries DIR] CASE_DIR...
+    """usage: run_cases.py FOOTPRINT_BIN [--all] [--queries DIR] CASE_DIR...
 
     `--queries DIR`: also every query file in DIR, on one data set made
-    by `footprint gen` (profiles, typed properties, many users)."""
+    by `footprint gen` (profiles, typed properties, many users).
+    `--all`: a case or query the translator refuses fails too (every kind
+    is translated, so none may fall back)."""
     args = sys.argv[1:]
-    bin_, queries = args.pop(0), None
+    bin_, queries, require_all = args.pop(0), None, False
+    if args[:1] == ["--all"]:
+        require_all = True
+        args = args[1:]
     if args[:1] == ["--queries"]:
         queries = args[1]
         args = args[2:]
@@ -185,7 +190,10 @@ def main():
     passed = sum(t["pass"] for t in tally.values())
     print(f"{passed} equal, {len(failures)} failed, "
           f"{sum(t['not covered'] for t in tally.values())} not covered, of {len(files)} cases")
-    sys.exit(1 if failures or passed == 0 else 0)
+    refused = sum(t["not covered"] for t in tally.values())
+    if require_all and refused:
+        print(f"FAIL --all: {refused} cases not covered")
+    sys.exit(1 if failures or passed == 0 or (require_all and refused) else 0)
 
 
 if __name__ == "__main__":

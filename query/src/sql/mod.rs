@@ -28,7 +28,7 @@
 //! Translated kinds: `funnel` (every mode, trends; not yet exclusions,
 //! per-step `within`, `hold`, `explain_users`), `retention`, `interval`,
 //! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`,
-//! `heatmap`, `sessions`, `attribution`; breakdowns by event and user
+//! `heatmap`, `sessions`, `attribution`, `paths`; breakdowns by event and user
 //! properties and channels ([`GROUPED`] kinds); `users` conditions on
 //! profiles (the `profiles` relation: `user`, `props` as JSON text).
 
@@ -43,6 +43,7 @@ mod groups;
 mod heatmap;
 mod interval;
 mod lifecycle;
+mod paths;
 mod retention;
 mod rows;
 mod sessions;
@@ -90,7 +91,7 @@ impl Default for Options {
 }
 
 /// The kinds [`translate`] turns into SQL.
-pub const TRANSLATED: [&str; 10] = [
+pub const TRANSLATED: [&str; 11] = [
     "funnel",
     "retention",
     "interval",
@@ -101,6 +102,7 @@ pub const TRANSLATED: [&str; 10] = [
     "heatmap",
     "sessions",
     "attribution",
+    "paths",
 ];
 
 /// The kinds whose `breakdown` (by event properties) translates.
@@ -129,7 +131,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             ),
         ));
     }
-    if kind == "heatmap" && !common.breakdown.is_empty() {
+    if (kind == "heatmap" || kind == "paths") && !common.breakdown.is_empty() {
         // As the engine answers (`session_kinds`).
         return Err(QueryError::invalid(
             "breakdown",
@@ -152,6 +154,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             &mut o, &mut ctx, &common,
         )?),
         "heatmap" => Parsed::Heatmap(crate::heatmap::Heatmap::parse(&mut o, &mut ctx)?),
+        "paths" => Parsed::Paths(crate::paths::Paths::parse(&mut o, &mut ctx)?),
         "sessions" => Parsed::Sessions(crate::sessions::Sessions::parse(&mut o, &mut ctx)?),
         "attribution" => Parsed::Attribution(crate::attribution::Attribution::parse(
             &mut o, &mut ctx, &common,
@@ -189,6 +192,7 @@ pub fn translate(store: &Store, query: &Json, opts: &Options) -> Result<String> 
             None => String::new(),
         },
         Parsed::Heatmap(q) => heatmap::sql(&q, c, query)?,
+        Parsed::Paths(q) => paths::sql(&q, c, query)?,
         Parsed::Attribution(q) => attribution::sql(&q, c, query, &base(opts, query, c, true)?)?,
         Parsed::Sessions(q) => match grid(Some(q.unit), c, &ctx, "interval")? {
             Some(g) => sessions::sql(&q, c, &g, query)?,
@@ -208,6 +212,7 @@ enum Parsed {
     Lifecycle(crate::lifecycle::Lifecycle),
     Stickiness(crate::stickiness::Stickiness),
     Heatmap(crate::heatmap::Heatmap),
+    Paths(crate::paths::Paths),
     Sessions(crate::sessions::Sessions),
     Attribution(crate::attribution::Attribution),
 }

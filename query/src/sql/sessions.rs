@@ -11,12 +11,12 @@ use super::heatmap::string_form;
 use super::{num_leaf, quote, text_leaf};
 use crate::error::Result;
 use crate::model::Common;
-use crate::sessionize::{Split, DEFAULT_IGNORE};
+use crate::sessionize::{SessionRules, Split, DEFAULT_IGNORE};
 use crate::sessions::{Sessions, HISTOGRAM};
 use crate::time::Unit;
 
 /// Event names of a list field of the query, or `default`.
-fn names(query: &Json, key: &str, default: &[&str]) -> Vec<String> {
+pub(super) fn names(query: &Json, key: &str, default: &[&str]) -> Vec<String> {
     match query.get(key).and_then(Json::as_array) {
         Some(a) => a
             .iter()
@@ -26,7 +26,7 @@ fn names(query: &Json, key: &str, default: &[&str]) -> Vec<String> {
     }
 }
 
-fn in_list(names: &[String]) -> String {
+pub(super) fn in_list(names: &[String]) -> String {
     if names.is_empty() {
         return "0".to_owned();
     }
@@ -34,24 +34,16 @@ fn in_list(names: &[String]) -> String {
     format!("event IN ({})", l.join(", "))
 }
 
-/// The sessions query's SQL after `WITH ev AS (…),`.
-pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<String> {
-    let tz = quote(c.tz.name());
-    let n = g.labels.len();
-    let r = &q.rules;
-    let ignored = in_list(&names(query, "ignore_events", &DEFAULT_IGNORE));
-    let pages = in_list(&names(query, "page_events", &["$pageview", "$screen"]));
-    let page_prop = query
-        .get("page_prop")
-        .and_then(Json::as_str)
-        .unwrap_or("$current_url");
-    let page_val = string_form(page_prop, "page_prop")?;
+/// The sessionizer (`crate::sessionize`): the expressions of a row's local
+/// day (for `split: "midnight"`) and split value (for a property split;
+/// equal values, 10 and 10.0 too, are equal strings, '' when absent), and
+/// the fold that numbers the sessions of `rs`, a user's rows sorted by
+/// (time, arrival) as tuples (time, arrival, day, split value, …).
+pub(super) fn sessionizer(r: &SessionRules, tz: &str, query: &Json) -> (String, String, String) {
     let day = match r.split {
-        Split::Midnight => bucket(Unit::Day, &tz, "ts").0,
+        Split::Midnight => bucket(Unit::Day, tz, "ts").0,
         _ => "toDate('1970-01-01')".to_owned(),
     };
-    // The split property in a form where equal values (10 and 10.0 too)
-    // are equal strings; '' when absent.
     let split = match (&r.split, query["split"]["prop"].as_str()) {
         (Split::Prop(_), Some(name)) => {
             let k = quote(name);
@@ -64,12 +56,6 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
         _ => "''".to_owned(),
     };
     let midnight = matches!(r.split, Split::Midnight);
-    // A session's group is that of its first event (the landing event).
-    let key = super::groups::key(c)?.unwrap_or_else(|| "''".to_owned());
-    let rows = format!(
-        "SELECT user, arraySort(groupArray((ts, seq, {day}, {split}, toUInt8({pages}), tuple({page_val}), {key}))) AS rs \
-         FROM ev WHERE NOT ({ignored}) GROUP BY user"
-    );
     // State: (previous time, session start, previous day, the session's
     // last split value ('' none), session number, numbers so far).
     let new = format!(
@@ -83,6 +69,34 @@ pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<St
         "arrayFold((acc, x) -> arrayMap(nw -> (x.1, if(nw, x.1, acc.2), x.3, if(x.4 != '', x.4, if(nw, '', acc.4)), \
          acc.5 + nw, arrayPushBack(acc.6, acc.5 + nw)), [{new}])[1], rs, \
          (toInt64(0), toInt64(0), toDate('1970-01-01'), '', toUInt64(0), CAST([], 'Array(UInt64)'))).6"
+    );
+    (day, split, fold)
+}
+
+/// The events a list field names (`ignore_events`, default
+/// `DEFAULT_IGNORE`), as a condition.
+pub(super) fn ignored(query: &Json) -> String {
+    in_list(&names(query, "ignore_events", &DEFAULT_IGNORE))
+}
+
+/// The sessions query's SQL after `WITH ev AS (…),`.
+pub(super) fn sql(q: &Sessions, c: &Common, g: &Grid, query: &Json) -> Result<String> {
+    let tz = quote(c.tz.name());
+    let n = g.labels.len();
+    let r = &q.rules;
+    let ignored = ignored(query);
+    let pages = in_list(&names(query, "page_events", &["$pageview", "$screen"]));
+    let page_prop = query
+        .get("page_prop")
+        .and_then(Json::as_str)
+        .unwrap_or("$current_url");
+    let page_val = string_form(page_prop, "page_prop")?;
+    let (day, split, fold) = sessionizer(r, &tz, query);
+    // A session's group is that of its first event (the landing event).
+    let key = super::groups::key(c)?.unwrap_or_else(|| "''".to_owned());
+    let rows = format!(
+        "SELECT user, arraySort(groupArray((ts, seq, {day}, {split}, toUInt8({pages}), tuple({page_val}), {key}))) AS rs \
+         FROM ev WHERE NOT ({ignored}) GROUP BY user"
     );
     let sessions = format!(
         "SELECT user, sid, min(x.1) AS start, max(x.1) - min(x.1) AS d, count() AS events, \
