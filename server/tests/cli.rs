@@ -485,10 +485,10 @@ fn sql_translates_and_refuses_with_the_path() {
         "{err}"
     );
     let err = fail(
-        r#"{"kind":"funnel","steps":[{"event":"a"},{"event":"b"}],"window":1,"exclusions":[{"event":"x","between":[0,1]}]}"#,
+        r#"{"kind":"funnel","steps":[{"event":"a"},{"event":"b"}],"window":1,"hold":[{"event_prop":"x"}]}"#,
         None,
     );
-    assert!(err.contains("exclusions: not translatable to SQL"), "{err}");
+    assert!(err.contains("hold: not translatable to SQL"), "{err}");
     // A trend's buckets without a time_range follow the stored data.
     let err = fail(
         r#"{"kind":"funnel","steps":[{"event":"a"}],"window":1,"trend":{"interval":"day"}}"#,

@@ -354,8 +354,8 @@ fn sql_translate_endpoint() {
     );
     for (body, path) in [
         (
-            r#"{"kind":"funnel","steps":[{"event":"signup"},{"event":"pay"}],"window":1,"exclusions":[{"event":"signup","between":[0,1]}]}"#,
-            "exclusions",
+            r#"{"kind":"funnel","steps":[{"event":"signup"},{"event":"pay"}],"window":1,"hold":[{"event_prop":"plan"}]}"#,
+            "hold",
         ),
         (r#"{"kind":"users"}"#, "kind"),
     ] {

@@ -64,9 +64,28 @@ pub(super) fn sql(f: &Funnel, c: &Common, grid: Option<&Grid>) -> Result<String>
     // Each entry carries its row's breakdown key (the group of a chain is
     // that of its step-1 row).
     let key = super::groups::key(c)?.unwrap_or_else(|| "''".to_owned());
+    // Exclusions: the times of each one's events (a user is left out when
+    // one falls strictly between the chain's steps it names).
+    let mut ex_cols = String::new();
+    let mut excluded = Vec::new();
+    for (j, ex) in f.exclusions.iter().enumerate() {
+        let cond = event_cond(&ex.event, &format!("exclusions[{j}]"))?;
+        ex_cols.push_str(&format!(", groupArrayIf(ts, {cond}) AS x{j}"));
+        excluded.push(format!(
+            "(level > {to} AND arrayExists(t -> t > ch.1[{a}] AND t < ch.1[{b}], x{j}))",
+            to = ex.to,
+            a = ex.from + 1,
+            b = ex.to + 1
+        ));
+    }
+    let keep = if excluded.is_empty() {
+        String::new()
+    } else {
+        format!(" AND NOT ({})", excluded.join(" OR "))
+    };
     let per_user = format!(
         "SELECT user, windowFunnel({w}{modes})(toUInt64(ts + {OFFSET}), {cs}) AS level, \
-         arraySort(groupArrayArray(arrayMap(k -> (ts, k, seq, {key}), {row_steps}))) AS entries \
+         arraySort(groupArrayArray(arrayMap(k -> (ts, k, seq, {key}), {row_steps}))) AS entries{ex_cols} \
          FROM ev GROUP BY user",
         w = f.window,
         cs = conds.join(", "),
@@ -100,7 +119,7 @@ pub(super) fn sql(f: &Funnel, c: &Common, grid: Option<&Grid>) -> Result<String>
     let agg = format!(
         "SELECT {head}{} FROM (SELECT level, ch.1 AS chain, \
          arrayFirst(e -> e.3 = ch.2, entries).4 AS g FROM \
-         (SELECT level, entries, {chain} AS ch FROM per_user WHERE level > 0)){grouped}",
+         (SELECT *, {chain} AS ch FROM per_user WHERE level > 0{keep})){grouped}",
         aggs.join(", ")
     );
     let leaves = |pre: &str| -> String {
@@ -208,8 +227,11 @@ fn trend(f: &Funnel, c: &Common, g: &Grid, conds: &[String], modes: &str) -> Str
 /// The parts of a funnel this translation refuses, by field.
 fn refuse(f: &Funnel) -> Result<()> {
     let no = |path: &str, why: &str| Err(QueryError::not_translatable(path, why));
-    if !f.exclusions.is_empty() {
-        return no("exclusions", "exclusions are not translated yet");
+    if !f.exclusions.is_empty() && f.trend.is_some() {
+        return no(
+            "exclusions",
+            "exclusions in a funnel trend are not translated yet",
+        );
     }
     if let Some(i) = f.extras.within.iter().position(Option::is_some) {
         return no(

@@ -25,7 +25,7 @@
 //! A rule ClickHouse cannot express exactly, or that this translator does
 //! not express yet, is refused with [`crate::ErrorKind::NotTranslatable`]
 //! naming the field: the SQL never answers differently from the engine.
-//! Translated kinds: `funnel` (every mode, trends; not yet exclusions,
+//! Translated kinds: `funnel` (every mode, trends, exclusions; not yet
 //! per-step `within`, `hold`, `explain_users`), `retention`, `interval`,
 //! `events`, `distribution`, `lifecycle` (not `new_by`), `stickiness`,
 //! `heatmap`, `sessions`, `attribution`, `paths`; breakdowns by event and user
