@@ -1,8 +1,10 @@
 //! Export to Parquet, so other engines (ClickHouse, DuckDB, Spark) read the
 //! same data: `events/shard=NN/part-00000.parquet` and `profiles.parquet`.
 //!
-//! Events have `user`, `event`, `time` (TIMESTAMP millis, UTC) and `props`
-//! (all properties as a JSON object, exactly as stored), plus one typed
+//! Events have `user`, `event`, `time` (TIMESTAMP millis, UTC), `seq` (the
+//! event's place in its user's (time, arrival) order, from 0, so peers can
+//! break ties in time as the engine does) and `props` (all properties as a
+//! JSON object, exactly as stored), plus one typed
 //! column per property whose values all share one type (`utm_source`
 //! UTF8, `amount` DOUBLE, …) so peers can filter without parsing JSON.
 //! A property seen with several types is only in `props`.
@@ -76,7 +78,7 @@ pub fn export_parquet(
     }
     summary.typed_props = typed.iter().map(|(n, _)| n.clone()).collect();
     let mut schema = String::from(
-        "message events { REQUIRED BINARY user (UTF8); REQUIRED BINARY event (UTF8); REQUIRED INT64 time (TIMESTAMP(MILLIS,true)); REQUIRED BINARY props (JSON);",
+        "message events { REQUIRED BINARY user (UTF8); REQUIRED BINARY event (UTF8); REQUIRED INT64 time (TIMESTAMP(MILLIS,true)); REQUIRED INT64 seq; REQUIRED BINARY props (JSON);",
     );
     for (i, (_, ty)) in typed.iter().enumerate() {
         let t = match ty {
@@ -117,13 +119,22 @@ pub fn export_parquet(
         let path = dir.join("part-00000.parquet");
         let file = File::create(&path).map_err(|e| ioerr(&path, e))?;
         let mut w = SerializedFileWriter::new(file, schema.clone(), props.clone()).map_err(perr)?;
-        let mut buf: Vec<Event> = Vec::with_capacity(GROUP_ROWS.min(1 << 16));
+        let mut buf: Vec<(Event, i64)> = Vec::with_capacity(GROUP_ROWS.min(1 << 16));
         let mut err: Option<Error> = None;
+        // A user's events come together, in (time, arrival) order.
+        let mut last_user = String::new();
+        let mut seq = 0i64;
         store.for_each_event_in_shard(shard, |e| {
             if err.is_some() {
                 return;
             }
-            buf.push(e);
+            if e.user == last_user {
+                seq += 1;
+            } else {
+                last_user.clone_from(&e.user);
+                seq = 0;
+            }
+            buf.push((e, seq));
             if buf.len() >= GROUP_ROWS {
                 if let Err(e) = write_group(&mut w, &buf, &typed) {
                     err = Some(e);
@@ -151,7 +162,7 @@ pub fn export_parquet(
 
 fn write_group(
     w: &mut SerializedFileWriter<File>,
-    rows: &[Event],
+    rows: &[(Event, i64)],
     typed: &[(String, Ty)],
 ) -> Result<()> {
     let mut g = w.next_row_group().map_err(perr)?;
@@ -161,7 +172,7 @@ fn write_group(
             0 | 1 => {
                 let v: Vec<ByteArray> = rows
                     .iter()
-                    .map(|e| {
+                    .map(|(e, _)| {
                         ByteArray::from(if col == 0 {
                             e.user.as_str()
                         } else {
@@ -173,16 +184,19 @@ fn write_group(
                     .write_batch(&v, None, None)
                     .map_err(perr)?;
             }
-            2 => {
-                let v: Vec<i64> = rows.iter().map(|e| e.time).collect();
+            2 | 3 => {
+                let v: Vec<i64> = rows
+                    .iter()
+                    .map(|(e, seq)| if col == 2 { e.time } else { *seq })
+                    .collect();
                 c.typed::<Int64Type>()
                     .write_batch(&v, None, None)
                     .map_err(perr)?;
             }
-            3 => {
+            4 => {
                 let v: Vec<ByteArray> = rows
                     .iter()
-                    .map(|e| {
+                    .map(|(e, _)| {
                         let m: serde_json::Map<String, serde_json::Value> = e
                             .props
                             .iter()
@@ -196,8 +210,8 @@ fn write_group(
                     .map_err(perr)?;
             }
             k => {
-                let (name, ty) = &typed[k - 4];
-                let vals: Vec<Option<&Value>> = rows.iter().map(|e| e.prop(name)).collect();
+                let (name, ty) = &typed[k - 5];
+                let vals: Vec<Option<&Value>> = rows.iter().map(|(e, _)| e.prop(name)).collect();
                 let def: Vec<i16> = vals.iter().map(|v| i16::from(v.is_some())).collect();
                 match ty {
                     Ty::Str => {

@@ -294,6 +294,21 @@ impl Engine {
             .install(|| footprint_query::execute_with_limits(store, query, opts, limits))?)
     }
 
+    /// Translates `query` into SQL over the tables that
+    /// [`Engine::export_parquet`] writes (see [`footprint_query::sql`]),
+    /// resolving names and validating exactly as [`Engine::query_json`].
+    pub fn translate_sql(
+        &self,
+        query: &serde_json::Value,
+        opts: &footprint_query::sql::Options,
+    ) -> Result<String> {
+        Ok(footprint_query::sql::translate(
+            &self.inner.store,
+            query,
+            opts,
+        )?)
+    }
+
     /// Flushes the memtable to segments now.
     pub fn flush(&self) -> Result<()> {
         Ok(self.inner.store.flush()?)

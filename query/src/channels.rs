@@ -206,7 +206,7 @@ fn table() -> &'static FxHashMap<&'static str, Class> {
 
 /// Second-level labels that make a registrable domain three labels long
 /// under a two-letter top-level domain (`sina.com.cn`).
-const SECOND_LEVEL: [&str; 7] = ["com", "net", "org", "gov", "edu", "ac", "co"];
+pub(crate) const SECOND_LEVEL: [&str; 7] = ["com", "net", "org", "gov", "edu", "ac", "co"];
 
 /// The registrable domain of `d`: its last two labels, or three under a
 /// [`SECOND_LEVEL`] label of a two-letter top-level domain.
@@ -323,12 +323,12 @@ pub struct Inputs<'a> {
     pub referrer: Option<&'a Value>,
 }
 
-const PAID: [&str; 6] = ["cpc", "ppc", "cpm", "cpv", "cpa", "retargeting"];
-const EMAIL: [&str; 4] = ["email", "e-mail", "e_mail", "edm"];
-const DISPLAY: [&str; 4] = ["display", "banner", "expandable", "interstitial"];
-const AFFILIATE: [&str; 3] = ["affiliate", "affiliates", "partnership"];
-const PUSH: [&str; 4] = ["push", "mobile", "notification", "sms"];
-const SOCIAL_MEDIUM: [&str; 4] = ["social", "sm", "social-network", "social-media"];
+pub(crate) const PAID: [&str; 6] = ["cpc", "ppc", "cpm", "cpv", "cpa", "retargeting"];
+pub(crate) const EMAIL: [&str; 4] = ["email", "e-mail", "e_mail", "edm"];
+pub(crate) const DISPLAY: [&str; 4] = ["display", "banner", "expandable", "interstitial"];
+pub(crate) const AFFILIATE: [&str; 3] = ["affiliate", "affiliates", "partnership"];
+pub(crate) const PUSH: [&str; 4] = ["push", "mobile", "notification", "sms"];
+pub(crate) const SOCIAL_MEDIUM: [&str; 4] = ["social", "sm", "social-network", "social-media"];
 
 /// Classifies one event (the rules of ANALYSES.md, first match wins).
 /// `utm_campaign` is read by no rule.

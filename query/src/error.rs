@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Storage,
     /// A named thing (a saved cohort) does not exist.
     NotFound,
+    /// The query is valid, but SQL cannot express one of its rules exactly
+    /// (see [`crate::sql`]); the path names the field.
+    NotTranslatable,
 }
 
 /// A query failure.
@@ -46,6 +49,17 @@ impl QueryError {
             kind: ErrorKind::NotSupported,
             path: path.into(),
             message: message.into(),
+        }
+    }
+}
+
+impl QueryError {
+    /// A not-translatable error at `path` (see [`crate::sql`]).
+    pub fn not_translatable(path: impl Into<String>, message: impl Into<String>) -> Self {
+        QueryError {
+            kind: ErrorKind::NotTranslatable,
+            path: path.into(),
+            message: format!("not translatable to SQL: {}", message.into()),
         }
     }
 }

@@ -606,7 +606,8 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     Ok(out)
 }
 
-fn unit_name(u: Unit) -> &'static str {
+/// The name of an interval unit in queries and results.
+pub fn unit_name(u: Unit) -> &'static str {
     match u {
         Unit::Minute => "minute",
         Unit::Hour => "hour",

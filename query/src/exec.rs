@@ -125,6 +125,12 @@ impl<'a> Ctx<'a> {
         Ok(id)
     }
 
+    /// Whether the store links user ids into people (aliases), which
+    /// queries merge and an export does not.
+    pub fn has_aliases(&self) -> bool {
+        !self.groups.groups.is_empty()
+    }
+
     /// The scan slot of event property `name`, registering it. Unknown
     /// names follow the rule of [`Ctx::event_id`].
     pub fn slot(&mut self, name: &str, path: &str) -> Result<Option<usize>> {

@@ -124,7 +124,7 @@ pub fn run(q: &Interval, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 }
 
 /// Histogram bucket bounds (ms): human-scale steps.
-const BOUNDS: [i64; 12] = [
+pub(crate) const BOUNDS: [i64; 12] = [
     0,
     1_000,
     10_000,

@@ -36,6 +36,7 @@ pub mod paths;
 pub mod retention;
 pub mod sessionize;
 pub mod sessions;
+pub mod sql;
 pub mod stickiness;
 pub mod suggest;
 pub mod time;
@@ -64,7 +65,7 @@ pub const KINDS: [&str; 12] = [
     "stickiness",
     "heatmap",
 ];
-const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
+pub(crate) const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
 /// The fields of a `users` query beside [`COMMON`].
 const USERS_FIELDS: [&str; 5] = ["profile", "did", "did_not", "save_as", "return_users"];
 
@@ -81,81 +82,8 @@ pub fn execute_with_limits(
     opts: QueryOptions,
     limits: Limits,
 ) -> Result<Json> {
-    let mut o = json::Obj::new(query, "")?;
-    let kind_path = o.at("kind");
-    let kind = o.req_str("kind")?;
-    if !KINDS.contains(&kind) {
-        let hint = suggest::nearest(kind, KINDS)
-            .map(|s| format!(" (did you mean \"{s}\"?)"))
-            .unwrap_or_default();
-        return Err(QueryError::invalid(
-            kind_path,
-            format!(
-                "unknown kind \"{kind}\"{hint}; allowed: {}",
-                KINDS.join(", ")
-            ),
-        ));
-    }
-    let own: &[&str] = match kind {
-        "funnel" => &[
-            "steps",
-            "window",
-            "mode",
-            "exclusions",
-            "trend",
-            "hold",
-            "explain_users",
-        ],
-        "retention" => &["start", "return", "unit", "periods", "first_time"],
-        "interval" => &["from", "to", "pairs", "window", "approximate"],
-        "events" => &["interval", "metrics"],
-        "distribution" => &["event", "measure", "buckets"],
-        "users" => &USERS_FIELDS,
-        "sessions" => &sessions::FIELDS,
-        "paths" => &paths::FIELDS,
-        "heatmap" => &heatmap::FIELDS,
-        "attribution" => &attribution::FIELDS,
-        "lifecycle" => &lifecycle::FIELDS,
-        "stickiness" => &stickiness::FIELDS,
-        _ => &[],
-    };
-    if kind == "users" && query.get("score").is_some() {
-        return Err(QueryError::unsupported(
-            "score",
-            "health scores are not implemented yet",
-        ));
-    }
-    if !own.is_empty() {
-        let mut allowed: Vec<&str> = COMMON.split(", ").collect();
-        allowed.extend_from_slice(own);
-        json::check_keys(query, "", &allowed)?;
-    }
-    let mut ctx = exec::Ctx::new(store, opts, limits);
-    if let Some(name) = query.get("save_as").and_then(Json::as_str) {
-        // A saved cohort is re-evaluated from this query: it may not read
-        // the cohort it saves.
-        ctx.within_cohorts(vec![name.to_owned()]);
-    }
-    let common = model::Common::parse(&mut o, &mut ctx)?;
-    // A heatmap's `limit` cuts its element rows, attribution's its rows.
-    let limit_cuts_rows = kind == "heatmap" || kind == "attribution";
-    if !own.is_empty()
-        && !limit_cuts_rows
-        && common.breakdown.is_empty()
-        && o.opt("limit").is_some()
-    {
-        // Accepted fields are never ignored: without groups there is
-        // nothing for `limit` to cut.
-        let ids = if kind == "users" {
-            "; return_users caps the ids returned"
-        } else {
-            ""
-        };
-        return Err(QueryError::invalid(
-            "limit",
-            format!("limit caps breakdown groups, and this query has no breakdown{ids}"),
-        ));
-    }
+    let (kind, mut o, mut ctx, common) = head(store, query, opts, limits)?;
+    let kind_path = "kind";
     let mut result = match kind {
         "funnel" => {
             let f = funnel::Funnel::parse(&mut o, &mut ctx)?;
@@ -294,6 +222,94 @@ fn users_plan(
         ctx.order_free();
     }
     Ok(q)
+}
+
+/// The part of every query before its kind's own fields: the kind (checked),
+/// the fields allowed for it, the context and the common fields, with the
+/// same validation and errors for running ([`execute`]) and for translating
+/// ([`sql::translate`]).
+pub(crate) fn head<'s, 'q>(
+    store: &'s Store,
+    query: &'q Json,
+    opts: QueryOptions,
+    limits: Limits,
+) -> Result<(&'q str, json::Obj<'q>, exec::Ctx<'s>, model::Common)> {
+    let mut o = json::Obj::new(query, "")?;
+    let kind_path = o.at("kind");
+    let kind = o.req_str("kind")?;
+    if !KINDS.contains(&kind) {
+        let hint = suggest::nearest(kind, KINDS)
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_default();
+        return Err(QueryError::invalid(
+            kind_path,
+            format!(
+                "unknown kind \"{kind}\"{hint}; allowed: {}",
+                KINDS.join(", ")
+            ),
+        ));
+    }
+    let own: &[&str] = match kind {
+        "funnel" => &[
+            "steps",
+            "window",
+            "mode",
+            "exclusions",
+            "trend",
+            "hold",
+            "explain_users",
+        ],
+        "retention" => &["start", "return", "unit", "periods", "first_time"],
+        "interval" => &["from", "to", "pairs", "window", "approximate"],
+        "events" => &["interval", "metrics"],
+        "distribution" => &["event", "measure", "buckets"],
+        "users" => &USERS_FIELDS,
+        "sessions" => &sessions::FIELDS,
+        "paths" => &paths::FIELDS,
+        "heatmap" => &heatmap::FIELDS,
+        "attribution" => &attribution::FIELDS,
+        "lifecycle" => &lifecycle::FIELDS,
+        "stickiness" => &stickiness::FIELDS,
+        _ => &[],
+    };
+    if kind == "users" && query.get("score").is_some() {
+        return Err(QueryError::unsupported(
+            "score",
+            "health scores are not implemented yet",
+        ));
+    }
+    if !own.is_empty() {
+        let mut allowed: Vec<&str> = COMMON.split(", ").collect();
+        allowed.extend_from_slice(own);
+        json::check_keys(query, "", &allowed)?;
+    }
+    let mut ctx = exec::Ctx::new(store, opts, limits);
+    if let Some(name) = query.get("save_as").and_then(Json::as_str) {
+        // A saved cohort is re-evaluated from this query: it may not read
+        // the cohort it saves.
+        ctx.within_cohorts(vec![name.to_owned()]);
+    }
+    let common = model::Common::parse(&mut o, &mut ctx)?;
+    // A heatmap's `limit` cuts its element rows, attribution's its rows.
+    let limit_cuts_rows = kind == "heatmap" || kind == "attribution";
+    if !own.is_empty()
+        && !limit_cuts_rows
+        && common.breakdown.is_empty()
+        && o.opt("limit").is_some()
+    {
+        // Accepted fields are never ignored: without groups there is
+        // nothing for `limit` to cut.
+        let ids = if kind == "users" {
+            "; return_users caps the ids returned"
+        } else {
+            ""
+        };
+        return Err(QueryError::invalid(
+            "limit",
+            format!("limit caps breakdown groups, and this query has no breakdown{ids}"),
+        ));
+    }
+    Ok((kind, o, ctx, common))
 }
 
 /// The kinds of ANALYSES.md's first part (sessions, paths, heatmap).

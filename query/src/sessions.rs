@@ -48,9 +48,9 @@ pub struct Sessions {
     /// Scan slot of `page_prop`.
     page_prop: Option<usize>,
     /// A session with one page event shorter than this is a bounce.
-    bounce_under: i64,
+    pub bounce_under: i64,
     /// Entry and exit rows returned.
-    top: usize,
+    pub top: usize,
 }
 
 impl Sessions {

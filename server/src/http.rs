@@ -219,6 +219,9 @@ impl From<footprint_engine::Error> for ApiError {
                     ErrorKind::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
                     ErrorKind::Cancelled => (StatusCode::SERVICE_UNAVAILABLE, "cancelled"),
                     ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                    ErrorKind::NotTranslatable => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "not_translatable")
+                    }
                     _ => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
                 };
                 ApiError {
@@ -575,6 +578,55 @@ fn json_body(bytes: &[u8]) -> std::result::Result<Json, ApiError> {
     })
 }
 
+/// `POST /v1/sql/translate[?dialect=clickhouse&table=EXPR&profiles=EXPR]`: the query JSON
+/// in the body, translated to SQL over the tables of `footprint export`
+/// (see `footprint_query::sql`), validated against this store as
+/// `/v1/query` validates it. Answers `{"dialect", "table", "sql"}`, or 422
+/// `not_translatable` naming the field SQL cannot express.
+async fn sql_translate(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(params): axum::extract::RawQuery,
+    body: Body,
+) -> ApiResult {
+    app.authorize(&headers, Role::Query)?;
+    let mut opts = footprint_engine::query::sql::Options::default();
+    for (k, v) in form_urlencoded::parse(params.unwrap_or_default().as_bytes()) {
+        match (&*k, &*v) {
+            ("dialect", "clickhouse") => {}
+            ("dialect", other) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("unknown dialect \"{other}\"; allowed: clickhouse"),
+                ))
+            }
+            ("table", t) => t.clone_into(&mut opts.table),
+            ("profiles", t) => t.clone_into(&mut opts.profiles),
+            (other, _) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("unknown parameter \"{other}\"; allowed: dialect, table, profiles"),
+                ))
+            }
+        }
+    }
+    let encoding = Encoding::of(&headers)?;
+    let (raw, mut charge) = app.read_body(&headers, body).await?;
+    let a = app.clone();
+    let sql = blocking(move || -> std::result::Result<_, ApiError> {
+        let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
+        let q = json_body(&bytes)?;
+        Ok(a.engine
+            .translate_sql(&q, &opts)
+            .map(|sql| (sql, opts.table)))
+    })
+    .await??;
+    let (sql, table) = sql.map_err(ApiError::from)?;
+    Ok(axum::Json(json!({"dialect": "clickhouse", "table": table, "sql": sql})).into_response())
+}
+
 async fn stats(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
     app.authorize(&headers, Role::Query)?;
     let a = app.clone();
@@ -717,6 +769,7 @@ fn router_with(engine: Arc<Engine>, cfg: Config, watches: Arc<crate::watch::Watc
         .route("/v1/profiles", post(profiles).get(profile_read::get))
         .route("/v1/alias", post(alias_or_segment))
         .route("/v1/query", post(query))
+        .route("/v1/sql/translate", post(sql_translate))
         .route("/v1/schema", get(schema))
         .route("/v1/stats", get(stats))
         .route("/v1/live", get(live_tail))

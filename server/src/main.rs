@@ -164,6 +164,26 @@ enum Cmd {
         /// The query file, or `-`.
         file: String,
     },
+    /// Print a query as SQL that gives the same answer from the tables of
+    /// `export --parquet`, one row per leaf of the result (path, num, text).
+    Sql {
+        /// The SQL dialect.
+        #[arg(long, value_enum, default_value = "clickhouse")]
+        dialect: DialectArg,
+        /// The events relation: a table name or a table function.
+        #[arg(long, default_value = "events")]
+        table: String,
+        /// The profiles relation (user, props as JSON text), read by
+        /// queries with user conditions or user_prop.
+        #[arg(long, default_value = "profiles")]
+        profiles: String,
+        /// A data directory whose names the query is checked against, as
+        /// `query` checks them (default: none, any well-formed query).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// The query file, or `-`.
+        file: String,
+    },
     /// Run query files against a data set and report latencies.
     Bench {
         /// The data directory.
@@ -307,6 +327,11 @@ impl From<OpArg> for ProfileOp {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum DialectArg {
+    Clickhouse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum FormatArg {
     Auto,
     Json,
@@ -406,6 +431,18 @@ fn open(data: &std::path::Path, shards: u32, background: bool) -> Result<Engine>
         ..EngineOptions::default()
     };
     Engine::open(data, opts).with_context(|| format!("cannot open {}", data.display()))
+}
+
+/// A query file's text, or stdin's for `-`.
+fn read_query(file: &str) -> Result<String> {
+    if file == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("cannot read stdin")?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))
+    }
 }
 
 fn bar(total: Option<u64>, what: &str) -> ProgressBar {
@@ -658,20 +695,47 @@ fn run(cli: Cli) -> Result<i32> {
             http::serve(engine, cfg)?;
             Ok(0)
         }
+        Cmd::Sql {
+            dialect: DialectArg::Clickhouse,
+            table,
+            profiles,
+            data,
+            file,
+        } => {
+            let text = read_query(&file)?;
+            let q: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{file}: the query is not valid JSON"))?;
+            // Without a data directory, an empty one resolves no names:
+            // every well-formed query translates.
+            let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+            let engine = match &data {
+                Some(d) if !d.join("MANIFEST").exists() => {
+                    bail!(
+                        "{} is not a Footprint data directory (no MANIFEST)",
+                        d.display()
+                    )
+                }
+                Some(d) => open(d, 16, false)?,
+                None => open(scratch.path(), 1, false)?,
+            };
+            let opts = footprint_engine::query::sql::Options {
+                table,
+                profiles,
+                ..Default::default()
+            };
+            let sql = engine.translate_sql(&q, &opts)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(sql.as_bytes())
+                .unwrap_or_else(|e| stdout_failed(e));
+            Ok(0)
+        }
         Cmd::Query {
             data,
             timeout_ms,
             timing,
             file,
         } => {
-            let text = if file == "-" {
-                let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                    .context("cannot read stdin")?;
-                s
-            } else {
-                std::fs::read_to_string(&file).with_context(|| format!("cannot read {file}"))?
-            };
+            let text = read_query(&file)?;
             if !data.join("MANIFEST").exists() {
                 bail!(
                     "{} is not a Footprint data directory (no MANIFEST)",

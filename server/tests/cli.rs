@@ -437,3 +437,64 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert!(!err.contains("panicked"), "stderr: {err}");
     assert_eq!(out.status.code(), Some(141), "stderr: {err}");
 }
+
+/// `footprint sql`: prints the SQL with or without a data directory,
+/// checks names against one as `query` does, and refuses what SQL cannot
+/// express with the field's path.
+#[test]
+fn sql_translates_and_refuses_with_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = dir.path().join("q.json");
+    std::fs::write(
+        &q,
+        r#"{"kind":"retention","start":{"event":"signup"},"return":{"event":"login","where":{"prop":"plan","op":"eq","value":"pro"}},"unit":"week","periods":4,"timezone":"Asia/Shanghai"}"#,
+    )
+    .unwrap();
+    let out = ok(footprint()
+        .args(["sql", "--dialect", "clickhouse", "--table", "ev_parquet"])
+        .arg(&q));
+    let sql = String::from_utf8(out.stdout).unwrap();
+    assert!(sql.contains("FROM ev_parquet"), "{sql}");
+    assert!(
+        sql.contains("toMonday(toDate(fromUnixTimestamp64Milli(ts, 'Asia/Shanghai')))"),
+        "{sql}"
+    );
+    assert!(sql.contains("JSONType(props, 'plan') = 'String'"), "{sql}");
+    // Against a data directory, a misspelt event is the query's error.
+    let data = dir.path().join("d");
+    let ev = dir.path().join("ev.ndjson");
+    std::fs::write(&ev, "{\"user\":\"u1\",\"event\":\"signup\",\"time\":1}\n").unwrap();
+    ok(footprint().args(["ingest", "--data"]).arg(&data).arg(&ev));
+    let fail = |query: &str, data: Option<&std::path::Path>| {
+        std::fs::write(&q, query).unwrap();
+        let mut cmd = footprint();
+        cmd.arg("sql");
+        if let Some(d) = data {
+            cmd.arg("--data").arg(d);
+        }
+        let out = cmd.arg(&q).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = fail(
+        r#"{"kind":"funnel","steps":[{"event":"sigup"}],"window":1}"#,
+        Some(&data),
+    );
+    assert!(
+        err.contains("steps[0].event: unknown event \"sigup\""),
+        "{err}"
+    );
+    let err = fail(
+        r#"{"kind":"funnel","steps":[{"event":"a"},{"event":"b"}],"window":1,"hold":[{"event_prop":"x"}]}"#,
+        None,
+    );
+    assert!(err.contains("hold: not translatable to SQL"), "{err}");
+    // A trend's buckets without a time_range follow the stored data.
+    let err = fail(
+        r#"{"kind":"funnel","steps":[{"event":"a"}],"window":1,"trend":{"interval":"day"}}"#,
+        None,
+    );
+    assert!(err.contains("trend: not translatable to SQL"), "{err}");
+    let err = fail(r#"{"kind":"users"}"#, None);
+    assert!(err.contains("kind: not translatable to SQL"), "{err}");
+}

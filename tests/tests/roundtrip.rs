@@ -500,6 +500,8 @@ fn parquet_export_roundtrip() {
     );
     let mut rows = 0;
     let mut amount_sum = 0.0;
+    // (user, seq, time) of every row, to check `seq` below.
+    let mut order: Vec<(String, i64, i64)> = Vec::new();
     for shard in 0..3 {
         let path = out
             .join("events")
@@ -509,7 +511,14 @@ fn parquet_export_roundtrip() {
         for row in reader.get_row_iter(None).unwrap() {
             let row = row.unwrap();
             rows += 1;
+            let (mut user, mut seq, mut time) = (String::new(), -1, -1);
             for (name, field) in row.get_column_iter() {
+                match (name.as_str(), field) {
+                    ("user", parquet::record::Field::Str(u)) => user.clone_from(u),
+                    ("seq", parquet::record::Field::Long(x)) => seq = *x,
+                    ("time", parquet::record::Field::TimestampMillis(t)) => time = *t,
+                    _ => {}
+                }
                 if name == "p0" {
                     if let parquet::record::Field::Double(x) = field {
                         amount_sum += x;
@@ -522,9 +531,21 @@ fn parquet_export_roundtrip() {
                     }
                 }
             }
+            order.push((user, seq, time));
         }
     }
     assert_eq!(rows, 500);
+    // `seq` numbers each user's events 0, 1, … in time order.
+    order.sort();
+    for w in order.windows(2) {
+        if w[0].0 == w[1].0 {
+            assert_eq!(w[1].1, w[0].1 + 1, "{w:?}");
+            assert!(w[1].2 >= w[0].2, "{w:?}");
+        } else {
+            assert_eq!(w[1].1, 0, "{w:?}");
+        }
+    }
+    assert_eq!(order[0].1, 0);
     let want: f64 = (0..500)
         .filter(|i| i % 5 == 0)
         .map(|i| i as f64 / 2.0)
