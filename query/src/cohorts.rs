@@ -124,7 +124,9 @@ pub fn current(store: &Store, name: &str, opts: &QueryOptions, chain: &[String])
     };
     let max_age = opts.cohort_max_age.unwrap_or(DEFAULT_MAX_AGE);
     let now = now_ms();
-    let fresh = now.saturating_sub(cohort.evaluated_at) <= max_age.as_millis() as i64;
+    // Strictly younger than the bound: a bound of zero always re-evaluates
+    // (an evaluation in this same millisecond may predate a write).
+    let fresh = now.saturating_sub(cohort.evaluated_at) < max_age.as_millis() as i64;
     let Some(def) = cohort.definition.as_deref().filter(|_| !fresh) else {
         return Ok(cohort);
     };

@@ -201,6 +201,17 @@ impl<'a> Ctx<'a> {
         self.snapshot.profiles.user_ids()
     }
 
+    /// True when `uid` is one of several ids of a person but not the known
+    /// id they are read under (the scan's alias pass reads them together).
+    pub fn aliased_away(&self, uid: u32) -> bool {
+        self.groups.members.contains(uid)
+            && self
+                .groups
+                .groups
+                .binary_search_by_key(&uid, |(known, _)| *known)
+                .is_err()
+    }
+
     /// False when a saved cohort in `users` leaves `uid` out.
     pub fn in_cohort(&self, uid: u32) -> bool {
         self.cohort.as_ref().is_none_or(|c| c.contains(uid))

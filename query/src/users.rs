@@ -336,7 +336,8 @@ pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
 /// profile conditions decide.
 fn profile_only(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, seen: &RoaringBitmap) {
     for uid in ctx.profile_users() {
-        if seen.contains(uid) || !ctx.in_cohort(uid) {
+        // A person with several ids counts once, under the known id.
+        if seen.contains(uid) || ctx.aliased_away(uid) || !ctx.in_cohort(uid) {
             continue;
         }
         let Some(profile) = ctx.admit(c, uid) else {
