@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use footprint_engine::storage::ProfileOp;
+use footprint_engine::storage::{parse, ProfileOp};
 use footprint_engine::{Engine, EngineOptions, Format, StoreOptions};
 use footprint_server::{http, ingest};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -83,25 +83,12 @@ enum Cmd {
     },
     /// Load events from files (NDJSON, JSON array or CSV; `-` is stdin).
     Ingest {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// Input format.
-        #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
-        format: FormatArg,
+        #[command(flatten)]
+        load: LoadArgs,
         /// Go through the WAL batch by batch (each batch durable on its own)
         /// instead of one all-or-nothing bulk load.
         #[arg(long)]
         wal: bool,
-        /// How many rejected rows to print.
-        #[arg(long, default_value_t = 20)]
-        show_errors: usize,
-        /// Shards of a new data directory.
-        #[arg(long, default_value_t = 16)]
-        shards: u32,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
         /// Skip merging the loaded segments afterwards.
         #[arg(long)]
         no_compact: bool,
@@ -109,9 +96,6 @@ enum Cmd {
         /// (no flush, no merge); the next process replays them.
         #[arg(long, requires = "wal")]
         no_flush: bool,
-        /// Input files.
-        #[arg(required = true)]
-        files: Vec<String>,
     },
     /// User profiles: bulk import of a CRM export.
     Profiles {
@@ -270,6 +254,29 @@ enum WatchCmd {
     },
 }
 
+/// What every load from files takes.
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The data directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// Input format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
+    format: FormatArg,
+    /// How many rejected rows to print.
+    #[arg(long, default_value_t = 20)]
+    show_errors: usize,
+    /// Shards of a new data directory.
+    #[arg(long, default_value_t = 16)]
+    shards: u32,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Input files (`-` is stdin).
+    #[arg(required = true)]
+    files: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum ProfilesCmd {
     /// Upsert profiles from files: CSV with a header `user,<prop>[:<type>],…`
@@ -277,53 +284,13 @@ enum ProfilesCmd {
     /// update rows `{"user", "op", "props"}`; `-` is stdin. Bad rows are
     /// reported by line and skipped; the others are kept, durably.
     Import {
-        /// The data directory.
-        #[arg(long)]
-        data: PathBuf,
-        /// Input format.
-        #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
-        format: FormatArg,
-        /// The operation applied with each CSV row (JSON rows name their own).
-        #[arg(long, value_enum, default_value_t = OpArg::Set)]
-        op: OpArg,
-        /// How many rejected rows to print.
-        #[arg(long, default_value_t = 20)]
-        show_errors: usize,
-        /// Shards of a new data directory.
-        #[arg(long, default_value_t = 16)]
-        shards: u32,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Input files.
-        #[arg(required = true)]
-        files: Vec<String>,
+        #[command(flatten)]
+        load: LoadArgs,
+        /// The operation applied with each CSV row (JSON rows name their
+        /// own): set, set_once, unset, add, append, union or remove.
+        #[arg(long, default_value = "set", value_parser = parse::profile_op)]
+        op: ProfileOp,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OpArg {
-    Set,
-    SetOnce,
-    Unset,
-    Add,
-    Append,
-    Union,
-    Remove,
-}
-
-impl From<OpArg> for ProfileOp {
-    fn from(o: OpArg) -> Self {
-        match o {
-            OpArg::Set => ProfileOp::Set,
-            OpArg::SetOnce => ProfileOp::SetOnce,
-            OpArg::Unset => ProfileOp::Unset,
-            OpArg::Add => ProfileOp::Add,
-            OpArg::Append => ProfileOp::Append,
-            OpArg::Union => ProfileOp::Union,
-            OpArg::Remove => ProfileOp::Remove,
-        }
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -484,15 +451,18 @@ fn run(cli: Cli) -> Result<i32> {
             cmd_gen(spec, out, data, shards)
         }
         Cmd::Ingest {
-            data,
-            format,
+            load:
+                LoadArgs {
+                    data,
+                    format,
+                    show_errors,
+                    shards,
+                    json,
+                    files,
+                },
             wal,
-            show_errors,
-            shards,
-            json,
             no_compact,
             no_flush,
-            files,
         } => {
             let sources = sources(&files);
             let format = format.into();
@@ -525,26 +495,23 @@ fn run(cli: Cli) -> Result<i32> {
         Cmd::Profiles {
             cmd:
                 ProfilesCmd::Import {
-                    data,
-                    format,
+                    load:
+                        LoadArgs {
+                            data,
+                            format,
+                            show_errors,
+                            shards,
+                            json,
+                            files,
+                        },
                     op,
-                    show_errors,
-                    shards,
-                    json,
-                    files,
                 },
         } => {
             let sources = sources(&files);
             let engine = open(&data, shards, true)?;
             let pb = bar(ingest::total_bytes(&sources), "import");
-            let summary = ingest::load_profiles(
-                &engine,
-                &sources,
-                format.into(),
-                op.into(),
-                show_errors,
-                &pb,
-            )?;
+            let summary =
+                ingest::load_profiles(&engine, &sources, format.into(), op, show_errors, &pb)?;
             pb.finish_and_clear();
             engine.close()?;
             print_load(&summary, json, "profiles")

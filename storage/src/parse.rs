@@ -700,6 +700,20 @@ fn csv_row(cols: &[String], rec: &csv::StringRecord) -> Result<Event, String> {
 /// The profile operations, as named in rows.
 pub const PROFILE_OPS: &str = "set, set_once, unset, add, append, union, remove";
 
+/// The profile operation named `name` (one of [`PROFILE_OPS`]).
+pub fn profile_op(name: &str) -> Result<ProfileOp, String> {
+    Ok(match name {
+        "set" => ProfileOp::Set,
+        "set_once" => ProfileOp::SetOnce,
+        "unset" => ProfileOp::Unset,
+        "add" => ProfileOp::Add,
+        "append" => ProfileOp::Append,
+        "union" => ProfileOp::Union,
+        "remove" => ProfileOp::Remove,
+        other => return Err(format!("unknown op \"{other}\" (allowed: {PROFILE_OPS})")),
+    })
+}
+
 /// Parses one profile update: `{"user": U, "op": OP, "props": {...}}`
 /// (OP one of [`PROFILE_OPS`])
 /// (for `unset`, `props` may also be a list of names).
@@ -714,16 +728,7 @@ pub fn parse_profile_update(v: Json) -> Result<ProfileUpdate, String> {
     }
     let user = name_field(obj.remove("user"), "user")?;
     let op = match obj.remove("op") {
-        Some(Json::String(s)) => match s.as_str() {
-            "set" => ProfileOp::Set,
-            "set_once" => ProfileOp::SetOnce,
-            "unset" => ProfileOp::Unset,
-            "add" => ProfileOp::Add,
-            "append" => ProfileOp::Append,
-            "union" => ProfileOp::Union,
-            "remove" => ProfileOp::Remove,
-            other => return Err(format!("unknown op \"{other}\" (allowed: {PROFILE_OPS})")),
-        },
+        Some(Json::String(s)) => profile_op(&s)?,
         None => return Err(format!("missing op ({PROFILE_OPS})")),
         Some(other) => return Err(format!("op must be a string, got {}", json_kind(&other))),
     };

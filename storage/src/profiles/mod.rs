@@ -57,6 +57,12 @@ impl Overlay {
     }
 
     fn set(&mut self, uid: u32, props: Arc<PropMap>) {
+        *self.slot(uid) = Some(props);
+    }
+
+    /// User `uid`'s slot, counted as held once this returns: the caller
+    /// fills an empty one.
+    fn slot(&mut self, uid: u32) -> &mut Option<Arc<PropMap>> {
         let u = uid as usize;
         let (c, i) = (u / CHUNK, u % CHUNK);
         if self.chunks.len() <= c {
@@ -67,7 +73,7 @@ impl Overlay {
         if slot.is_none() {
             self.count += 1;
         }
-        *slot = Some(props);
+        slot
     }
 
     /// Users it holds (emptied ones included).
@@ -235,21 +241,18 @@ impl ProfileTable {
 
     /// Applies one update to user `uid`.
     pub fn apply(&mut self, uid: u32, u: &ProfileUpdate) {
-        let (had, mut props) = match self.overlay.get(uid) {
-            Some(p) => (!p.is_empty(), p.clone()),
-            None => match self.get(uid) {
-                Some(p) => (true, Arc::new(p.to_map())),
-                None => (false, Arc::default()),
-            },
+        // A user not changed yet starts from their profile in the frozen
+        // overlay or the base.
+        let start = match self.overlay.get(uid) {
+            Some(_) => None,
+            None => Some(self.get(uid).map(|p| p.to_map())),
         };
-        // Drop the overlay's reference first, so an unshared map is
-        // changed in place.
-        if self.overlay.get(uid).is_some() {
-            self.overlay.set(uid, Arc::default());
-        }
-        apply_ops(Arc::make_mut(&mut props), u);
+        let slot = self.overlay.slot(uid);
+        let props = slot.get_or_insert_with(|| Arc::new(start.flatten().unwrap_or_default()));
+        let had = !props.is_empty();
+        // Changed in place unless a read snapshot shares the map.
+        apply_ops(Arc::make_mut(props), u);
         let has = !props.is_empty();
-        self.overlay.set(uid, props);
         self.count(had, has);
     }
 
@@ -291,6 +294,21 @@ impl ProfileTable {
         }
     }
 
+    /// Every changed user's whole profile as it reads now (the live
+    /// overlay, later, wins over the frozen one), ascending by user.
+    fn changed(&self) -> Vec<(u32, &PropMap)> {
+        let mut changed: Vec<(u32, &PropMap)> = self
+            .frozen
+            .iter()
+            .flat_map(|f| f.iter())
+            .chain(self.overlay.iter())
+            .collect();
+        changed.reverse();
+        changed.sort_by_key(|&(u, _)| u); // stable: the latest first
+        changed.dedup_by_key(|&mut (u, _)| u);
+        changed
+    }
+
     /// Every profile property name with the number of users who have it:
     /// the base's column sizes, corrected by the users changed since
     /// (cost: columns × changed users, not users).
@@ -301,16 +319,7 @@ impl ProfileTable {
                 out.insert(name.to_owned(), n as i64);
             }
         }
-        let mut changed: Vec<(u32, &PropMap)> = self
-            .frozen
-            .iter()
-            .flat_map(|f| f.iter())
-            .chain(self.overlay.iter())
-            .collect();
-        changed.reverse();
-        changed.sort_by_key(|&(u, _)| u); // stable: the latest first
-        changed.dedup_by_key(|&mut (u, _)| u);
-        for (uid, p) in changed {
+        for (uid, p) in self.changed() {
             if let Some(b) = self.base.as_deref().filter(|b| b.has_user(uid)) {
                 for name in b.names() {
                     if b.get(uid, name).is_some() {
@@ -330,18 +339,12 @@ impl ProfileTable {
 
     /// The users with a profile, ascending.
     pub fn user_ids(&self) -> Vec<u32> {
-        // Changed users with whether they have a profile now (the live
-        // overlay, later, wins over the frozen one).
-        let mut changed: Vec<(u32, bool)> = self
-            .frozen
-            .iter()
-            .flat_map(|f| f.iter())
-            .chain(self.overlay.iter())
+        // Changed users with whether they have a profile now.
+        let changed: Vec<(u32, bool)> = self
+            .changed()
+            .into_iter()
             .map(|(u, p)| (u, !p.is_empty()))
             .collect();
-        changed.reverse();
-        changed.sort_by_key(|&(u, _)| u); // stable: the latest first
-        changed.dedup_by_key(|&mut (u, _)| u);
         let mut out = Vec::with_capacity(self.len);
         let mut ch = changed.iter().peekable();
         for u in self.base.iter().flat_map(|b| b.users()) {
