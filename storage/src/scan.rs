@@ -785,7 +785,7 @@ impl ShardSnapshot {
                 SegmentFormat::TimeOrder => {
                     Source::Seg(Box::new(SegRows::new(seg, spec, no_times)?))
                 }
-                SegmentFormat::EventMajor => {
+                SegmentFormat::EventMajor | SegmentFormat::EventMajorWithoutOrder => {
                     Source::Ev(Box::new(EvRows::new(seg, spec, no_times, runs, lone)?))
                 }
             });

@@ -46,7 +46,11 @@ enum Layout {
 
 fn layouts() -> Vec<Layout> {
     let mut out = vec![Layout::Memtable, Layout::Mixed];
-    for f in [SegmentFormat::TimeOrder, SegmentFormat::EventMajor] {
+    for f in [
+        SegmentFormat::TimeOrder,
+        SegmentFormat::EventMajor,
+        SegmentFormat::EventMajorWithoutOrder,
+    ] {
         out.extend([Layout::Flushed(f), Layout::Split(f), Layout::Compacted(f)]);
     }
     out

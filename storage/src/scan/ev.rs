@@ -3,7 +3,7 @@
 //! (ties by the stored rank, which restores arrival order).
 
 use super::{release_behind, PropStream, Runs, ScanSpec};
-use crate::bitpack::BLOCK;
+use crate::bitpack::{BlockReader, BLOCK};
 use crate::error::{Error, Result};
 use crate::segment::{Segment, StreamReaders};
 use crate::value::Value;
@@ -41,11 +41,63 @@ pub(super) struct EvRows<'a> {
     heads: Vec<usize>,
     /// (stream, first index in `run_*`, end, stream row of the first).
     runs: Vec<(usize, usize, usize, usize)>,
+    /// The segment's `order` column, when it has one and enough streams
+    /// are wanted that following it beats comparing times: every stream
+    /// is then opened (unwanted ones for their pairs only).
+    order: Option<Order<'a>>,
+}
+
+/// Fewest wanted streams for which a scan follows the `order` column
+/// instead of merging the streams by time (with two, the merge compares
+/// one pair of heads per row).
+const ORDER_FROM: usize = 3;
+
+/// The `order` column decoded a few blocks at a time as the scan walks
+/// the users (rows in user-time numbering, ascending).
+struct Order<'a> {
+    r: BlockReader<'a>,
+    buf: Vec<u64>,
+    base: usize,
+}
+
+impl<'a> Order<'a> {
+    /// The ranks of rows `[a, b)` (`a` never decreasing between calls).
+    fn rows(&mut self, seg: &Segment, a: usize, b: usize) -> Result<&[u64]> {
+        let end = self.base + self.buf.len();
+        if a >= end {
+            let k = a / BLOCK;
+            if a > end || !end.is_multiple_of(BLOCK) {
+                self.r.seek_block(k).map_err(|e| seg.corrupt("order", e))?;
+            }
+            self.buf.clear();
+            self.base = k * BLOCK;
+        } else if a - self.base > 4 * BLOCK {
+            let drop = (a - self.base) / BLOCK * BLOCK;
+            self.buf.drain(..drop);
+            self.base += drop;
+        }
+        while self.base + self.buf.len() < b {
+            let before = self.buf.len();
+            let more = self
+                .r
+                .next_block(&mut self.buf)
+                .map_err(|e| seg.corrupt("order", e))?;
+            if !more || self.buf.len() == before {
+                return Err(Error::corrupt(seg.path(), "order column ends early"));
+            }
+        }
+        self.buf
+            .get(a - self.base..b - self.base)
+            .ok_or_else(|| Error::corrupt(seg.path(), "order column ends early"))
+    }
 }
 
 /// A cursor over one event stream.
 struct Stream<'a> {
     event: u32,
+    /// The scan wants this event's rows (unwanted streams are open only
+    /// in order mode, for their pairs).
+    wanted: bool,
     /// Segment row of the stream's first row.
     start: usize,
     r: StreamReaders<'a>,
@@ -218,21 +270,35 @@ impl<'a> EvRows<'a> {
         runs: bool,
         only_runs: bool,
     ) -> Result<Self> {
+        let wanted = |event: u32| match &spec.events {
+            None => true,
+            Some(w) => w.get(event as usize).copied().unwrap_or(false),
+        };
+        let n_wanted = seg.streams().iter().filter(|m| wanted(m.event)).count();
+        let order = if no_times || (runs && only_runs) || n_wanted < ORDER_FROM {
+            None
+        } else {
+            seg.order_reader()?.map(|r| Order {
+                r,
+                buf: Vec::new(),
+                base: 0,
+            })
+        };
         let mut streams = Vec::new();
         for (i, m) in seg.streams().iter().enumerate() {
-            let wanted = match &spec.events {
-                None => true,
-                Some(w) => w.get(m.event as usize).copied().unwrap_or(false),
-            };
-            if !wanted {
+            let wanted = wanted(m.event);
+            if !wanted && order.is_none() {
                 continue;
             }
             let mut props = Vec::with_capacity(spec.props.len());
-            for &p in &spec.props {
-                props.push(seg.prop_reader(p)?.map(PropStream::new));
+            if wanted {
+                for &p in &spec.props {
+                    props.push(seg.prop_reader(p)?.map(PropStream::new));
+                }
             }
             streams.push(Stream {
                 event: m.event,
+                wanted,
                 start: m.start,
                 r: seg.stream_readers(i)?,
                 pu: Vec::with_capacity(BLOCK),
@@ -259,12 +325,14 @@ impl<'a> EvRows<'a> {
             with_props: !spec.props.is_empty() || spec.origins,
             runs_mode: runs.then_some(spec.range),
             as_runs: false,
-            ties: !(runs && only_runs),
+            // Following the order column needs no tie ranks.
+            ties: !(runs && only_runs) && order.is_none(),
             run_list: Vec::new(),
             run_t: Vec::new(),
             run_k: Vec::new(),
             heads: Vec::new(),
             runs: Vec::new(),
+            order,
         })
     }
 
@@ -279,6 +347,9 @@ impl<'a> EvRows<'a> {
     /// [`EvRows::runs`]). Returns how many.
     pub(super) fn load_user(&mut self, c: usize, as_runs: bool) -> Result<usize> {
         self.as_runs = as_runs && self.runs_mode.is_some();
+        if self.order.is_some() && !self.as_runs {
+            return self.load_user_ordered(c);
+        }
         let seg = self.seg;
         let meta = seg.meta();
         let span = meta.max_time.wrapping_sub(meta.min_time) as u64;
@@ -293,6 +364,9 @@ impl<'a> EvRows<'a> {
         self.decoded = 0;
         let mut kmax = 0u64;
         for (s, st) in self.streams.iter_mut().enumerate() {
+            if !st.wanted {
+                continue;
+            }
             let Some((off, n)) = st.pair_for(seg, c)? else {
                 continue;
             };
@@ -373,6 +447,98 @@ impl<'a> EvRows<'a> {
             self.merge(meta.min_time, tb);
         } else {
             self.merge_wide();
+        }
+        Ok(self.times.len())
+    }
+
+    /// Loads user `c`'s rows in time order by following the `order`
+    /// column: each rank names the stream (among the user's, ascending)
+    /// whose next row comes next, so rows are placed without comparing
+    /// times, ties included.
+    fn load_user_ordered(&mut self, c: usize) -> Result<usize> {
+        let seg = self.seg;
+        let meta = seg.meta();
+        let span = meta.max_time.wrapping_sub(meta.min_time) as u64;
+        self.times.clear();
+        self.events.clear();
+        self.at.clear();
+        self.run_t.clear();
+        self.runs.clear();
+        self.heads.clear();
+        self.decoded = 0;
+        // Per stream of the user: (stream, first index in `run_t`, end,
+        // stream row of the first); an unwanted stream's "indexes" only
+        // count its rows.
+        for (s, st) in self.streams.iter_mut().enumerate() {
+            let Some((off, n)) = st.pair_for(seg, c)? else {
+                continue;
+            };
+            if !st.wanted {
+                self.runs.push((s, 0, n, off));
+                continue;
+            }
+            self.decoded += n;
+            let phys = st.start + off;
+            for p in st.props.iter_mut().flatten() {
+                p.ensure(phys, phys + n)?;
+            }
+            st.decode(seg, off, n, false)?;
+            let i = off - st.base;
+            let from = self.run_t.len();
+            let mut t = meta.min_time;
+            let mut dmax = 0;
+            let Some(dt) = st.dt.get(i..i + n) else {
+                return Err(st.corrupt(seg, "time column ends early"));
+            };
+            self.run_t.extend(dt.iter().map(|&d| {
+                dmax = dmax.max(d);
+                t = t.wrapping_add(d as i64);
+                t
+            }));
+            if dmax > span || t > meta.max_time || t < meta.min_time {
+                return Err(st.corrupt(seg, "a time outside the segment's range"));
+            }
+            self.runs.push((s, from, from + n, off));
+        }
+        self.heads.extend(self.runs.iter().map(|r| r.1));
+        let starts = seg.user_starts();
+        let (Some(&a), Some(&b)) = (starts.get(c), starts.get(c + 1)) else {
+            return Err(Error::corrupt(
+                seg.path(),
+                "user index outside the users table",
+            ));
+        };
+        let Some(order) = self.order.as_mut() else {
+            return Ok(0);
+        };
+        let ranks = order.rows(seg, a as usize, b as usize)?;
+        let disagree =
+            || Error::corrupt(seg.path(), "order column disagrees with the event streams");
+        self.times.reserve(self.decoded);
+        self.events.reserve(self.decoded);
+        for &r in ranks {
+            let j = r as usize;
+            let (Some(&(s, from, end, off)), Some(h)) = (self.runs.get(j), self.heads.get_mut(j))
+            else {
+                return Err(disagree());
+            };
+            if *h >= end {
+                return Err(disagree());
+            }
+            let row = *h;
+            *h += 1;
+            let st = &self.streams[s];
+            if !st.wanted {
+                continue;
+            }
+            self.times.push(self.run_t[row]);
+            self.events.push(st.event);
+            if self.with_props {
+                self.at.push((s as u32, (off + row - from) as u32));
+            }
+        }
+        if self.heads.iter().zip(&self.runs).any(|(h, r)| *h != r.2) {
+            return Err(disagree());
         }
         Ok(self.times.len())
     }

@@ -129,6 +129,11 @@ fn inconsistent_streams_are_corruption_not_panics() {
         ("ev.2.time", packed(&[0; 3]), "rows"),
         // Tie ranks of the wrong length.
         ("ev.0.tie", packed(&[0; 3]), "lengths"),
+        // An order column that names a stream the user lacks, or puts
+        // too many rows in one of the user's streams.
+        ("order", packed(&[5; 200]), "order"),
+        ("order", packed(&[0; 200]), "order"),
+        ("order", packed(&[0; 7]), "order"),
     ];
     for (name, bytes, want) in cases {
         write_segment(&path, 0, &data(), SegmentFormat::EventMajor).unwrap();
@@ -137,4 +142,106 @@ fn inconsistent_streams_are_corruption_not_panics() {
         assert!(e.contains("00000001.seg"), "{name}: {e}");
         assert!(e.contains(want), "{name}: expected \"{want}\" in: {e}");
     }
+}
+
+/// Every row a scan hands over: (user, time, event, property 0).
+fn rows_of(path: &Path, spec: &ScanSpec) -> Vec<(u32, i64, u32, Option<crate::value::Value>)> {
+    let snap = ShardSnapshot {
+        segments: vec![Arc::new(Segment::open(path).unwrap())],
+        mem: Vec::new(),
+    };
+    let mut out = Vec::new();
+    snap.scan(spec, |u| {
+        if let Some(runs) = u.runs {
+            for (ev, times) in runs.iter() {
+                out.extend(times.iter().map(|&t| (u.uid, t, ev, None)));
+            }
+        }
+        for i in 0..u.len() {
+            out.push((u.uid, u.times[i], u.events[i], u.prop(0, i).cloned()));
+        }
+    })
+    .unwrap();
+    out
+}
+
+#[test]
+fn following_the_order_column_equals_merging_by_time_and_tie() {
+    use crate::value::Value;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = SegmentData::default();
+    // Five events, many equal times, a property on some rows.
+    let mut x = 7u64;
+    let mut col = Vec::new();
+    for u in 0..60u32 {
+        let mut t = 1_000i64;
+        for _ in 0..(u % 13) * 9 + 1 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            t += ((x >> 33) % 3) as i64;
+            let row = d.uids.len() as u32;
+            d.uids.push(u);
+            d.events.push(((x >> 40) % 5) as u32);
+            d.times.push(t);
+            if (x >> 20).is_multiple_of(2) {
+                col.push((row, Value::Int(row as i64)));
+            }
+        }
+    }
+    d.props.insert(0, col);
+    let with = dir.path().join("00000001.seg");
+    let without = dir.path().join("00000002.seg");
+    write_segment(&with, 0, &d, SegmentFormat::EventMajor).unwrap();
+    write_segment(&without, 0, &d, SegmentFormat::EventMajorWithoutOrder).unwrap();
+    assert!(Segment::open(&with)
+        .unwrap()
+        .order_reader()
+        .unwrap()
+        .is_some());
+    assert!(Segment::open(&without)
+        .unwrap()
+        .order_reader()
+        .unwrap()
+        .is_none());
+    let mut users = roaring::RoaringBitmap::new();
+    users.extend((0..60u32).filter(|u| u % 3 != 1));
+    let specs = [
+        ScanSpec::default(),
+        ScanSpec {
+            props: vec![0],
+            ..ScanSpec::default()
+        },
+        ScanSpec {
+            props: vec![0],
+            events: Some(vec![true, false, true, true, true]),
+            range: Some((1_010, 1_200)),
+            users: Some(users),
+            ..ScanSpec::default()
+        },
+        ScanSpec {
+            events: Some(vec![true, true, false, true]),
+            runs: true,
+            ..ScanSpec::default()
+        },
+    ];
+    for spec in &specs {
+        let a = rows_of(&with, spec);
+        assert!(!a.is_empty());
+        assert_eq!(a, rows_of(&without, spec), "{spec:?}");
+    }
+    // And both are the input, in its order (ties in arrival order).
+    let all = rows_of(&with, &specs[1]);
+    let props: std::collections::HashMap<u32, Value> = d.props[&0].iter().cloned().collect();
+    let input: Vec<_> = (0..d.len())
+        .map(|i| {
+            (
+                d.uids[i],
+                d.times[i],
+                d.events[i],
+                props.get(&(i as u32)).cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(all, input);
 }

@@ -354,6 +354,28 @@ impl Segment {
         Ok(r)
     }
 
+    /// Version 2: a reader of the `order` section (per row in user-time
+    /// order, the rank of its event among the user's distinct events), or
+    /// `None` for a segment written before it existed.
+    pub fn order_reader(&self) -> Result<Option<bitpack::BlockReader<'_>>> {
+        let Some(bytes) = self.section("order") else {
+            return Ok(None);
+        };
+        let rows = self.meta.rows as usize;
+        let mut d = Dec::new(bytes);
+        let r = bitpack::BlockReader::new(&mut d, rows).map_err(|e| self.decode_err("order", e))?;
+        if r.len() != rows {
+            return Err(Error::corrupt(
+                &self.path,
+                format!(
+                    "order column holds {} rows, the footer says {rows}",
+                    r.len()
+                ),
+            ));
+        }
+        Ok(Some(r))
+    }
+
     /// Rows per event id.
     pub fn event_row_counts(&self) -> Result<Vec<(u32, u64)>> {
         if self.format == SegmentFormat::EventMajor {

@@ -45,6 +45,10 @@ pub enum SegmentFormat {
     /// query decodes only the events it looks at.
     #[default]
     EventMajor,
+    /// Version 2 as written before the `order` section existed (readers
+    /// then merge streams by time and tie rank). Only for tests that keep
+    /// reading such files.
+    EventMajorWithoutOrder,
 }
 
 /// Writes `data` (sorted by uid, then time) as a segment at `path`:
@@ -95,8 +99,11 @@ pub fn write_segment(
             write_time_order(data, min_time, &mut sections);
             SEG_MAGIC
         }
-        SegmentFormat::EventMajor => {
+        SegmentFormat::EventMajor | SegmentFormat::EventMajorWithoutOrder => {
             let events: Vec<u32> = bitmaps.keys().copied().collect();
+            if format == SegmentFormat::EventMajor {
+                sections.push(("order".into(), order_column(data)));
+            }
             let phys = write_event_major(data, min_time, &events, &mut sections);
             for (pid, col) in &data.props {
                 let prop = encode_prop(n, col, |r| phys.get(r as usize).copied());
@@ -190,6 +197,36 @@ fn write_time_order(data: &SegmentData, min_time: i64, sections: &mut Vec<(Strin
     let evs: Vec<u64> = data.events.iter().map(|&x| u64::from(x)).collect();
     bitpack::encode(&evs, &mut e);
     sections.push(("event".into(), e.buf));
+}
+
+/// Version 2's `order` section: per row in (user, time, arrival) order,
+/// the rank of its event among the user's distinct events (ascending), so
+/// a reader restores a user's time order from the streams without
+/// comparing times.
+fn order_column(data: &SegmentData) -> Vec<u8> {
+    let n = data.len();
+    let mut ranks = Vec::with_capacity(n);
+    let mut evs: Vec<u32> = Vec::new();
+    let mut a = 0;
+    while a < n {
+        let mut b = a + 1;
+        while b < n && data.uids[b] == data.uids[a] {
+            b += 1;
+        }
+        evs.clear();
+        evs.extend_from_slice(&data.events[a..b]);
+        evs.sort_unstable();
+        evs.dedup();
+        ranks.extend(
+            data.events[a..b]
+                .iter()
+                .map(|e| evs.partition_point(|x| x < e) as u64),
+        );
+        a = b;
+    }
+    let mut e = Enc::new();
+    bitpack::encode(&ranks, &mut e);
+    e.buf
 }
 
 /// Version 2 streams, one per event in `events` (ascending): the rows of

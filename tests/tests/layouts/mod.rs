@@ -1,5 +1,6 @@
 //! The storage layouts every conformance case runs in: all events in the
-//! memtable, all flushed to segments of format 2, or of format 1, and split
+//! memtable, all flushed to segments of format 2 (with or without the
+//! `order` section), or of format 1, and split
 //! over segments of both formats plus the memtable. Events keep their list
 //! order as arrival order in every layout.
 
@@ -14,14 +15,18 @@ pub enum Layout {
     Flushed,
     /// One segment per shard in format 1.
     FlushedV1,
+    /// One segment per shard in format 2 as written before its `order`
+    /// section (streams merged by time and tie rank).
+    FlushedNoOrder,
     /// Two segments per shard (format 1, then 2) and the memtable.
     Split,
 }
 
-pub const LAYOUTS: [Layout; 4] = [
+pub const LAYOUTS: [Layout; 5] = [
     Layout::Memtable,
     Layout::Flushed,
     Layout::FlushedV1,
+    Layout::FlushedNoOrder,
     Layout::Split,
 ];
 
@@ -51,15 +56,13 @@ pub fn load(events: &[Event], layout: Layout) -> (tempfile::TempDir, Engine) {
             engine.ingest(events.to_vec()).unwrap();
             engine
         }
-        Layout::Flushed | Layout::FlushedV1 => {
-            let engine = open(
-                dir.path(),
-                if matches!(layout, Layout::Flushed) {
-                    v2
-                } else {
-                    v1
-                },
-            );
+        Layout::Flushed | Layout::FlushedV1 | Layout::FlushedNoOrder => {
+            let format = match layout {
+                Layout::FlushedV1 => v1,
+                Layout::FlushedNoOrder => SegmentFormat::EventMajorWithoutOrder,
+                _ => v2,
+            };
+            let engine = open(dir.path(), format);
             engine.ingest(events.to_vec()).unwrap();
             engine.flush().unwrap();
             engine
