@@ -2,6 +2,11 @@
 //! re-evaluated on read when older than the staleness bound, see
 //! [`footprint_query::cohorts`]) and static ones (an uploaded list of ids).
 //! Evaluations run on the engine's query threads.
+//!
+//! With a scope ([`QueryOptions::scope`]) every cohort read here holds
+//! only in-scope people: its size is theirs, its size history (counts of
+//! everyone) is withheld (empty), and a cohort saved under a scope keeps
+//! the scope in its definition (see [`footprint_query::scope`]).
 
 use footprint_query::cohorts as live;
 use footprint_storage::cohorts::{now_ms, Cohort};
@@ -30,15 +35,26 @@ impl Engine {
     /// are older than `opts.cohort_max_age` (default 60 s).
     pub fn cohort(&self, name: &str, opts: &QueryOptions) -> Result<Cohort> {
         let store = self.store();
-        Ok(self
+        let c = self
             .pool
-            .install(|| live::current(store, name, opts, &[]))?)
+            .install(|| live::current(store, name, opts, &[]))?;
+        self.scoped(c, opts)
     }
 
     /// Re-evaluates cohort `name` now, whatever its age.
     pub fn reevaluate_cohort(&self, name: &str, opts: &QueryOptions) -> Result<Cohort> {
         let store = self.store();
-        Ok(self.pool.install(|| live::reevaluate(store, name, opts))?)
+        let c = self.pool.install(|| live::reevaluate(store, name, opts))?;
+        self.scoped(c, opts)
+    }
+
+    /// `c` as `opts.scope` sees it: its in-scope members, no history.
+    fn scoped(&self, mut c: Cohort, opts: &QueryOptions) -> Result<Cohort> {
+        if let Some(scope) = self.resolve_scope(opts, Some(&c.members))? {
+            c.members &= scope.persons();
+            c.history.clear();
+        }
+        Ok(c)
     }
 
     /// Evaluates a cohort definition (a `users` query) without saving it.
@@ -62,15 +78,22 @@ impl Engine {
         opts: &QueryOptions,
     ) -> Result<Cohort> {
         let store = self.store();
-        Ok(self
+        let c = self
             .pool
-            .install(|| live::create_live(store, name, definition, opts))?)
+            .install(|| live::create_live(store, name, definition, opts))?;
+        self.scoped(c, opts)
     }
 
     /// Creates or replaces static cohort `name` of the users `ids` (an
     /// anonymous id counts as the person it is aliased to). Ids never
-    /// seen are left out and reported.
-    pub fn create_static_cohort(&self, name: &str, ids: &[String]) -> Result<StaticSaved> {
+    /// seen are left out and reported, and so, alike, are the ids of
+    /// people outside `opts.scope`.
+    pub fn create_static_cohort(
+        &self,
+        name: &str,
+        ids: &[String],
+        opts: &QueryOptions,
+    ) -> Result<StaticSaved> {
         footprint_storage::cohorts::check_name(name).map_err(Error::Invalid)?;
         if ids.len() > MAX_STATIC_IDS {
             return Err(Error::Invalid(format!(
@@ -79,10 +102,15 @@ impl Engine {
             )));
         }
         let store = self.store();
+        let known: RoaringBitmap = ids.iter().filter_map(|id| store.user_id(id)).collect();
+        let scope = self.resolve_scope(opts, Some(&known))?;
         let mut members = RoaringBitmap::new();
         let (mut unknown, mut unknown_ids) = (0, Vec::new());
         for id in ids {
-            match store.user_id(id) {
+            let uid = store
+                .user_id(id)
+                .filter(|&u| scope.as_ref().is_none_or(|s| s.admits(u)));
+            match uid {
                 Some(u) => {
                     members.insert(u);
                 }
@@ -121,14 +149,14 @@ impl Engine {
     }
 
     /// Every saved cohort as last evaluated (none is re-evaluated here),
-    /// by name.
-    pub fn cohorts(&self) -> Result<Vec<(String, Cohort)>> {
+    /// by name; with `opts.scope`, each as the scope sees it.
+    pub fn cohorts(&self, opts: &QueryOptions) -> Result<Vec<(String, Cohort)>> {
         let store = self.store();
         let mut out = Vec::new();
         for name in store.cohort_names()? {
             // One deleted since the listing is skipped.
             if let Some(c) = store.cohort_record(&name)? {
-                out.push((name, c));
+                out.push((name, self.scoped(c, opts)?));
             }
         }
         Ok(out)

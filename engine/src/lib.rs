@@ -33,18 +33,21 @@ use parking_lot::{Condvar, Mutex};
 pub mod cohorts;
 pub mod dedupe;
 pub mod export;
+pub mod people;
 
 pub use cohorts::StaticSaved;
 pub use dedupe::IngestedOnce;
 pub use footprint_storage::cohorts::Cohort;
 
 pub use footprint_query as query;
+pub use footprint_query::scope::{Resolved, Scope};
 pub use footprint_query::{ErrorKind, Limits, QueryError, QueryOptions, ScanStats};
 pub use footprint_storage as storage;
 pub use footprint_storage::{
     Alias, Event, Format, Ingested, OpenReport, ProfileOp, ProfileUpdate, RowError, Store,
     StoreOptions, StoreStats, Value,
 };
+pub use people::Schema;
 
 /// Errors of the engine API.
 #[derive(Debug, thiserror::Error)]
@@ -297,16 +300,46 @@ impl Engine {
     /// Translates `query` into SQL over the tables that
     /// [`Engine::export_parquet`] writes (see [`footprint_query::sql`]),
     /// resolving names and validating exactly as [`Engine::query_json`].
+    /// With a `scope`, the query's `users` is narrowed to it first
+    /// ([`Scope::narrow_query`]), so the SQL computes what the scope
+    /// sees (a scope that names a saved cohort is not translatable).
     pub fn translate_sql(
         &self,
         query: &serde_json::Value,
         opts: &footprint_query::sql::Options,
+        scope: Option<&Scope>,
     ) -> Result<String> {
+        let narrowed;
+        let query = match scope {
+            Some(s) => {
+                narrowed = s.narrow_query(query);
+                &narrowed
+            }
+            None => query,
+        };
         Ok(footprint_query::sql::translate(
             &self.inner.store,
             query,
             opts,
         )?)
+    }
+
+    /// The people `opts.scope` admits now (among the people of `among`
+    /// when given: cheaper for a few); `None` without a scope. See
+    /// [`footprint_query::scope`].
+    pub fn resolve_scope(
+        &self,
+        opts: &QueryOptions,
+        among: Option<&roaring::RoaringBitmap>,
+    ) -> Result<Option<Resolved>> {
+        let Some(scope) = &opts.scope else {
+            return Ok(None);
+        };
+        let store = &self.inner.store;
+        let snap = store.snapshot();
+        Ok(Some(self.pool.install(|| {
+            footprint_query::scope::resolve(store, &snap, scope, opts, among)
+        })?))
     }
 
     /// Flushes the memtable to segments now.

@@ -99,6 +99,7 @@ pub fn evaluate(
         ..opts.clone()
     };
     let mut ctx = crate::exec::Ctx::new(store, opts, crate::Limits::default());
+    ctx.apply_scope()?;
     ctx.within_cohorts(chain.to_vec());
     let common = crate::model::Common::parse(&mut o, &mut ctx)?;
     let q = crate::users_plan(&mut o, &mut ctx, &common)?;
@@ -161,7 +162,13 @@ fn refresh(
     let at = now_ms();
     let mut inner = chain.to_vec();
     inner.push(name.to_owned());
-    let members = evaluate(store, &def, opts, &inner).map_err(|e| QueryError {
+    // A cohort's members do not depend on who reads it: the reader's
+    // scope applies to what it reads, not to what is saved.
+    let opts = QueryOptions {
+        scope: None,
+        ..opts.clone()
+    };
+    let members = evaluate(store, &def, &opts, &inner).map_err(|e| QueryError {
         message: format!("cohort \"{name}\": {e}"),
         path: String::new(),
         ..e
@@ -182,7 +189,11 @@ pub fn create_live(
     footprint_storage::cohorts::check_name(name).map_err(|m| QueryError::invalid("name", m))?;
     let at = now_ms();
     let members = evaluate(store, definition, opts, &[name.to_owned()])?;
-    save_live(store, name, definition, members, at)
+    // A scoped caller's cohort stays within its scope, whoever reads it.
+    match &opts.scope {
+        Some(s) => save_live(store, name, &s.narrow_query(definition), members, at),
+        None => save_live(store, name, definition, members, at),
+    }
 }
 
 /// Saves `members` (evaluated at `at`) as live cohort `name` of

@@ -479,7 +479,7 @@ pub fn run(q: &Events, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         // An empty range has no buckets.
         Some((from, to)) if from >= to => None,
         Some((from, to)) => Some((from, to - 1)),
-        None => ctx.time_extent(),
+        None => ctx.time_extent()?,
     };
     let grid = match (q.unit, extent) {
         (None, _) => Grid {

@@ -29,6 +29,9 @@ pub struct QueryOptions {
     /// members are older than this (`None`:
     /// [`crate::cohorts::DEFAULT_MAX_AGE`]).
     pub cohort_max_age: Option<Duration>,
+    /// Only the people this condition admits are read (see
+    /// [`crate::scope`]); `None`: everyone.
+    pub scope: Option<crate::scope::Scope>,
 }
 
 /// What a query read (for benchmarks and `--timing`).
@@ -73,6 +76,8 @@ pub struct Ctx<'a> {
     /// The live cohorts being evaluated around this query, outermost
     /// first (a definition may not reach its own name).
     chain: Vec<String>,
+    /// The people [`QueryOptions::scope`] admits, once applied.
+    scope: Option<crate::scope::Resolved>,
 }
 
 impl<'a> Ctx<'a> {
@@ -95,6 +100,7 @@ impl<'a> Ctx<'a> {
             runs: false,
             budget: Budget::new(limits),
             chain: Vec::new(),
+            scope: None,
         }
         .with_aliases()
     }
@@ -224,6 +230,28 @@ impl<'a> Ctx<'a> {
         (c.users.is_true() || c.users.eval(&UserProps(profile))).then_some(profile)
     }
 
+    /// Restricts the query to the people of [`QueryOptions::scope`],
+    /// evaluated at this query's snapshot (nothing without one). Call
+    /// before anything reads users.
+    pub fn apply_scope(&mut self) -> Result<()> {
+        let Some(scope) = self.opts.scope.clone() else {
+            return Ok(());
+        };
+        let resolved = crate::scope::resolve(self.store, &self.snapshot, &scope, &self.opts, None)?;
+        let persons = resolved.persons().clone();
+        self.cohort = Some(match self.cohort.take() {
+            Some(c) => c & persons,
+            None => persons,
+        });
+        self.scope = Some(resolved);
+        Ok(())
+    }
+
+    /// The people of the query's scope, once applied.
+    pub fn scope(&self) -> Option<&crate::scope::Resolved> {
+        self.scope.as_ref()
+    }
+
     /// Marks this query as the evaluation of live cohorts `chain`
     /// (outermost first): reading any of them again is a cycle.
     pub fn within_cohorts(&mut self, chain: Vec<String>) {
@@ -258,9 +286,14 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// The id of a user name, `None` for a user never seen.
+    /// The id of a user name, `None` for a user never seen or outside
+    /// the query's scope (the two look the same).
     pub fn user_id(&self, name: &str) -> Option<u32> {
-        self.store.user_id(name)
+        let uid = self.store.user_id(name)?;
+        self.scope
+            .as_ref()
+            .is_none_or(|s| s.admits(uid))
+            .then_some(uid)
     }
 
     /// The names of user ids.
@@ -289,15 +322,19 @@ impl<'a> Ctx<'a> {
     /// Whether `range` admits every event of the snapshot (then the per-event
     /// user bitmaps, which span all time, are exact for it).
     pub fn covers_all(&self, range: Option<(i64, i64)>) -> bool {
-        match (range, self.time_extent()) {
+        match (range, self.snapshot.time_extent()) {
             (None, _) | (_, None) => true,
             (Some((from, to)), Some((lo, hi))) => from <= lo && hi < to,
         }
     }
 
-    /// The earliest and latest event time this query can see.
-    pub fn time_extent(&self) -> Option<(i64, i64)> {
-        self.snapshot.time_extent()
+    /// The earliest and latest event time this query can see (of the
+    /// people in its scope, when it has one).
+    pub fn time_extent(&self) -> Result<Option<(i64, i64)>> {
+        match &self.scope {
+            None => Ok(self.snapshot.time_extent()),
+            Some(s) => crate::scope::time_extent(&self.snapshot, s),
+        }
     }
 
     /// Declares that the query looks at rows only through `refs` (every

@@ -37,7 +37,7 @@ impl Grid {
         let extent = match c.range {
             Some((from, to)) if from >= to => None,
             Some((from, to)) => Some((from, to - 1)),
-            None => ctx.time_extent(),
+            None => ctx.time_extent()?,
         };
         let Some((lo, hi)) = extent else {
             return Ok(Grid {

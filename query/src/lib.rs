@@ -34,6 +34,7 @@ pub mod limits;
 pub mod model;
 pub mod paths;
 pub mod retention;
+pub mod scope;
 pub mod sessionize;
 pub mod sessions;
 pub mod sql;
@@ -48,6 +49,7 @@ use serde_json::Value as Json;
 pub use error::{ErrorKind, QueryError, Result};
 pub use exec::{QueryOptions, ScanStats};
 pub use limits::Limits;
+pub use scope::Scope;
 
 /// Every query `kind` the JSON contract names (some answer
 /// `not_supported` for now).
@@ -82,6 +84,7 @@ pub fn execute_with_limits(
     opts: QueryOptions,
     limits: Limits,
 ) -> Result<Json> {
+    let scope = opts.scope.clone();
     let (kind, mut o, mut ctx, common) = head(store, query, opts, limits)?;
     let kind_path = "kind";
     let mut result = match kind {
@@ -149,7 +152,13 @@ pub fn execute_with_limits(
             let mut q = users_plan(&mut o, &mut ctx, &common)?;
             o.finish(&format!("{COMMON}, {}", USERS_FIELDS.join(", ")))?;
             if q.save_as.is_some() {
-                q.definition = Some(cohorts::definition_of(query));
+                // A scoped caller's cohort stays within its scope, whoever
+                // reads it later.
+                let def = cohorts::definition_of(query);
+                q.definition = Some(match &scope {
+                    Some(s) => s.narrow_query(&def),
+                    None => def,
+                });
             }
             users::run(&q, &common, &ctx)?
         }
@@ -284,6 +293,7 @@ pub(crate) fn head<'s, 'q>(
         json::check_keys(query, "", &allowed)?;
     }
     let mut ctx = exec::Ctx::new(store, opts, limits);
+    ctx.apply_scope()?;
     if let Some(name) = query.get("save_as").and_then(Json::as_str) {
         // A saved cohort is re-evaluated from this query: it may not read
         // the cohort it saves.

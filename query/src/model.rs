@@ -214,27 +214,36 @@ impl Common {
 /// `{"cohort": NAME}` — alone or as items of a top-level `and` — which
 /// restrict the users every scan reads.
 fn parse_users(v: &Json, path: &str, ctx: &mut Ctx<'_>) -> Result<Filter> {
-    let cohort = |c: &Json, p: &str, ctx: &mut Ctx<'_>| -> Result<()> {
+    parse_users_with(v, path, &mut |name, np| ctx.restrict_to_cohort(name, np))
+}
+
+/// [`parse_users`] handing each cohort item's name (and the path of its
+/// `cohort` field) to `cohort` instead of restricting a query.
+pub(crate) fn parse_users_with(
+    v: &Json,
+    path: &str,
+    cohort: &mut dyn FnMut(&str, &str) -> Result<()>,
+) -> Result<Filter> {
+    let mut item = |c: &Json, p: &str| -> Result<()> {
         let mut o = Obj::new(c, p)?;
         let np = o.at("cohort");
         let name = o.req_str("cohort")?;
         o.finish("cohort")?;
-        ctx.restrict_to_cohort(name, &np)
+        cohort(name, &np)
     };
-    let is_cohort = |c: &Json| matches!(c, Json::Object(m) if m.contains_key("cohort"));
     if is_cohort(v) {
-        cohort(v, path, ctx)?;
+        item(v, path)?;
         return Ok(Filter::True);
     }
     if let Some(Json::Array(items)) = v.get("and") {
         if items.iter().any(is_cohort) {
             let mut rest = Vec::new();
-            for (i, item) in items.iter().enumerate() {
+            for (i, x) in items.iter().enumerate() {
                 let ip = format!("{path}.and[{i}]");
-                if is_cohort(item) {
-                    cohort(item, &ip, ctx)?;
+                if is_cohort(x) {
+                    item(x, &ip)?;
                 } else {
-                    rest.push(parse_profile_filter(item, &ip)?);
+                    rest.push(parse_profile_filter(x, &ip)?);
                 }
             }
             return Ok(if rest.is_empty() {
@@ -245,6 +254,11 @@ fn parse_users(v: &Json, path: &str, ctx: &mut Ctx<'_>) -> Result<Filter> {
         }
     }
     parse_profile_filter(v, path)
+}
+
+/// Whether a `users` item is `{"cohort": …}`.
+pub(crate) fn is_cohort(c: &Json) -> bool {
+    matches!(c, Json::Object(m) if m.contains_key("cohort"))
 }
 
 /// Parses a filter over profile properties (`prop` means `user_prop`).

@@ -13,7 +13,6 @@ mod trackers;
 mod user_detail;
 mod watches;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use footprint_engine::storage::parse;
-use footprint_engine::{Engine, ErrorKind, QueryOptions};
+use footprint_engine::{Engine, ErrorKind, QueryOptions, Scope};
 use serde_json::{json, Value as Json};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -56,10 +55,29 @@ pub struct ApiKey {
     /// A label for logs.
     #[serde(default)]
     pub name: String,
-    /// A user condition scoping the key (issue 16): not supported yet,
-    /// so a keys file that sets it is refused rather than ignored.
+    /// A user condition scoping the key (per-owner access): the key
+    /// reads only the people it admits (see `footprint_query::scope`)
+    /// and writes nothing. An ingest key cannot have one.
     #[serde(default)]
     pub users: Option<Json>,
+}
+
+impl ApiKey {
+    /// The key's scope; an error naming `path` when its condition is not
+    /// a valid user condition or the key may not be scoped.
+    fn scope(&self, path: &str) -> std::result::Result<Option<Scope>, String> {
+        let Some(users) = &self.users else {
+            return Ok(None);
+        };
+        if self.role == Role::Ingest {
+            return Err(format!(
+                "{path}: an ingest key cannot be scoped to some users: a scope restricts what a key reads, an ingest key reads nothing, and a scoped key may not write (writing profiles or aliases could move people into its scope); give the scope to a query or admin key"
+            ));
+        }
+        Scope::new(users.clone(), path)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -77,12 +95,10 @@ pub fn load_keys(path: &std::path::Path) -> Result<Vec<ApiKey>> {
     if f.keys.is_empty() {
         bail!("{}: no keys", path.display());
     }
-    if let Some(k) = f.keys.iter().find(|k| k.users.is_some()) {
-        bail!(
-            "{}: key {:?} has a \"users\" condition: keys scoped to some users are not supported yet; remove it (the key would see every user)",
-            path.display(),
-            k.name
-        );
+    for (i, k) in f.keys.iter().enumerate() {
+        if let Err(e) = k.scope(&format!("keys[{i}].users")) {
+            bail!("{}: key {:?}: {e}", path.display(), k.name);
+        }
     }
     if let Some(k) = f.keys.iter().find(|k| k.key.len() < 16) {
         bail!(
@@ -163,6 +179,16 @@ struct App {
     live: live::Live,
     /// The watches of the data directory.
     watches: Arc<crate::watch::Watches>,
+    /// The scope of each of `cfg.keys`, in order (`Err`: a condition
+    /// that does not parse, so the key is refused, never unscoped).
+    scopes: Vec<std::result::Result<Option<Scope>, String>>,
+}
+
+/// What the key of a request may see.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Access {
+    /// The key's scope; `None`: every user.
+    pub(crate) scope: Option<Scope>,
 }
 
 /// An error response: `{"error": {"code", "message", "path"}}`.
@@ -249,19 +275,22 @@ impl From<footprint_engine::Error> for ApiError {
 type ApiResult = std::result::Result<Response, ApiError>;
 
 impl App {
-    /// Options of a query or cohort read: the time budget and the
-    /// staleness bound of live cohorts.
-    fn query_options(&self) -> QueryOptions {
+    /// Options of a query or cohort read by `access`: the time budget,
+    /// the staleness bound of live cohorts and the key's scope.
+    fn query_options(&self, access: &Access) -> QueryOptions {
         QueryOptions {
             timeout: Some(self.cfg.query_timeout),
             cohort_max_age: Some(self.cfg.cohort_max_age),
+            scope: access.scope.clone(),
             ..Default::default()
         }
     }
 
-    fn authorize(&self, headers: &HeaderMap, need: Role) -> std::result::Result<(), ApiError> {
+    /// Checks the request's key for `need`; what it may see. A scoped key
+    /// writes nothing: [`Role::Ingest`] endpoints refuse it.
+    fn authorize(&self, headers: &HeaderMap, need: Role) -> std::result::Result<Access, ApiError> {
         if self.cfg.keys.is_none() {
-            return Ok(());
+            return Ok(Access::default());
         }
         let given = headers
             .get(header::AUTHORIZATION)
@@ -274,33 +303,37 @@ impl App {
                     "missing Authorization: Bearer <key>",
                 )
             })?;
-        match self.role_of(given) {
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "unknown API key",
-            )),
-            Some(Role::Admin) => Ok(()),
-            Some(r) if r == need => Ok(()),
-            Some(r) => Err(ApiError::new(
+        let (role, scope) = self.role_of(given).ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API key")
+        })?;
+        if role != Role::Admin && role != need {
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("this key has role {r:?}; the endpoint needs {need:?} or Admin"),
-            )),
+                format!("this key has role {role:?}; the endpoint needs {need:?} or Admin"),
+            ));
         }
+        if need == Role::Ingest && scope.is_some() {
+            return Err(scoped_write());
+        }
+        Ok(Access { scope })
     }
 
-    /// The role of `given` among the configured keys, compared against
-    /// every key in constant time, so timing tells nothing.
-    fn role_of(&self, given: &str) -> Option<Role> {
-        let mut role = None;
-        for k in self.cfg.keys.iter().flatten() {
+    /// The role and scope of `given` among the configured keys, compared
+    /// against every key in constant time, so timing tells nothing. A key
+    /// whose scope does not parse is unknown.
+    fn role_of(&self, given: &str) -> Option<(Role, Option<Scope>)> {
+        let mut found = None;
+        for (i, k) in self.cfg.keys.iter().flatten().enumerate() {
             let eq: bool = subtle::ConstantTimeEq::ct_eq(k.key.as_bytes(), given.as_bytes()).into();
             if eq {
-                role = Some(k.role);
+                found = match self.scopes.get(i) {
+                    Some(Ok(scope)) => Some((k.role, scope.clone())),
+                    _ => None,
+                };
             }
         }
-        role
+        found
     }
 
     /// Reads a request body within the body limits, charged to the budget.
@@ -328,6 +361,15 @@ impl App {
             ))
         })
     }
+}
+
+/// `403` for a write with a scoped key.
+fn scoped_write() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "this key is scoped to some users and may only read: writing events, profiles or aliases could move people into its scope",
+    )
 }
 
 async fn blocking<T: Send + 'static>(
@@ -529,7 +571,7 @@ async fn alias_or_segment(
 }
 
 async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let encoding = Encoding::of(&headers)?;
     let (raw, mut charge) = app.read_body(&headers, body).await?;
     // The slot is taken before the body becomes a JSON tree, so at most
@@ -542,7 +584,7 @@ async fn query(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> A
     };
     let t = Instant::now();
     let a = app.clone();
-    let opts = app.query_options();
+    let opts = app.query_options(&access);
     let (kind, r) = blocking(move || -> std::result::Result<_, ApiError> {
         let _permit = permit;
         let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
@@ -589,7 +631,7 @@ async fn sql_translate(
     axum::extract::RawQuery(params): axum::extract::RawQuery,
     body: Body,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let mut opts = footprint_engine::query::sql::Options::default();
     for (k, v) in form_urlencoded::parse(params.unwrap_or_default().as_bytes()) {
         match (&*k, &*v) {
@@ -619,7 +661,7 @@ async fn sql_translate(
         let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
         let q = json_body(&bytes)?;
         Ok(a.engine
-            .translate_sql(&q, &opts)
+            .translate_sql(&q, &opts, access.scope.as_ref())
             .map(|sql| (sql, opts.table)))
     })
     .await??;
@@ -628,33 +670,31 @@ async fn sql_translate(
 }
 
 async fn stats(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    if app.authorize(&headers, Role::Query)?.scope.is_some() {
+        // Every figure here counts every user's events.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this key is scoped to some users, and the store's statistics count everyone's events; a query (kind events) counts the key's own",
+        ));
+    }
     let a = app.clone();
     let s = blocking(move || a.engine.stats()).await??;
     Ok(axum::Json(s).into_response())
 }
 
+/// `GET /v1/schema`: event names with counts, event property types,
+/// profile property names with counts — a scoped key's counts are its
+/// people's (see `footprint_engine::people`). It has the query time
+/// budget: a data set with a great many property names answers 504, not
+/// after minutes.
 async fn schema(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let a = app.clone();
-    // The schema has the query time budget: a data set with a great many
-    // property names answers 504, not after minutes.
-    let deadline = Instant::now() + app.cfg.query_timeout;
-    let (events, props, profile_props) = blocking(move || -> std::result::Result<_, ApiError> {
-        let st = a.engine.store();
-        let events = st.event_counts().map_err(footprint_engine::Error::from)?;
-        let props = st
-            .prop_types_within(Some(deadline))
-            .map_err(footprint_engine::Error::from)?;
-        // Profile property names, with how many users have each: the
-        // base file's column sizes, corrected by the changes since.
-        let profile_props = st.snapshot().profiles.property_counts();
-        Ok((events, props, profile_props))
-    })
-    .await??;
-    let props: BTreeMap<String, Json> = props.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    let opts = app.query_options(&access);
+    let s = blocking(move || a.engine.schema(&opts)).await??;
     Ok(axum::Json(
-        json!({"events": events, "properties": props, "profile_properties": profile_props}),
+        json!({"events": s.events, "properties": s.properties, "profile_properties": s.profile_properties}),
     )
     .into_response())
 }
@@ -667,7 +707,7 @@ async fn live_tail(
     headers: HeaderMap,
     uri: axum::http::Uri,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let mut limit = 20;
     for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         match k.as_ref() {
@@ -696,7 +736,29 @@ async fn live_tail(
             }
         }
     }
-    Ok(axum::Json(app.live.snapshot(limit, live::now_ms())).into_response())
+    if access.scope.is_none() {
+        return Ok(axum::Json(app.live.snapshot(limit, live::now_ms())).into_response());
+    }
+    // A scoped key sees its people's events only, and no counts (they
+    // count everyone's).
+    let (a, opts) = (app.clone(), app.query_options(&access));
+    let out = blocking(move || -> std::result::Result<Json, ApiError> {
+        let store = a.engine.store();
+        let recent = a.live.recent();
+        let ids: roaring::RoaringBitmap = recent
+            .iter()
+            .filter_map(|(_, e)| store.user_id(&e.user))
+            .collect();
+        let scope = a.engine.resolve_scope(&opts, Some(&ids))?;
+        let admits = |user: &str| {
+            store
+                .user_id(user)
+                .is_some_and(|u| scope.as_ref().is_none_or(|s| s.admits(u)))
+        };
+        Ok(a.live.snapshot_of(limit, live::now_ms(), admits))
+    })
+    .await??;
+    Ok(axum::Json(out).into_response())
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
@@ -759,6 +821,13 @@ fn router_with(engine: Arc<Engine>, cfg: Config, watches: Arc<crate::watch::Watc
         budget: Budget::new(cfg.max_inflight),
         metrics: Metrics::new(),
         live: live::Live::new(live::now_ms()),
+        scopes: cfg
+            .keys
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, k)| k.scope(&format!("keys[{i}].users")))
+            .collect(),
         cfg: cfg.clone(),
         watches,
     });

@@ -690,7 +690,7 @@ fn run(cli: Cli) -> Result<i32> {
                 profiles,
                 ..Default::default()
             };
-            let sql = engine.translate_sql(&q, &opts)?;
+            let sql = engine.translate_sql(&q, &opts, None)?;
             let mut out = std::io::stdout().lock();
             out.write_all(sql.as_bytes())
                 .unwrap_or_else(|e| stdout_failed(e));

@@ -2,6 +2,11 @@
 //! is re-evaluated when older than `--cohort-max-age-secs`), create (a
 //! `users` definition or a list of ids), stream the members with chosen
 //! profile fields, delete. Query role.
+//!
+//! A scoped key sees each cohort's in-scope members only (its size is
+//! theirs; the size history, which counts everyone, is `null`), uploads
+//! static cohorts whose ids outside its scope count as unknown, and saves
+//! live cohorts whose definition carries its scope.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,7 +45,7 @@ fn summary(name: &str, c: &Cohort) -> Json {
     })
 }
 
-fn detail(name: &str, c: &Cohort) -> Json {
+fn detail(name: &str, c: &Cohort, scoped: bool) -> Json {
     let mut out = summary(name, c);
     let def = c
         .definition
@@ -48,19 +53,22 @@ fn detail(name: &str, c: &Cohort) -> Json {
         .and_then(|d| serde_json::from_str::<Json>(d).ok())
         .unwrap_or(Json::Null);
     out["definition"] = def;
-    out["history"] = c
-        .history
-        .iter()
-        .map(|&(at, size)| json!({"at": at, "size": size}))
-        .collect();
+    out["history"] = if scoped {
+        Json::Null
+    } else {
+        c.history
+            .iter()
+            .map(|&(at, size)| json!({"at": at, "size": size}))
+            .collect()
+    };
     out
 }
 
 /// `GET /v1/cohorts`: every cohort as last evaluated.
 pub(super) async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
-    let a = app.clone();
-    let all = blocking(move || a.engine.cohorts()).await??;
+    let access = app.authorize(&headers, Role::Query)?;
+    let (a, opts) = (app.clone(), app.query_options(&access));
+    let all = blocking(move || a.engine.cohorts(&opts)).await??;
     let list: Vec<Json> = all.iter().map(|(n, c)| summary(n, c)).collect();
     Ok(axum::Json(json!({ "cohorts": list })).into_response())
 }
@@ -71,11 +79,11 @@ pub(super) async fn get(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let (a, n) = (app.clone(), name.clone());
-    let opts = app.query_options();
+    let opts = app.query_options(&access);
     let c = blocking(move || a.engine.cohort(&n, &opts)).await??;
-    Ok(axum::Json(detail(&name, &c)).into_response())
+    Ok(axum::Json(detail(&name, &c, access.scope.is_some())).into_response())
 }
 
 /// `DELETE /v1/cohorts/NAME`.
@@ -121,7 +129,8 @@ enum Spec {
 }
 
 async fn create(app: Arc<App>, name: Option<String>, headers: HeaderMap, body: Body) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
+    let scoped = access.scope.is_some();
     let encoding = Encoding::of(&headers)?;
     let text_ids = headers
         .get(header::CONTENT_TYPE)
@@ -130,7 +139,7 @@ async fn create(app: Arc<App>, name: Option<String>, headers: HeaderMap, body: B
         .is_some_and(|t| t.starts_with("text/plain") || t.starts_with("text/csv"));
     let (raw, mut charge) = app.read_body(&headers, body).await?;
     let a = app.clone();
-    let opts = app.query_options();
+    let opts = app.query_options(&access);
     let (status, out) = blocking(move || -> Result<(StatusCode, Json), ApiError> {
         let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
         let (name, spec) = if text_ids {
@@ -154,11 +163,11 @@ async fn create(app: Arc<App>, name: Option<String>, headers: HeaderMap, body: B
         let out = match spec {
             Spec::Live(def) => {
                 let c = a.engine.create_cohort(&name, &def, &opts)?;
-                detail(&name, &c)
+                detail(&name, &c, scoped)
             }
             Spec::Static(ids) => {
-                let s = a.engine.create_static_cohort(&name, &ids)?;
-                let mut out = detail(&name, &s.cohort);
+                let s = a.engine.create_static_cohort(&name, &ids, &opts)?;
+                let mut out = detail(&name, &s.cohort, scoped);
                 out["unknown"] = json!(s.unknown);
                 out["unknown_ids"] = json!(s.unknown_ids);
                 out
@@ -287,7 +296,7 @@ pub(super) async fn users(
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let mut format = Format::Ndjson;
     let mut fields: Vec<String> = Vec::new();
     for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
@@ -329,7 +338,7 @@ pub(super) async fn users(
         ));
     }
     let (a, n) = (app.clone(), name.clone());
-    let opts = app.query_options();
+    let opts = app.query_options(&access);
     // Evaluated before the reply starts, so a missing or failing cohort
     // is a proper error status.
     let cohort = blocking(move || a.engine.cohort(&n, &opts)).await??;

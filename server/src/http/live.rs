@@ -75,6 +75,27 @@ impl Live {
         }
     }
 
+    /// The events held, oldest first, with when each was received.
+    pub fn recent(&self) -> Vec<(i64, Event)> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.recent.iter().cloned().collect()
+    }
+
+    /// The answer of `GET /v1/live` for a key scoped to some users: the
+    /// last `limit` events of users `admits` takes, newest first, and no
+    /// counts (they count everyone's events).
+    pub fn snapshot_of(&self, limit: usize, now: i64, admits: impl Fn(&str) -> bool) -> Json {
+        let events: Vec<Json> = self
+            .recent()
+            .iter()
+            .rev()
+            .filter(|(_, e)| admits(&e.user))
+            .take(limit)
+            .map(|(at, e)| event_json(*at, e))
+            .collect();
+        json!({"since": self.started, "now": now, "total": null, "events": events, "per_minute": null})
+    }
+
     /// The answer of `GET /v1/live`: the last `limit` events, newest first,
     /// and the count of every one of the last [`MINUTES`] minutes up to
     /// `now`, oldest first (zeros included).
@@ -85,14 +106,7 @@ impl Live {
             .iter()
             .rev()
             .take(limit)
-            .map(|(at, e)| {
-                let props: Map<String, Json> = e
-                    .props
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect();
-                json!({"received": at, "user": e.user, "event": e.event, "time": e.time, "props": props})
-            })
+            .map(|(at, e)| event_json(*at, e))
             .collect();
         let last = now.div_euclid(MINUTE_MS) * MINUTE_MS;
         let per_minute: Vec<Json> = (0..MINUTES as i64)
@@ -109,6 +123,15 @@ impl Live {
             .collect();
         json!({"since": self.started, "now": now, "total": g.total, "events": events, "per_minute": per_minute})
     }
+}
+
+fn event_json(at: i64, e: &Event) -> Json {
+    let props: Map<String, Json> = e
+        .props
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect();
+    json!({"received": at, "user": e.user, "event": e.event, "time": e.time, "props": props})
 }
 
 /// Milliseconds since the Unix epoch.

@@ -1,7 +1,7 @@
 //! `GET /v1/profiles?user=U&user=V…`: the stored profiles of the users
 //! named (at most [`MAX_USERS`]), in the order asked, for the console's
 //! cohort member list. Query role. A user without a profile, or unknown,
-//! has `"props": null`.
+//! or outside the scope of a scoped key, has `"props": null`.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use super::{blocking, ApiError, ApiResult, App, Role};
 pub const MAX_USERS: usize = 100;
 
 pub(super) async fn get(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let bad = |path: &str, message: String| ApiError {
         status: StatusCode::BAD_REQUEST,
         code: "invalid",
@@ -42,15 +42,18 @@ pub(super) async fn get(State(app): State<Arc<App>>, headers: HeaderMap, uri: Ur
             ),
         ));
     }
-    let a = app.clone();
-    let out = blocking(move || {
+    let (a, opts) = (app.clone(), app.query_options(&access));
+    let out = blocking(move || -> Result<Vec<Json>, ApiError> {
         let store = a.engine.store();
+        let ids: roaring::RoaringBitmap = users.iter().filter_map(|u| store.user_id(u)).collect();
+        let scope = a.engine.resolve_scope(&opts, Some(&ids))?;
         let snap = store.snapshot();
-        users
+        Ok(users
             .into_iter()
             .map(|u| {
                 let props = store
                     .user_id(&u)
+                    .filter(|&id| scope.as_ref().is_none_or(|s| s.admits(id)))
                     .and_then(|id| snap.profiles.get(id))
                     .map_or(Json::Null, |p| {
                         Json::Object(
@@ -62,8 +65,8 @@ pub(super) async fn get(State(app): State<Arc<App>>, headers: HeaderMap, uri: Ur
                     });
                 json!({"user": u, "props": props})
             })
-            .collect::<Vec<_>>()
+            .collect())
     })
-    .await?;
+    .await??;
     Ok(axum::Json(json!({ "profiles": out })).into_response())
 }

@@ -1,7 +1,8 @@
 //! `GET /v1/users/ID` (用户细查): one person as a customer-success manager
 //! looks them up: their profile, the other ids that are the same person
 //! (aliases), the saved cohorts they are in, and their events as a
-//! timeline, newest first, paged. Query role.
+//! timeline, newest first, paged. Query role. For a key scoped to some
+//! users, a user outside the scope is `404` exactly as an unknown one.
 //!
 //! Paging: `limit` (default 50, at most [`MAX_LIMIT`]) events per page;
 //! the reply's `next` (`{"before": T, "skip": K}`, or null on the last
@@ -35,7 +36,7 @@ pub(super) async fn get(
     headers: HeaderMap,
     uri: Uri,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Query)?;
+    let access = app.authorize(&headers, Role::Query)?;
     let (mut limit, mut before, mut skip) = (50usize, None::<i64>, 0usize);
     for (k, v) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
         let int = |max: u64| {
@@ -58,10 +59,11 @@ pub(super) async fn get(
             }
         }
     }
-    let a = app.clone();
+    let (a, opts) = (app.clone(), app.query_options(&access));
     blocking(move || -> std::result::Result<_, ApiError> {
         let store = a.engine.store();
-        let Some(uid) = store.user_id(&user) else {
+        // The person: every id linked to the user, the known id first.
+        let Some(ids) = a.engine.person(&user, &opts)? else {
             return Err(ApiError {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",
@@ -70,16 +72,6 @@ pub(super) async fn get(
             });
         };
         let snap = store.snapshot();
-        // The person: every id linked to `uid`, the known id first.
-        let groups = snap.aliases.groups();
-        let ids: Vec<u32> = match groups.members.contains(uid) {
-            true => groups
-                .groups
-                .iter()
-                .find(|(_, m)| m.contains(&uid))
-                .map_or_else(|| vec![uid], |(_, m)| m.clone()),
-            false => vec![uid],
-        };
         let names = store.user_names(&ids);
         let profile = snap.profiles.get(ids[0]).map_or(Json::Null, |p| {
             Json::Object(

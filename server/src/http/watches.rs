@@ -1,6 +1,8 @@
 //! Watches over HTTP (`POST/GET /v1/watches`, `GET/DELETE
 //! /v1/watches/ID`): admin role, since a watch sends profile data to
-//! a URL of the caller's choosing. See [`crate::watch`].
+//! a URL of the caller's choosing. See [`crate::watch`]. A watch made with
+//! a scoped key evaluates within that scope; a scoped key sees only the
+//! watches of its own scope (others are 404), an unscoped one sees all.
 
 use std::sync::Arc;
 
@@ -36,14 +38,14 @@ pub(super) async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Admin)?;
+    let access = app.authorize(&headers, Role::Admin)?;
     let encoding = Encoding::of(&headers)?;
     let (raw, mut charge) = app.read_body(&headers, body).await?;
     let a = app.clone();
     let out = blocking(move || -> Result<serde_json::Value, ApiError> {
         let bytes = body::decode(raw, encoding, a.cfg.max_body, &mut charge)?;
         let v = super::json_body(&bytes)?;
-        let w = Watch::parse(&v, &a.engine).map_err(|e| ApiError {
+        let w = Watch::parse(&v, &a.engine, access.scope.as_ref()).map_err(|e| ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid",
             message: e.message,
@@ -61,9 +63,17 @@ pub(super) async fn create(
 
 /// `GET /v1/watches`.
 pub(super) async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
-    app.authorize(&headers, Role::Admin)?;
+    let access = app.authorize(&headers, Role::Admin)?;
     let a = app.clone();
-    let list = blocking(move || a.watches.list()).await?;
+    let list = blocking(move || {
+        a.watches
+            .ids()
+            .iter()
+            .filter(|id| a.watches.visible(id, access.scope.as_ref()))
+            .filter_map(|id| a.watches.status(id))
+            .collect::<Vec<_>>()
+    })
+    .await?;
     Ok(axum::Json(json!({ "watches": list })).into_response())
 }
 
@@ -73,9 +83,18 @@ pub(super) async fn get(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Admin)?;
+    let access = app.authorize(&headers, Role::Admin)?;
     let a = app.clone();
-    let (i, w) = (id.clone(), blocking(move || a.watches.status(&id)).await?);
+    let (i, w) = (
+        id.clone(),
+        blocking(move || {
+            a.watches
+                .visible(&id, access.scope.as_ref())
+                .then(|| a.watches.status(&id))
+                .flatten()
+        })
+        .await?,
+    );
     Ok(axum::Json(w.ok_or_else(|| not_found(&i))?).into_response())
 }
 
@@ -85,11 +104,14 @@ pub(super) async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    app.authorize(&headers, Role::Admin)?;
+    let access = app.authorize(&headers, Role::Admin)?;
     let (a, i) = (app.clone(), id.clone());
-    let gone = blocking(move || a.watches.delete(&i))
-        .await?
-        .map_err(failed)?;
+    let gone = blocking(move || match a.watches.visible(&i, access.scope.as_ref()) {
+        true => a.watches.delete(&i),
+        false => Ok(false),
+    })
+    .await?
+    .map_err(failed)?;
     if !gone {
         return Err(not_found(&id));
     }

@@ -38,7 +38,7 @@ use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
 use footprint_engine::storage::cohorts::now_ms;
 use footprint_engine::storage::fsutil;
-use footprint_engine::{Engine, QueryOptions};
+use footprint_engine::{Engine, QueryOptions, Scope};
 use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 use serde_json::{json, Map, Value as Json};
@@ -92,12 +92,18 @@ pub struct Watch {
     pub initial: String,
     /// Creation time, epoch ms.
     pub created_at: i64,
+    /// The scope of the key that made it (a user condition): it
+    /// evaluates to in-scope people only, and only keys of the same scope
+    /// see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Json>,
 }
 
 impl Watch {
-    /// Reads a `POST /v1/watches` body; checks a definition by
-    /// evaluating it (so its errors name their path now, not at run time).
-    pub fn parse(v: &Json, engine: &Engine) -> Result<Watch, Invalid> {
+    /// Reads a `POST /v1/watches` body made with a key of `scope`;
+    /// checks a definition by evaluating it (so its errors name their
+    /// path now, not at run time).
+    pub fn parse(v: &Json, engine: &Engine, scope: Option<&Scope>) -> Result<Watch, Invalid> {
         let Json::Object(m) = v else {
             return Err(invalid("", "expected an object"));
         };
@@ -127,7 +133,11 @@ impl Watch {
                         ));
                     }
                 }
-                if let Err(e) = engine.evaluate_definition(def, &QueryOptions::default()) {
+                let opts = QueryOptions {
+                    scope: scope.cloned(),
+                    ..Default::default()
+                };
+                if let Err(e) = engine.evaluate_definition(def, &opts) {
                     let (path, message) = match e {
                         footprint_engine::Error::Query(q) => (q.path, q.message),
                         other => (String::new(), other.to_string()),
@@ -228,6 +238,7 @@ impl Watch {
             secret,
             initial,
             created_at: now_ms(),
+            scope: scope.map(|s| s.condition().clone()),
         })
     }
 
@@ -236,7 +247,7 @@ impl Watch {
         json!({
             "id": self.id, "cohort": self.cohort, "every": self.every, "on": self.on,
             "webhook": self.webhook, "fields": self.fields, "initial": self.initial,
-            "created_at": self.created_at,
+            "created_at": self.created_at, "scope": self.scope,
         })
     }
 }
@@ -481,6 +492,16 @@ impl Watches {
         Ok(true)
     }
 
+    /// Whether watch `id` exists and a key of `scope` may see it: an
+    /// unscoped key sees every watch, a scoped one those made with its
+    /// own scope.
+    pub fn visible(&self, id: &str, scope: Option<&Scope>) -> bool {
+        self.registry.lock().get(id).is_some_and(|e| match scope {
+            None => true,
+            Some(s) => e.watch.scope.as_ref() == Some(s.condition()),
+        })
+    }
+
     /// The ids of the watches.
     pub fn ids(&self) -> Vec<String> {
         self.registry.lock().keys().cloned().collect()
@@ -556,7 +577,7 @@ impl Watches {
         if !force && !due {
             return Ok(());
         }
-        let members = evaluate(engine, &watch.cohort)?;
+        let members = evaluate(engine, watch)?;
         let base = state.members(&spath)?;
         let first = state.evaluated_at.is_none();
         let quiet = first && watch.initial == "baseline";
@@ -759,10 +780,18 @@ fn pending_parts(folder: &Path, committed: u64) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// The members of what a watch watches, evaluated now.
-fn evaluate(engine: &Engine, cohort: &Json) -> Result<RoaringBitmap> {
-    let opts = QueryOptions::default();
-    match cohort {
+/// The members of what a watch watches, evaluated now (within its
+/// scope).
+fn evaluate(engine: &Engine, watch: &Watch) -> Result<RoaringBitmap> {
+    let scope = match &watch.scope {
+        None => None,
+        Some(c) => Some(Scope::new(c.clone(), "scope")?),
+    };
+    let opts = QueryOptions {
+        scope,
+        ..Default::default()
+    };
+    match &watch.cohort {
         Json::String(name) => Ok(engine.reevaluate_cohort(name, &opts)?.members),
         def => Ok(engine.evaluate_definition(def, &opts)?),
     }
@@ -805,7 +834,7 @@ mod tests {
             // Nothing listens on the discard port: every post fails.
             "webhook": "http://127.0.0.1:9/hook",
         });
-        Watch::parse(&v, e).unwrap()
+        Watch::parse(&v, e, None).unwrap()
     }
 
     /// A crash after a part file was written but before the state commit

@@ -586,6 +586,11 @@ impl Store {
         self.tables.read(|st| st.users.get(name))
     }
 
+    /// How many user ids are known (ids are `0..user_count`).
+    pub fn user_count(&self) -> u32 {
+        self.tables.read(|st| st.users.len() as u32)
+    }
+
     /// Saves (replaces) the cohort `name` as a static set of user ids.
     pub fn save_cohort(&self, name: &str, members: &roaring::RoaringBitmap) -> Result<()> {
         let _g = self.cohorts.lock();

@@ -538,8 +538,9 @@ fn authorize(app: &App, wire: &Wire, batch: &Batch) -> Result<(), Failure> {
     let mut ok = false;
     for k in given {
         match app.role_of(k) {
-            Some(Role::Ingest | Role::Admin) => ok = true,
-            Some(Role::Query) => {
+            Some((_, Some(_))) => return Err(super::scoped_write().into()),
+            Some((Role::Ingest | Role::Admin, None)) => ok = true,
+            Some((Role::Query, None)) => {
                 return Err(Failure {
                     status: StatusCode::FORBIDDEN,
                     code: "forbidden",
