@@ -3,6 +3,8 @@
 //! in a query, and through `Engine::cohort`) has the members a fresh
 //! evaluation of its definition has.
 
+mod common;
+
 use footprint_engine::{Alias, Engine, EngineOptions, Format, QueryOptions};
 use proptest::prelude::*;
 use serde_json::{json, Value as Json};
@@ -40,16 +42,7 @@ fn definitions() -> Vec<Json> {
     ]
 }
 
-fn ids(v: &Json) -> Vec<String> {
-    let mut ids: Vec<String> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
+use common::sorted_ids as ids;
 
 fn check(e: &Engine) {
     let now = QueryOptions {

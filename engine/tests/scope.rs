@@ -4,6 +4,8 @@
 //! query, unscoped, over a second store holding only the in-scope
 //! people's events, profiles and aliases.
 
+mod common;
+
 use footprint_engine::{Alias, Engine, EngineOptions, Format, QueryOptions, Scope};
 use proptest::prelude::*;
 use serde_json::{json, Value as Json};
@@ -37,16 +39,7 @@ fn alice() -> QueryOptions {
     }
 }
 
-fn sorted_ids(v: &Json) -> Vec<String> {
-    let mut ids: Vec<String> = v["ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
+use common::sorted_ids;
 
 /// a1, a2 are alice's; b1 bob's; anon is a cookie aliased to a1; cookie
 /// one aliased to b1 says (falsely) it is alice's; p1 is alice's with a

@@ -195,6 +195,37 @@ impl<'a> Stream<'a> {
         }
     }
 
+    /// Decodes stream rows `[off, off + n)` (with their tie ranks if
+    /// `ties`) and appends their times to `out`, checking them against the
+    /// segment's range; returns where the rows start in `dt`/`dk`.
+    fn append_times(
+        &mut self,
+        seg: &Segment,
+        off: usize,
+        n: usize,
+        ties: bool,
+        out: &mut Vec<i64>,
+    ) -> Result<usize> {
+        self.decode(seg, off, n, ties)?;
+        let meta = seg.meta();
+        let span = meta.max_time.wrapping_sub(meta.min_time) as u64;
+        let i = off - self.base;
+        let Some(dt) = self.dt.get(i..i + n) else {
+            return Err(self.corrupt(seg, "time column ends early"));
+        };
+        let mut t = meta.min_time;
+        let mut dmax = 0;
+        out.extend(dt.iter().map(|&d| {
+            dmax = dmax.max(d);
+            t = t.wrapping_add(d as i64);
+            t
+        }));
+        if dmax > span || t > meta.max_time || t < meta.min_time {
+            return Err(self.corrupt(seg, "a time outside the segment's range"));
+        }
+        Ok(i)
+    }
+
     /// Makes the time deltas and tie ranks of stream rows `[off, off + n)`
     /// available in `dt`/`dk` from index `off - base`.
     fn decode(&mut self, seg: &Segment, off: usize, n: usize, ties: bool) -> Result<()> {
@@ -384,19 +415,8 @@ impl<'a> EvRows<'a> {
             }
             // Runs are handed over without tie ranks.
             let ties = self.ties;
-            st.decode(seg, off, n, ties)?;
-            let i = off - st.base;
             let from = self.run_t.len();
-            let mut t = meta.min_time;
-            let mut dmax = 0;
-            self.run_t.extend(st.dt[i..i + n].iter().map(|&d| {
-                dmax = dmax.max(d);
-                t = t.wrapping_add(d as i64);
-                t
-            }));
-            if dmax > span || t > meta.max_time || t < meta.min_time {
-                return Err(st.corrupt(seg, "a time outside the segment's range"));
-            }
+            let i = st.append_times(seg, off, n, ties, &mut self.run_t)?;
             if ties {
                 let Some(dk) = st.dk.get(i..i + n) else {
                     return Err(st.corrupt(seg, "tie column ends early"));
@@ -457,8 +477,6 @@ impl<'a> EvRows<'a> {
     /// times, ties included.
     fn load_user_ordered(&mut self, c: usize) -> Result<usize> {
         let seg = self.seg;
-        let meta = seg.meta();
-        let span = meta.max_time.wrapping_sub(meta.min_time) as u64;
         self.times.clear();
         self.events.clear();
         self.at.clear();
@@ -482,22 +500,8 @@ impl<'a> EvRows<'a> {
             for p in st.props.iter_mut().flatten() {
                 p.ensure(phys, phys + n)?;
             }
-            st.decode(seg, off, n, false)?;
-            let i = off - st.base;
             let from = self.run_t.len();
-            let mut t = meta.min_time;
-            let mut dmax = 0;
-            let Some(dt) = st.dt.get(i..i + n) else {
-                return Err(st.corrupt(seg, "time column ends early"));
-            };
-            self.run_t.extend(dt.iter().map(|&d| {
-                dmax = dmax.max(d);
-                t = t.wrapping_add(d as i64);
-                t
-            }));
-            if dmax > span || t > meta.max_time || t < meta.min_time {
-                return Err(st.corrupt(seg, "a time outside the segment's range"));
-            }
+            st.append_times(seg, off, n, false, &mut self.run_t)?;
             self.runs.push((s, from, from + n, off));
         }
         self.heads.extend(self.runs.iter().map(|r| r.1));
