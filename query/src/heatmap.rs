@@ -6,12 +6,12 @@ use footprint_storage::{UserRows, Value};
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value as Json};
 
+use crate::by_value::ByValue;
 use crate::error::{QueryError, Result};
 use crate::exec::{num, Ctx, Prune};
 use crate::json::Obj;
 use crate::limits::{Metered, Usage};
 use crate::model::{req_ref, Common, EventRef, Matcher};
-use crate::sessionize::str_form;
 
 /// The fields of a heatmap query besides the common ones.
 pub const FIELDS: [&str; 2] = ["event", "by"];
@@ -129,7 +129,7 @@ impl Tally {
 struct Acc {
     clicks: u64,
     skipped: u64,
-    elements: FxHashMap<String, Tally>,
+    elements: ByValue<Tally>,
     cells: FxHashMap<(u64, u64), Tally>,
 }
 
@@ -152,9 +152,7 @@ pub fn run(q: &Heatmap, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         |mut a, b| {
             a.clicks += b.clicks;
             a.skipped += b.skipped;
-            for (k, t) in b.elements {
-                a.elements.entry(k).or_default().merge(t);
-            }
+            a.elements.merge(b.elements, |x, t| x.merge(t));
             for (k, t) in b.cells {
                 a.cells.entry(k).or_default().merge(t);
             }
@@ -163,7 +161,7 @@ pub fn run(q: &Heatmap, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     )?;
     Ok(match q.by {
         By::Element(_) => {
-            let mut rows: Vec<(String, Tally)> = acc.elements.into_iter().collect();
+            let mut rows: Vec<(String, Tally)> = acc.elements.into_pairs();
             rows.sort_by(|a, b| b.1.clicks.cmp(&a.1.clicks).then_with(|| a.0.cmp(&b.0)));
             let total = rows.len();
             rows.truncate(c.limit);
@@ -199,19 +197,8 @@ fn per_user(q: &Heatmap, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<
     crate::model::for_each_match(&q.matcher, &c.filter, u, profile, |i, _| match &q.by {
         By::Element(slot) => {
             acc.clicks += 1;
-            if let Some(v) = slot.and_then(|k| u.prop(k, i)) {
-                let key = match v {
-                    Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
-                    other => std::borrow::Cow::Owned(str_form(other)),
-                };
-                match acc.elements.get_mut(key.as_ref()) {
-                    Some(t) => t.add(u.uid),
-                    None => {
-                        let mut t = Tally::default();
-                        t.add(u.uid);
-                        acc.elements.insert(key.into_owned(), t);
-                    }
-                }
+            if let Some(t) = slot.and_then(|k| acc.elements.at(u, k, i)) {
+                t.add(u.uid);
             }
         }
         By::Grid(g) => {

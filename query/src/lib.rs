@@ -15,6 +15,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod attribution;
+pub mod by_value;
 pub mod chain;
 pub mod channels;
 pub mod cohorts;

@@ -13,6 +13,7 @@ use footprint_storage::{UserRows, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::{json, Value as Json};
 
+use crate::by_value::CodeCache;
 use crate::error::{QueryError, Result};
 use crate::exec::{Ctx, RowProps};
 use crate::filter::Filter;
@@ -165,16 +166,22 @@ struct Labels {
     list: Vec<String>,
     /// Event id → the id of its name (`u32::MAX`: not interned yet).
     by_event: Vec<u32>,
+    /// Ids of property values by their code in the scan.
+    cache: CodeCache,
 }
 
 impl Labels {
     fn of(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.ids.get(s) {
+        Labels::intern(&mut self.ids, &mut self.list, s)
+    }
+
+    fn intern(ids: &mut FxHashMap<String, u32>, list: &mut Vec<String>, s: &str) -> u32 {
+        if let Some(&id) = ids.get(s) {
             return id;
         }
-        let id = self.list.len() as u32;
-        self.ids.insert(s.to_owned(), id);
-        self.list.push(s.to_owned());
+        let id = list.len() as u32;
+        ids.insert(s.to_owned(), id);
+        list.push(s.to_owned());
         id
     }
 
@@ -196,10 +203,10 @@ impl Labels {
         id
     }
 
-    fn value(&mut self, v: &Value) -> u32 {
+    fn value(ids: &mut FxHashMap<String, u32>, list: &mut Vec<String>, v: &Value) -> u32 {
         match v {
-            Value::Str(s) => self.of(s),
-            other => self.of(&sessionize::str_form(other)),
+            Value::Str(s) => Labels::intern(ids, list, s),
+            other => Labels::intern(ids, list, &sessionize::str_form(other)),
         }
     }
 }
@@ -270,6 +277,8 @@ pub fn run(q: &Paths, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         },
         |acc, u| per_user(q, c, ctx, acc, u),
         |mut a, b| {
+            // The codes cached belong to the shard scan that is over.
+            a.labels.cache.clear();
             let ids: Vec<u32> = b.labels.list.iter().map(|l| a.labels.of(l)).collect();
             for (mut key, n) in b.paths {
                 for l in key.iter_mut() {
@@ -383,8 +392,11 @@ fn label(q: &Paths, labels: &mut Labels, u: &UserRows<'_>, i: usize) -> u32 {
     let ev = u.events[i];
     if let Some(k) = q.label_prop {
         if q.label_events.as_ref().is_none_or(|s| in_set(s, ev)) {
-            if let Some(v) = u.prop(k, i) {
-                return labels.value(v);
+            let Labels {
+                ids, list, cache, ..
+            } = labels;
+            if let Some(id) = cache.id(u, k, i, |v| Labels::value(ids, list, v)) {
+                return id;
             }
         }
     }

@@ -222,8 +222,28 @@ impl<'r> Sessionizer<'r> {
 
     /// Takes row `i` of `u` (visible, passing `where`, not ignored, rows in
     /// order); true when it starts a new session.
-    #[inline]
+    #[inline(always)]
     pub fn starts(&mut self, u: &UserRows<'_>, i: usize) -> bool {
+        if self.midnight || self.prop.is_some() {
+            return self.starts_split(u, i);
+        }
+        // Only the timeout and the cap: small enough to inline into every
+        // kind's row loop (this runs once per row of every user).
+        let t = u.times[i];
+        let new = match self.prev {
+            None => true,
+            Some(prev) => t - prev >= self.rules.timeout || t - self.start >= self.rules.max_length,
+        };
+        if new {
+            self.start = t;
+        }
+        self.prev = Some(t);
+        new
+    }
+
+    /// [`Sessionizer::starts`] with a midnight or property split.
+    #[inline(never)]
+    fn starts_split(&mut self, u: &UserRows<'_>, i: usize) -> bool {
         let t = u.times[i];
         let r = self.rules;
         let value = self.prop.and_then(|k| u.prop(k, i));

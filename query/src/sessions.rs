@@ -11,13 +11,14 @@ use footprint_storage::UserRows;
 use rustc_hash::FxHashMap;
 use serde_json::{json, Value as Json};
 
+use crate::by_value::ByValue;
 use crate::error::{QueryError, Result};
 use crate::exec::{num, quantile_unsorted, Ctx, RowProps};
 use crate::groups::Size;
 use crate::json::Obj;
 use crate::limits::{Metered, Usage, GROUP_CELLS};
 use crate::model::{Common, Key, Keys};
-use crate::sessionize::{self, in_set, str_form, SessionRules, Sessionizer};
+use crate::sessionize::{self, in_set, SessionRules, Sessionizer};
 use crate::time::{parse_window, Clock, Unit};
 
 /// Lower bounds (ms) of the duration histogram's bins; the last is open.
@@ -303,8 +304,8 @@ struct Tallies {
     clock: Clock,
     all: Series,
     histogram: [u64; HISTOGRAM.len()],
-    entry: FxHashMap<String, Entry>,
-    exit: FxHashMap<String, u64>,
+    entry: ByValue<Entry>,
+    exit: ByValue<u64>,
     keys: Keys,
     groups: Vec<Series>,
     /// Bucket cells of `all` and the groups.
@@ -346,8 +347,8 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
             clock: Clock::new(c.tz),
             all: Series::default(),
             histogram: [0; HISTOGRAM.len()],
-            entry: FxHashMap::default(),
-            exit: FxHashMap::default(),
+            entry: ByValue::default(),
+            exit: ByValue::default(),
             keys: Keys::default(),
             groups: Vec::new(),
             cells: 0,
@@ -387,10 +388,10 @@ pub fn run(q: &Sessions, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
         .zip(acc.histogram)
         .map(|(from, n)| json!({"from_ms": from, "sessions": n}))
         .collect();
-    let mut entry: Vec<(String, Entry)> = acc.entry.into_iter().collect();
+    let mut entry: Vec<(String, Entry)> = acc.entry.into_pairs();
     entry.sort_by(|a, b| b.1.sessions.cmp(&a.1.sessions).then_with(|| a.0.cmp(&b.0)));
     entry.truncate(q.top);
-    let mut exit: Vec<(String, u64)> = acc.exit.into_iter().collect();
+    let mut exit: Vec<(String, u64)> = acc.exit.into_pairs();
     exit.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     exit.truncate(q.top);
     let mut out = json!({
@@ -442,14 +443,11 @@ fn merge(a: &mut Tallies, b: Tallies) {
     for (x, y) in a.histogram.iter_mut().zip(b.histogram) {
         *x += y;
     }
-    for (v, e) in b.entry {
-        let x = a.entry.entry(v).or_default();
+    a.entry.merge(b.entry, |x, e| {
         x.sessions += e.sessions;
         x.bounces += e.bounces;
-    }
-    for (v, n) in b.exit {
-        *a.exit.entry(v).or_default() += n;
-    }
+    });
+    a.exit.merge(b.exit, |x, n| *x += n);
     for (key, s) in b.keys.list.into_iter().zip(b.groups) {
         let id = a.keys.of(key) as usize;
         if id == a.groups.len() {
@@ -523,15 +521,12 @@ fn close(
     let bin = HISTOGRAM.partition_point(|&lo| lo <= d).saturating_sub(1);
     acc.histogram[bin] += 1;
     if let Some(k) = q.page_prop {
-        let value = |row: Option<usize>| row.and_then(|r| u.prop(k, r));
-        if let Some(v) = value(s.first_page) {
-            bump(&mut acc.entry, v, |e| {
-                e.sessions += 1;
-                e.bounces += u64::from(s.bounce);
-            });
+        if let Some(e) = s.first_page.and_then(|r| acc.entry.at(u, k, r)) {
+            e.sessions += 1;
+            e.bounces += u64::from(s.bounce);
         }
-        if let Some(v) = value(s.last_page) {
-            bump(&mut acc.exit, v, |n| *n += 1);
+        if let Some(n) = s.last_page.and_then(|r| acc.exit.at(u, k, r)) {
+            *n += 1;
         }
     }
     if !c.breakdown.is_empty() {
@@ -549,24 +544,4 @@ fn close(
         acc.groups[id as usize].add(b, &s, &mut acc.seen_groups[seen].1, &mut acc.cells);
         acc.samples += 1;
     }
-}
-
-/// Applies `f` to the tally of the string form of `v` in `m`, made when
-/// missing; a string is looked up without being copied.
-fn bump<T: Default>(
-    m: &mut FxHashMap<String, T>,
-    v: &footprint_storage::Value,
-    f: impl FnOnce(&mut T),
-) {
-    let key = match v {
-        footprint_storage::Value::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
-        other => std::borrow::Cow::Owned(str_form(other)),
-    };
-    if let Some(t) = m.get_mut(key.as_ref()) {
-        f(t);
-        return;
-    }
-    let mut t = T::default();
-    f(&mut t);
-    m.insert(key.into_owned(), t);
 }

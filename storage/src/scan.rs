@@ -195,6 +195,13 @@ impl<'a> PropStream<'a> {
             self.reader.values.get(i as usize - 1)
         }
     }
+
+    /// The 1-based index into the segment's values of `row`'s value
+    /// (`None` when the row lacks the property).
+    fn code(&self, row: usize) -> Option<u32> {
+        let i = *self.idx.get(row.checked_sub(self.base)?)?;
+        (i != 0).then_some(i)
+    }
 }
 
 /// How far decoded rows may trail the scan before they are dropped.
@@ -513,6 +520,17 @@ impl<'a> Source<'a> {
             Source::Run(..) => Some(h),
         }
     }
+    /// An identity of the value [`Source::prop`] returns, shared by every
+    /// row with an equal value in this source: its index into the
+    /// segment's values. `None` for memtable rows (no shared values) and
+    /// rows without the property.
+    fn prop_code(&self, k: usize, h: usize) -> Option<u32> {
+        match self {
+            Source::Seg(s) => s.props.get(k)?.as_ref()?.code(s.row_of(h)?),
+            Source::Ev(s) => s.prop_code(k, h),
+            Source::Run(..) => None,
+        }
+    }
     fn prop(&self, k: usize, h: usize) -> Option<&Value> {
         match self {
             Source::Seg(s) => s.props.get(k)?.as_ref()?.get(s.row_of(h)?),
@@ -617,6 +635,25 @@ impl<'a> UserRows<'a> {
                 srcs.get(s as usize)?.prop(k, r as usize)
             }
         }
+    }
+
+    /// An identity of the value [`UserRows::prop`] returns for property
+    /// `k` at event `i`, for caching what is derived from it: within one
+    /// scan of a shard, rows with equal codes have equal values (rows
+    /// with equal values may still have different codes, or none).
+    /// `None` when the row lacks the property or its value has no shared
+    /// identity (memtable rows, rows assembled by the caller).
+    #[inline]
+    pub fn prop_code(&self, k: usize, i: usize) -> Option<u64> {
+        let (s, code) = match self.loc {
+            Loc::Owned { .. } => return None,
+            Loc::Single { s, src, base } => (s, src.prop_code(k, base + i)?),
+            Loc::Multi { srcs, at } => {
+                let (s, r) = *at.get(i)?;
+                (s as usize, srcs.get(s as usize)?.prop_code(k, r as usize)?)
+            }
+        };
+        Some(((s as u64) << 32) | u64::from(code))
     }
 
     /// Where event `i` is stored: the index of its source among the

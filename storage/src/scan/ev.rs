@@ -615,6 +615,12 @@ impl<'a> EvRows<'a> {
         Some(self.streams.get(s as usize)?.start + r as usize)
     }
 
+    pub(super) fn prop_code(&self, k: usize, h: usize) -> Option<u32> {
+        let &(s, r) = self.at.get(h)?;
+        let st = self.streams.get(s as usize)?;
+        st.props.get(k)?.as_ref()?.code(st.start + r as usize)
+    }
+
     pub(super) fn prop(&self, k: usize, h: usize) -> Option<&Value> {
         let &(s, r) = self.at.get(h)?;
         let st = self.streams.get(s as usize)?;
