@@ -91,15 +91,17 @@ pub fn ddl(typed: &[(String, ColumnType)], opts: &DdlOptions) -> String {
                  -- not by a hash ClickHouse could compute). A cluster shard count that\n\
                  -- divides Footprint's (16 by default) balances the shards.\n\
                  -- All rows of a user and the user's profile live on one shard, so the\n\
-                 -- per-user steps of every analysis are shard-local: run the SQL of\n\
+                 -- per-user steps of every analysis are shard-local. Run the SQL of\n\
                  -- footprint sql --table events (or footprint query --clickhouse URL)\n\
-                 -- against the Distributed tables; ClickHouse runs the per-user GROUP BY\n\
-                 -- on each shard. A query of your own whose GROUP BY holds `shard` can\n\
-                 -- skip the merge on the initiator with\n\
-                 -- optimize_distributed_group_by_sharding_key = 1, one grouped by user\n\
-                 -- with distributed_group_by_no_merge = 1, and a JOIN or IN between the\n\
-                 -- two tables on user may read local tables with\n\
-                 -- distributed_product_mode = 'local'."
+                 -- against the Distributed tables with distributed_product_mode = 'local'\n\
+                 -- (in the URL: ?distributed_product_mode=local): each shard then joins\n\
+                 -- its own events to its own profiles on user (the one JOIN of a\n\
+                 -- Distributed table in the translated SQL), and ClickHouse runs each\n\
+                 -- per-user GROUP BY on the shards, no user's state merged from two.\n\
+                 -- Queries of your own grouped by user (or by shard) may skip the merge\n\
+                 -- on the initiator: distributed_group_by_no_merge = 1 (by user), or\n\
+                 -- optimize_distributed_group_by_sharding_key = 1 (by shard). Not for\n\
+                 -- the translated SQL: its outer steps combine users of all shards."
             );
         }
         None => s.push_str(
@@ -287,6 +289,70 @@ pub fn profile_rows(store: &Store) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_carry_seq_shard_and_typed_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::EngineOptions {
+            background: false,
+            store: crate::StoreOptions {
+                shards: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let e = crate::Engine::open(dir.path(), opts).unwrap();
+        let text = [
+            r#"{"user":"a","event":"pay","time":2000,"props":{"amount":2.5,"mixed":"x"}}"#,
+            r#"{"user":"b","event":"visit","time":1000,"props":{"amount":3}}"#,
+            r#"{"user":"a","event":"visit","time":1000,"props":{"mixed":1,"user":"z"}}"#,
+            r#"{"user":"a","event":"login","time":2000}"#,
+        ]
+        .join("\n");
+        e.ingest_text(&text, crate::Format::Json).unwrap();
+        let typed = table_columns(e.store()).unwrap();
+        assert_eq!(typed, vec![("amount".to_owned(), ColumnType::Float)]);
+        let mut out = String::new();
+        for_each_row(e.store(), |shard, ev, seq| {
+            event_row(&mut out, shard, ev, seq, &typed)
+        })
+        .unwrap();
+        let rows: Vec<Json> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let pick = |user: &str| -> Vec<(String, u64, u64, Option<f64>)> {
+            rows.iter()
+                .filter(|r| r["user"] == user)
+                .map(|r| {
+                    (
+                        r["event"].as_str().unwrap().to_owned(),
+                        r["seq"].as_u64().unwrap(),
+                        r["shard"].as_u64().unwrap(),
+                        r.get("amount").and_then(Json::as_f64),
+                    )
+                })
+                .collect()
+        };
+        // Ties in time keep arrival order; a user's rows share a shard.
+        let a = pick("a");
+        assert_eq!(
+            a.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(),
+            [("visit", 0), ("pay", 1), ("login", 2)]
+        );
+        assert!(a.iter().all(|r| r.2 == a[0].2) && a[1].3 == Some(2.5));
+        let b = pick("b");
+        assert_eq!((b[0].1, b[0].3), (0, Some(3.0)));
+        assert_ne!(a[0].2, b[0].2, "a and b are users 0 and 1 of 2 shards");
+        let visit = rows
+            .iter()
+            .find(|r| r["event"] == "visit" && r["user"] == "a");
+        assert_eq!(
+            visit.unwrap()["props"],
+            r#"{"mixed":1,"user":"z"}"#,
+            "props keeps every property, a core name too"
+        );
+    }
 
     #[test]
     fn times_are_utc_text() {

@@ -8,11 +8,5 @@
 # A missing Python or a failed install is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-target="${CARGO_TARGET_DIR:-target}"
-venv="$target/sql-venv"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install -q --disable-pip-version-check "chdb==4.4.0"
-cargo build -q --profile test -p footprint-server --bin footprint
-"$venv/bin/python" tests/clickhouse/run.py "$target/debug/footprint" tests/sql/queries
+source tests/sql/chdb.sh
+"$venv/bin/python" tests/clickhouse/run.py "$footprint" tests/sql/queries
