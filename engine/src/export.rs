@@ -25,13 +25,7 @@ use crate::{Error, Result};
 /// Rows per Parquet row group.
 const GROUP_ROWS: usize = 1 << 20;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    Str,
-    Int,
-    Float,
-    Bool,
-}
+use crate::columns::ColumnType as Ty;
 
 /// What an export wrote.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -63,19 +57,7 @@ pub fn export_parquet(
     std::fs::create_dir_all(out).map_err(|e| ioerr(out, e))?;
     let mut summary = ExportSummary::default();
     // One typed column per single-typed property (ints and floats together are DOUBLE).
-    let mut typed: Vec<(String, Ty)> = Vec::new();
-    for (name, kinds) in store.prop_types()? {
-        let ty = match kinds.keys().copied().collect::<Vec<_>>()[..] {
-            ["string"] => Some(Ty::Str),
-            ["int"] => Some(Ty::Int),
-            ["float"] | ["float", "int"] => Some(Ty::Float),
-            ["bool"] => Some(Ty::Bool),
-            _ => None,
-        };
-        if let Some(ty) = ty {
-            typed.push((name, ty));
-        }
-    }
+    let typed = crate::columns::typed_columns(store)?;
     summary.typed_props = typed.iter().map(|(n, _)| n.clone()).collect();
     let mut schema = String::from(
         "message events { REQUIRED BINARY user (UTF8); REQUIRED BINARY event (UTF8); REQUIRED INT64 time (TIMESTAMP(MILLIS,true)); REQUIRED INT64 seq; REQUIRED BINARY props (JSON);",

@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+pub mod clickhouse;
 pub mod cohorts;
+pub mod columns;
 pub mod dedupe;
 pub mod export;
 pub mod people;

@@ -20,6 +20,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod clickhouse;
 mod gen;
 mod rng;
 
@@ -136,9 +137,23 @@ enum Cmd {
     },
     /// Run a query (JSON from a file, or `-` for stdin) and print the result.
     Query {
-        /// The data directory.
+        /// The data directory (with --clickhouse: optional, names are
+        /// checked against it).
+        #[arg(long, required_unless_present = "clickhouse")]
+        data: Option<PathBuf>,
+        /// Run the query's SQL translation on this ClickHouse HTTP
+        /// endpoint (http://HOST:8123) instead, over the tables of
+        /// `sql --ddl clickhouse` filled by `load-clickhouse`.
         #[arg(long)]
-        data: PathBuf,
+        clickhouse: Option<String>,
+        /// With --clickhouse: the events relation.
+        #[arg(long, default_value = "events", requires = "clickhouse")]
+        table: String,
+        /// With --clickhouse: the profiles relation.
+        #[arg(long, default_value = "profiles", requires = "clickhouse")]
+        profiles_table: String,
+        #[command(flatten)]
+        auth: ChAuth,
         /// Time budget in milliseconds.
         #[arg(long)]
         timeout_ms: Option<u64>,
@@ -149,11 +164,23 @@ enum Cmd {
         file: String,
     },
     /// Print a query as SQL that gives the same answer from the tables of
-    /// `export --parquet`, one row per leaf of the result (path, num, text).
+    /// `export --parquet`, one row per leaf of the result (path, num, text);
+    /// or, with --ddl, the DDL of those tables in ClickHouse.
     Sql {
         /// The SQL dialect.
         #[arg(long, value_enum, default_value = "clickhouse")]
         dialect: DialectArg,
+        /// Print the DDL of the events and profiles tables instead (with
+        /// --data, the typed property columns of that store).
+        #[arg(long, value_enum, conflicts_with = "file")]
+        ddl: Option<DialectArg>,
+        /// With --ddl: replicated tables and Distributed tables on this
+        /// cluster (default: MergeTree tables for one server).
+        #[arg(long, requires = "ddl")]
+        cluster: Option<String>,
+        /// With --ddl: the database of the tables.
+        #[arg(long, default_value = "default", requires = "ddl")]
+        database: String,
         /// The events relation: a table name or a table function.
         #[arg(long, default_value = "events")]
         table: String,
@@ -166,7 +193,32 @@ enum Cmd {
         #[arg(long)]
         data: Option<PathBuf>,
         /// The query file, or `-`.
-        file: String,
+        #[arg(required_unless_present = "ddl")]
+        file: Option<String>,
+    },
+    /// Stream a store's events and profiles into ClickHouse tables made
+    /// by `sql --ddl clickhouse` (empty ones), over its HTTP interface.
+    LoadClickhouse {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The ClickHouse HTTP endpoint (http://HOST:8123).
+        #[arg(long)]
+        url: String,
+        /// The events table.
+        #[arg(long, default_value = "events")]
+        table: String,
+        /// The profiles table.
+        #[arg(long, default_value = "profiles")]
+        profiles_table: String,
+        /// Rows per INSERT.
+        #[arg(long, default_value_t = 100_000)]
+        batch_rows: usize,
+        /// Send the rows gzip-compressed.
+        #[arg(long)]
+        gzip: bool,
+        #[command(flatten)]
+        auth: ChAuth,
     },
     /// Run query files against a data set and report latencies.
     Bench {
@@ -293,6 +345,17 @@ enum ProfilesCmd {
     },
 }
 
+/// ClickHouse credentials (default: ClickHouse's `default` user).
+#[derive(clap::Args)]
+struct ChAuth {
+    /// The ClickHouse user.
+    #[arg(long)]
+    user: Option<String>,
+    /// The ClickHouse user's password.
+    #[arg(long)]
+    password: Option<String>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum DialectArg {
     Clickhouse,
@@ -398,6 +461,43 @@ fn open(data: &std::path::Path, shards: u32, background: bool) -> Result<Engine>
         ..EngineOptions::default()
     };
     Engine::open(data, opts).with_context(|| format!("cannot open {}", data.display()))
+}
+
+/// Opens an existing data directory (not creating one by mistake).
+fn open_existing(data: &std::path::Path) -> Result<Engine> {
+    if !data.join("MANIFEST").exists() {
+        bail!(
+            "{} is not a Footprint data directory (no MANIFEST)",
+            data.display()
+        );
+    }
+    open(data, 16, false)
+}
+
+/// Query `file`'s SQL over the `table` and `profiles` relations, its
+/// names checked against `data` if given.
+fn translate(
+    file: &str,
+    data: Option<&std::path::Path>,
+    table: String,
+    profiles: String,
+) -> Result<String> {
+    let text = read_query(file)?;
+    let q: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{file}: the query is not valid JSON"))?;
+    // Without a data directory, an empty one resolves no names: every
+    // well-formed query translates.
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+    let engine = match data {
+        Some(d) => open_existing(d)?,
+        None => open(scratch.path(), 1, false)?,
+    };
+    let opts = footprint_engine::query::sql::Options {
+        table,
+        profiles,
+        ..Default::default()
+    };
+    Ok(engine.translate_sql(&q, &opts, None)?)
 }
 
 /// A query file's text, or stdin's for `-`.
@@ -664,36 +764,82 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Sql {
             dialect: DialectArg::Clickhouse,
+            ddl: Some(DialectArg::Clickhouse),
+            cluster,
+            database,
+            data,
+            ..
+        } => {
+            let typed = match &data {
+                Some(d) => footprint_engine::clickhouse::table_columns(open_existing(d)?.store())?,
+                None => Vec::new(),
+            };
+            let opts = footprint_engine::clickhouse::DdlOptions { cluster, database };
+            let mut out = std::io::stdout().lock();
+            out.write_all(footprint_engine::clickhouse::ddl(&typed, &opts).as_bytes())
+                .unwrap_or_else(|e| stdout_failed(e));
+            Ok(0)
+        }
+        Cmd::Sql {
+            dialect: DialectArg::Clickhouse,
             table,
             profiles,
             data,
             file,
+            ..
         } => {
-            let text = read_query(&file)?;
-            let q: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{file}: the query is not valid JSON"))?;
-            // Without a data directory, an empty one resolves no names:
-            // every well-formed query translates.
-            let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
-            let engine = match &data {
-                Some(d) if !d.join("MANIFEST").exists() => {
-                    bail!(
-                        "{} is not a Footprint data directory (no MANIFEST)",
-                        d.display()
-                    )
-                }
-                Some(d) => open(d, 16, false)?,
-                None => open(scratch.path(), 1, false)?,
-            };
-            let opts = footprint_engine::query::sql::Options {
+            let sql = translate(
+                file.as_deref().unwrap_or("-"),
+                data.as_deref(),
                 table,
                 profiles,
-                ..Default::default()
-            };
-            let sql = engine.translate_sql(&q, &opts, None)?;
+            )?;
             let mut out = std::io::stdout().lock();
             out.write_all(sql.as_bytes())
                 .unwrap_or_else(|e| stdout_failed(e));
+            Ok(0)
+        }
+        Cmd::LoadClickhouse {
+            data,
+            url,
+            table,
+            profiles_table,
+            batch_rows,
+            gzip,
+            auth,
+        } => {
+            let engine = open_existing(&data)?;
+            let client = clickhouse::Client::new(&url, auth.user, auth.password, gzip);
+            let pb = bar(Some(engine.stats()?.events), "load");
+            let t = Instant::now();
+            let opts = clickhouse::LoadOptions {
+                table,
+                profiles: profiles_table,
+                batch_rows,
+            };
+            let (events, profiles) = clickhouse::load(&engine, &client, &opts, &pb)?;
+            pb.finish_and_clear();
+            out!(
+                "loaded {events} events into {} and {profiles} profiles into {} in {:.2} s; ClickHouse counts them all",
+                opts.table,
+                opts.profiles,
+                t.elapsed().as_secs_f64()
+            );
+            Ok(0)
+        }
+        Cmd::Query {
+            data,
+            clickhouse: Some(url),
+            table,
+            profiles_table,
+            auth,
+            file,
+            ..
+        } => {
+            let sql = translate(&file, data.as_deref(), table, profiles_table)?;
+            let client = clickhouse::Client::new(&url, auth.user, auth.password, false);
+            let result = clickhouse::query(&client, &sql)?;
+            out!("{}", serde_json::to_string_pretty(&result)?);
             Ok(0)
         }
         Cmd::Query {
@@ -701,15 +847,11 @@ fn run(cli: Cli) -> Result<i32> {
             timeout_ms,
             timing,
             file,
+            ..
         } => {
             let text = read_query(&file)?;
-            if !data.join("MANIFEST").exists() {
-                bail!(
-                    "{} is not a Footprint data directory (no MANIFEST)",
-                    data.display()
-                );
-            }
-            let engine = open(&data, 16, false)?;
+            let data = data.context("--data DIR or --clickhouse URL is required")?;
+            let engine = open_existing(&data)?;
             let q: serde_json::Value = serde_json::from_str(&text)
                 .with_context(|| format!("{file}: the query is not valid JSON"))?;
             let stats = std::sync::Arc::new(footprint_engine::ScanStats::default());

@@ -498,3 +498,109 @@ fn sql_translates_and_refuses_with_the_path() {
     let err = fail(r#"{"kind":"users"}"#, None);
     assert!(err.contains("kind: not translatable to SQL"), "{err}");
 }
+
+/// A one-request HTTP server answering `status` with `body` (a ClickHouse
+/// that refuses); its URL.
+fn answer_once(status: &str, body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let status = status.to_owned();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut req = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Headers, then the body they announce.
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            req.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&req).to_lowercase();
+        let head = text.find("\r\n\r\n").unwrap() + 4;
+        let len: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        while req.len() < head + len {
+            let n = s.read(&mut buf).unwrap();
+            req.extend_from_slice(&buf[..n]);
+        }
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    url
+}
+
+/// `sql --ddl clickhouse`, and `query --clickhouse` / `load-clickhouse`
+/// failing clearly: no server, or ClickHouse's own error.
+#[test]
+fn clickhouse_ddl_and_client_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let ev = dir.path().join("ev.ndjson");
+    std::fs::write(
+        &ev,
+        "{\"user\":\"u1\",\"event\":\"signup\",\"time\":1,\"props\":{\"plan\":\"pro\"}}\n",
+    )
+    .unwrap();
+    ok(footprint().args(["ingest", "--data"]).arg(&data).arg(&ev));
+    let out = ok(footprint()
+        .args(["sql", "--ddl", "clickhouse", "--database", "fp", "--data"])
+        .arg(&data));
+    let ddl = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        ddl.contains("CREATE TABLE IF NOT EXISTS `fp`.`events`\n("),
+        "{ddl}"
+    );
+    assert!(ddl.contains("`plan` Nullable(String)"), "{ddl}");
+    assert!(ddl.contains("ENGINE = MergeTree\n") && !ddl.contains("Distributed"));
+    let q = dir.path().join("q.json");
+    std::fs::write(
+        &q,
+        r#"{"kind":"funnel","steps":[{"event":"signup"}],"window":1}"#,
+    )
+    .unwrap();
+    // Neither --data nor --clickhouse.
+    let out = footprint().arg("query").arg(&q).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Nothing listening.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for args in [
+        vec!["query", "--clickhouse", &closed, q.to_str().unwrap()],
+        vec![
+            "load-clickhouse",
+            "--url",
+            &closed,
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    ] {
+        let out = footprint().args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("ClickHouse at {closed} cannot be reached")),
+            "{err}"
+        );
+    }
+    // ClickHouse's error: the status and its message.
+    let msg = "Code: 60. DB::Exception: Unknown table expression identifier 'events'";
+    let url = answer_once("404 Not Found", msg);
+    let out = footprint()
+        .args(["query", "--clickhouse", &url])
+        .arg(&q)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("answered 404 Not Found: {msg}")),
+        "{err}"
+    );
+}

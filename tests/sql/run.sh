@@ -10,14 +10,6 @@
 # or a failed install is a failure, never a skip.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-target="${CARGO_TARGET_DIR:-target}"
-venv="$target/sql-venv"
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-# Pinned to the ClickHouse build the conformance answers were checked with
-# (conformance/SEMANTICS.md).
-"$venv/bin/pip" install -q --disable-pip-version-check "chdb==4.4.0"
-cargo build -q --profile test -p footprint-server --bin footprint
-"$venv/bin/python" tests/sql/run_cases.py "$target/debug/footprint" --all --queries tests/sql/queries \
+source tests/sql/chdb.sh
+"$venv/bin/python" tests/sql/run_cases.py "$footprint" --all --queries tests/sql/queries \
   tests/conformance/cases tests/conformance/analyses/cases
