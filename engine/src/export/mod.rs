@@ -227,6 +227,8 @@ pub fn export_parquet(
         typed_props: man.properties().map(|c| c.name.clone()).collect(),
         ..ExportSummary::default()
     };
+    // Every new file, then every directory that gained an entry.
+    let mut durable: Vec<PathBuf> = Vec::new();
     let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
     for (s, d) in done.into_iter().enumerate() {
         summary.events += d.written;
@@ -239,6 +241,7 @@ pub fn export_parquet(
             summary.bytes += f.bytes;
             // The file's directory and each new one above it, up to `out`.
             let mut dir = out.join(&f.path);
+            durable.push(dir.clone());
             while dir.pop() && dir.starts_with(out) {
                 dirs.insert(dir.clone());
             }
@@ -250,17 +253,18 @@ pub fn export_parquet(
             man.files.push(f);
         }
     }
-    // New directories and the renames in them are durable before the
-    // manifest names the files.
-    for dir in &dirs {
-        fsutil::sync_dir(dir)?;
-    }
     let (rows, bytes) = profiles(store, out)?;
+    // The files, the new directories and the renames in them are durable
+    // before the manifest names the files.
+    durable.push(out.join(PROFILES_FILE));
+    dirs.insert(out.to_owned());
+    durable.extend(dirs);
+    write::sync_all(&durable)?;
     summary.profiles = rows;
     summary.files += 1;
     summary.bytes += bytes;
     man.profiles = ProfilesEntry {
-        path: "profiles.parquet".to_owned(),
+        path: PROFILES_FILE.to_owned(),
         rows,
         bytes,
     };
@@ -305,7 +309,7 @@ fn begin(store: &Store, out: &Path, opts: &ExportOptions) -> Result<ExportManife
                     out.display()
                 )));
             }
-            for old in ["events", "profiles.parquet"] {
+            for old in ["events", PROFILES_FILE] {
                 if out.join(old).exists() {
                     return Err(Error::Invalid(format!(
                         "{} holds an export without {MANIFEST_FILE} (from an older footprint?); export into an empty directory",
@@ -409,6 +413,9 @@ struct ShardDone {
 }
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The profiles file, at the export root.
+const PROFILES_FILE: &str = "profiles.parquet";
 
 fn export_shard(
     ctx: &ShardCtx<'_>,
@@ -567,5 +574,5 @@ fn profiles(store: &Store, out: &Path) -> Result<(u64, u64)> {
             )
         })
         .unzip();
-    write_profiles(&out.join("profiles.parquet"), users, jsons)
+    write_profiles(&out.join(PROFILES_FILE), users, jsons)
 }

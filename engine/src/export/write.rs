@@ -3,6 +3,7 @@
 //! time) rows an earlier run wrote.
 
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,6 +23,46 @@ use super::manifest::ColumnEntry;
 use super::rows::{Rows, TypedValue};
 use super::Ty;
 use crate::{Error, Result};
+
+/// What the Parquet writer writes to: a file written in pieces of 1 MiB.
+/// The writer flushes after every column chunk, which through a
+/// `BufWriter` would be a system call per few hundred bytes in a small
+/// file; here only [`Out::finish`] writes out the rest.
+pub(super) struct Out {
+    buf: Vec<u8>,
+    file: File,
+}
+
+impl Out {
+    const PIECE: usize = 1 << 20;
+
+    fn new(file: File) -> Out {
+        Out {
+            buf: Vec::with_capacity(Self::PIECE),
+            file,
+        }
+    }
+
+    fn finish(mut self) -> std::io::Result<File> {
+        self.file.write_all(&self.buf)?;
+        Ok(self.file)
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= Self::PIECE {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Rows per Parquet row group.
 const GROUP_ROWS: usize = 1 << 20;
@@ -102,19 +143,19 @@ impl Schema {
     }
 }
 
-/// Writes `path` through a temporary file beside it: `fill` writes the
-/// file and hands it back, then it is fsync'ed and renamed (the caller
-/// fsyncs the directory); a failure removes the temporary file. Returns
-/// the file's size.
-fn write_file(
-    path: &Path,
-    fill: impl FnOnce(File) -> parquet::errors::Result<File>,
-) -> Result<u64> {
+/// Writes `path` through a temporary file beside it, so a reader never
+/// sees a partial file: `fill` writes the file and hands it back, then it
+/// is renamed; a failure removes the temporary file. Returns the file's
+/// size. Not fsync'ed: the caller makes every new file durable at once
+/// ([`sync_all`]) before the manifest names it.
+fn write_file(path: &Path, fill: impl FnOnce(Out) -> parquet::errors::Result<Out>) -> Result<u64> {
     let tmp = path.with_extension("parquet.tmp");
     let file = fsutil::create(&tmp)?;
     let r = (|| {
-        let file = fill(file).map_err(|e| perr(&tmp, e))?;
-        fsutil::sync_all(&file, &tmp)?;
+        let out = fill(Out::new(file)).map_err(|e| perr(&tmp, e))?;
+        let file = out
+            .finish()
+            .map_err(|e| footprint_storage::Error::io(&tmp, e))?;
         let bytes = file
             .metadata()
             .map_err(|e| footprint_storage::Error::io(&tmp, e))?
@@ -126,6 +167,32 @@ fn write_file(
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+/// Fsyncs files and directories, many at once: the file system commits
+/// concurrent fsyncs together, where one after another each waits for its
+/// own commit (a day-partitioned export writes thousands of small files).
+pub(super) fn sync_all(paths: &[std::path::PathBuf]) -> Result<()> {
+    const THREADS: usize = 32;
+    let chunk = paths.len().div_ceil(THREADS).max(1);
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> Result<()> {
+                    for p in part {
+                        let f = File::open(p).map_err(|e| footprint_storage::Error::io(p, e))?;
+                        fsutil::sync_all(&f, p)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        jobs.into_iter().try_for_each(|j| {
+            j.join()
+                .map_err(|_| Error::Invalid("parquet export: an fsync thread panicked".into()))?
+        })
+    })
 }
 
 /// Writes rows `idx` of `rows` (in that order) to `path` (see
@@ -157,7 +224,7 @@ enum Values {
 }
 
 fn write_group(
-    w: &mut SerializedFileWriter<File>,
+    w: &mut SerializedFileWriter<Out>,
     schema: &Schema,
     rows: &Rows,
     group: &[u32],
