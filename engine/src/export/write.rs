@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use footprint_storage::fsutil;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::column::reader::get_typed_column_reader;
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use parquet::file::metadata::KeyValue;
@@ -119,22 +119,32 @@ impl Schema {
         let here = Path::new("schema");
         let message = Arc::new(parse_message_type(&message).map_err(|e| perr(here, e))?);
         let mapping = serde_json::to_string(&mapping).map_err(|e| perr(here, e))?;
+        // Only `props` (most of the bytes) is compressed. Every compressed
+        // page costs a new zstd context in the Parquet writer, and a
+        // day-partitioned export has many small files: the other columns
+        // are already small as dictionary indexes (user, event, strings),
+        // deltas (time and seq, sorted by user and time) or sparse values.
         let mut b = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(1).map_err(|e| perr(here, e))?,
-            ))
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_column_compression(
+                ColumnPath::from("props"),
+                Compression::ZSTD(ZstdLevel::try_new(1).map_err(|e| perr(here, e))?),
+            )
             .set_max_row_group_size(GROUP_ROWS)
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "footprint.property_columns".to_owned(),
                 mapping,
             )]));
-        // Times, sequence numbers and JSON rarely repeat: a dictionary
-        // costs time and is abandoned anyway; min/max of JSON text is of
-        // no use to a reader.
-        for col in ["time", "seq", "props"] {
-            b = b.set_column_dictionary_enabled(ColumnPath::from(col), false);
+        // Times and sequence numbers rarely repeat and JSON never: no
+        // dictionary; min/max of JSON text is of no use to a reader.
+        for col in ["time", "seq"] {
+            b = b
+                .set_column_dictionary_enabled(ColumnPath::from(col), false)
+                .set_column_encoding(ColumnPath::from(col), Encoding::DELTA_BINARY_PACKED);
         }
-        b = b.set_column_statistics_enabled(ColumnPath::from("props"), EnabledStatistics::None);
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from("props"), false)
+            .set_column_statistics_enabled(ColumnPath::from("props"), EnabledStatistics::None);
         Ok(Schema {
             message,
             props: Arc::new(b.build()),
