@@ -443,7 +443,7 @@ def main():
     if not os.path.exists(os.path.join(export, "events")):
         print(f"exporting {args.data} to {export} …", file=sys.stderr)
         run([args.footprint, "export", "--data", args.data, "--parquet", export])
-    files = os.path.join(export, "events", "*", "*.parquet")
+    files = os.path.join(export, "events", "*", "*", "*.parquet")
     # Property columns are p0, p1… in the files, named in their metadata.
     import glob
     first = sorted(glob.glob(files))[0]

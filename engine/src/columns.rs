@@ -21,6 +21,30 @@ pub enum ColumnType {
     Bool,
 }
 
+impl ColumnType {
+    /// The name of the type in an export's manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::Str => "string",
+            ColumnType::Int => "int64",
+            ColumnType::Float => "double",
+            ColumnType::Bool => "bool",
+        }
+    }
+
+    /// The type [`ColumnType::name`] names.
+    pub fn parse(s: &str) -> Option<ColumnType> {
+        [
+            ColumnType::Str,
+            ColumnType::Int,
+            ColumnType::Float,
+            ColumnType::Bool,
+        ]
+        .into_iter()
+        .find(|t| t.name() == s)
+    }
+}
+
 /// One typed column per single-typed property, by name (ints and floats
 /// together are [`ColumnType::Float`]); a property seen with several types
 /// has none (it is only in `props`).

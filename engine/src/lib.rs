@@ -354,14 +354,19 @@ impl Engine {
         Ok(self.inner.store.compact()?)
     }
 
-    /// Writes every event and profile as Parquet files under `out`
-    /// (see [`export`]); `progress` is called with the events written.
+    /// Writes the events not yet exported to `out` (all of them into a
+    /// new directory) and every profile as Parquet files, one shard per
+    /// query thread at a time, then the export's manifest (see
+    /// [`export`]); `progress` is called with the events read.
     pub fn export_parquet(
         &self,
         out: &Path,
-        progress: impl FnMut(u64),
+        opts: &export::ExportOptions,
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<export::ExportSummary> {
-        export::export_parquet(&self.inner.store, out, progress)
+        let store = &self.inner.store;
+        self.pool
+            .install(|| export::export_parquet(store, out, opts, progress))
     }
 
     /// Counts and sizes.

@@ -30,6 +30,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use footprint_engine::export::{ExportOptions, Partition};
 use footprint_engine::storage::{parse, ProfileOp};
 use footprint_engine::{Engine, EngineOptions, Format, StoreOptions};
 use footprint_server::{http, ingest};
@@ -278,14 +279,27 @@ enum Cmd {
         #[arg(long, default_value_t = 16)]
         shards: u32,
     },
-    /// Export all events and profiles as Parquet (one file per shard).
+    /// Export events and profiles as Parquet for ClickHouse, DuckDB, Spark:
+    /// `events/date=YYYY-MM-DD/shard=NNN/part-RRRRR.parquet`, rows sorted by
+    /// (user, time, seq), `profiles.parquet` and `manifest.json`. Into a
+    /// directory that holds an export, only the events that arrived since
+    /// are added (late ones with old times too).
     Export {
         /// The data directory.
         #[arg(long)]
         data: PathBuf,
-        /// Output directory.
+        /// Output directory (created if missing).
         #[arg(long)]
         parquet: PathBuf,
+        /// Directory layout of a new export: `date` (date=YYYY-MM-DD/shard=NNN/,
+        /// the UTC day) or `shard` (shard=NNN/). An existing export keeps its own.
+        #[arg(long, value_enum)]
+        partition: Option<PartitionArg>,
+        /// `last`: append the events that arrived since the export already
+        /// in the directory (its manifest's watermark); fail if there is none.
+        /// Without it, a directory with an export is appended to as well.
+        #[arg(long, value_enum)]
+        since: Option<SinceArg>,
     },
     /// Flush the memtable and merge every shard's segments into one.
     Compact {
@@ -354,6 +368,17 @@ struct ChAuth {
     /// The ClickHouse user's password.
     #[arg(long)]
     password: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PartitionArg {
+    Date,
+    Shard,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SinceArg {
+    Last,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -702,7 +727,12 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Export { data, parquet } => {
+        Cmd::Export {
+            data,
+            parquet,
+            partition,
+            since,
+        } => {
             if !data.join("MANIFEST").exists() {
                 bail!(
                     "{} is not a Footprint data directory (no MANIFEST)",
@@ -713,16 +743,33 @@ fn run(cli: Cli) -> Result<i32> {
             let total = engine.stats()?.events;
             let pb = bar(Some(total), "export");
             let t = Instant::now();
-            let s = engine.export_parquet(&parquet, |n| pb.inc(n))?;
+            let opts = ExportOptions {
+                partition: partition.map(|p| match p {
+                    PartitionArg::Date => Partition::Date,
+                    PartitionArg::Shard => Partition::Shard,
+                }),
+                since_last: matches!(since, Some(SinceArg::Last)),
+            };
+            let s = engine.export_parquet(&parquet, &opts, &|n| pb.inc(n))?;
             pb.finish_and_clear();
+            let secs = t.elapsed().as_secs_f64();
             out!(
-                "exported {} events and {} profiles to {} ({} files, typed property columns: {}) in {:.2} s",
+                "exported {} events{} and {} profiles to {} (run {}, by {}, {} files, {:.1} MB, typed property columns: {}) in {:.2} s, {:.0} events/s",
                 s.events,
+                if s.incremental {
+                    format!(" new since the last export ({} already there)", s.already)
+                } else {
+                    String::new()
+                },
                 s.profiles,
                 parquet.display(),
+                s.run,
+                s.partition,
                 s.files,
+                s.bytes as f64 / 1e6,
                 s.typed_props.join(", "),
-                t.elapsed().as_secs_f64()
+                secs,
+                (s.events + s.already) as f64 / secs.max(1e-9)
             );
             Ok(0)
         }

@@ -97,7 +97,7 @@ def compare(bin_, data, out, q):
     # Warnings are advice about the store (an event never stored), not
     # part of the answer.
     want.pop("warnings", None)
-    table = f"file('{out}/events/*/*.parquet', Parquet, '{SCHEMA}')"
+    table = f"file('{out}/events/*/*/*.parquet', Parquet, '{SCHEMA}')"
     profiles = f"file('{out}/profiles.parquet', Parquet, 'user String, props String')"
     r = run([bin_, "sql", "--dialect", "clickhouse", "--data", data, "--table", table,
              "--profiles", profiles, q])

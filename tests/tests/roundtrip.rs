@@ -492,7 +492,11 @@ fn parquet_export_roundtrip() {
     engine.flush().unwrap();
     engine.ingest(evs[300..].to_vec()).unwrap();
     let out = dir.path().join("export");
-    let s = engine.export_parquet(&out, |_| {}).unwrap();
+    let layout = footprint_engine::export::ExportOptions {
+        partition: Some(footprint_engine::export::Partition::Shard),
+        since_last: false,
+    };
+    let s = engine.export_parquet(&out, &layout, &|_| {}).unwrap();
     assert_eq!(s.events, 500);
     assert_eq!(
         s.typed_props,

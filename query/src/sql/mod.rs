@@ -13,7 +13,7 @@
 //! | `props` | String | every property as a JSON object |
 //!
 //! [`Options::table`] is that relation: a table name or a table function
-//! such as `file('out/events/*/*.parquet', Parquet, 'user String, event
+//! such as `file('out/events/*/*/*.parquet', Parquet, 'user String, event
 //! String, time DateTime64(3, \'UTC\'), seq UInt64, props String')` (name
 //! `props` String there: ClickHouse would otherwise read the Parquet JSON
 //! column as its `JSON` type).
