@@ -29,6 +29,9 @@ pub const MAX_COMPONENTS: usize = 32;
 pub const MAX_TOP: u64 = 1000;
 /// Most histogram bins.
 pub const MAX_BINS: u64 = 100;
+/// Tied members whose names are looked up at once (for the order of
+/// `top` and `bottom`).
+const NAME_CHUNK: usize = 65_536;
 /// The fields of `score`.
 pub const FIELDS: [&str; 4] = ["components", "unit", "histogram", "top"];
 const COMPONENT_FIELDS: [&str; 7] = [
@@ -312,24 +315,31 @@ impl Score {
             } else {
                 0..sorted.partition_point(|&s| s <= bound)
             };
-            let idx: Vec<usize> = order[range].to_vec();
-            let uids: Vec<u32> = idx.iter().map(|&i| acc.uids[i]).collect();
-            let names = ctx.user_names(&uids);
-            let mut c: Vec<(f64, String, usize)> = idx
-                .iter()
-                .zip(names)
-                .map(|(&i, name)| (acc.scores[i], name, i))
-                .collect();
-            c.sort_by(|a, b| {
+            let by = |a: &(f64, String, usize), b: &(f64, String, usize)| {
                 let by_score = if top {
                     b.0.total_cmp(&a.0)
                 } else {
                     a.0.total_cmp(&b.0)
                 };
                 by_score.then_with(|| a.1.cmp(&b.1))
-            });
-            c.into_iter()
-                .take(want)
+            };
+            // Names are looked up a chunk at a time, keeping the best
+            // `want`: many members may tie (every user who never logged
+            // in scores 0).
+            let mut best: Vec<(f64, String, usize)> = Vec::new();
+            for chunk in order[range].chunks(NAME_CHUNK) {
+                let uids: Vec<u32> = chunk.iter().map(|&i| acc.uids[i]).collect();
+                let names = ctx.user_names(&uids);
+                best.extend(
+                    chunk
+                        .iter()
+                        .zip(names)
+                        .map(|(&i, name)| (acc.scores[i], name, i)),
+                );
+                best.sort_by(by);
+                best.truncate(want);
+            }
+            best.into_iter()
                 .map(|(s, name, i)| {
                     let vals = &acc.values[i * acc.k..(i + 1) * acc.k];
                     let comps: serde_json::Map<String, Json> = self
@@ -458,4 +468,29 @@ pub fn all(
     let mut out: Vec<(u32, f64)> = acc.uids.into_iter().zip(acc.scores).collect();
     out.sort_unstable_by_key(|p| p.0);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_bins_span_min_to_max_and_the_last_holds_the_max() {
+        assert!(histogram(&[], 10).is_empty());
+        assert_eq!(
+            histogram(&[3.0, 3.0], 10),
+            vec![json!({"from": 3, "to": 3, "users": 2})]
+        );
+        assert_eq!(
+            histogram(&[0.0, 4.9, 5.0, 10.0], 2),
+            vec![
+                json!({"from": 0, "to": 5, "users": 2}),
+                json!({"from": 5, "to": 10, "users": 2}),
+            ]
+        );
+        assert_eq!(
+            histogram(&[-1.0, 2.0], 1),
+            vec![json!({"from": -1, "to": 2, "users": 2})]
+        );
+    }
 }
