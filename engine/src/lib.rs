@@ -299,6 +299,21 @@ impl Engine {
             .install(|| footprint_query::execute_with_limits(store, query, opts, limits))?)
     }
 
+    /// Every member's score under `query` (a `users` query with `score`,
+    /// see [`footprint_query::score`]), ascending by user id: what a saved
+    /// score writes as a profile property. Validated, budgeted, cancelled
+    /// and scoped as [`Engine::query_json`] is.
+    pub fn score_all(
+        &self,
+        query: &serde_json::Value,
+        opts: QueryOptions,
+    ) -> Result<Vec<(u32, f64)>> {
+        let store = &self.inner.store;
+        Ok(self
+            .pool
+            .install(|| footprint_query::score::all(store, query, opts))?)
+    }
+
     /// Translates `query` into SQL over the tables that
     /// [`Engine::export_parquet`] writes (see [`footprint_query::sql`]),
     /// resolving names and validating exactly as [`Engine::query_json`].

@@ -6,24 +6,9 @@
 
 mod common;
 
-use footprint_engine::{Alias, Engine, EngineOptions, Format, QueryOptions, Scope};
+use footprint_engine::{Alias, Engine, Format, QueryOptions, Scope};
 use proptest::prelude::*;
 use serde_json::{json, Value as Json};
-
-fn open(dir: &std::path::Path) -> Engine {
-    let opts = EngineOptions {
-        background: false,
-        query_threads: 1,
-        ..Default::default()
-    };
-    Engine::open(dir, opts).unwrap()
-}
-
-fn profile(e: &Engine, user: &str, props: Json) {
-    let row = json!({"user": user, "op": "set", "props": props});
-    let up = footprint_engine::storage::parse::parse_profile_update(row).unwrap();
-    e.upsert_profiles(vec![up]).unwrap();
-}
 
 fn alice() -> QueryOptions {
     QueryOptions {
@@ -39,7 +24,7 @@ fn alice() -> QueryOptions {
     }
 }
 
-use common::sorted_ids;
+use common::{open, profile, sorted_ids};
 
 /// a1, a2 are alice's; b1 bob's; anon is a cookie aliased to a1; cookie
 /// one aliased to b1 says (falsely) it is alice's; p1 is alice's with a

@@ -24,7 +24,7 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 pub const MAX_DEPTH: usize = 8;
 /// Fields of a `users` query that are not part of a cohort's definition:
 /// they shape one answer, not the members.
-pub const NOT_DEFINITION: [&str; 4] = ["save_as", "return_users", "breakdown", "limit"];
+pub const NOT_DEFINITION: [&str; 5] = ["save_as", "return_users", "breakdown", "limit", "score"];
 
 /// The definition a `users` query saves: the query without the fields of
 /// [`NOT_DEFINITION`].

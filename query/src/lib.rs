@@ -36,6 +36,7 @@ pub mod model;
 pub mod paths;
 pub mod retention;
 pub mod scope;
+pub mod score;
 pub mod sessionize;
 pub mod sessions;
 pub mod sql;
@@ -70,7 +71,14 @@ pub const KINDS: [&str; 12] = [
 ];
 pub(crate) const COMMON: &str = "kind, time_range, timezone, where, users, breakdown, limit";
 /// The fields of a `users` query beside [`COMMON`].
-const USERS_FIELDS: [&str; 5] = ["profile", "did", "did_not", "save_as", "return_users"];
+const USERS_FIELDS: [&str; 6] = [
+    "profile",
+    "did",
+    "did_not",
+    "save_as",
+    "return_users",
+    "score",
+];
 
 /// Parses, validates and runs a query against a snapshot of `store`, within
 /// the default [`Limits`].
@@ -209,7 +217,7 @@ pub fn execute_with_limits(
 
 /// Parses the fields of a `users` query and plans what its scan reads
 /// (shared by queries and cohort definitions).
-fn users_plan(
+pub(crate) fn users_plan(
     o: &mut json::Obj<'_>,
     ctx: &mut exec::Ctx<'_>,
     common: &model::Common,
@@ -218,7 +226,12 @@ fn users_plan(
     let end = common.range.map_or_else(now_ms, |r| r.1);
     let q = users::Users::parse(o, ctx, common, end)?;
     ctx.limit_hint("a breakdown with fewer values");
-    prepare(ctx, common, q.conditions.iter().map(|c| &c.event.filter));
+    let scored = q.score.iter().flat_map(|s| s.filters());
+    prepare(
+        ctx,
+        common,
+        q.conditions.iter().map(|c| &c.event.filter).chain(scored),
+    );
     if !q.profile.is_true() {
         ctx.need_profiles();
     }
@@ -226,7 +239,13 @@ fn users_plan(
     // every condition holds at zero, so only then are all rows needed
     // (to find a visible event, one that passes `where`).
     if q.some_event_needed() {
-        ctx.only_events(q.conditions.iter().map(|c| &c.event));
+        let scored = q.score.iter().flat_map(|s| s.components.iter());
+        ctx.only_events(
+            q.conditions
+                .iter()
+                .map(|c| &c.event)
+                .chain(scored.map(|c| &c.event)),
+        );
     }
     if q.order_free(common) {
         ctx.order_free();
@@ -282,12 +301,6 @@ pub(crate) fn head<'s, 'q>(
         "stickiness" => &stickiness::FIELDS,
         _ => &[],
     };
-    if kind == "users" && query.get("score").is_some() {
-        return Err(QueryError::unsupported(
-            "score",
-            "health scores are not implemented yet",
-        ));
-    }
     if !own.is_empty() {
         let mut allowed: Vec<&str> = COMMON.split(", ").collect();
         allowed.extend_from_slice(own);

@@ -15,6 +15,7 @@ use crate::groups::Size;
 use crate::json::{array, check_keys, Obj};
 use crate::limits::{Metered, Usage, GROUP_CELLS};
 use crate::model::{Breakdown, Common, EventRef, Key, Keys, Matcher};
+use crate::score::Score;
 use crate::time::parse_window;
 
 /// Most conditions in `did` and `did_not` together (one matcher bit each).
@@ -78,6 +79,8 @@ pub struct Users {
     /// The definition saved with the members (the query without the
     /// fields that shape only its answer), set when `save_as` is.
     pub definition: Option<Json>,
+    /// A health score of every member (see [`crate::score`]).
+    pub score: Option<Score>,
     matcher: Matcher,
 }
 
@@ -149,6 +152,28 @@ impl Users {
                 Some(name.to_owned())
             }
         };
+        let score = match o.opt("score") {
+            None => None,
+            Some(v) => {
+                let score = Score::parse(v, &o.at("score"), ctx, end)?;
+                // A score answers with its own member lists.
+                for key in ["return_users", "save_as"] {
+                    if o.opt(key).is_some() {
+                        return Err(QueryError::invalid(
+                            o.at(key),
+                            format!("{key} has no place beside score: a score lists its top and bottom members (score.top), and POST /v1/scores saves it as a profile property"),
+                        ));
+                    }
+                }
+                if !c.breakdown.is_empty() {
+                    return Err(QueryError::unsupported(
+                        "breakdown",
+                        "scores by breakdown group are not built yet; save the score as a profile property (POST /v1/scores) and break it down with a user_prop breakdown",
+                    ));
+                }
+                Some(score)
+            }
+        };
         let matcher = Matcher::new(conditions.iter().map(|c| &c.event));
         Ok(Users {
             profile,
@@ -156,6 +181,7 @@ impl Users {
             return_users,
             save_as,
             definition: None,
+            score,
             matcher,
         })
     }
@@ -170,11 +196,15 @@ impl Users {
             .conditions
             .iter()
             .any(|c| c.since.is_some() && !c.op.holds(0, c.value));
-        let earliest = self
+        let mut earliest = self
             .conditions
             .iter()
             .map(|c| c.since)
             .try_fold(i64::MAX, |m, s| s.map(|s| m.min(s)));
+        if let Some(score) = &self.score {
+            // A member's score counts events in the components' windows.
+            earliest = earliest.zip(score.earliest()).map(|(a, b)| a.min(b));
+        }
         match (needs_event, earliest) {
             (true, Some(from)) => {
                 let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
@@ -189,7 +219,9 @@ impl Users {
     /// [`Ctx::order_free`]): over all time, without `within` windows.
     /// Conditions count rows, so their order does not matter.
     pub fn order_free(&self, c: &Common) -> bool {
-        c.range.is_none() && self.conditions.iter().all(|c| c.since.is_none())
+        c.range.is_none()
+            && self.conditions.iter().all(|c| c.since.is_none())
+            && self.score.as_ref().is_none_or(|s| !s.reads_times())
     }
 
     /// Whether a member needs at least one event of some condition.
@@ -239,6 +271,8 @@ struct Acc {
     /// Breakdown groups: members per key id.
     keys: Keys,
     sizes: Vec<u64>,
+    /// The members' scores (with `score`).
+    score: Option<crate::score::Acc>,
 }
 
 impl Metered for Acc {
@@ -246,7 +280,7 @@ impl Metered for Acc {
         // Members are a bitmap: at most a bit or two per user.
         Usage {
             cells: self.keys.list.len() as u64 * (1 + GROUP_CELLS),
-            samples: 0,
+            samples: self.score.as_ref().map_or(0, |s| s.usage().samples),
         }
     }
 }
@@ -254,6 +288,13 @@ impl Metered for Acc {
 /// The members of a users query (a cohort definition's evaluation).
 pub fn members(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<RoaringBitmap> {
     Ok(scan(q, c, ctx)?.members)
+}
+
+/// The scores of the members of a users query with `score`.
+pub(crate) fn scores(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<crate::score::Acc> {
+    let acc = scan(q, c, ctx)?;
+    acc.score
+        .ok_or_else(|| QueryError::invalid("score", "is required"))
 }
 
 fn scan(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Acc> {
@@ -266,6 +307,7 @@ fn scan(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Acc> {
         q.prune(),
         || Acc {
             seen: everyone.then(RoaringBitmap::new),
+            score: q.score.as_ref().map(|s| s.acc(c.tz)),
             ..Acc::default()
         },
         |acc, u| {
@@ -278,6 +320,9 @@ fn scan(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Acc> {
             a.members |= b.members;
             if let (Some(x), Some(y)) = (&mut a.seen, b.seen) {
                 *x |= y;
+            }
+            if let (Some(x), Some(y)) = (&mut a.score, b.score) {
+                x.merge(y);
             }
             for (key, n) in b.keys.list.into_iter().zip(b.sizes) {
                 let id = a.keys.of(key) as usize;
@@ -300,7 +345,10 @@ fn scan(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Acc> {
 /// asked.
 pub fn run(q: &Users, c: &Common, ctx: &Ctx<'_>) -> Result<Json> {
     let at = footprint_storage::cohorts::now_ms();
-    let acc = scan(q, c, ctx)?;
+    let mut acc = scan(q, c, ctx)?;
+    if let (Some(score), Some(scored)) = (&q.score, acc.score.take()) {
+        return Ok(score.render(scored, ctx));
+    }
     let ids: Vec<u32> = acc.members.iter().take(q.return_users).collect();
     let total = acc.members.len();
     let mut out = json!({
@@ -347,6 +395,9 @@ fn profile_only(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, seen: &Roar
             continue;
         }
         acc.members.insert(uid);
+        if let (Some(score), Some(s)) = (&q.score, &mut acc.score) {
+            score.add_zero(s, uid);
+        }
         if !c.breakdown.is_empty() {
             let value = |d: &Breakdown| match d {
                 Breakdown::User(name) => profile.and_then(|p| p.get(name)),
@@ -408,6 +459,9 @@ fn per_user(q: &Users, c: &Common, ctx: &Ctx<'_>, acc: &mut Acc, u: &UserRows<'_
         .all(|(cond, &n)| cond.op.holds(n, cond.value));
     if all {
         acc.members.insert(u.uid);
+        if let (Some(score), Some(s)) = (&q.score, &mut acc.score) {
+            score.add(s, &c.filter, u, profile);
+        }
         if !c.breakdown.is_empty() {
             let id = acc.keys.id(&c.breakdown, u, 0, profile) as usize;
             if id == acc.sizes.len() {

@@ -9,6 +9,7 @@ mod console;
 mod live;
 mod metrics;
 mod profile_read;
+mod scores;
 mod trackers;
 mod user_detail;
 mod watches;
@@ -179,6 +180,8 @@ struct App {
     live: live::Live,
     /// The watches of the data directory.
     watches: Arc<crate::watch::Watches>,
+    /// The saved scores of the data directory.
+    scores: Arc<crate::scores::Scores>,
     /// The scope of each of `cfg.keys`, in order (`Err`: a condition
     /// that does not parse, so the key is refused, never unscoped).
     scopes: Vec<std::result::Result<Option<Scope>, String>>,
@@ -361,6 +364,16 @@ impl App {
             ))
         })
     }
+}
+
+/// `500 storage` for a failure of the server's own files (watches,
+/// scores).
+fn storage_failed(e: anyhow::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage",
+        format!("{e:#}"),
+    )
 }
 
 /// `403` for a write with a scoped key.
@@ -810,10 +823,19 @@ pub fn router(engine: Arc<Engine>, cfg: Config) -> Router {
         tracing::error!("watches: {e:#}");
         crate::watch::Watches::empty(&dir)
     });
-    router_with(engine, cfg, Arc::new(watches))
+    let scores = crate::scores::Scores::open(&dir).unwrap_or_else(|e| {
+        tracing::error!("scores: {e:#}");
+        crate::scores::Scores::empty(&dir)
+    });
+    router_with(engine, cfg, Arc::new(watches), Arc::new(scores))
 }
 
-fn router_with(engine: Arc<Engine>, cfg: Config, watches: Arc<crate::watch::Watches>) -> Router {
+fn router_with(
+    engine: Arc<Engine>,
+    cfg: Config,
+    watches: Arc<crate::watch::Watches>,
+    scores: Arc<crate::scores::Scores>,
+) -> Router {
     let app = Arc::new(App {
         engine,
         slots: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
@@ -830,6 +852,7 @@ fn router_with(engine: Arc<Engine>, cfg: Config, watches: Arc<crate::watch::Watc
             .collect(),
         cfg: cfg.clone(),
         watches,
+        scores,
     });
     let api = Router::new()
         .route("/health", get(health))
@@ -853,7 +876,10 @@ fn router_with(engine: Arc<Engine>, cfg: Config, watches: Arc<crate::watch::Watc
         .route(
             "/v1/watches/{id}",
             get(watches::get).delete(watches::delete),
-        );
+        )
+        .route("/v1/scores", get(scores::list).post(scores::create))
+        .route("/v1/scores/{name}", get(scores::get).delete(scores::delete))
+        .route("/v1/scores/{name}/run", post(scores::run));
     console::routes(trackers::routes(api))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -881,8 +907,9 @@ pub fn serve(engine: Engine, cfg: Config) -> Result<()> {
         .context("cannot start the async runtime")?;
     let engine = Arc::new(engine);
     let watches = Arc::new(crate::watch::Watches::open(engine.store().dir())?);
-    let router = router_with(engine.clone(), cfg.clone(), watches.clone());
-    let scheduler = Scheduler::start(engine.clone(), watches)?;
+    let scores = Arc::new(crate::scores::Scores::open(engine.store().dir())?);
+    let router = router_with(engine.clone(), cfg.clone(), watches.clone(), scores.clone());
+    let scheduler = Scheduler::start(engine.clone(), watches, scores)?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.addr)
             .await
@@ -909,17 +936,22 @@ pub fn serve(engine: Engine, cfg: Config) -> Result<()> {
     Ok(())
 }
 
-/// The thread that runs due watches (every [`SCHEDULER_TICK`]).
+/// The thread that runs due watches and saved scores (every
+/// [`SCHEDULER_TICK`], one after the other).
 struct Scheduler {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<()>,
 }
 
-/// How often the scheduler looks for due watches.
+/// How often the scheduler looks for due watches and scores.
 const SCHEDULER_TICK: Duration = Duration::from_millis(200);
 
 impl Scheduler {
-    fn start(engine: Arc<Engine>, watches: Arc<crate::watch::Watches>) -> Result<Scheduler> {
+    fn start(
+        engine: Arc<Engine>,
+        watches: Arc<crate::watch::Watches>,
+        scores: Arc<crate::scores::Scores>,
+    ) -> Result<Scheduler> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s = stop.clone();
         let thread = std::thread::Builder::new()
@@ -927,6 +959,7 @@ impl Scheduler {
             .spawn(move || {
                 while !s.load(std::sync::atomic::Ordering::Relaxed) {
                     watches.tick(&engine);
+                    scores.tick(&engine);
                     std::thread::sleep(SCHEDULER_TICK);
                 }
             })

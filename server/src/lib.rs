@@ -7,4 +7,5 @@
 
 pub mod http;
 pub mod ingest;
+pub mod scores;
 pub mod watch;

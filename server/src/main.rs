@@ -114,6 +114,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: WatchCmd,
     },
+    /// List the saved health scores of a data directory, or run one now
+    /// (write each member's score to its profile property). Not while a
+    /// server has the directory open.
+    Score {
+        #[command(subcommand)]
+        cmd: ScoreCmd,
+    },
     /// Show events, users, segments and bytes on disk per column.
     Stats {
         /// The data directory.
@@ -306,6 +313,24 @@ enum Cmd {
         /// The data directory.
         #[arg(long)]
         data: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScoreCmd {
+    /// Every saved score with its last run, as JSON lines.
+    List {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Run score NAME once, now.
+    Run {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The score's name.
+        name: String,
     },
 }
 
@@ -662,6 +687,26 @@ fn run(cli: Cli) -> Result<i32> {
                 }
             }
         }
+        Cmd::Score { cmd } => match cmd {
+            ScoreCmd::List { data } => {
+                let scores = footprint_server::scores::Scores::open(&data)?;
+                for s in scores.list() {
+                    out!("{s}");
+                }
+                Ok(0)
+            }
+            ScoreCmd::Run { data, name } => {
+                let scores = footprint_server::scores::Scores::open(&data)?;
+                if !scores.names().contains(&name) {
+                    bail!("no score {name:?}; `footprint score list --data DIR` lists them");
+                }
+                let engine = open(&data, 16, false)?;
+                let r = scores.run(&engine, &name, Default::default())?;
+                out!("{}", serde_json::to_string(&r)?);
+                engine.close()?;
+                Ok(0)
+            }
+        },
         Cmd::Stats { data, json } => {
             let engine = open(&data, 16, false)?;
             let s = engine.stats()?;

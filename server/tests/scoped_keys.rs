@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{ids, sorted, Server};
 use serde_json::{json, Value as Json};
 
 const ADMIN: &str = "admin-key-0123456789";
@@ -120,22 +120,6 @@ fn start(aliases: bool) -> Env {
         );
     }
     env
-}
-
-/// The sorted strings of a list: its items, or each item's `field`.
-fn sorted(list: &Json, field: Option<&str>) -> Vec<String> {
-    let mut out: Vec<String> = list
-        .as_array()
-        .unwrap_or_else(|| panic!("not a list: {list}"))
-        .iter()
-        .map(|x| field.map_or(x, |f| &x[f]).as_str().unwrap().to_owned())
-        .collect();
-    out.sort();
-    out
-}
-
-fn ids(v: &Json) -> Vec<String> {
-    sorted(&v["ids"], None)
 }
 
 #[test]

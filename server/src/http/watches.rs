@@ -24,14 +24,6 @@ fn not_found(id: &str) -> ApiError {
     )
 }
 
-fn failed(e: anyhow::Error) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "storage",
-        format!("{e:#}"),
-    )
-}
-
 /// `POST /v1/watches`: creates a watch; the reply holds its secret.
 pub(super) async fn create(
     State(app): State<Arc<App>>,
@@ -52,7 +44,7 @@ pub(super) async fn create(
             path: e.path,
         })?;
         let (id, secret) = (w.id.clone(), w.secret.clone());
-        a.watches.create(w).map_err(failed)?;
+        a.watches.create(w).map_err(super::storage_failed)?;
         let mut out = a.watches.status(&id).unwrap_or_else(|| json!({"id": id}));
         out["secret"] = json!(secret);
         Ok(out)
@@ -111,7 +103,7 @@ pub(super) async fn delete(
         false => Ok(false),
     })
     .await?
-    .map_err(failed)?;
+    .map_err(super::storage_failed)?;
     if !gone {
         return Err(not_found(&id));
     }

@@ -61,7 +61,7 @@ pub struct Invalid {
     pub message: String,
 }
 
-fn invalid(path: &str, message: impl Into<String>) -> Invalid {
+pub(crate) fn invalid(path: &str, message: impl Into<String>) -> Invalid {
     Invalid {
         path: path.into(),
         message: message.into(),
@@ -252,7 +252,7 @@ impl Watch {
     }
 }
 
-fn period_ms(v: &Json) -> Result<i64, Invalid> {
+pub(crate) fn period_ms(v: &Json) -> Result<i64, Invalid> {
     let value = v.get("value").and_then(Json::as_u64);
     let unit = v.get("unit").and_then(Json::as_str);
     let keys_ok = v
@@ -321,15 +321,28 @@ struct State {
 
 impl State {
     fn members(&self, path: &Path) -> Result<RoaringBitmap> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&self.members)
-            .with_context(|| format!("{}: members are not base64", path.display()))?;
-        if bytes.is_empty() {
-            return Ok(RoaringBitmap::new());
-        }
-        RoaringBitmap::deserialize_from(&bytes[..])
-            .with_context(|| format!("{}: damaged members", path.display()))
+        decode_users(&self.members, path)
     }
+}
+
+/// Users as a state file holds them: portable roaring, base64.
+pub(crate) fn encode_users(users: &RoaringBitmap) -> Result<String> {
+    let mut bytes = Vec::with_capacity(users.serialized_size());
+    users.serialize_into(&mut bytes)?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// The users of [`encode_users`]'s text, read from the file at `path`
+/// (named in errors; an empty text is nobody).
+pub(crate) fn decode_users(text: &str, path: &Path) -> Result<RoaringBitmap> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .with_context(|| format!("{}: users are not base64", path.display()))?;
+    if bytes.is_empty() {
+        return Ok(RoaringBitmap::new());
+    }
+    RoaringBitmap::deserialize_from(&bytes[..])
+        .with_context(|| format!("{}: damaged user set", path.display()))
 }
 
 /// Retry state of one watch, in memory.
@@ -600,12 +613,10 @@ impl Watches {
         for (part, body) in bodies.iter().enumerate() {
             fsutil::write_atomic(&out.join(part_name(batch, part)), body)?;
         }
-        let mut bytes = Vec::with_capacity(members.serialized_size());
-        members.serialize_into(&mut bytes)?;
         let next = State {
             next_batch: batch + u64::from(!bodies.is_empty()),
             evaluated_at: Some(now),
-            members: base64::engine::general_purpose::STANDARD.encode(bytes),
+            members: encode_users(&members)?,
         };
         // The commit point: from here on the parts are owed.
         write_json(&spath, &next)?;
@@ -797,13 +808,13 @@ fn evaluate(engine: &Engine, watch: &Watch) -> Result<RoaringBitmap> {
     }
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
     let bytes = serde_json::to_vec(v)?;
     fsutil::write_atomic(path, &bytes)?;
     Ok(())
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&text).with_context(|| format!("{}: damaged", path.display()))
 }

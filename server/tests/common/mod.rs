@@ -160,3 +160,20 @@ impl Drop for Server {
         let _ = self.child.kill();
     }
 }
+
+/// The sorted strings of a list: its items, or each item's `field`.
+pub fn sorted(list: &serde_json::Value, field: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {list}"))
+        .iter()
+        .map(|x| field.map_or(x, |f| &x[f]).as_str().unwrap().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// The `ids` of a `users` answer, sorted.
+pub fn ids(v: &serde_json::Value) -> Vec<String> {
+    sorted(&v["ids"], None)
+}
