@@ -302,6 +302,10 @@ fn entries_are_delivered_once_signed_across_failures_and_kill_9() {
         (&r["evaluated"], &r["entered"], &r["left"]),
         (&json!(true), &json!(0), &json!(0))
     );
+    assert!(
+        r["evaluation_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{r}"
+    );
 }
 
 #[test]

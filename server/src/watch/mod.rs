@@ -373,6 +373,11 @@ pub struct RunReport {
     pub entered: u64,
     /// See `entered`.
     pub left: u64,
+    /// Milliseconds from the start of the evaluation to its commit (the
+    /// cohort evaluated, compared with the last members, the batch and
+    /// the new state written durably), posting not included; `None`
+    /// without an evaluation.
+    pub evaluation_ms: Option<f64>,
     /// The failure that stopped the run, if any.
     pub error: Option<String>,
 }
@@ -590,6 +595,7 @@ impl Watches {
         if !force && !due {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let members = evaluate(engine, watch)?;
         let base = state.members(&spath)?;
         let first = state.evaluated_at.is_none();
@@ -620,6 +626,7 @@ impl Watches {
         };
         // The commit point: from here on the parts are owed.
         write_json(&spath, &next)?;
+        report.evaluation_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
         self.post_pending(watch, &out, next.next_batch, tries, report)?;
         Ok(())
     }
@@ -687,7 +694,15 @@ impl Watches {
                 Ok(r) if r.error.is_some() => {
                     tracing::warn!("watch {id}: {}", r.error.unwrap_or_default())
                 }
-                Ok(_) => {}
+                Ok(r) => {
+                    if let Some(ms) = r.evaluation_ms {
+                        tracing::info!(
+                            "watch {id}: evaluated in {ms:.1} ms, {} entered, {} left",
+                            r.entered,
+                            r.left
+                        );
+                    }
+                }
                 Err(e) => tracing::warn!("watch {id}: {e:#}"),
             }
         }
