@@ -42,7 +42,7 @@ pub(super) struct EvRows<'a> {
     /// (stream, first index in `run_*`, end, stream row of the first).
     runs: Vec<(usize, usize, usize, usize)>,
     /// The segment's `order` column, when it has one and enough streams
-    /// are wanted that following it beats comparing times: every stream
+    /// and rows are wanted that following it beats comparing times: every stream
     /// is then opened (unwanted ones for their pairs only).
     order: Option<Order<'a>>,
 }
@@ -51,6 +51,13 @@ pub(super) struct EvRows<'a> {
 /// instead of merging the streams by time (with two, the merge compares
 /// one pair of heads per row).
 const ORDER_FROM: usize = 3;
+
+/// A scan follows the `order` column only when the wanted streams hold at
+/// least 1/`ORDER_SHARE` of the segment's rows: at 10M generated events a
+/// funnel of four streams holding 18% of the rows merged in 37 ms and
+/// followed the column in 62 ms, while sessions and paths (every row)
+/// took a quarter less time following it.
+const ORDER_SHARE: usize = 2;
 
 /// The `order` column decoded a few blocks at a time as the scan walks
 /// the users (rows in user-time numbering, ascending).
@@ -306,7 +313,14 @@ impl<'a> EvRows<'a> {
             Some(w) => w.get(event as usize).copied().unwrap_or(false),
         };
         let n_wanted = seg.streams().iter().filter(|m| wanted(m.event)).count();
-        let order = if no_times || (runs && only_runs) || n_wanted < ORDER_FROM {
+        let rows_wanted: usize = (seg.streams().iter())
+            .filter(|m| wanted(m.event))
+            .map(|m| m.rows)
+            .sum();
+        // Following the order column reads a rank for every row of every
+        // user read, wanted or not; merging touches only wanted rows.
+        let few_rows = rows_wanted.saturating_mul(ORDER_SHARE) < seg.meta().rows as usize;
+        let order = if no_times || (runs && only_runs) || n_wanted < ORDER_FROM || few_rows {
             None
         } else {
             seg.order_reader()?.map(|r| Order {
